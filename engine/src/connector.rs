@@ -1,0 +1,141 @@
+//! The traits connectors implement, [`Source`] and [`Sink`], and the [`ConnectorRegistry`] that
+//! builds them from `WITH (connector = '...', ...)`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::options::{OptionError, Options};
+use crate::runtime::SourceContext;
+
+/// A failure talking to the outside world. `retryable` says whether trying again may help
+/// (a broker that is down) or not (a file that does not exist).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectorError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl ConnectorError {
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// Where readings come from. A source decodes what it reads into batches of the declared schema
+/// and hands them to [`SourceContext::send`]; bad records go to [`SourceContext::dead_letter`].
+#[async_trait]
+pub trait Source: Send {
+    /// One line for the plan `eddy check` prints: what is read, from where.
+    fn describe(&self) -> String;
+
+    /// Reads until the input ends (returns `Ok`) or `ctx.shutdown()` is cancelled.
+    async fn run(self: Box<Self>, ctx: &mut SourceContext) -> Result<(), ConnectorError>;
+}
+
+/// Where result rows go.
+#[async_trait]
+pub trait Sink: Send {
+    /// One line for the plan `eddy check` prints: where rows go.
+    fn describe(&self) -> String;
+
+    /// Checks at planning time that rows of `schema` can be written (a topic template's columns
+    /// exist, ...). The message is shown at the `INSERT INTO` that writes such rows.
+    fn check_schema(&self, _schema: &Schema) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError>;
+
+    /// Makes everything written so far durable or delivered; called when the sink has caught up
+    /// with its input and once more at the end.
+    async fn flush(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// What a source factory is given: the source's name, declared schema and connector options
+/// (the engine's own options, such as `connector` and `dead_letter`, already taken out).
+pub struct SourceSpec<'a> {
+    pub name: &'a str,
+    pub schema: &'a SchemaRef,
+    pub options: &'a Options,
+}
+
+/// What a sink factory is given.
+pub struct SinkSpec<'a> {
+    pub name: &'a str,
+    pub options: &'a Options,
+}
+
+type SourceFactory = Arc<dyn Fn(&SourceSpec) -> Result<Box<dyn Source>, OptionError> + Send + Sync>;
+type SinkFactory = Arc<dyn Fn(&SinkSpec) -> Result<Box<dyn Sink>, OptionError> + Send + Sync>;
+
+/// Connectors by name, as written in `connector = '...'`.
+#[derive(Default, Clone)]
+pub struct ConnectorRegistry {
+    sources: BTreeMap<String, SourceFactory>,
+    sinks: BTreeMap<String, SinkFactory>,
+}
+
+impl ConnectorRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register_source(
+        &mut self,
+        name: &str,
+        factory: impl Fn(&SourceSpec) -> Result<Box<dyn Source>, OptionError> + Send + Sync + 'static,
+    ) {
+        self.sources.insert(name.to_string(), Arc::new(factory));
+    }
+
+    pub fn register_sink(
+        &mut self,
+        name: &str,
+        factory: impl Fn(&SinkSpec) -> Result<Box<dyn Sink>, OptionError> + Send + Sync + 'static,
+    ) {
+        self.sinks.insert(name.to_string(), Arc::new(factory));
+    }
+
+    pub fn source_connectors(&self) -> Vec<&str> {
+        self.sources.keys().map(String::as_str).collect()
+    }
+
+    pub fn sink_connectors(&self) -> Vec<&str> {
+        self.sinks.keys().map(String::as_str).collect()
+    }
+
+    /// Builds a source; `None` if no connector has that name.
+    pub fn create_source(
+        &self,
+        connector: &str,
+        spec: &SourceSpec,
+    ) -> Option<Result<Box<dyn Source>, OptionError>> {
+        self.sources.get(connector).map(|f| f(spec))
+    }
+
+    /// Builds a sink; `None` if no connector has that name.
+    pub fn create_sink(
+        &self,
+        connector: &str,
+        spec: &SinkSpec,
+    ) -> Option<Result<Box<dyn Sink>, OptionError>> {
+        self.sinks.get(connector).map(|f| f(spec))
+    }
+}

@@ -1,0 +1,106 @@
+//! Errors: [`SqlError`] points at a line and column of a query file, [`Diagnostics`] collects them per
+//! file, [`EngineError`] is what can go wrong while queries run.
+
+use std::fmt;
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+
+use crate::connector::ConnectorError;
+
+/// A line and column in a query file, both starting at 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Location {
+    pub line: u64,
+    pub column: u64,
+}
+
+impl Location {
+    pub fn new(line: u64, column: u64) -> Self {
+        Self { line, column }
+    }
+}
+
+impl From<datafusion::sql::sqlparser::tokenizer::Location> for Location {
+    fn from(l: datafusion::sql::sqlparser::tokenizer::Location) -> Self {
+        Self::new(l.line, l.column)
+    }
+}
+
+impl From<datafusion::common::Location> for Location {
+    fn from(l: datafusion::common::Location) -> Self {
+        Self::new(l.line, l.column)
+    }
+}
+
+impl From<&datafusion::sql::sqlparser::ast::Ident> for Location {
+    fn from(i: &datafusion::sql::sqlparser::ast::Ident) -> Self {
+        i.span.start.into()
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// A problem in a query file, at a place in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct SqlError {
+    pub location: Location,
+    pub message: String,
+}
+
+impl SqlError {
+    pub fn new(location: impl Into<Location>, message: impl Into<String>) -> Self {
+        Self {
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every problem found in one query file. Displays as one `FILE:LINE:COL: message` line per problem.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Diagnostics {
+    pub file: String,
+    pub errors: Vec<SqlError>,
+}
+
+impl Diagnostics {
+    pub fn new(file: impl Into<String>, errors: Vec<SqlError>) -> Self {
+        Self {
+            file: file.into(),
+            errors,
+        }
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}: {}", self.file, e.location, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// What can go wrong while queries run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

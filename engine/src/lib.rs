@@ -1,0 +1,35 @@
+//! # Eddy's engine
+//!
+//! A query file declares sources, sinks and continuous queries; the engine parses it, plans each
+//! query with DataFusion into a pipeline of streaming operators, and runs the pipelines over the
+//! batches its sources deliver. It does no I/O of its own: connectors implement [`Source`] and
+//! [`Sink`] and are registered in a [`ConnectorRegistry`].
+//!
+//! # Layout
+//! - [`sql`]: parsing a query file (`CREATE SOURCE`, `CREATE SINK`, `INSERT INTO`, `SELECT`).
+//! - [`plan`]: planning statements into a [`plan::Plan`]; window calls, DataFusion's logical plan
+//!   walked into operators, errors placed at `file:line:col`.
+//! - [`ops`]: the operators (scan, filter, project, window aggregate) and the [`ops::Pipeline`].
+//! - [`time`]: event time, watermarks, window alignment.
+//! - [`runtime`]: tasks and channels that run a plan; the [`SourceContext`] sources push to;
+//!   metrics.
+//! - [`connector`]: the [`Source`] / [`Sink`] traits and the [`ConnectorRegistry`].
+//! - [`options`]: `WITH (...)` options and their typed, option-naming deserialization.
+//! - [`error`]: [`SqlError`], [`Diagnostics`], [`EngineError`].
+
+#![deny(clippy::clone_on_ref_ptr)]
+
+pub mod connector;
+pub mod error;
+pub mod ops;
+pub mod options;
+pub mod plan;
+pub mod runtime;
+pub mod sql;
+pub mod time;
+
+pub use connector::{ConnectorError, ConnectorRegistry, Sink, SinkSpec, Source, SourceSpec};
+pub use error::{Diagnostics, EngineError, Location, SqlError};
+pub use options::{OptionError, Options};
+pub use plan::{Plan, Planner, plan_file, plan_script};
+pub use runtime::{RunningEngine, SourceContext, start};

@@ -1,0 +1,372 @@
+//! Windowed `GROUP BY` over `TUMBLE` and `HOP`.
+//!
+//! Rows go into panes, slices of gcd(size, slide) aligned to the epoch: each row touches exactly one
+//! pane, whatever the window's size and slide. A tumbling window is a single pane and is evaluated
+//! directly. For a hopping window, a pane is sealed into its accumulators' intermediate state once
+//! the watermark passes its end, and each window is merged from the states of its panes when the
+//! watermark passes the window's end. Every window fires exactly once; rows of a window are emitted
+//! together, with `window_end - 1ms` as their event time.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
+};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::accumulators::{AggregateCall, KeyGroups};
+use super::{Operator, event_times};
+use crate::error::Result;
+use crate::runtime::Message;
+use crate::time::{Millis, align, gcd};
+
+/// The windows of a window aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    Tumble { size: Millis },
+    Hop { size: Millis, slide: Millis },
+}
+
+impl WindowKind {
+    pub fn size(&self) -> Millis {
+        match *self {
+            Self::Tumble { size } | Self::Hop { size, .. } => size,
+        }
+    }
+
+    /// The length of a pane: every window is a whole number of panes.
+    pub fn pane(&self) -> Millis {
+        match *self {
+            Self::Tumble { size } => size,
+            Self::Hop { size, slide } => gcd(size, slide),
+        }
+    }
+}
+
+/// Where each output column of a window aggregate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputColumn {
+    Key(usize),
+    WindowStart,
+    WindowEnd,
+    Aggregate(usize),
+}
+
+/// Accumulators of one pane (or of one tumbling window) that still takes rows.
+struct OpenPane {
+    groups: KeyGroups,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+/// A pane the watermark has passed: its keys and its accumulators' intermediate states.
+struct SealedPane {
+    keys: Vec<ArrayRef>,
+    states: Vec<Vec<ArrayRef>>,
+    groups: usize,
+}
+
+pub struct WindowAggregate {
+    kind: WindowKind,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    key_schema: SchemaRef,
+    calls: Vec<AggregateCall>,
+    layout: Vec<OutputColumn>,
+    /// Output schema, with the event-time column last.
+    schema: SchemaRef,
+    open: BTreeMap<Millis, OpenPane>,
+    sealed: BTreeMap<Millis, SealedPane>,
+    last_fired_start: Option<Millis>,
+    group_indices: Vec<usize>,
+}
+
+impl WindowAggregate {
+    pub fn new(
+        kind: WindowKind,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        key_schema: SchemaRef,
+        calls: Vec<AggregateCall>,
+        layout: Vec<OutputColumn>,
+        schema: SchemaRef,
+    ) -> Self {
+        Self {
+            kind,
+            keys,
+            key_schema,
+            calls,
+            layout,
+            schema,
+            open: BTreeMap::new(),
+            sealed: BTreeMap::new(),
+            last_fired_start: None,
+            group_indices: Vec::new(),
+        }
+    }
+
+    /// Panes and windows held, and the bytes of their keys (for tests of bounded state).
+    pub fn state_size(&self) -> (usize, usize) {
+        let bytes = self.open.values().map(|p| p.groups.size()).sum::<usize>()
+            + self
+                .sealed
+                .values()
+                .flat_map(|p| p.keys.iter().chain(p.states.iter().flatten()))
+                .map(|a| a.get_array_memory_size())
+                .sum::<usize>();
+        (self.open.len() + self.sealed.len(), bytes)
+    }
+
+    fn new_accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+        self.calls.iter().map(AggregateCall::new_accumulator).collect()
+    }
+
+    /// Adds rows (all in the pane starting at `pane_start`) to that pane.
+    fn update(
+        &mut self,
+        pane_start: Millis,
+        keys: &[ArrayRef],
+        inputs: &[Vec<ArrayRef>],
+        filters: &[Option<BooleanArray>],
+        rows: usize,
+    ) -> Result<()> {
+        let pane = match self.open.entry(pane_start) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => v.insert(OpenPane {
+                groups: KeyGroups::new(&self.key_schema)?,
+                accumulators: self.calls.iter().map(AggregateCall::new_accumulator).collect::<Result<_>>()?,
+            }),
+        };
+        pane.groups.intern(keys, rows, &mut self.group_indices)?;
+        let total = pane.groups.len();
+        for ((acc, values), filter) in pane.accumulators.iter_mut().zip(inputs).zip(filters) {
+            acc.update_batch(values, &self.group_indices, filter.as_ref(), total)?;
+        }
+        Ok(())
+    }
+
+    fn output(
+        &self,
+        keys: &[ArrayRef],
+        aggregates: &[ArrayRef],
+        rows: usize,
+        start: Millis,
+        end: Millis,
+    ) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.layout.len() + 1);
+        for c in &self.layout {
+            columns.push(match *c {
+                OutputColumn::Key(i) => Arc::clone(&keys[i]),
+                OutputColumn::WindowStart => {
+                    Arc::new(TimestampMillisecondArray::from_value(start, rows))
+                }
+                OutputColumn::WindowEnd => Arc::new(TimestampMillisecondArray::from_value(end, rows)),
+                OutputColumn::Aggregate(j) => Arc::clone(&aggregates[j]),
+            });
+        }
+        columns.push(Arc::new(TimestampMillisecondArray::from_value(end - 1, rows)));
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    fn fire_pane(&self, mut pane: OpenPane, start: Millis, end: Millis) -> Result<Option<RecordBatch>> {
+        let rows = pane.groups.len();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let keys = pane.groups.emit()?;
+        let aggregates = pane
+            .accumulators
+            .iter_mut()
+            .map(|a| a.evaluate(EmitTo::All))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        self.output(&keys, &aggregates, rows, start, end).map(Some)
+    }
+
+    /// Merges the sealed panes of `[start, end)` into one window and evaluates it.
+    fn fire_window(&mut self, start: Millis, end: Millis) -> Result<Option<RecordBatch>> {
+        let mut groups = KeyGroups::new(&self.key_schema)?;
+        let mut accumulators = self.new_accumulators()?;
+        for pane in self.sealed.range(start..end).map(|(_, p)| p) {
+            groups.intern(&pane.keys, pane.groups, &mut self.group_indices)?;
+            let total = groups.len();
+            for (acc, state) in accumulators.iter_mut().zip(&pane.states) {
+                acc.merge_batch(state, &self.group_indices, total)?;
+            }
+        }
+        let rows = groups.len();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let keys = groups.emit()?;
+        let aggregates = accumulators
+            .iter_mut()
+            .map(|a| a.evaluate(EmitTo::All))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        self.output(&keys, &aggregates, rows, start, end).map(Some)
+    }
+
+    fn seal(mut pane: OpenPane) -> Result<SealedPane> {
+        let groups = pane.groups.len();
+        let keys = pane.groups.emit()?;
+        let states = pane
+            .accumulators
+            .iter_mut()
+            .map(|a| a.state(EmitTo::All))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(SealedPane {
+            keys,
+            states,
+            groups,
+        })
+    }
+}
+
+impl Operator for WindowAggregate {
+    fn describe(&self) -> String {
+        let window = match self.kind {
+            WindowKind::Tumble { size } => format!("TUMBLE size {}", show_duration(size)),
+            WindowKind::Hop { size, slide } => format!(
+                "HOP size {} slide {} (panes of {})",
+                show_duration(size),
+                show_duration(slide),
+                show_duration(self.kind.pane())
+            ),
+        };
+        let keys: Vec<String> = self.keys.iter().map(|k| k.to_string()).collect();
+        let calls: Vec<&str> = self.calls.iter().map(AggregateCall::name).collect();
+        format!(
+            "window aggregate {window}, keys [{}], aggregates [{}], fires when the watermark passes window_end",
+            keys.join(", "),
+            calls.join(", ")
+        )
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
+        let rows = batch.num_rows();
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| Ok(k.evaluate(&batch)?.into_array(rows)?))
+            .collect::<Result<Vec<_>>>()?;
+        let inputs = self
+            .calls
+            .iter()
+            .map(|c| c.inputs(&batch))
+            .collect::<Result<Vec<_>>>()?;
+        let filters = self
+            .calls
+            .iter()
+            .map(|c| c.filter_mask(&batch))
+            .collect::<Result<Vec<_>>>()?;
+        let times = event_times(&batch)?;
+        let pane = self.kind.pane();
+        let (min, max) = times
+            .iter()
+            .fold((Millis::MAX, Millis::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        if align(min, pane) == align(max, pane) {
+            return self.update(align(min, pane), &keys, &inputs, &filters, rows);
+        }
+        // Rows of several panes (out-of-order input, or a batch across a pane boundary).
+        let mut by_pane: BTreeMap<Millis, Vec<u32>> = BTreeMap::new();
+        for (i, &t) in times.iter().enumerate() {
+            by_pane.entry(align(t, pane)).or_default().push(i as u32);
+        }
+        for (start, indices) in by_pane {
+            let indices = UInt32Array::from(indices);
+            let n = indices.len();
+            let pick = |a: &ArrayRef| Ok(take(a.as_ref(), &indices, None)?);
+            let keys = keys.iter().map(pick).collect::<Result<Vec<_>>>()?;
+            let inputs = inputs
+                .iter()
+                .map(|v| v.iter().map(pick).collect::<Result<Vec<_>>>())
+                .collect::<Result<Vec<_>>>()?;
+            let filters = filters
+                .iter()
+                .map(|f| match f {
+                    Some(f) => Ok(Some(
+                        datafusion::arrow::array::AsArray::as_boolean(
+                            take(f, &indices, None)?.as_ref(),
+                        )
+                        .clone(),
+                    )),
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.update(start, &keys, &inputs, &filters, n)?;
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
+        match self.kind {
+            WindowKind::Tumble { size } => {
+                while let Some(entry) = self.open.first_entry() {
+                    let start = *entry.key();
+                    let end = start.saturating_add(size);
+                    if end > watermark {
+                        break;
+                    }
+                    let pane = entry.remove();
+                    if let Some(b) = self.fire_pane(pane, start, end)? {
+                        out.push(Message::Batch(b));
+                    }
+                }
+            }
+            WindowKind::Hop { size, slide } => {
+                let pane = self.kind.pane();
+                while let Some(entry) = self.open.first_entry() {
+                    let start = *entry.key();
+                    if start.saturating_add(pane) > watermark {
+                        break;
+                    }
+                    let sealed = Self::seal(entry.remove())?;
+                    self.sealed.insert(start, sealed);
+                }
+                while let Some(&first) = self.sealed.keys().next() {
+                    // The earliest window not fired yet that holds the earliest sealed pane.
+                    let mut start = align(first - size + slide, slide);
+                    if let Some(last) = self.last_fired_start {
+                        start = start.max(last + slide);
+                    }
+                    let end = start.saturating_add(size);
+                    if end > watermark {
+                        break;
+                    }
+                    if let Some(b) = self.fire_window(start, end)? {
+                        out.push(Message::Batch(b));
+                    }
+                    self.last_fired_start = Some(start);
+                    // Panes before the next window's start are in no window still to fire.
+                    self.sealed = self.sealed.split_off(&(start + slide));
+                }
+            }
+        }
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+}
+
+/// `10s`, `1min`, `1h30min`, `250ms`: durations as the plan shows them.
+pub fn show_duration(ms: Millis) -> String {
+    const UNITS: [(Millis, &str); 5] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1_000, "s"),
+        (1, "ms"),
+    ];
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut rest = ms;
+    let mut out = String::new();
+    for (unit, name) in UNITS {
+        if rest >= unit {
+            out.push_str(&format!("{}{name}", rest / unit));
+            rest %= unit;
+        }
+    }
+    out
+}

@@ -1,0 +1,305 @@
+//! The walk from DataFusion's optimized logical plan to a pipeline of streaming operators:
+//! `TableScan` of a source or window table → [`SourceScan`], `Filter` → [`Filter`],
+//! `Projection` → [`Project`], `Aggregate` over a window → [`WindowAggregate`]. Anything else is
+//! an error that names the construct: never a silent batch answer.
+
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::{Column, DFSchema};
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+use std::sync::Arc;
+
+use super::diagnose;
+use super::session::Planner;
+use super::windows::WindowCall;
+use crate::error::{Location, SqlError};
+use crate::ops::{
+    AggregateCall, Filter, Operator, OutputColumn, Pipeline, Project, ScanColumn, SourceScan,
+    WindowAggregate, WindowColumns, WindowKind, with_event_time,
+};
+
+/// A query as streaming operators, and the source it reads.
+pub struct Lowered {
+    pub source: usize,
+    pub pipeline: Pipeline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Value,
+    WindowStart,
+    WindowEnd,
+}
+
+/// The operators so far, and what the columns they output are.
+struct Stage {
+    source: usize,
+    ops: Vec<Box<dyn Operator>>,
+    origins: Vec<Origin>,
+    /// The window call read by the scan, until an aggregate consumes it.
+    window: Option<WindowCall>,
+    aggregated: bool,
+}
+
+pub fn lower_query(plan: &LogicalPlan, planner: &Planner, location: Location) -> Result<Lowered, SqlError> {
+    let walk = Walk { planner, location };
+    let stage = walk.lower(plan)?;
+    if let Some(call) = &stage.window
+        && matches!(call.kind, WindowKind::Hop { .. })
+    {
+        return Err(SqlError::new(
+            call.location,
+            "rows of HOP(...) are in several windows each: aggregate them with GROUP BY ..., window_start, window_end",
+        ));
+    }
+    Ok(Lowered {
+        source: stage.source,
+        pipeline: Pipeline::new(stage.ops),
+    })
+}
+
+struct Walk<'p, 'a> {
+    planner: &'p Planner<'a>,
+    location: Location,
+}
+
+impl Walk<'_, '_> {
+    fn error(&self, message: impl Into<String>) -> SqlError {
+        SqlError::new(self.location, message)
+    }
+
+    fn physical(&self, e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>, SqlError> {
+        create_physical_expr(e, schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())
+            .map_err(|err| self.error(diagnose::message(&err)))
+    }
+
+    fn lower(&self, plan: &LogicalPlan) -> Result<Stage, SqlError> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let table = scan.table_name.table();
+                let (source, window) = match self.planner.window_calls.get(table) {
+                    Some(call) => (call.source, Some(call.clone())),
+                    None => (
+                        self.planner
+                            .source_index(table)
+                            .ok_or_else(|| self.error(format!("unknown source '{table}'")))?,
+                        None,
+                    ),
+                };
+                if scan.fetch.is_some() {
+                    return Err(self.error("LIMIT is not supported in a continuous query"));
+                }
+                if !scan.filters.is_empty() {
+                    return Err(self.error("internal: filters were pushed into a source scan"));
+                }
+                let planned = &self.planner.sources[source];
+                let n = planned.schema.fields().len();
+                let projection = scan
+                    .projection
+                    .clone()
+                    .unwrap_or_else(|| (0..scan.source.schema().fields().len()).collect());
+                let columns: Vec<ScanColumn> = projection
+                    .iter()
+                    .map(|&i| match i.cmp(&n) {
+                        std::cmp::Ordering::Less => ScanColumn::Source(i),
+                        std::cmp::Ordering::Equal => ScanColumn::WindowStart,
+                        std::cmp::Ordering::Greater => ScanColumn::WindowEnd,
+                    })
+                    .collect();
+                let origins = columns
+                    .iter()
+                    .map(|c| match c {
+                        ScanColumn::Source(_) => Origin::Value,
+                        ScanColumn::WindowStart => Origin::WindowStart,
+                        ScanColumn::WindowEnd => Origin::WindowEnd,
+                    })
+                    .collect();
+                let window_columns = window.as_ref().map(|w| match w.kind {
+                    WindowKind::Tumble { size } => WindowColumns::Tumble { size },
+                    WindowKind::Hop { .. } => WindowColumns::Placeholder,
+                });
+                let schema = with_event_time(scan.projected_schema.as_arrow());
+                let op = SourceScan::new(
+                    &planned.name,
+                    columns,
+                    planned.event_time.as_ref().map(|e| e.index),
+                    window_columns,
+                    schema,
+                );
+                Ok(Stage {
+                    source,
+                    ops: vec![Box::new(op)],
+                    origins,
+                    window,
+                    aggregated: false,
+                })
+            }
+            LogicalPlan::SubqueryAlias(a) => self.lower(&a.input),
+            LogicalPlan::Filter(f) => {
+                let mut stage = self.lower(&f.input)?;
+                self.check_window_use(&stage, &f.predicate, f.input.schema())?;
+                let predicate = self.physical(&f.predicate, f.input.schema())?;
+                stage.ops.push(Box::new(Filter::new(predicate)));
+                Ok(stage)
+            }
+            LogicalPlan::Projection(p) => {
+                let mut stage = self.lower(&p.input)?;
+                let input = p.input.schema();
+                let mut exprs = Vec::with_capacity(p.expr.len());
+                let mut origins = Vec::with_capacity(p.expr.len());
+                for (e, field) in p.expr.iter().zip(p.schema.fields()) {
+                    let passed = match e {
+                        Expr::Column(c) => Some(c),
+                        Expr::Alias(a) => match a.expr.as_ref() {
+                            Expr::Column(c) => Some(c),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    match passed {
+                        Some(c) => origins.push(self.origin(&stage, c, input)),
+                        None => {
+                            self.check_window_use(&stage, e, input)?;
+                            origins.push(Origin::Value);
+                        }
+                    }
+                    exprs.push((self.physical(e, input)?, field.name().clone()));
+                }
+                let schema = with_event_time(p.schema.as_arrow());
+                stage.ops.push(Box::new(Project::new(exprs, schema)));
+                stage.origins = origins;
+                Ok(stage)
+            }
+            LogicalPlan::Aggregate(a) => {
+                let mut stage = self.lower(&a.input)?;
+                if stage.aggregated {
+                    return Err(self.error(
+                        "a GROUP BY over the rows of another GROUP BY is not supported yet",
+                    ));
+                }
+                let Some(call) = stage.window.take() else {
+                    return Err(self.error(
+                        "GROUP BY on a stream needs a window: read the source through TUMBLE(source, ts, size) or HOP(source, ts, slide, size) and add window_start, window_end to the GROUP BY",
+                    ));
+                };
+                let input = a.input.schema();
+                let output = a.schema.as_arrow();
+                let mut layout = Vec::new();
+                let mut keys = Vec::new();
+                let mut key_fields: Vec<Field> = Vec::new();
+                let (mut has_start, mut has_end) = (false, false);
+                for (i, g) in a.group_expr.iter().enumerate() {
+                    if matches!(g, Expr::GroupingSet(_)) {
+                        return Err(self.error(
+                            "GROUPING SETS, CUBE and ROLLUP are not supported in a continuous query",
+                        ));
+                    }
+                    let origin = match g {
+                        Expr::Column(c) => self.origin(&stage, c, input),
+                        _ => Origin::Value,
+                    };
+                    match origin {
+                        Origin::WindowStart => {
+                            has_start = true;
+                            layout.push(OutputColumn::WindowStart);
+                        }
+                        Origin::WindowEnd => {
+                            has_end = true;
+                            layout.push(OutputColumn::WindowEnd);
+                        }
+                        Origin::Value => {
+                            self.check_window_use(&stage, g, input)?;
+                            layout.push(OutputColumn::Key(keys.len()));
+                            keys.push(self.physical(g, input)?);
+                            key_fields.push(output.field(i).clone());
+                        }
+                    }
+                }
+                if !(has_start && has_end) {
+                    return Err(SqlError::new(
+                        call.location,
+                        format!(
+                            "GROUP BY over {}(...) must include window_start and window_end",
+                            call.function()
+                        ),
+                    ));
+                }
+                let mut calls = Vec::with_capacity(a.aggr_expr.len());
+                let props = ExecutionProps::new();
+                let planning = PhysicalPlanningContext::default();
+                for e in &a.aggr_expr {
+                    self.check_window_use(&stage, e, input)?;
+                    let lowered =
+                        LoweredAggregateBuilder::new(e, input, input.as_arrow(), &props, &planning)
+                            .build()
+                            .map_err(|err| self.error(diagnose::message(&err)))?;
+                    layout.push(OutputColumn::Aggregate(calls.len()));
+                    calls.push(AggregateCall::new(lowered.aggregate, lowered.filter));
+                }
+                let op = WindowAggregate::new(
+                    call.kind,
+                    keys,
+                    Arc::new(Schema::new(key_fields)),
+                    calls,
+                    layout,
+                    with_event_time(output),
+                );
+                stage.ops.push(Box::new(op));
+                stage.aggregated = true;
+                stage.origins = vec![Origin::Value; output.fields().len()];
+                Ok(stage)
+            }
+            other => Err(self.error(unsupported(other))),
+        }
+    }
+
+    fn origin(&self, stage: &Stage, column: &Column, schema: &DFSchema) -> Origin {
+        schema
+            .index_of_column(column)
+            .ok()
+            .and_then(|i| stage.origins.get(i).copied())
+            .unwrap_or(Origin::Value)
+    }
+
+    /// HOP leaves the window columns empty until its aggregate: no expression may read them before.
+    fn check_window_use(&self, stage: &Stage, e: &Expr, schema: &DFSchema) -> Result<(), SqlError> {
+        let Some(call) = &stage.window else {
+            return Ok(());
+        };
+        if !matches!(call.kind, WindowKind::Hop { .. }) {
+            return Ok(());
+        }
+        for c in e.column_refs() {
+            if self.origin(stage, c, schema) != Origin::Value {
+                return Err(SqlError::new(
+                    call.location,
+                    format!(
+                        "{} of a HOP window can be used in GROUP BY and after it, not in `{e}` before the aggregation",
+                        c.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unsupported(plan: &LogicalPlan) -> String {
+    let what = match plan {
+        LogicalPlan::Sort(_) => "ORDER BY",
+        LogicalPlan::Limit(_) => "LIMIT",
+        LogicalPlan::Join(_) => "JOIN",
+        LogicalPlan::Union(_) => "UNION",
+        LogicalPlan::Window(_) => "an OVER (...) window function",
+        LogicalPlan::Distinct(_) => "DISTINCT",
+        LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => "a query that reads no source",
+        LogicalPlan::Subquery(_) => "a subquery",
+        LogicalPlan::Unnest(_) => "UNNEST",
+        LogicalPlan::RecursiveQuery(_) => "a recursive query",
+        _ => "this kind of query",
+    };
+    format!("{what} is not supported in a continuous query yet")
+}

@@ -1,0 +1,337 @@
+//! The [`Planner`]: walks a query file's statements in order and builds the [`Plan`], keeping every
+//! error with its place in the file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::MemTable;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{self as sql, ExprWithAlias, SelectItem, SetExpr};
+
+use super::statements::{location_of, normalize};
+use super::windows::{WindowCall, rewrite_window_calls};
+use super::{Plan, PlannedQuery, PlannedSink, PlannedSource, diagnose, lower};
+use crate::connector::ConnectorRegistry;
+use crate::error::{Diagnostics, Location, SqlError};
+use crate::options::Options;
+use crate::sql::ast::{Insert, Select, Statement};
+use crate::time::Millis;
+
+/// The name of the implicit sink of bare `SELECT`s.
+pub const STDOUT_SINK: &str = "stdout";
+
+/// Plans a query file's text; `file` is the name errors are reported under.
+pub async fn plan_script(
+    file: &str,
+    sql: &str,
+    registry: &ConnectorRegistry,
+) -> Result<Plan, Diagnostics> {
+    Planner::new(file, registry).plan(sql).await
+}
+
+/// Reads and plans a query file.
+pub async fn plan_file(
+    path: &std::path::Path,
+    registry: &ConnectorRegistry,
+) -> Result<Plan, Diagnostics> {
+    let file = path.display().to_string();
+    let sql = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics::new(
+            file.clone(),
+            vec![SqlError::new(Location::new(1, 1), format!("cannot read the file: {e}"))],
+        )
+    })?;
+    plan_script(&file, &sql, registry).await
+}
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Plans one query file.
+pub struct Planner<'a> {
+    pub(super) file: String,
+    pub(super) registry: &'a ConnectorRegistry,
+    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
+    overrides: BTreeMap<String, Options>,
+    pub(super) ctx: SessionContext,
+    pub(super) sources: Vec<PlannedSource>,
+    pub(super) sinks: Vec<PlannedSink>,
+    queries: Vec<PlannedQuery>,
+    pub(super) window_calls: HashMap<String, WindowCall>,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(file: &str, registry: &'a ConnectorRegistry) -> Self {
+        Self {
+            file: file.to_string(),
+            registry,
+            env: &process_env,
+            overrides: BTreeMap::new(),
+            ctx: session(),
+            sources: Vec::new(),
+            sinks: Vec::new(),
+            queries: Vec::new(),
+            window_calls: HashMap::new(),
+        }
+    }
+
+    /// Where `${VAR}` in option values is looked up (the process environment by default).
+    pub fn with_env(mut self, env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Replaces the `WITH (...)` options of source `name`: `eddy replay` reads a recorded file in
+    /// place of the broker, the demo points sources at its embedded broker.
+    pub fn override_source(mut self, name: &str, options: Options) -> Self {
+        self.overrides.insert(name.to_lowercase(), options);
+        self
+    }
+
+    pub(super) fn source_options(&self, name: &str, declared: Options) -> Options {
+        self.overrides.get(name).cloned().unwrap_or(declared)
+    }
+
+    /// Plans every statement; all problems found are returned together.
+    pub async fn plan(mut self, sql: &str) -> Result<Plan, Diagnostics> {
+        let statements =
+            crate::sql::parse(sql).map_err(|e| Diagnostics::new(self.file.clone(), vec![e]))?;
+        let mut errors = Vec::new();
+        for statement in statements {
+            let result = match statement {
+                Statement::CreateSource(s) => self.create_source(s),
+                Statement::CreateSink(s) => self.create_sink(s),
+                Statement::Insert(i) => self.insert(i).await,
+                Statement::Select(s) => self.select(s).await,
+            };
+            if let Err(e) = result {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() && self.queries.is_empty() {
+            errors.push(SqlError::new(
+                Location::new(1, 1),
+                "nothing to run: the file has no INSERT INTO ... SELECT or SELECT",
+            ));
+        }
+        for name in self.overrides.keys() {
+            if self.source_index(name).is_none() {
+                errors.push(SqlError::new(
+                    Location::new(1, 1),
+                    format!("source '{name}' (given on the command line) is not defined in the file"),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Diagnostics::new(self.file, errors));
+        }
+        Ok(Plan {
+            sources: self.sources,
+            sinks: self.sinks,
+            queries: self.queries,
+        })
+    }
+
+    pub(super) fn source_index(&self, name: &str) -> Option<usize> {
+        self.sources.iter().position(|s| s.name == name)
+    }
+
+    pub(super) fn sink_index(&self, name: &str) -> Option<usize> {
+        self.sinks.iter().position(|s| s.name == name)
+    }
+
+    pub(super) fn source_names(&self) -> String {
+        if self.sources.is_empty() {
+            return "none is defined yet".to_string();
+        }
+        let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+        format!("defined: {}", names.join(", "))
+    }
+
+    /// Makes `name` known to DataFusion as an (always empty) table of `schema`.
+    pub(super) fn register_table(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        location: Location,
+    ) -> Result<(), SqlError> {
+        let table = MemTable::try_new(schema, vec![vec![]])
+            .map_err(|e| SqlError::new(location, e.to_string()))?;
+        self.ctx
+            .register_table(name, Arc::new(table))
+            .map_err(|e| SqlError::new(location, e.to_string()))?;
+        Ok(())
+    }
+
+    /// The length of an interval expression such as `INTERVAL '10' SECOND`, in milliseconds.
+    pub(super) fn interval_millis(&self, expr: &sql::Expr) -> Result<Millis, SqlError> {
+        let location = location_of(expr);
+        let err = |m: String| SqlError::new(location, m);
+        let state = self.ctx.state();
+        let logical = state
+            .create_logical_expr_from_sql_expr(
+                ExprWithAlias {
+                    expr: expr.clone(),
+                    alias: None,
+                },
+                &DFSchema::empty(),
+            )
+            .map_err(|e| err(format!("expected an interval such as INTERVAL '10' SECOND: {}", diagnose::message(&e))))?;
+        let simplifier = ExprSimplifier::new(SimplifyContext::builder().build());
+        let value = simplifier
+            .simplify(logical)
+            .map_err(|e| err(diagnose::message(&e)))?;
+        let not_interval = || err(format!("expected an interval such as INTERVAL '10' SECOND, found {expr}"));
+        match value {
+            Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
+                if v.months != 0 {
+                    return Err(err(
+                        "months and years have no fixed length; give the interval in days or less".into(),
+                    ));
+                }
+                Ok(v.days as Millis * 86_400_000 + v.nanoseconds / 1_000_000)
+            }
+            Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+                Ok(v.days as Millis * 86_400_000 + v.milliseconds as Millis)
+            }
+            Expr::Literal(ScalarValue::IntervalYearMonth(_), _) => Err(err(
+                "months and years have no fixed length; give the interval in days or less".into(),
+            )),
+            _ => Err(not_interval()),
+        }
+    }
+
+    async fn insert(&mut self, insert: Insert) -> Result<(), SqlError> {
+        let name = normalize(&insert.sink);
+        let sink = self.sink_index(&name).ok_or_else(|| {
+            let defined: Vec<&str> = self.sinks.iter().map(|s| s.name.as_str()).collect();
+            let hint = if defined.is_empty() {
+                format!("no sink is defined yet; add CREATE SINK {name} WITH (connector = 'stdout') before this statement")
+            } else {
+                format!("defined: {}", defined.join(", "))
+            };
+            SqlError::new(Location::from(&insert.sink), format!("unknown sink '{name}'; {hint}"))
+        })?;
+        self.plan_query(&insert.query, sink, insert.location).await
+    }
+
+    async fn select(&mut self, select: Select) -> Result<(), SqlError> {
+        let sink = match self.sink_index(STDOUT_SINK) {
+            Some(i) => i,
+            None => {
+                let options = Options::default();
+                let spec = crate::connector::SinkSpec {
+                    name: STDOUT_SINK,
+                    options: &options,
+                };
+                let sink = self
+                    .registry
+                    .create_sink("stdout", &spec)
+                    .ok_or_else(|| SqlError::new(select.location, "no stdout connector to print a bare SELECT"))?
+                    .map_err(|e| SqlError::new(select.location, e.to_string()))?;
+                self.sinks.push(PlannedSink {
+                    name: STDOUT_SINK.to_string(),
+                    connector_name: "stdout".to_string(),
+                    sink,
+                });
+                self.sinks.len() - 1
+            }
+        };
+        self.plan_query(&select.query, sink, select.location).await
+    }
+
+    async fn plan_query(
+        &mut self,
+        query: &sql::Query,
+        sink: usize,
+        location: Location,
+    ) -> Result<(), SqlError> {
+        let mut query = query.clone();
+        rewrite_window_calls(&mut query, self)?;
+        name_select_items(&mut query);
+        let state = self.ctx.state();
+        let statement = DFStatement::Statement(Box::new(sql::Statement::Query(Box::new(query.clone()))));
+        let logical = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| diagnose::locate(&e, &query, location, self))?;
+        let optimized = state
+            .optimize(&logical)
+            .map_err(|e| diagnose::locate(&e, &query, location, self))?;
+        let lowered = lower::lower_query(&optimized, self, location)?;
+        let schema = Arc::new(optimized.schema().as_arrow().clone());
+        self.sinks[sink]
+            .sink
+            .check_schema(&schema)
+            .map_err(|m| SqlError::new(location, format!("sink '{}': {m}", self.sinks[sink].name)))?;
+        self.queries.push(PlannedQuery {
+            label: format!("{}:{}", self.file, location.line),
+            source: lowered.source,
+            sink,
+            pipeline: lowered.pipeline,
+            schema,
+        });
+        Ok(())
+    }
+}
+
+/// The schema of a window call's table: the source's columns, then `window_start`, `window_end`.
+pub(super) fn window_table_schema(source: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = source.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for name in ["window_start", "window_end"] {
+        fields.push(Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Names each computed output column after its SQL text (`avg(temp)`), as a user reads it, rather
+/// than DataFusion's qualified `avg(readings.temp)`.
+fn name_select_items(query: &mut sql::Query) {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    for item in &mut select.projection {
+        if let SelectItem::UnnamedExpr(expr) = item
+            && !matches!(expr, sql::Expr::Identifier(_) | sql::Expr::CompoundIdentifier(_))
+        {
+            let alias = sql::Ident::with_quote('"', expr.to_string());
+            *item = SelectItem::ExprWithAlias {
+                expr: expr.clone(),
+                alias,
+            };
+        }
+    }
+}
+
+/// A DataFusion session for planning only: spans on, and no rewrite the streaming walk cannot
+/// follow (single `DISTINCT` aggregates stay aggregates instead of becoming two GROUP BYs).
+fn session() -> SessionContext {
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.collect_spans = true;
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
+    let rules = state
+        .optimizers()
+        .iter()
+        .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
+        .cloned()
+        .collect();
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_optimizer_rules(rules)
+        .build();
+    SessionContext::new_with_state(state)
+}

@@ -1,0 +1,288 @@
+//! `CREATE SOURCE` and `CREATE SINK`: schemas, event time, and connectors built from options.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::sql::sqlparser::ast::{self as sql, BinaryOperator, Spanned};
+
+use super::session::Planner;
+use super::{PlannedSink, PlannedSource};
+use crate::connector::{SinkSpec, SourceSpec};
+use crate::error::{Location, SqlError};
+use crate::options::{OptionError, Options};
+use crate::runtime::EventTime;
+use crate::sql::ast::{CreateSink, CreateSource, WatermarkDecl};
+
+/// Options every source takes, whatever its connector.
+pub const SOURCE_OPTIONS: [&str; 2] = ["connector", "dead_letter"];
+/// Options every sink takes.
+pub const SINK_OPTIONS: [&str; 1] = ["connector"];
+
+/// The name of an identifier as SQL resolves it: unquoted names are case-insensitive.
+pub fn normalize(ident: &sql::Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
+pub fn location_of(node: &impl Spanned) -> Location {
+    node.span().start.into()
+}
+
+impl Planner<'_> {
+    pub(super) fn create_source(&mut self, stmt: CreateSource) -> Result<(), SqlError> {
+        let name = normalize(&stmt.name);
+        if self.source_index(&name).is_some() {
+            return Err(SqlError::new(
+                Location::from(&stmt.name),
+                format!("source '{name}' is already defined"),
+            ));
+        }
+        let watermark_column = stmt.watermark.as_ref().map(|w| normalize(&w.column));
+        let mut fields = Vec::with_capacity(stmt.columns.len());
+        for c in &stmt.columns {
+            let column = normalize(&c.name);
+            if fields.iter().any(|f: &Field| f.name() == &column) {
+                return Err(SqlError::new(
+                    Location::from(&c.name),
+                    format!("column '{column}' is declared twice"),
+                ));
+            }
+            let data_type = column_type(&c.data_type).ok_or_else(|| {
+                SqlError::new(
+                    Location::from(&c.name),
+                    format!(
+                        "column '{column}': unsupported type {}; use TEXT, DOUBLE, FLOAT, BIGINT, INT, SMALLINT, BOOLEAN, TIMESTAMP or DATE",
+                        c.data_type
+                    ),
+                )
+            })?;
+            let not_null = c
+                .options
+                .iter()
+                .any(|o| matches!(o.option, sql::ColumnOption::NotNull));
+            // Rows without event time cannot be placed in time: the decoder rejects them.
+            let nullable = !not_null && watermark_column.as_deref() != Some(column.as_str());
+            fields.push(Field::new(column, data_type, nullable));
+        }
+        if fields.is_empty() {
+            return Err(SqlError::new(
+                stmt.location,
+                format!("source '{name}' declares no columns"),
+            ));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let event_time = match &stmt.watermark {
+            Some(w) => Some(self.event_time(w, &schema)?),
+            None => None,
+        };
+
+        let mut options = self.source_options(&name, stmt.options);
+        options.expand(self.env)?;
+        let connector = take_connector(&mut options, stmt.location, &self.registry.source_connectors(), "source")?;
+        let dead_letter = match options.take("dead_letter") {
+            Some(entry) => {
+                let dl_options = Options::from_pairs([("path", entry.value.as_str())]);
+                let spec = SinkSpec {
+                    name: &name,
+                    options: &dl_options,
+                };
+                let sink = self
+                    .registry
+                    .create_sink("file", &spec)
+                    .ok_or_else(|| {
+                        SqlError::new(entry.key_location, "dead_letter needs the file connector")
+                    })?
+                    .map_err(|e| SqlError::new(entry.value_location, format!("dead_letter: {e}")))?;
+                Some(sink)
+            }
+            None => None,
+        };
+        let spec = SourceSpec {
+            name: &name,
+            schema: &schema,
+            options: &options,
+        };
+        let source = self
+            .registry
+            .create_source(&connector.0, &spec)
+            .ok_or_else(|| {
+                SqlError::new(
+                    connector.1,
+                    format!(
+                        "unknown source connector '{}'; available: {}",
+                        connector.0,
+                        self.registry.source_connectors().join(", ")
+                    ),
+                )
+            })?
+            .map_err(|e| option_error(e, &options, stmt.location, &connector.0, &SOURCE_OPTIONS))?;
+        self.register_table(&name, Arc::clone(&schema), stmt.location)?;
+        self.sources.push(PlannedSource {
+            name,
+            connector_name: connector.0,
+            schema,
+            event_time,
+            connector: source,
+            dead_letter,
+        });
+        Ok(())
+    }
+
+    pub(super) fn create_sink(&mut self, stmt: CreateSink) -> Result<(), SqlError> {
+        let name = normalize(&stmt.name);
+        if self.sink_index(&name).is_some() {
+            return Err(SqlError::new(
+                Location::from(&stmt.name),
+                format!("sink '{name}' is already defined"),
+            ));
+        }
+        let mut options = stmt.options;
+        options.expand(self.env)?;
+        let connector = take_connector(&mut options, stmt.location, &self.registry.sink_connectors(), "sink")?;
+        let spec = SinkSpec {
+            name: &name,
+            options: &options,
+        };
+        let sink = self
+            .registry
+            .create_sink(&connector.0, &spec)
+            .ok_or_else(|| {
+                SqlError::new(
+                    connector.1,
+                    format!(
+                        "unknown sink connector '{}'; available: {}",
+                        connector.0,
+                        self.registry.sink_connectors().join(", ")
+                    ),
+                )
+            })?
+            .map_err(|e| option_error(e, &options, stmt.location, &connector.0, &SINK_OPTIONS))?;
+        self.sinks.push(PlannedSink {
+            name,
+            connector_name: connector.0,
+            sink,
+        });
+        Ok(())
+    }
+
+    /// `WATERMARK FOR ts AS ts - INTERVAL '2' SECOND` (or `AS ts`, a bound of zero).
+    fn event_time(&self, w: &WatermarkDecl, schema: &Schema) -> Result<EventTime, SqlError> {
+        let column = normalize(&w.column);
+        let (index, field) = schema.column_with_name(&column).ok_or_else(|| {
+            SqlError::new(
+                Location::from(&w.column),
+                format!("WATERMARK FOR '{column}': no such column in this source"),
+            )
+        })?;
+        if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
+            return Err(SqlError::new(
+                Location::from(&w.column),
+                format!(
+                    "WATERMARK FOR '{column}': the event-time column must be a TIMESTAMP, not {}",
+                    field.data_type()
+                ),
+            ));
+        }
+        let expected = format!(
+            "expected the watermark as `{column} - INTERVAL '2' SECOND` (or `{column}` for no delay)"
+        );
+        let is_column = |e: &sql::Expr| matches!(e, sql::Expr::Identifier(i) if normalize(i) == column);
+        let bound = match &w.expr {
+            e if is_column(e) => 0,
+            sql::Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Minus,
+                right,
+            } if is_column(left) => self.interval_millis(right)?,
+            e => return Err(SqlError::new(location_of(e), expected)),
+        };
+        if bound < 0 {
+            return Err(SqlError::new(
+                location_of(&w.expr),
+                "the watermark delay cannot be negative",
+            ));
+        }
+        Ok(EventTime {
+            column,
+            index,
+            bound,
+        })
+    }
+}
+
+/// Takes `connector = '...'`, which every source and sink must have.
+fn take_connector(
+    options: &mut Options,
+    location: Location,
+    available: &[&str],
+    what: &str,
+) -> Result<(String, Location), SqlError> {
+    match options.take("connector") {
+        Some(e) => Ok((e.value.to_ascii_lowercase(), e.value_location)),
+        None => Err(SqlError::new(
+            location,
+            format!(
+                "missing option 'connector': a {what} needs WITH (connector = '...'), one of: {}",
+                available.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Places a connector's option error at the option it names, and lists every valid option.
+fn option_error(
+    e: OptionError,
+    options: &Options,
+    statement: Location,
+    connector: &str,
+    engine_options: &[&str],
+) -> SqlError {
+    let location = match &e {
+        OptionError::Unknown { key, .. } => options.entry(key).map(|o| o.key_location),
+        OptionError::Invalid { key, .. } => options.location_of(key),
+        _ => None,
+    }
+    .unwrap_or(statement);
+    let message = match e {
+        OptionError::Unknown { key, mut valid } => {
+            valid.extend(engine_options.iter().map(|s| s.to_string()));
+            valid.sort();
+            format!(
+                "unknown option '{key}' for connector '{connector}'; valid options are: {}",
+                valid.join(", ")
+            )
+        }
+        OptionError::Missing { key } => {
+            format!("missing option '{key}', which connector '{connector}' requires")
+        }
+        e => e.to_string(),
+    };
+    SqlError::new(location, message)
+}
+
+/// The Arrow type of a declared column. Timestamps are milliseconds, UTC.
+pub fn column_type(t: &sql::DataType) -> Option<DataType> {
+    use sql::DataType as T;
+    Some(match t {
+        T::Text
+        | T::Varchar(_)
+        | T::String(_)
+        | T::Char(_)
+        | T::Character(_)
+        | T::CharacterVarying(_)
+        | T::CharVarying(_)
+        | T::Nvarchar(_) => DataType::Utf8,
+        T::Double(_) | T::DoublePrecision | T::Float64 | T::Float8 => DataType::Float64,
+        T::Float(_) | T::Real | T::Float4 | T::Float32 => DataType::Float32,
+        T::BigInt(_) | T::Int8(_) | T::Int64 => DataType::Int64,
+        T::Int(_) | T::Integer(_) | T::Int4(_) | T::Int32 => DataType::Int32,
+        T::SmallInt(_) | T::Int2(_) | T::Int16 => DataType::Int16,
+        T::TinyInt(_) => DataType::Int8,
+        T::Boolean | T::Bool => DataType::Boolean,
+        T::Timestamp(_, _) | T::Datetime(_) => DataType::Timestamp(TimeUnit::Millisecond, None),
+        T::Date => DataType::Date32,
+        _ => return None,
+    })
+}

@@ -1,0 +1,264 @@
+//! Window calls in `FROM`: `TUMBLE(src, ts, size)` and `HOP(src, ts, slide, size)` (also Flink's
+//! `TUMBLE(TABLE src, DESCRIPTOR(ts), size)` and named arguments) are replaced by a table that
+//! DataFusion can plan, with the source's columns plus `window_start` and `window_end`; the call is
+//! remembered so the streaming walk knows which window the table stands for.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    self as sql, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, TableAlias,
+    TableFactor, VisitMut, VisitorMut,
+};
+
+use super::session::{Planner, window_table_schema};
+use super::statements::{location_of, normalize};
+use crate::error::{Location, SqlError};
+use crate::ops::{WindowKind, show_duration};
+
+/// A window call, by the name of the table that replaced it.
+#[derive(Debug, Clone)]
+pub struct WindowCall {
+    pub kind: WindowKind,
+    /// Index of the source in the plan.
+    pub source: usize,
+    pub location: Location,
+}
+
+impl WindowCall {
+    pub fn function(&self) -> &'static str {
+        match self.kind {
+            WindowKind::Tumble { .. } => "TUMBLE",
+            WindowKind::Hop { .. } => "HOP",
+        }
+    }
+}
+
+pub fn rewrite_window_calls(query: &mut sql::Query, planner: &mut Planner) -> Result<(), SqlError> {
+    let mut rewriter = Rewriter { planner };
+    match query.visit(&mut rewriter) {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+struct Rewriter<'p, 'a> {
+    planner: &'p mut Planner<'a>,
+}
+
+impl VisitorMut for Rewriter<'_, '_> {
+    type Break = SqlError;
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<SqlError> {
+        let TableFactor::Table {
+            name, args, alias, ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        let Some(call_args) = args.as_ref() else {
+            return ControlFlow::Continue(());
+        };
+        let function = name.to_string().to_uppercase();
+        let location = location_of(name);
+        let result = match function.as_str() {
+            "TUMBLE" => self.window_call(&call_args.args, &["data", "timecol", "size"], location),
+            "HOP" => self.window_call(&call_args.args, &["data", "timecol", "slide", "size"], location),
+            "SESSION" | "CUMULATE" => Err(SqlError::new(
+                location,
+                format!("{function} windows are not supported yet; use TUMBLE or HOP"),
+            )),
+            _ => Err(SqlError::new(
+                location,
+                format!("unknown table function '{name}'; window functions are TUMBLE and HOP"),
+            )),
+        };
+        match result {
+            Ok((call, source_name)) => {
+                let table = format!("__window_{}", self.planner.window_calls.len() + 1);
+                let schema = window_table_schema(&self.planner.sources[call.source].schema);
+                if let Err(e) = self.planner.register_table(&table, schema, location) {
+                    return ControlFlow::Break(e);
+                }
+                self.planner.window_calls.insert(table.clone(), call);
+                *name = ObjectName::from(vec![Ident::new(table)]);
+                *args = None;
+                if alias.is_none() {
+                    *alias = Some(TableAlias {
+                        explicit: true,
+                        name: Ident::new(source_name),
+                        columns: vec![],
+                        at: None,
+                    });
+                }
+                ControlFlow::Continue(())
+            }
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+}
+
+impl Rewriter<'_, '_> {
+    /// Reads the arguments of `TUMBLE` (data, timecol, size) or `HOP` (data, timecol, slide, size).
+    fn window_call(
+        &self,
+        args: &[FunctionArg],
+        names: &[&str],
+        location: Location,
+    ) -> Result<(WindowCall, String), SqlError> {
+        let function = if names.len() == 3 { "TUMBLE" } else { "HOP" };
+        let usage = if names.len() == 3 {
+            "TUMBLE(source, time_column, INTERVAL '10' SECOND)"
+        } else {
+            "HOP(source, time_column, slide, size), e.g. HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"
+        };
+        let args = bind_arguments(args, names, location, usage)?;
+        let source_name = match args[0] {
+            sql::Expr::Identifier(i) => normalize(i),
+            e => {
+                return Err(SqlError::new(
+                    location_of(e),
+                    format!("{function}: the first argument is a source name; expected {usage}"),
+                ));
+            }
+        };
+        let source = self.planner.source_index(&source_name).ok_or_else(|| {
+            SqlError::new(
+                location_of(args[0]),
+                format!("unknown source '{source_name}'; {}", self.planner.source_names()),
+            )
+        })?;
+        let time_ident = time_column(args[1]).ok_or_else(|| {
+            SqlError::new(
+                location_of(args[1]),
+                format!("{function}: the second argument is the event-time column; expected {usage}"),
+            )
+        })?;
+        let time_column = normalize(time_ident);
+        let planned = &self.planner.sources[source];
+        match &planned.event_time {
+            None => {
+                return Err(SqlError::new(
+                    Location::from(time_ident),
+                    format!(
+                        "{function} needs event time, but source '{source_name}' declares no WATERMARK; add `WATERMARK FOR {time_column} AS {time_column} - INTERVAL '2' SECOND` to its columns"
+                    ),
+                ));
+            }
+            Some(et) if et.column != time_column => {
+                return Err(SqlError::new(
+                    Location::from(time_ident),
+                    format!(
+                        "{function} runs on the event-time column of '{source_name}', which is '{}' (its WATERMARK), not '{time_column}'",
+                        et.column
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        let positive = |e: &sql::Expr, what: &str| -> Result<i64, SqlError> {
+            let ms = self.planner.interval_millis(e)?;
+            if ms <= 0 {
+                return Err(SqlError::new(
+                    location_of(e),
+                    format!("{function}: the window {what} must be positive"),
+                ));
+            }
+            Ok(ms)
+        };
+        let kind = if names.len() == 3 {
+            WindowKind::Tumble {
+                size: positive(args[2], "size")?,
+            }
+        } else {
+            let slide = positive(args[2], "slide")?;
+            let size = positive(args[3], "size")?;
+            if slide > size {
+                return Err(SqlError::new(
+                    location_of(args[2]),
+                    format!(
+                        "HOP: the slide ({}) is longer than the size ({}): rows between windows would be in none; arguments are (source, time_column, slide, size)",
+                        show_duration(slide),
+                        show_duration(size)
+                    ),
+                ));
+            }
+            WindowKind::Hop { size, slide }
+        };
+        Ok((
+            WindowCall {
+                kind,
+                source,
+                location,
+            },
+            source_name,
+        ))
+    }
+}
+
+/// Matches positional and named (`SIZE => ...`) arguments to `names`, in order.
+fn bind_arguments<'e>(
+    args: &'e [FunctionArg],
+    names: &[&str],
+    location: Location,
+    usage: &str,
+) -> Result<Vec<&'e sql::Expr>, SqlError> {
+    let mut bound: Vec<Option<&sql::Expr>> = vec![None; names.len()];
+    for (i, arg) in args.iter().enumerate() {
+        let (slot, value) = match arg {
+            FunctionArg::Unnamed(v) => (i, v),
+            FunctionArg::Named { name, arg, .. } => {
+                let n = name.value.to_lowercase();
+                let slot = names.iter().position(|x| *x == n).ok_or_else(|| {
+                    SqlError::new(
+                        Location::from(name),
+                        format!("unknown argument '{n}'; expected {usage}"),
+                    )
+                })?;
+                (slot, arg)
+            }
+            FunctionArg::ExprNamed { name, .. } => {
+                return Err(SqlError::new(
+                    location_of(name),
+                    format!("unexpected argument; expected {usage}"),
+                ));
+            }
+        };
+        let FunctionArgExpr::Expr(expr) = value else {
+            return Err(SqlError::new(location, format!("unexpected '*' argument; expected {usage}")));
+        };
+        if slot >= names.len() {
+            return Err(SqlError::new(
+                location_of(expr),
+                format!("too many arguments; expected {usage}"),
+            ));
+        }
+        bound[slot] = Some(expr);
+    }
+    bound
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            b.ok_or_else(|| {
+                SqlError::new(location, format!("missing argument '{}'; expected {usage}", names[i]))
+            })
+        })
+        .collect()
+}
+
+/// `ts` or `DESCRIPTOR(ts)`.
+fn time_column(e: &sql::Expr) -> Option<&Ident> {
+    match e {
+        sql::Expr::Identifier(i) => Some(i),
+        sql::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("descriptor") => {
+            let FunctionArguments::List(list) = &f.args else {
+                return None;
+            };
+            match list.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(sql::Expr::Identifier(i)))] => Some(i),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+

@@ -1,0 +1,226 @@
+//! The runtime: one task per source, per query and per sink, wired with bounded channels so a
+//! slow sink slows its source down instead of filling memory.
+
+mod message;
+mod metrics;
+mod source_context;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+pub use message::Message;
+pub use metrics::{EngineMetrics, QueryMetrics, SinkMetrics, SourceMetrics, Totals};
+pub use source_context::{DEAD_LETTER_SCHEMA, EventTime, SourceContext};
+pub(crate) use source_context::now_millis;
+
+use crate::connector::{ConnectorError, Sink};
+use crate::error::{EngineError, Result};
+use crate::ops::without_event_time;
+use crate::plan::{Plan, PlannedQuery};
+
+/// Batches or watermarks in flight between a source and each query reading it.
+const SOURCE_CHANNEL: usize = 16;
+/// Result batches in flight between the queries and a sink.
+const SINK_CHANNEL: usize = 64;
+
+/// A started engine: its tasks run on the tokio runtime until the sources end or `shutdown` fires.
+pub struct RunningEngine {
+    metrics: Arc<EngineMetrics>,
+    tasks: JoinSet<Result<()>>,
+}
+
+/// Starts every source, query and sink of `plan`. Cancelling `shutdown` stops the sources; the
+/// queries and sinks then drain and stop (open windows do not fire: they are incomplete).
+pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
+    let Plan {
+        sources,
+        sinks,
+        queries,
+    } = plan;
+    let mut tasks = JoinSet::new();
+
+    // Sinks first: queries need their senders.
+    let mut sink_senders = Vec::new();
+    let mut sink_metrics = Vec::new();
+    for s in sinks {
+        let (tx, rx) = mpsc::channel::<RecordBatch>(SINK_CHANNEL);
+        let m = Arc::new(SinkMetrics {
+            name: s.name.clone(),
+            rows: Default::default(),
+            errors: Default::default(),
+        });
+        sink_senders.push(tx);
+        sink_metrics.push(Arc::clone(&m));
+        tasks.spawn(run_sink(s.name, s.sink, rx, m));
+    }
+
+    // Queries, each fed by the source it reads.
+    let mut source_outputs: Vec<Vec<mpsc::Sender<Message>>> = vec![Vec::new(); sources.len()];
+    let mut query_metrics = Vec::new();
+    for q in queries {
+        let (tx, rx) = mpsc::channel(SOURCE_CHANNEL);
+        source_outputs[q.source].push(tx);
+        let m = Arc::new(QueryMetrics {
+            label: q.label.clone(),
+            errors: Default::default(),
+        });
+        query_metrics.push(Arc::clone(&m));
+        let sink = sink_senders[q.sink].clone();
+        tasks.spawn(run_query(q, rx, sink, m));
+    }
+    drop(sink_senders);
+
+    let mut source_metrics = Vec::new();
+    for (s, outputs) in sources.into_iter().zip(source_outputs) {
+        let m = Arc::new(SourceMetrics::new(&s.name));
+        source_metrics.push(Arc::clone(&m));
+        if outputs.is_empty() {
+            info!(source = %s.name, "not read by any query; not started");
+            continue;
+        }
+        let dead_letter_tx = s.dead_letter.map(|sink| {
+            let (tx, rx) = mpsc::channel(SINK_CHANNEL);
+            let dm = Arc::new(SinkMetrics {
+                name: format!("{} dead letters", s.name),
+                rows: Default::default(),
+                errors: Default::default(),
+            });
+            tasks.spawn(run_sink(format!("{}.dead_letter", s.name), sink, rx, dm));
+            tx
+        });
+        let mut ctx = SourceContext::new(
+            &s.name,
+            Arc::clone(&s.schema),
+            s.event_time.clone(),
+            outputs,
+            m,
+            dead_letter_tx,
+            shutdown.child_token(),
+        );
+        let connector = s.connector;
+        let name = s.name;
+        tasks.spawn(async move {
+            let result = connector.run(&mut ctx).await;
+            match result {
+                Ok(()) if !ctx.shutdown().is_cancelled() => {
+                    info!(source = %name, "input ended");
+                    ctx.finish().await;
+                    Ok(())
+                }
+                Ok(()) => {
+                    let _ = ctx.flush().await;
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = ctx.flush().await;
+                    error!(source = %name, "stopped: {e}");
+                    Err(EngineError::Connector(ConnectorError {
+                        message: format!("source {name}: {}", e.message),
+                        retryable: e.retryable,
+                    }))
+                }
+            }
+        });
+    }
+
+    RunningEngine {
+        metrics: Arc::new(EngineMetrics {
+            started: Instant::now(),
+            sources: source_metrics,
+            sinks: sink_metrics,
+            queries: query_metrics,
+        }),
+        tasks,
+    }
+}
+
+impl RunningEngine {
+    pub fn metrics(&self) -> Arc<EngineMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Waits until every task has stopped; the first error, if any.
+    pub async fn wait(mut self) -> Result<()> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let result = joined.map_err(|e| EngineError::Internal(format!("a task failed: {e}")));
+            if let Err(e) = result.and_then(|r| r)
+                && first_error.is_none()
+            {
+                first_error = Some(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+async fn run_query(
+    mut query: PlannedQuery,
+    mut input: mpsc::Receiver<Message>,
+    sink: mpsc::Sender<RecordBatch>,
+    metrics: Arc<QueryMetrics>,
+) -> Result<()> {
+    let mut out = Vec::new();
+    while let Some(message) = input.recv().await {
+        let end = matches!(message, Message::End);
+        if let Err(e) = query.pipeline.push(message, &mut out) {
+            metrics
+                .errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            error!(query = %query.label, "a batch failed and was skipped: {e}");
+        }
+        for m in out.drain(..) {
+            if let Message::Batch(b) = m
+                && sink.send(without_event_time(&b)?).await.is_err()
+            {
+                return Err(EngineError::Internal(format!(
+                    "query {}: its sink stopped",
+                    query.label
+                )));
+            }
+        }
+        if end {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn run_sink(
+    name: String,
+    mut sink: Box<dyn Sink>,
+    mut input: mpsc::Receiver<RecordBatch>,
+    metrics: Arc<SinkMetrics>,
+) -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    while let Some(batch) = input.recv().await {
+        let rows = batch.num_rows() as u64;
+        match sink.write(batch).await {
+            Ok(()) => {
+                metrics.rows.fetch_add(rows, Relaxed);
+            }
+            Err(e) => {
+                metrics.errors.fetch_add(1, Relaxed);
+                error!(sink = %name, "{rows} rows not written: {e}");
+            }
+        }
+        if input.is_empty()
+            && let Err(e) = sink.flush().await
+        {
+            metrics.errors.fetch_add(1, Relaxed);
+            error!(sink = %name, "flush failed: {e}");
+        }
+    }
+    sink.flush().await.map_err(|e| {
+        EngineError::Connector(ConnectorError {
+            message: format!("sink {name}: {}", e.message),
+            retryable: e.retryable,
+        })
+    })
+}

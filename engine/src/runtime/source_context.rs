@@ -1,0 +1,314 @@
+//! [`SourceContext`]: what a running source hands its batches to. It judges lateness, advances the
+//! watermark, fans batches out to every query that reads the source, and collects dead letters.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, StringBuilder, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
+use datafusion::arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::message::Message;
+use super::metrics::SourceMetrics;
+use crate::connector::ConnectorError;
+use crate::time::{Millis, WatermarkTracker};
+
+/// The declared event-time column of a source and its watermark bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTime {
+    pub column: String,
+    pub index: usize,
+    pub bound: Millis,
+}
+
+/// The schema of dead-letter records: which source, where the record came from (a topic, a file
+/// and line), why it was rejected, the record itself (lossy UTF-8) and when.
+pub static DEAD_LETTER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("origin", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("payload", DataType::Utf8, false),
+        Field::new(
+            "received_at",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]))
+});
+
+/// How many dead letters are logged one by one before the log goes quiet.
+const LOGGED_DEAD_LETTERS: u64 = 10;
+
+/// Handed to [`crate::connector::Source::run`].
+pub struct SourceContext {
+    name: String,
+    schema: SchemaRef,
+    event_time: Option<EventTime>,
+    tracker: Option<WatermarkTracker>,
+    sent_watermark: Option<Millis>,
+    outputs: Vec<mpsc::Sender<Message>>,
+    metrics: Arc<SourceMetrics>,
+    dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
+    dead_letters: DeadLetterRows,
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+struct DeadLetterRows {
+    origin: StringBuilder,
+    reason: StringBuilder,
+    payload: StringBuilder,
+    at: Vec<Millis>,
+}
+
+impl SourceContext {
+    pub(crate) fn new(
+        name: &str,
+        schema: SchemaRef,
+        event_time: Option<EventTime>,
+        outputs: Vec<mpsc::Sender<Message>>,
+        metrics: Arc<SourceMetrics>,
+        dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            schema,
+            tracker: event_time.as_ref().map(|e| WatermarkTracker::new(e.bound)),
+            event_time,
+            sent_watermark: None,
+            outputs,
+            metrics,
+            dead_letter_tx,
+            dead_letters: DeadLetterRows::default(),
+            shutdown,
+        }
+    }
+
+    /// A context whose batches go to `outputs`, for tests and benchmarks of a single source.
+    pub fn for_test(
+        name: &str,
+        schema: SchemaRef,
+        event_time: Option<EventTime>,
+        outputs: Vec<mpsc::Sender<Message>>,
+        dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
+    ) -> Self {
+        Self::new(
+            name,
+            schema,
+            event_time,
+            outputs,
+            Arc::new(SourceMetrics::new(name)),
+            dead_letter_tx,
+            CancellationToken::new(),
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The declared schema: batches given to [`Self::send`] must have it.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn metrics(&self) -> &SourceMetrics {
+        &self.metrics
+    }
+
+    /// Cancelled when the engine stops (Ctrl-C): the source should return promptly.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Hands decoded rows to the queries. Late rows are dropped and counted; the watermark advances
+    /// after the batch. Fails only when no query reads the source any more.
+    pub async fn send(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return self.flush().await;
+        }
+        self.metrics.events.fetch_add(rows as u64, Ordering::Relaxed);
+        let mut batch = batch;
+        if let (Some(et), Some(tracker)) = (&self.event_time, &mut self.tracker) {
+            let times = batch
+                .column(et.index)
+                .as_primitive_opt::<TimestampMillisecondType>()
+                .ok_or_else(|| {
+                    ConnectorError::fatal(format!(
+                        "source {}: event-time column '{}' is not a millisecond timestamp",
+                        self.name, et.column
+                    ))
+                })?;
+            let observed = tracker.observe(times.values());
+            if let Some(keep) = observed.keep {
+                self.metrics
+                    .late
+                    .fetch_add(observed.late as u64, Ordering::Relaxed);
+                batch = filter_record_batch(&batch, &keep)
+                    .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+            }
+        }
+        if batch.num_rows() > 0 {
+            self.broadcast(Message::Batch(batch)).await?;
+        }
+        if let Some(w) = self.tracker.as_ref().and_then(WatermarkTracker::watermark)
+            && self.sent_watermark.is_none_or(|s| w > s)
+        {
+            self.sent_watermark = Some(w);
+            self.metrics.set_watermark(w);
+            self.broadcast(Message::Watermark(w)).await?;
+        }
+        self.flush().await
+    }
+
+    /// Records a record that could not be decoded: counted, logged (the first few), and written to
+    /// the source's dead-letter sink if it has one (on the next [`Self::send`] or [`Self::flush`]).
+    pub fn dead_letter(&mut self, origin: &str, payload: &[u8], reason: &str) {
+        let n = self.metrics.dead_letters.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= LOGGED_DEAD_LETTERS {
+            warn!(source = %self.name, origin, "bad record: {reason}");
+            if n == LOGGED_DEAD_LETTERS {
+                warn!(source = %self.name, "further bad records are only counted (and dead-lettered if set)");
+            }
+        }
+        if self.dead_letter_tx.is_some() {
+            let d = &mut self.dead_letters;
+            d.origin.append_value(origin);
+            d.reason.append_value(reason);
+            d.payload.append_value(String::from_utf8_lossy(payload));
+            d.at.push(now_millis());
+        }
+    }
+
+    /// Sends buffered dead letters on. Sources call it when they are idle.
+    pub async fn flush(&mut self) -> Result<(), ConnectorError> {
+        let Some(tx) = &self.dead_letter_tx else {
+            return Ok(());
+        };
+        if self.dead_letters.at.is_empty() {
+            return Ok(());
+        }
+        let d = std::mem::take(&mut self.dead_letters);
+        let n = d.at.len();
+        let mut source = StringBuilder::new();
+        for _ in 0..n {
+            source.append_value(&self.name);
+        }
+        let mut origin = d.origin;
+        let mut reason = d.reason;
+        let mut payload = d.payload;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(source.finish()),
+            Arc::new(origin.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(payload.finish()),
+            Arc::new(TimestampMillisecondArray::from(d.at)),
+        ];
+        let batch = RecordBatch::try_new(Arc::clone(&DEAD_LETTER_SCHEMA), columns)
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        if tx.send(batch).await.is_err() {
+            warn!(source = %self.name, "the dead-letter sink has stopped; {n} records not written");
+        }
+        Ok(())
+    }
+
+    /// The input has ended: flushes dead letters and tells every query, so open windows fire.
+    pub(crate) async fn finish(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.broadcast(Message::End).await;
+    }
+
+    async fn broadcast(&mut self, message: Message) -> Result<(), ConnectorError> {
+        let mut i = 0;
+        while i < self.outputs.len() {
+            if self.outputs[i].send(message.clone()).await.is_err() {
+                self.outputs.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if self.outputs.is_empty() {
+            return Err(ConnectorError::fatal(format!(
+                "source {}: no query reads it any more",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Float64Array;
+
+    fn batch(times: &[Millis]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+            Field::new("v", DataType::Float64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampMillisecondArray::from(times.to_vec())),
+                Arc::new(Float64Array::from(vec![1.0; times.len()])),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn late_rows_are_dropped_counted_and_the_watermark_follows() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let b = batch(&[10_000, 7_000, 9_000]);
+        let et = EventTime {
+            column: "ts".into(),
+            index: 0,
+            bound: 2_000,
+        };
+        let mut ctx = SourceContext::for_test("s", b.schema(), Some(et), vec![tx], None);
+        ctx.send(b).await.unwrap();
+        let Some(Message::Batch(out)) = rx.recv().await else { panic!() };
+        assert_eq!(out.num_rows(), 2);
+        assert!(matches!(rx.recv().await, Some(Message::Watermark(8_000))));
+        assert_eq!(ctx.metrics().late.load(Ordering::Relaxed), 1);
+        assert_eq!(ctx.metrics().events.load(Ordering::Relaxed), 3);
+        // An older batch does not move the watermark back, and sends no watermark.
+        ctx.send(batch(&[8_500])).await.unwrap();
+        assert!(matches!(rx.recv().await, Some(Message::Batch(_))));
+        ctx.finish().await;
+        assert!(matches!(rx.recv().await, Some(Message::End)));
+    }
+
+    #[tokio::test]
+    async fn dead_letters_reach_the_dead_letter_sink_with_their_reason() {
+        let (tx, _rx) = mpsc::channel(16);
+        let (dtx, mut drx) = mpsc::channel(16);
+        let b = batch(&[1]);
+        let mut ctx = SourceContext::for_test("s", b.schema(), None, vec![tx], Some(dtx));
+        ctx.dead_letter("file.jsonl:3", b"{oops", "not JSON");
+        ctx.flush().await.unwrap();
+        let d = drx.recv().await.unwrap();
+        assert_eq!(d.num_rows(), 1);
+        assert_eq!(d.column(2).as_string::<i32>().value(0), "not JSON");
+        assert_eq!(d.column(3).as_string::<i32>().value(0), "{oops");
+        assert_eq!(ctx.metrics().dead_letters.load(Ordering::Relaxed), 1);
+    }
+}

@@ -1,0 +1,68 @@
+//! The statements of a query file as parsed, before planning.
+
+use datafusion::sql::sqlparser::ast::{ColumnDef, Expr, Ident, Query};
+
+use crate::error::Location;
+use crate::options::Options;
+
+/// One statement of a query file.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    CreateSource(CreateSource),
+    CreateSink(CreateSink),
+    Insert(Insert),
+    /// A bare query: its rows go to standard output.
+    Select(Select),
+}
+
+impl Statement {
+    pub fn location(&self) -> Location {
+        match self {
+            Self::CreateSource(s) => s.location,
+            Self::CreateSink(s) => s.location,
+            Self::Insert(s) => s.location,
+            Self::Select(s) => s.location,
+        }
+    }
+}
+
+/// `CREATE SOURCE name (columns..., WATERMARK FOR col AS expr) WITH (options)`.
+#[derive(Debug, Clone)]
+pub struct CreateSource {
+    pub name: Ident,
+    pub columns: Vec<ColumnDef>,
+    pub watermark: Option<WatermarkDecl>,
+    pub options: Options,
+    pub location: Location,
+}
+
+/// `WATERMARK FOR ts AS ts - INTERVAL '2' SECOND`.
+#[derive(Debug, Clone)]
+pub struct WatermarkDecl {
+    pub column: Ident,
+    pub expr: Expr,
+    pub location: Location,
+}
+
+/// `CREATE SINK name WITH (options)`.
+#[derive(Debug, Clone)]
+pub struct CreateSink {
+    pub name: Ident,
+    pub options: Options,
+    pub location: Location,
+}
+
+/// `INSERT INTO sink SELECT ...`.
+#[derive(Debug, Clone)]
+pub struct Insert {
+    pub sink: Ident,
+    pub query: Box<Query>,
+    pub location: Location,
+}
+
+/// `SELECT ...` with no `INSERT INTO`.
+#[derive(Debug, Clone)]
+pub struct Select {
+    pub query: Box<Query>,
+    pub location: Location,
+}

@@ -1,0 +1,7 @@
+//! The SQL front end: parsing a query file into [`ast::Statement`]s (our `CREATE SOURCE` / `CREATE SINK`
+//! and `WATERMARK` by hand, everything else by sqlparser), keeping line and column of every part.
+
+pub mod ast;
+pub mod parser;
+
+pub use parser::parse;
