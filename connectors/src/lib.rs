@@ -1,1 +1,33 @@
+//! # Eddy's connectors
+//!
+//! Sources and sinks for the engine's [`Source`](eddy_engine::Source) and
+//! [`Sink`](eddy_engine::Sink) traits, and the formats they read and write.
+//!
+//! # Layout
+//! - [`mqtt`]: MQTT source and sink (rumqttc), topic templates, the embedded broker (rumqttd).
+//! - [`file`]: JSON-lines file source (a replay that ends) and sink.
+//! - [`stdout`]: standard-output sink, JSON or readable text.
+//! - [`format`]: JSON decoding into Arrow batches with per-record errors, and encoding of rows.
+//!
+//! Each connector folder has `config.rs` (its `WITH` options, one documented field each, unknown
+//! options refused), then `source.rs` and/or `sink.rs`.
 
+#![deny(clippy::clone_on_ref_ptr)]
+
+pub mod file;
+pub mod format;
+pub mod mqtt;
+pub mod stdout;
+
+use eddy_engine::ConnectorRegistry;
+
+/// Every connector, by the name used in `connector = '...'`.
+pub fn registry() -> ConnectorRegistry {
+    let mut r = ConnectorRegistry::new();
+    r.register_source("file", file::FileSource::create);
+    r.register_source("mqtt", mqtt::MqttSource::create);
+    r.register_sink("file", file::FileSink::create);
+    r.register_sink("mqtt", mqtt::MqttSink::create);
+    r.register_sink("stdout", stdout::StdoutSink::create);
+    r
+}

@@ -1,0 +1,47 @@
+//! Options of the file connector.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::format::Format;
+
+/// `CREATE SOURCE ... WITH (connector = 'file', ...)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The file to read, one JSON object per line; relative paths are from the working directory.
+    pub path: PathBuf,
+    /// How lines are decoded.
+    #[serde(default)]
+    pub format: Format,
+    /// Rows per batch handed to the queries.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+/// `CREATE SINK ... WITH (connector = 'file', ...)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file to write, one JSON object per line; created if missing.
+    pub path: PathBuf,
+    /// How rows are encoded.
+    #[serde(default)]
+    pub format: Format,
+    /// `append` (the default) keeps what the file holds; `truncate` empties it at start.
+    #[serde(default)]
+    pub mode: WriteMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    #[default]
+    Append,
+    Truncate,
+}
+
+fn default_batch_size() -> usize {
+    8192
+}

@@ -1,0 +1,260 @@
+//! What the source and the sink share: the broker address from a URL, credentials, TLS, client
+//! options, and the backoff between reconnection attempts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use eddy_engine::OptionError;
+use rumqttc::{MqttOptions, QoS, Transport};
+
+/// Where the broker is, from `mqtt://[user[:password]@]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl BrokerAddress {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("tcp://") {
+            (false, r)
+        } else {
+            return Err(format!("'{url}' must start with mqtt:// or mqtts://"));
+        };
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (username, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((user, pass)) => (Some(user.to_string()), Some(pass.to_string())),
+                None => (Some(u.to_string()), None),
+            },
+            None => (None, None),
+        };
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("'{url}': unclosed '[' in the host"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => parse_port(p, url)?,
+                None => default_port,
+            };
+            (h.to_string(), port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), parse_port(p, url)?),
+                None => (hostport.to_string(), default_port),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("'{url}' has no host"));
+        }
+        Ok(Self {
+            tls,
+            host,
+            port,
+            username,
+            password,
+        })
+    }
+}
+
+fn parse_port(p: &str, url: &str) -> Result<u16, String> {
+    p.parse()
+        .map_err(|_| format!("'{url}': '{p}' is not a port number"))
+}
+
+impl std::fmt::Display for BrokerAddress {
+    /// The address without credentials, for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// Connection options common to the source and the sink, read from their configs.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub address: BrokerAddress,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub keep_alive: Duration,
+}
+
+/// The fields of a config that make a [`Connection`].
+pub struct ConnectionOptions<'a> {
+    pub url: &'a str,
+    pub client_id: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub password_env: Option<&'a str>,
+    pub ca_file: Option<&'a Path>,
+    pub keep_alive: Duration,
+    /// Used for the default client id.
+    pub name: &'a str,
+}
+
+impl Connection {
+    pub fn new(o: ConnectionOptions) -> Result<Self, OptionError> {
+        let address = BrokerAddress::parse(o.url).map_err(|m| OptionError::invalid("url", m))?;
+        let password = match (o.password, o.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(OptionError::invalid(
+                    "password_env",
+                    "give either password or password_env, not both",
+                ));
+            }
+            (Some(p), None) => Some(p.to_string()),
+            (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+                OptionError::invalid("password_env", format!("environment variable {var} is not set"))
+            })?),
+            (None, None) => address.password.clone(),
+        };
+        let username = o.username.map(str::to_string).or(address.username.clone());
+        if password.is_some() && username.is_none() {
+            return Err(OptionError::invalid("password", "a password needs a username"));
+        }
+        if o.ca_file.is_some() && !address.tls {
+            return Err(OptionError::invalid("ca_file", "only mqtts:// URLs use TLS"));
+        }
+        let client_id = match o.client_id {
+            Some(id) => id.to_string(),
+            None => format!("eddy-{}-{:08x}", o.name, random_u32()),
+        };
+        Ok(Self {
+            address,
+            client_id,
+            username,
+            password,
+            ca_file: o.ca_file.map(Path::to_path_buf),
+            keep_alive: o.keep_alive,
+        })
+    }
+
+    /// rumqttc options; reads the CA file for TLS.
+    pub fn mqtt_options(&self) -> Result<MqttOptions, String> {
+        let mut options =
+            MqttOptions::new(&self.client_id, &self.address.host, self.address.port);
+        options.set_keep_alive(self.keep_alive.max(Duration::from_secs(5)));
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        if let (Some(u), p) = (&self.username, &self.password) {
+            options.set_credentials(u, p.clone().unwrap_or_default());
+        }
+        if self.address.tls {
+            let ca = read_ca(self.ca_file.as_deref())?;
+            options.set_transport(Transport::tls(ca, None, None));
+        }
+        Ok(options)
+    }
+}
+
+/// The CA certificates for TLS: the given file, else the system's bundle.
+fn read_ca(file: Option<&Path>) -> Result<Vec<u8>, String> {
+    const SYSTEM_BUNDLES: [&str; 3] = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ];
+    match file {
+        Some(f) => std::fs::read(f).map_err(|e| format!("cannot read CA file {}: {e}", f.display())),
+        None => SYSTEM_BUNDLES
+            .iter()
+            .find_map(|p| std::fs::read(p).ok())
+            .ok_or_else(|| "no system CA bundle found; set ca_file".to_string()),
+    }
+}
+
+pub fn qos(level: u8) -> Result<QoS, OptionError> {
+    match level {
+        0 => Ok(QoS::AtMostOnce),
+        1 => Ok(QoS::AtLeastOnce),
+        _ => Err(OptionError::invalid("qos", format!("{level} is not supported; use 0 or 1"))),
+    }
+}
+
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u32
+}
+
+/// Exponential backoff with jitter between reconnection attempts: 100 ms doubling up to 30 s.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: Self::FIRST,
+        }
+    }
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(30);
+
+    /// The wait before the next attempt (with up to 25% jitter), doubling the one after.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        let jitter = base.mul_f64(f64::from(random_u32() % 1000) / 4000.0);
+        base + jitter
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_host_port_tls_and_credentials() {
+        let a = BrokerAddress::parse("mqtt://localhost").unwrap();
+        assert_eq!((a.tls, a.host.as_str(), a.port), (false, "localhost", 1883));
+        let a = BrokerAddress::parse("mqtts://u:p@broker.example:8884").unwrap();
+        assert_eq!((a.tls, a.host.as_str(), a.port), (true, "broker.example", 8884));
+        assert_eq!(a.username.as_deref(), Some("u"));
+        assert_eq!(a.password.as_deref(), Some("p"));
+        assert_eq!(a.to_string(), "mqtts://broker.example:8884");
+        let a = BrokerAddress::parse("mqtt://[::1]:1884").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("::1", 1884));
+        assert!(BrokerAddress::parse("http://x").unwrap_err().contains("mqtt://"));
+        assert!(BrokerAddress::parse("mqtt://h:port").unwrap_err().contains("not a port"));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_limit() {
+        let mut b = Backoff::default();
+        let first = b.next_delay();
+        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(125));
+        for _ in 0..20 {
+            b.next_delay();
+        }
+        assert!(b.next_delay() <= Duration::from_millis(37_500));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(125));
+    }
+}

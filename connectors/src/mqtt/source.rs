@@ -1,0 +1,190 @@
+//! Subscribes to a topic filter and decodes each message (one JSON object) into a row; rows are
+//! handed on every `batch_size` messages or `linger`, whichever comes first. The message's topic
+//! fills the `topic` column when the source declares one, so a device id can come from the topic.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use async_trait::async_trait;
+use eddy_engine::{ConnectorError, OptionError, Source, SourceContext, SourceSpec};
+use rumqttc::{AsyncClient, Event, Packet, Publish, QoS, SubscribeReasonCode};
+use tracing::{info, warn};
+
+use super::config::MqttSourceConfig;
+use super::connection::{Backoff, Connection, ConnectionOptions, qos};
+use crate::format::json::JsonDecoder;
+
+pub struct MqttSource {
+    config: MqttSourceConfig,
+    connection: Connection,
+    qos: QoS,
+    schema: SchemaRef,
+    /// Index of the column that receives the topic.
+    topic_column: Option<usize>,
+    decoder: JsonDecoder,
+}
+
+impl MqttSource {
+    pub fn create(spec: &SourceSpec) -> Result<Box<dyn Source>, OptionError> {
+        let config: MqttSourceConfig = spec.options.deserialize()?;
+        let connection = Connection::new(ConnectionOptions {
+            url: &config.url,
+            client_id: config.client_id.as_deref(),
+            username: config.username.as_deref(),
+            password: config.password.as_deref(),
+            password_env: config.password_env.as_deref(),
+            ca_file: config.ca_file.as_deref(),
+            keep_alive: config.keep_alive,
+            name: spec.name,
+        })?;
+        if !rumqttc::valid_filter(&config.topic) {
+            return Err(OptionError::invalid(
+                "topic",
+                format!("'{}' is not a valid topic filter ('#' only at the end, '+' a whole level)", config.topic),
+            ));
+        }
+        if config.batch_size == 0 {
+            return Err(OptionError::invalid("batch_size", "must be at least 1"));
+        }
+        let topic_column = match &config.topic_column {
+            Some(name) => Some(spec.schema.index_of(name).map_err(|_| {
+                OptionError::invalid("topic_column", format!("the source declares no column '{name}'"))
+            })?),
+            None => spec.schema.index_of("topic").ok(),
+        };
+        if let Some(i) = topic_column
+            && spec.schema.field(i).data_type() != &DataType::Utf8
+        {
+            return Err(OptionError::invalid(
+                "topic_column",
+                format!("column '{}' receives the topic, so it must be TEXT", spec.schema.field(i).name()),
+            ));
+        }
+        let payload_fields: Vec<_> = spec
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != topic_column)
+            .map(|(_, f)| Arc::clone(f))
+            .collect();
+        let decoder = JsonDecoder::new(Arc::new(Schema::new(payload_fields)), config.batch_size)
+            .map_err(|e| OptionError::Other(e.to_string()))?;
+        Ok(Box::new(Self {
+            qos: qos(config.qos)?,
+            config,
+            connection,
+            schema: Arc::clone(spec.schema),
+            topic_column,
+            decoder,
+        }))
+    }
+
+    /// Decodes the pending messages and hands the rows on; bad messages become dead letters.
+    async fn hand_on(&mut self, pending: &mut Vec<Publish>, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
+        if pending.is_empty() {
+            return ctx.flush().await;
+        }
+        let records: Vec<&[u8]> = pending.iter().map(|p| p.payload.as_ref()).collect();
+        let decoded = self
+            .decoder
+            .decode(&records)
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        for (i, why) in &decoded.rejected {
+            ctx.dead_letter(&pending[*i].topic, &pending[*i].payload, why);
+        }
+        let batch = match (decoded.batch, self.topic_column) {
+            (Some(b), Some(at)) => {
+                let topics: StringArray = decoded
+                    .accepted
+                    .iter()
+                    .map(|&i| Some(pending[i].topic.as_str()))
+                    .collect();
+                let mut columns: Vec<ArrayRef> = b.columns().to_vec();
+                columns.insert(at, Arc::new(topics));
+                Some(
+                    RecordBatch::try_new(Arc::clone(&self.schema), columns)
+                        .map_err(|e| ConnectorError::fatal(e.to_string()))?,
+                )
+            }
+            (b, _) => b,
+        };
+        pending.clear();
+        match batch {
+            Some(b) => ctx.send(b).await,
+            None => ctx.flush().await,
+        }
+    }
+}
+
+#[async_trait]
+impl Source for MqttSource {
+    fn describe(&self) -> String {
+        let topic_column = self
+            .topic_column
+            .map(|i| format!(", topic -> column {}", self.schema.field(i).name()))
+            .unwrap_or_default();
+        format!(
+            "{} topic {} qos {} (JSON messages{topic_column})",
+            self.connection.address, self.config.topic, self.config.qos
+        )
+    }
+
+    async fn run(mut self: Box<Self>, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
+        let options = self
+            .connection
+            .mqtt_options()
+            .map_err(ConnectorError::fatal)?;
+        let (client, mut events) = AsyncClient::new(options, 64);
+        let address = self.connection.address.to_string();
+        let topic = self.config.topic.clone();
+        let mut pending: Vec<Publish> = Vec::with_capacity(self.config.batch_size);
+        let mut backoff = Backoff::default();
+        let mut linger = tokio::time::interval(self.config.linger);
+        linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = ctx.shutdown().clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                event = events.poll() => match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        pending.push(p);
+                        if pending.len() >= self.config.batch_size {
+                            self.hand_on(&mut pending, ctx).await?;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        info!(source = %ctx.name(), "connected to {address}, subscribing to {topic}");
+                        backoff.reset();
+                        client.try_subscribe(topic.clone(), self.qos).map_err(|e| {
+                            ConnectorError::fatal(format!("cannot subscribe to {topic}: {e}"))
+                        })?;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
+                            return Err(ConnectorError::fatal(format!(
+                                "the broker at {address} refused the subscription to {topic}"
+                            )));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.hand_on(&mut pending, ctx).await?;
+                        let delay = backoff.next_delay();
+                        warn!(source = %ctx.name(), "cannot reach the broker at {address}: {e}; retrying in {delay:.1?}");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                },
+                _ = linger.tick() => self.hand_on(&mut pending, ctx).await?,
+            }
+        }
+        self.hand_on(&mut pending, ctx).await?;
+        let _ = client.try_disconnect();
+        Ok(())
+    }
+}
