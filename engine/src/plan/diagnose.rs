@@ -62,7 +62,7 @@ pub fn locate(e: &DataFusionError, query: &sql::Query, fallback: Location, plann
         let location = span.or_else(|| find_relation(query, name)).unwrap_or(fallback);
         return SqlError::new(
             location,
-            format!("unknown source '{name}'; {}", planner.source_names()),
+            format!("unknown source '{name}'; {}", planner.source_names(name)),
         );
     }
     SqlError::new(span.unwrap_or(fallback), text)
@@ -86,7 +86,7 @@ pub fn message(e: &DataFusionError) -> String {
 }
 
 /// The valid name closest to `name` (ignoring case), if it is close enough to be a typo.
-fn closest<'n>(name: &str, valid: &[&'n str]) -> Option<&'n str> {
+pub fn closest<'n>(name: &str, valid: &[&'n str]) -> Option<&'n str> {
     let name = name.to_lowercase();
     valid
         .iter()

@@ -10,6 +10,7 @@ use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+use datafusion::sql::sqlparser::ast::{self as sql, Spanned};
 use std::sync::Arc;
 
 use super::diagnose;
@@ -20,6 +21,33 @@ use crate::ops::{
     AggregateCall, Filter, Operator, OutputColumn, Pipeline, Project, ScanColumn, SourceScan,
     WindowAggregate, WindowColumns, WindowKind, with_event_time,
 };
+
+/// Places in a query that errors about its clauses point at.
+#[derive(Debug, Clone, Copy)]
+pub struct Anchors {
+    pub statement: Location,
+    pub group_by: Option<Location>,
+    pub order_by: Option<Location>,
+    pub limit: Option<Location>,
+}
+
+impl Anchors {
+    pub fn of(query: &sql::Query, statement: Location) -> Self {
+        let at = |span: datafusion::sql::sqlparser::tokenizer::Span| {
+            (span.start.line > 0).then(|| Location::from(span.start))
+        };
+        let group_by = match query.body.as_ref() {
+            sql::SetExpr::Select(s) => at(s.group_by.span()),
+            _ => None,
+        };
+        Self {
+            statement,
+            group_by,
+            order_by: query.order_by.as_ref().and_then(|o| at(o.span())),
+            limit: query.limit_clause.as_ref().and_then(|l| at(l.span())),
+        }
+    }
+}
 
 /// A query as streaming operators, and the source it reads.
 pub struct Lowered {
@@ -44,8 +72,8 @@ struct Stage {
     aggregated: bool,
 }
 
-pub fn lower_query(plan: &LogicalPlan, planner: &Planner, location: Location) -> Result<Lowered, SqlError> {
-    let walk = Walk { planner, location };
+pub fn lower_query(plan: &LogicalPlan, planner: &Planner, anchors: Anchors) -> Result<Lowered, SqlError> {
+    let walk = Walk { planner, anchors };
     let stage = walk.lower(plan)?;
     if let Some(call) = &stage.window
         && matches!(call.kind, WindowKind::Hop { .. })
@@ -63,12 +91,16 @@ pub fn lower_query(plan: &LogicalPlan, planner: &Planner, location: Location) ->
 
 struct Walk<'p, 'a> {
     planner: &'p Planner<'a>,
-    location: Location,
+    anchors: Anchors,
 }
 
 impl Walk<'_, '_> {
     fn error(&self, message: impl Into<String>) -> SqlError {
-        SqlError::new(self.location, message)
+        SqlError::new(self.anchors.statement, message)
+    }
+
+    fn error_at(&self, anchor: Option<Location>, message: impl Into<String>) -> SqlError {
+        SqlError::new(anchor.unwrap_or(self.anchors.statement), message)
     }
 
     fn physical(&self, e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>, SqlError> {
@@ -90,7 +122,10 @@ impl Walk<'_, '_> {
                     ),
                 };
                 if scan.fetch.is_some() {
-                    return Err(self.error("LIMIT is not supported in a continuous query"));
+                    return Err(self.error_at(
+                        self.anchors.limit,
+                        "LIMIT is not supported in a continuous query",
+                    ));
                 }
                 if !scan.filters.is_empty() {
                     return Err(self.error("internal: filters were pushed into a source scan"));
@@ -176,12 +211,14 @@ impl Walk<'_, '_> {
             LogicalPlan::Aggregate(a) => {
                 let mut stage = self.lower(&a.input)?;
                 if stage.aggregated {
-                    return Err(self.error(
+                    return Err(self.error_at(
+                        self.anchors.group_by,
                         "a GROUP BY over the rows of another GROUP BY is not supported yet",
                     ));
                 }
                 let Some(call) = stage.window.take() else {
-                    return Err(self.error(
+                    return Err(self.error_at(
+                        self.anchors.group_by,
                         "GROUP BY on a stream needs a window: read the source through TUMBLE(source, ts, size) or HOP(source, ts, slide, size) and add window_start, window_end to the GROUP BY",
                     ));
                 };
@@ -193,7 +230,8 @@ impl Walk<'_, '_> {
                 let (mut has_start, mut has_end) = (false, false);
                 for (i, g) in a.group_expr.iter().enumerate() {
                     if matches!(g, Expr::GroupingSet(_)) {
-                        return Err(self.error(
+                        return Err(self.error_at(
+                            self.anchors.group_by,
                             "GROUPING SETS, CUBE and ROLLUP are not supported in a continuous query",
                         ));
                     }
@@ -252,6 +290,8 @@ impl Walk<'_, '_> {
                 stage.origins = vec![Origin::Value; output.fields().len()];
                 Ok(stage)
             }
+            LogicalPlan::Sort(_) => Err(self.error_at(self.anchors.order_by, unsupported(plan))),
+            LogicalPlan::Limit(_) => Err(self.error_at(self.anchors.limit, unsupported(plan))),
             other => Err(self.error(unsupported(other))),
         }
     }

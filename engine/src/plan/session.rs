@@ -148,12 +148,16 @@ impl<'a> Planner<'a> {
         self.sinks.iter().position(|s| s.name == name)
     }
 
-    pub(super) fn source_names(&self) -> String {
+    /// For errors about an unknown source `name`: a guess, and the sources there are.
+    pub(super) fn source_names(&self, name: &str) -> String {
         if self.sources.is_empty() {
-            return "none is defined yet".to_string();
+            return "no source is defined yet".to_string();
         }
         let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
-        format!("defined: {}", names.join(", "))
+        let guess = diagnose::closest(name, &names)
+            .map(|g| format!("did you mean '{g}'? "))
+            .unwrap_or_default();
+        format!("{guess}defined: {}", names.join(", "))
     }
 
     /// Makes `name` known to DataFusion as an (always empty) table of `schema`.
@@ -216,7 +220,10 @@ impl<'a> Planner<'a> {
             let hint = if defined.is_empty() {
                 format!("no sink is defined yet; add CREATE SINK {name} WITH (connector = 'stdout') before this statement")
             } else {
-                format!("defined: {}", defined.join(", "))
+                let guess = diagnose::closest(&name, &defined)
+                    .map(|g| format!("did you mean '{g}'? "))
+                    .unwrap_or_default();
+                format!("{guess}defined: {}", defined.join(", "))
             };
             SqlError::new(Location::from(&insert.sink), format!("unknown sink '{name}'; {hint}"))
         })?;
@@ -266,7 +273,7 @@ impl<'a> Planner<'a> {
         let optimized = state
             .optimize(&logical)
             .map_err(|e| diagnose::locate(&e, &query, location, self))?;
-        let lowered = lower::lower_query(&optimized, self, location)?;
+        let lowered = lower::lower_query(&optimized, self, lower::Anchors::of(&query, location))?;
         let schema = Arc::new(optimized.schema().as_arrow().clone());
         self.sinks[sink]
             .sink

@@ -124,7 +124,10 @@ impl Rewriter<'_, '_> {
         let source = self.planner.source_index(&source_name).ok_or_else(|| {
             SqlError::new(
                 location_of(args[0]),
-                format!("unknown source '{source_name}'; {}", self.planner.source_names()),
+                format!(
+                    "unknown source '{source_name}'; {}",
+                    self.planner.source_names(&source_name)
+                ),
             )
         })?;
         let time_ident = time_column(args[1]).ok_or_else(|| {

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Regenerates the window test cases in tests/cases/: inputs, Eddy query files, and the expected
+outputs computed by DuckDB from the same rows.
+
+    pip install duckdb && python3 tests/oracle/generate.py
+
+Each case is a folder with query.sql (what Eddy runs: a file source reading input.jsonl, a file sink
+writing to $OUT), input.jsonl (the lines in arrival order: out of order within the watermark bound,
+some late rows, some null temperatures, timestamps as RFC 3339 strings with and without offsets
+and as epoch milliseconds, and a few lines that are not valid readings), and expected.jsonl (what
+DuckDB answers). DuckDB sees only the valid lines, each with its arrival position `seq`, and applies
+the lateness rule of the design: a row is late, and dropped, when its time is older than the
+largest time among the rows before it minus the watermark bound. Everything else is a plain batch
+GROUP BY, which is what a continuous query must equal once its input has ended.
+"""
+
+import json
+import os
+import random
+import shutil
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cases")
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+BOUND_S = 5
+
+SOURCE = """CREATE SOURCE readings (
+    device_id TEXT,
+    temp      DOUBLE,
+    humidity  DOUBLE,
+    ts        TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '{bound}' SECOND
+) WITH (connector = 'file', path = 'input.jsonl');
+
+CREATE SINK out WITH (connector = 'file', path = '${{OUT}}', mode = 'truncate');
+"""
+
+# DuckDB: the valid rows in arrival order, with late rows dropped as the engine drops them.
+ON_TIME = """
+WITH input AS (
+    SELECT seq, device_id, temp, humidity, ts, epoch_ms(ts) AS t FROM rows
+),
+marked AS (
+    SELECT *, max(t) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_max
+    FROM input
+),
+on_time AS (
+    SELECT * FROM marked WHERE prev_max IS NULL OR t >= prev_max - {bound_ms}
+)
+"""
+
+
+def tumble(size_ms):
+    return f"""
+, windows AS (
+    SELECT *, (t // {size_ms}) * {size_ms} AS ws, (t // {size_ms}) * {size_ms} + {size_ms} AS we
+    FROM on_time
+)
+"""
+
+
+def hop(slide_ms, size_ms):
+    # Every window [k*slide, k*slide + size) that holds t.
+    return f"""
+, windows AS (
+    SELECT o.*, s AS ws, s + {size_ms} AS we
+    FROM on_time o,
+         LATERAL (SELECT unnest(range(((o.t - {size_ms}) // {slide_ms} + 1) * {slide_ms},
+                                      (o.t // {slide_ms}) * {slide_ms} + 1, {slide_ms})) AS s)
+)
+"""
+
+
+def ts_text(col):
+    return f"strftime(make_timestamp({col} * 1000), '%Y-%m-%dT%H:%M:%S.%gZ')"
+
+
+CASES = [
+    {
+        "name": "tumble_aggregates",
+        "about": "TUMBLE 10 s per device: count, sum, avg, min, max, stddev, HAVING",
+        "seed": 1,
+        "eddy": """INSERT INTO out
+SELECT device_id, window_start, window_end,
+       count(*) AS n, count(temp) AS n_temp, sum(temp) AS sum_temp, avg(temp) AS avg_temp,
+       min(temp) AS min_temp, max(temp) AS max_temp, stddev(temp) AS sd_temp
+FROM TUMBLE(readings, ts, INTERVAL '10' SECOND)
+GROUP BY device_id, window_start, window_end
+HAVING avg(temp) > 60;
+""",
+        "duckdb": tumble(10_000) + f"""
+SELECT device_id, {ts_text('ws')} AS window_start, {ts_text('we')} AS window_end,
+       count(*) AS n, count(temp) AS n_temp, sum(temp) AS sum_temp, avg(temp) AS avg_temp,
+       min(temp) AS min_temp, max(temp) AS max_temp, stddev_samp(temp) AS sd_temp
+FROM windows GROUP BY device_id, ws, we HAVING avg(temp) > 60
+""",
+    },
+    {
+        "name": "hop_one_minute_every_ten_seconds",
+        "about": "HOP 1 min sliding 10 s per device, computed from panes",
+        "seed": 2,
+        "eddy": """INSERT INTO out
+SELECT device_id, window_start, window_end, avg(temp) AS avg_temp, max(temp) AS max_temp,
+       count(*) AS n
+FROM HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)
+GROUP BY device_id, window_start, window_end
+HAVING avg(temp) > 55;
+""",
+        "duckdb": hop(10_000, 60_000) + f"""
+SELECT device_id, {ts_text('ws')} AS window_start, {ts_text('we')} AS window_end,
+       avg(temp) AS avg_temp, max(temp) AS max_temp, count(*) AS n
+FROM windows GROUP BY device_id, ws, we HAVING avg(temp) > 55
+""",
+    },
+    {
+        "name": "hop_slide_not_dividing_size",
+        "about": "HOP 40 s sliding 15 s (panes of 5 s), min/max/sum/stddev",
+        "seed": 3,
+        "eddy": """INSERT INTO out
+SELECT device_id, window_start, window_end, min(temp) AS lo, max(temp) AS hi,
+       sum(humidity) AS hum, stddev(temp) AS sd
+FROM HOP(readings, ts, INTERVAL '15' SECOND, INTERVAL '40' SECOND)
+GROUP BY device_id, window_start, window_end;
+""",
+        "duckdb": hop(15_000, 40_000) + f"""
+SELECT device_id, {ts_text('ws')} AS window_start, {ts_text('we')} AS window_end,
+       min(temp) AS lo, max(temp) AS hi, sum(humidity) AS hum, stddev_samp(temp) AS sd
+FROM windows GROUP BY device_id, ws, we
+""",
+    },
+    {
+        "name": "tumble_without_keys_with_filter_and_case",
+        "about": "TUMBLE 1 min over all devices, WHERE, CASE, expressions, FILTER, Flink spelling",
+        "seed": 4,
+        "eddy": """INSERT INTO out
+SELECT window_start, window_end,
+       count(*) FILTER (WHERE temp > 65) AS hot,
+       count(*) AS n,
+       avg(temp * 1.8 + 32) AS avg_f,
+       max(CASE WHEN humidity > 50 THEN temp ELSE NULL END) AS max_humid_temp
+FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+WHERE device_id <> 'd3'
+GROUP BY window_start, window_end;
+""",
+        "duckdb": tumble(60_000) + f"""
+SELECT {ts_text('ws')} AS window_start, {ts_text('we')} AS window_end,
+       count(*) FILTER (WHERE temp > 65) AS hot, count(*) AS n,
+       avg(temp * 1.8 + 32) AS avg_f,
+       max(CASE WHEN humidity > 50 THEN temp ELSE NULL END) AS max_humid_temp
+FROM windows WHERE device_id <> 'd3' GROUP BY ws, we
+""",
+    },
+    {
+        "name": "stateless_filter_and_projection",
+        "about": "no window: WHERE, projection, CASE and functions, late rows still dropped",
+        "seed": 5,
+        "eddy": """INSERT INTO out
+SELECT upper(device_id) AS device, ts, round(temp * 1.8 + 32, 1) AS temp_f,
+       CASE WHEN temp > 75 THEN 'hot' WHEN temp > 65 THEN 'warm' ELSE 'ok' END AS level
+FROM readings
+WHERE temp > 62 AND humidity IS NOT NULL;
+""",
+        "duckdb": f"""
+SELECT upper(device_id) AS device, {ts_text('t')} AS ts, round(temp * 1.8 + 32, 1) AS temp_f,
+       CASE WHEN temp > 75 THEN 'hot' WHEN temp > 65 THEN 'warm' ELSE 'ok' END AS level
+FROM on_time WHERE temp > 62 AND humidity IS NOT NULL
+""",
+    },
+    {
+        "name": "tumble_per_device_and_five_minutes",
+        "about": "TUMBLE 5 min per device, grouped by an expression of the key",
+        "seed": 6,
+        "eddy": """INSERT INTO out
+SELECT substr(device_id, 2) AS device_no, window_start, window_end, count(*) AS n,
+       avg(humidity) AS avg_hum
+FROM TUMBLE(readings, ts, INTERVAL '5' MINUTE)
+GROUP BY substr(device_id, 2), window_start, window_end;
+""",
+        "duckdb": tumble(300_000) + f"""
+SELECT substr(device_id, 2) AS device_no, {ts_text('ws')} AS window_start,
+       {ts_text('we')} AS window_end, count(*) AS n, avg(humidity) AS avg_hum
+FROM windows GROUP BY substr(device_id, 2), ws, we
+""",
+    },
+]
+
+BAD_LINES = [
+    '{"device_id": "d1", "temp": , "ts": "2026-01-01T00:00:05Z"}',
+    '{"device_id": "d2", "temp": "hot", "ts": "2026-01-01T00:00:05Z"}',
+    '{"device_id": "d3", "temp": 61.0}',
+    'not json at all',
+    '{"device_id": "d4", "temp": 60.5, "ts": "yesterday"}',
+]
+
+
+def readings(seed):
+    """Rows for 5 devices at 1 Hz for 10 minutes, with arrival times: most rows arrive up to 4 s
+    late (within the 5 s bound), about 2% arrive 8-40 s late."""
+    rng = random.Random(seed)
+    rows = []
+    for d in range(5):
+        base = 50 + 5 * d
+        hot_from = rng.randrange(0, 500)
+        for s in range(600):
+            t = EPOCH + timedelta(seconds=s, milliseconds=rng.randrange(0, 1000))
+            temp = base + 8 * rng.random() + (20 if hot_from <= s < hot_from + 60 else 0)
+            row = {
+                "device_id": f"d{d}",
+                "temp": round(temp, 2) if rng.random() > 0.01 else None,
+                "humidity": round(30 + 40 * rng.random(), 1) if rng.random() > 0.01 else None,
+                "t": t,
+            }
+            delay = rng.uniform(0, 4) if rng.random() > 0.02 else rng.uniform(8, 40)
+            row["arrival"] = t + timedelta(seconds=delay)
+            rows.append(row)
+    rows.sort(key=lambda r: (r["arrival"], r["device_id"]))
+    return rng, rows
+
+
+def encode(rng, row):
+    t = row["t"]
+    kind = rng.random()
+    if kind < 0.6:
+        ts = t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    elif kind < 0.8:
+        local = t.astimezone(timezone(timedelta(hours=2)))
+        ts = local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}+02:00"
+    else:
+        ts = int(t.timestamp() * 1000)
+    out = {"device_id": row["device_id"], "temp": row["temp"], "ts": ts}
+    if row["humidity"] is not None or rng.random() < 0.5:
+        out["humidity"] = row["humidity"]
+    return json.dumps(out)
+
+
+def main():
+    shutil.rmtree(ROOT, ignore_errors=True)
+    for case in CASES:
+        folder = os.path.join(ROOT, case["name"])
+        os.makedirs(folder)
+        rng, rows = readings(case["seed"])
+        lines = [encode(rng, r) for r in rows]
+        for bad in BAD_LINES:
+            lines.insert(rng.randrange(len(lines)), bad)
+        with open(os.path.join(folder, "input.jsonl"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        with open(os.path.join(folder, "query.sql"), "w") as f:
+            f.write(f"-- {case['about']}\n-- Generated by tests/oracle/generate.py; expected.jsonl is DuckDB's answer.\n")
+            f.write(SOURCE.format(bound=BOUND_S))
+            f.write("\n" + case["eddy"])
+        con = duckdb.connect()
+        con.execute("CREATE TABLE rows (seq BIGINT, device_id TEXT, temp DOUBLE, humidity DOUBLE, ts TIMESTAMP)")
+        con.executemany(
+            "INSERT INTO rows VALUES (?, ?, ?, ?, ?)",
+            [(i, r["device_id"], r["temp"], r["humidity"], r["t"].replace(tzinfo=None)) for i, r in enumerate(rows)],
+        )
+        sql = ON_TIME.format(bound_ms=BOUND_S * 1000) + case["duckdb"]
+        result = con.execute(sql)
+        names = [d[0] for d in result.description]
+        out = [dict(zip(names, row)) for row in result.fetchall()]
+        out.sort(key=lambda r: json.dumps(r, sort_keys=True, default=str))
+        with open(os.path.join(folder, "expected.jsonl"), "w") as f:
+            for r in out:
+                f.write(json.dumps(r) + "\n")
+        print(f"{case['name']}: {len(rows)} rows, {len(out)} expected results")
+
+
+if __name__ == "__main__":
+    main()
