@@ -15,7 +15,10 @@ use crate::status::Status;
 
 /// The example queries the demo runs, built into the binary so `eddy demo` works from anywhere.
 const QUERIES: [(&str, &str); 2] = [
-    ("queries/overheat.sql", include_str!("../queries/overheat.sql")),
+    (
+        "queries/overheat.sql",
+        include_str!("../queries/overheat.sql"),
+    ),
     ("queries/spikes.sql", include_str!("../queries/spikes.sql")),
 ];
 
@@ -101,7 +104,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     status.finish(false);
     let _ = simulator.await;
     let _ = printer.await;
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Subscribes to `alerts/#` and prints each alert as one readable line on stdout.
@@ -134,7 +141,8 @@ async fn print_alerts(port: u16, shutdown: CancellationToken) {
 /// `12:00:10  overheat  machine-07  avg_temp=81.2  max_temp=88.0  window 11:59:10-12:00:10`
 fn alert_line(topic: &str, payload: &[u8]) -> String {
     let kind = topic.split('/').nth(1).unwrap_or(topic);
-    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice::<serde_json::Value>(payload)
+    let Ok(serde_json::Value::Object(fields)) =
+        serde_json::from_slice::<serde_json::Value>(payload)
     else {
         return format!("{topic}  {}", String::from_utf8_lossy(payload));
     };
@@ -149,7 +157,10 @@ fn alert_line(topic: &str, payload: &[u8]) -> String {
     let mut line = format!(
         "{}  {kind:<9} {}",
         chrono::Local::now().format("%H:%M:%S"),
-        fields.get("device_id").and_then(|v| v.as_str()).unwrap_or("-")
+        fields
+            .get("device_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
     );
     for (k, v) in &fields {
         if matches!(k.as_str(), "device_id" | "window_start" | "window_end") {
@@ -161,7 +172,11 @@ fn alert_line(topic: &str, payload: &[u8]) -> String {
         };
         line.push_str(&format!("  {k}={value}"));
     }
-    line.push_str(&format!("  window {}-{} UTC", clock("window_start"), clock("window_end")));
+    line.push_str(&format!(
+        "  window {}-{} UTC",
+        clock("window_start"),
+        clock("window_end")
+    ));
     line
 }
 
@@ -227,7 +242,11 @@ async fn simulate(port: u16, devices: usize, rate: f64, shutdown: CancellationTo
             // Machines heat up and cool down over about half a minute.
             m.heat += (target - m.heat) * (1.0 / (30.0 * rate)).min(1.0);
             m.overheating = m.overheating.saturating_sub(1);
-            let spike = if noise.next() < 1.0 / (60.0 * per_second) { 25.0 } else { 0.0 };
+            let spike = if noise.next() < 1.0 / (60.0 * per_second) {
+                25.0
+            } else {
+                0.0
+            };
             let temp = m.base + m.heat + spike + 3.0 * (noise.next() - 0.5);
             let humidity = 40.0 + 10.0 * noise.next();
             let payload = format!(

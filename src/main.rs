@@ -18,7 +18,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 #[derive(Parser)]
-#[command(name = "eddy", version, about = "Windowed SQL over IoT readings: MQTT in, alerts out")]
+#[command(
+    name = "eddy",
+    version,
+    about = "Windowed SQL over IoT readings: MQTT in, alerts out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,7 +64,10 @@ struct OutputArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -118,7 +125,10 @@ fn read_query_file(file: &Path) -> Result<String> {
 async fn check(file: &Path) -> Result<ExitCode> {
     let sql = read_query_file(file)?;
     let registry = eddy_connectors::registry();
-    match Planner::new(&file.display().to_string(), &registry).plan(&sql).await {
+    match Planner::new(&file.display().to_string(), &registry)
+        .plan(&sql)
+        .await
+    {
         Ok(plan) => {
             print!("{plan}");
             Ok(ExitCode::SUCCESS)
@@ -164,7 +174,8 @@ async fn run(file: &Path, replay: &[(String, String)], output: OutputArgs) -> Re
 /// Ctrl-C or SIGTERM stops the sources, then everything drains; a second Ctrl-C exits at once.
 fn stop_on_signals(shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let terminated = async {
             match term.as_mut() {
                 Some(t) => {

@@ -86,7 +86,10 @@ fn line(t: &Totals, rate: f64) -> String {
         ));
     } else if let Some(w) = t.watermark {
         let now = chrono::Utc::now().timestamp_millis();
-        s.push_str(&format!(" | watermark lag {:.1}s", (now - w) as f64 / 1000.0));
+        s.push_str(&format!(
+            " | watermark lag {:.1}s",
+            (now - w) as f64 / 1000.0
+        ));
     }
     s
 }

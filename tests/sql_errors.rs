@@ -17,7 +17,11 @@ fn each_bad_query_file_prints_its_errors_and_exits_1() {
     assert!(files.len() >= 20, "the error cases are missing");
     let mut failures = Vec::new();
     for path in &files {
-        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let text = std::fs::read_to_string(path).expect("readable case");
         let expected: Vec<String> = text
             .lines()
@@ -42,8 +46,15 @@ fn each_bad_query_file_prints_its_errors_and_exits_1() {
 fn a_good_file_checks_clean_and_prints_its_plan() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = common::run_eddy(root, &["check", "queries/overheat.sql"], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plan = String::from_utf8_lossy(&out.stdout);
-    assert!(plan.contains("window aggregate HOP size 1min slide 10s (panes of 10s)"), "{plan}");
+    assert!(
+        plan.contains("window aggregate HOP size 1min slide 10s (panes of 10s)"),
+        "{plan}"
+    );
     assert!(plan.contains("sink overheat (mqtt)"), "{plan}");
 }

@@ -15,11 +15,18 @@ fn window_results_equal_duckdb_answers() {
         .filter(|p| p.join("query.sql").exists())
         .collect();
     folders.sort();
-    assert!(folders.len() >= 6, "the oracle cases are missing: {folders:?}");
+    assert!(
+        folders.len() >= 6,
+        "the oracle cases are missing: {folders:?}"
+    );
     let out_dir = tempfile::tempdir().expect("temp dir");
     let mut failures = Vec::new();
     for folder in &folders {
-        let name = folder.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = folder
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let out = out_dir.path().join(format!("{name}.jsonl"));
         let result = common::run_eddy(
             folder,

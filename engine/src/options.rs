@@ -112,7 +112,10 @@ impl Options {
     }
 }
 
-fn expand_variables(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand_variables(
+    value: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -129,7 +132,10 @@ fn expand_variables(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Res
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("'${{{inner}}}' is not a variable name"));
         }
-        match lookup(name).filter(|v| !v.is_empty()).or(default.map(str::to_string)) {
+        match lookup(name)
+            .filter(|v| !v.is_empty())
+            .or(default.map(str::to_string))
+        {
             Some(v) => out.push_str(&v),
             None => return Err(format!("environment variable {name} is not set")),
         }
@@ -235,7 +241,8 @@ impl<'de> de::MapAccess<'de> for OptionsMap<'_> {
         match self.iter.next() {
             Some(e) => {
                 self.current = Some(e);
-                seed.deserialize(e.key.as_str().into_deserializer()).map(Some)
+                seed.deserialize(e.key.as_str().into_deserializer())
+                    .map(Some)
             }
             None => Ok(None),
         }
@@ -314,7 +321,11 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, OptionError> {
-        let items = self.value.split(',').map(str::trim).filter(|s| !s.is_empty());
+        let items = self
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
         visitor.visit_seq(de::value::SeqDeserializer::new(items))
     }
 
@@ -438,7 +449,9 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.key(), Some("format"));
         assert!(e.to_string().contains("unknown variant `xml`"), "{e}");
-        let e = Options::from_pairs([("qos", "1")]).deserialize::<Config>().unwrap_err();
+        let e = Options::from_pairs([("qos", "1")])
+            .deserialize::<Config>()
+            .unwrap_err();
         assert_eq!(e.to_string(), "missing required option 'url'");
     }
 

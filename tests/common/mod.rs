@@ -51,7 +51,10 @@ fn same_value(a: &Value, b: &Value, tolerance: f64) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             if x.is_f64() || y.is_f64() {
-                let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+                let (x, y) = (
+                    x.as_f64().unwrap_or(f64::NAN),
+                    y.as_f64().unwrap_or(f64::NAN),
+                );
                 (x - y).abs() <= tolerance * 1f64.max(x.abs()).max(y.abs())
             } else {
                 x == y

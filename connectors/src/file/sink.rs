@@ -1,8 +1,8 @@
 //! Writes rows as JSON lines to a file.
 
+use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Sink, SinkSpec};
-use arrow::record_batch::RecordBatch;
 use tokio::io::AsyncWriteExt;
 
 use super::config::{FileSinkConfig, WriteMode};

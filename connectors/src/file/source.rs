@@ -32,7 +32,10 @@ impl FileSource {
 #[async_trait]
 impl Source for FileSource {
     fn describe(&self) -> String {
-        format!("{} (JSON lines, replayed to the end)", self.config.path.display())
+        format!(
+            "{} (JSON lines, replayed to the end)",
+            self.config.path.display()
+        )
     }
 
     async fn run(mut self: Box<Self>, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
@@ -42,7 +45,9 @@ impl Source for FileSource {
             .await
             .map_err(|e| ConnectorError::fatal(format!("cannot open {shown}: {e}")))?;
         if let Ok(meta) = file.metadata().await {
-            ctx.metrics().bytes_total.store(meta.len(), Ordering::Relaxed);
+            ctx.metrics()
+                .bytes_total
+                .store(meta.len(), Ordering::Relaxed);
         }
         let mut buffer: Vec<u8> = Vec::with_capacity(2 * CHUNK);
         let mut lines = LineCounter::default();
@@ -58,7 +63,9 @@ impl Source for FileSource {
                 .await
                 .map_err(|e| ConnectorError::fatal(format!("cannot read {shown}: {e}")))?;
             buffer.truncate(start + n);
-            ctx.metrics().bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+            ctx.metrics()
+                .bytes_read
+                .fetch_add(n as u64, Ordering::Relaxed);
             eof = n == 0;
             // Decode complete lines; keep a partial last line for the next chunk.
             let complete = if eof {

@@ -69,7 +69,10 @@ impl JsonDecoder {
     ) -> Result<Option<RecordBatch>, String> {
         for record in records {
             let before = self.decoder.len();
-            let consumed = self.decoder.decode(record).map_err(|e| reason(&e, &self.schema))?;
+            let consumed = self
+                .decoder
+                .decode(record)
+                .map_err(|e| reason(&e, &self.schema))?;
             if consumed < record.len() || self.decoder.has_partial_record() {
                 return Err("not a single JSON object".into());
             }
@@ -189,7 +192,11 @@ fn utc_timestamps(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
         match f.data_type() {
             DataType::Timestamp(unit, Some(_)) => {
                 let naive = DataType::Timestamp(*unit, None);
-                let data = c.to_data().into_builder().data_type(naive.clone()).build()?;
+                let data = c
+                    .to_data()
+                    .into_builder()
+                    .data_type(naive.clone())
+                    .build()?;
                 columns.push(arrow::array::make_array(data));
                 fields.push(Field::new(f.name(), naive, f.is_nullable()));
             }
@@ -202,7 +209,6 @@ fn utc_timestamps(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,7 +219,11 @@ mod tests {
         Arc::new(Schema::new(vec![
             Field::new("device_id", DataType::Utf8, true),
             Field::new("temp", DataType::Float64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
         ]))
     }
 
@@ -257,27 +267,42 @@ mod tests {
             out.rejected.iter().map(|(i, r)| (*i, r.as_str())).collect();
         assert_eq!(reasons.len(), 7, "{reasons:?}");
         assert!(reasons[0].1.contains("unexpected ','"), "{reasons:?}");
-        assert!(reasons[1].1.contains("failed to parse \"hot\" as Float64"), "{reasons:?}");
-        assert_eq!(reasons[2].1, "missing or null value for required field 'ts'");
+        assert!(
+            reasons[1].1.contains("failed to parse \"hot\" as Float64"),
+            "{reasons:?}"
+        );
+        assert_eq!(
+            reasons[2].1,
+            "missing or null value for required field 'ts'"
+        );
         assert!(reasons[3].1.contains("yesterday"), "{reasons:?}");
         assert!(reasons[4].1.starts_with("truncated JSON"), "{reasons:?}");
         assert_eq!(reasons[5].1, "empty record");
         assert_eq!(reasons[6].1, "more than one JSON value in one record");
         // The decoder is usable again after errors.
-        let out = d.decode(&[br#"{"device_id":"z","temp":1,"ts":1}"#]).unwrap();
+        let out = d
+            .decode(&[br#"{"device_id":"z","temp":1,"ts":1}"#])
+            .unwrap();
         assert_eq!(out.batch.unwrap().num_rows(), 1);
     }
 
     #[test]
     fn rows_encode_with_utc_millisecond_timestamps_and_nulls() {
         let s = Arc::new(Schema::new(vec![
-            Field::new("window_end", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+            Field::new(
+                "window_end",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
             Field::new("avg_temp", DataType::Float64, true),
         ]));
         let b = RecordBatch::try_new(
             s,
             vec![
-                Arc::new(TimestampMillisecondArray::from(vec![1_767_225_610_000, 1_767_225_610_123])),
+                Arc::new(TimestampMillisecondArray::from(vec![
+                    1_767_225_610_000,
+                    1_767_225_610_123,
+                ])),
                 Arc::new(Float64Array::from(vec![Some(81.25), None])),
             ],
         )

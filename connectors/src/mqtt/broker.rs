@@ -15,7 +15,9 @@ pub struct EmbeddedBroker {
 impl EmbeddedBroker {
     /// Starts a broker on a free loopback port and waits until it accepts MQTT connections.
     pub async fn start() -> std::io::Result<Self> {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
         let server = ServerSettings {
             name: "v4".into(),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),

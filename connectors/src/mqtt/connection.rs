@@ -118,16 +118,25 @@ impl Connection {
             }
             (Some(p), None) => Some(p.to_string()),
             (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
-                OptionError::invalid("password_env", format!("environment variable {var} is not set"))
+                OptionError::invalid(
+                    "password_env",
+                    format!("environment variable {var} is not set"),
+                )
             })?),
             (None, None) => address.password.clone(),
         };
         let username = o.username.map(str::to_string).or(address.username.clone());
         if password.is_some() && username.is_none() {
-            return Err(OptionError::invalid("password", "a password needs a username"));
+            return Err(OptionError::invalid(
+                "password",
+                "a password needs a username",
+            ));
         }
         if o.ca_file.is_some() && !address.tls {
-            return Err(OptionError::invalid("ca_file", "only mqtts:// URLs use TLS"));
+            return Err(OptionError::invalid(
+                "ca_file",
+                "only mqtts:// URLs use TLS",
+            ));
         }
         let client_id = match o.client_id {
             Some(id) => id.to_string(),
@@ -145,8 +154,7 @@ impl Connection {
 
     /// rumqttc options; reads the CA file for TLS.
     pub fn mqtt_options(&self) -> Result<MqttOptions, String> {
-        let mut options =
-            MqttOptions::new(&self.client_id, &self.address.host, self.address.port);
+        let mut options = MqttOptions::new(&self.client_id, &self.address.host, self.address.port);
         options.set_keep_alive(self.keep_alive.max(Duration::from_secs(5)));
         options.set_max_packet_size(1 << 20, 1 << 20);
         if let (Some(u), p) = (&self.username, &self.password) {
@@ -168,7 +176,9 @@ fn read_ca(file: Option<&Path>) -> Result<Vec<u8>, String> {
         "/etc/ssl/cert.pem",
     ];
     match file {
-        Some(f) => std::fs::read(f).map_err(|e| format!("cannot read CA file {}: {e}", f.display())),
+        Some(f) => {
+            std::fs::read(f).map_err(|e| format!("cannot read CA file {}: {e}", f.display()))
+        }
         None => SYSTEM_BUNDLES
             .iter()
             .find_map(|p| std::fs::read(p).ok())
@@ -180,7 +190,10 @@ pub fn qos(level: u8) -> Result<QoS, OptionError> {
     match level {
         0 => Ok(QoS::AtMostOnce),
         1 => Ok(QoS::AtLeastOnce),
-        _ => Err(OptionError::invalid("qos", format!("{level} is not supported; use 0 or 1"))),
+        _ => Err(OptionError::invalid(
+            "qos",
+            format!("{level} is not supported; use 0 or 1"),
+        )),
     }
 }
 
@@ -203,9 +216,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self {
-            next: Self::FIRST,
-        }
+        Self { next: Self::FIRST }
     }
 }
 
@@ -235,14 +246,25 @@ mod tests {
         let a = BrokerAddress::parse("mqtt://localhost").unwrap();
         assert_eq!((a.tls, a.host.as_str(), a.port), (false, "localhost", 1883));
         let a = BrokerAddress::parse("mqtts://u:p@broker.example:8884").unwrap();
-        assert_eq!((a.tls, a.host.as_str(), a.port), (true, "broker.example", 8884));
+        assert_eq!(
+            (a.tls, a.host.as_str(), a.port),
+            (true, "broker.example", 8884)
+        );
         assert_eq!(a.username.as_deref(), Some("u"));
         assert_eq!(a.password.as_deref(), Some("p"));
         assert_eq!(a.to_string(), "mqtts://broker.example:8884");
         let a = BrokerAddress::parse("mqtt://[::1]:1884").unwrap();
         assert_eq!((a.host.as_str(), a.port), ("::1", 1884));
-        assert!(BrokerAddress::parse("http://x").unwrap_err().contains("mqtt://"));
-        assert!(BrokerAddress::parse("mqtt://h:port").unwrap_err().contains("not a port"));
+        assert!(
+            BrokerAddress::parse("http://x")
+                .unwrap_err()
+                .contains("mqtt://")
+        );
+        assert!(
+            BrokerAddress::parse("mqtt://h:port")
+                .unwrap_err()
+                .contains("not a port")
+        );
     }
 
     #[test]

@@ -84,7 +84,13 @@ impl MqttSink {
 }
 
 /// Polls the connection: reconnects with backoff and counts what the broker has taken.
-async fn drive(mut events: EventLoop, sink: String, address: String, qos: QoS, delivery: Arc<Delivery>) {
+async fn drive(
+    mut events: EventLoop,
+    sink: String,
+    address: String,
+    qos: QoS,
+    delivery: Arc<Delivery>,
+) {
     let mut backoff = Backoff::default();
     loop {
         let taken = match events.poll().await {
@@ -165,7 +171,8 @@ impl Sink for MqttSink {
                     self.config.flush_timeout
                 )));
             }
-            let _ = tokio::time::timeout(left.min(std::time::Duration::from_millis(200)), progress).await;
+            let _ = tokio::time::timeout(left.min(std::time::Duration::from_millis(200)), progress)
+                .await;
         }
     }
 }

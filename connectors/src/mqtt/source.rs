@@ -41,7 +41,10 @@ impl MqttSource {
         if !rumqttc::valid_filter(&config.topic) {
             return Err(OptionError::invalid(
                 "topic",
-                format!("'{}' is not a valid topic filter ('#' only at the end, '+' a whole level)", config.topic),
+                format!(
+                    "'{}' is not a valid topic filter ('#' only at the end, '+' a whole level)",
+                    config.topic
+                ),
             ));
         }
         if config.batch_size == 0 {
@@ -49,7 +52,10 @@ impl MqttSource {
         }
         let topic_column = match &config.topic_column {
             Some(name) => Some(spec.schema.index_of(name).map_err(|_| {
-                OptionError::invalid("topic_column", format!("the source declares no column '{name}'"))
+                OptionError::invalid(
+                    "topic_column",
+                    format!("the source declares no column '{name}'"),
+                )
             })?),
             None => spec.schema.index_of("topic").ok(),
         };
@@ -58,7 +64,10 @@ impl MqttSource {
         {
             return Err(OptionError::invalid(
                 "topic_column",
-                format!("column '{}' receives the topic, so it must be TEXT", spec.schema.field(i).name()),
+                format!(
+                    "column '{}' receives the topic, so it must be TEXT",
+                    spec.schema.field(i).name()
+                ),
             ));
         }
         let payload_fields: Vec<_> = spec
@@ -82,7 +91,11 @@ impl MqttSource {
     }
 
     /// Decodes the pending messages and hands the rows on; bad messages become dead letters.
-    async fn hand_on(&mut self, pending: &mut Vec<Publish>, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
+    async fn hand_on(
+        &mut self,
+        pending: &mut Vec<Publish>,
+        ctx: &mut SourceContext,
+    ) -> Result<(), ConnectorError> {
         if pending.is_empty() {
             return ctx.flush().await;
         }
@@ -156,7 +169,7 @@ impl Source for MqttSource {
                         }
                     }
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        info!(source = %ctx.name(), "connected to {address}, subscribing to {topic}");
+                        info!(source = %ctx.name(), "connected to {address}");
                         backoff.reset();
                         client.try_subscribe(topic.clone(), self.qos).map_err(|e| {
                             ConnectorError::fatal(format!("cannot subscribe to {topic}: {e}"))
@@ -168,6 +181,7 @@ impl Source for MqttSource {
                                 "the broker at {address} refused the subscription to {topic}"
                             )));
                         }
+                        info!(source = %ctx.name(), "subscribed to {topic}");
                     }
                     Ok(_) => {}
                     Err(e) => {

@@ -39,8 +39,13 @@ impl TopicTemplate {
             parts.push(Part::Text(rest.to_string()));
         }
         let t = Self { parts };
-        if t.parts.iter().any(|p| matches!(p, Part::Text(s) if s.contains(['+', '#']))) {
-            return Err(format!("topic '{template}' has a wildcard (+ or #); a published topic cannot"));
+        if t.parts
+            .iter()
+            .any(|p| matches!(p, Part::Text(s) if s.contains(['+', '#'])))
+        {
+            return Err(format!(
+                "topic '{template}' has a wildcard (+ or #); a published topic cannot"
+            ));
         }
         if t.parts.is_empty() {
             return Err("the topic is empty".into());
@@ -161,8 +166,16 @@ mod tests {
 
     #[test]
     fn bad_templates_are_refused() {
-        assert!(TopicTemplate::parse("alerts/{device").unwrap_err().contains("unclosed"));
-        assert!(TopicTemplate::parse("alerts/+/x").unwrap_err().contains("wildcard"));
+        assert!(
+            TopicTemplate::parse("alerts/{device")
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert!(
+            TopicTemplate::parse("alerts/+/x")
+                .unwrap_err()
+                .contains("wildcard")
+        );
         assert_eq!(TopicTemplate::parse("a/b").unwrap().to_string(), "a/b");
     }
 }

@@ -70,7 +70,9 @@ impl AggregateCall {
 /// The distinct key values of a window (or pane), each with a dense group index.
 pub(crate) enum KeyGroups {
     /// No keys besides the window: every row is in group 0.
-    Single { seen: bool },
+    Single {
+        seen: bool,
+    },
     Values(Box<dyn GroupValues>),
 }
 
@@ -86,7 +88,12 @@ impl KeyGroups {
     }
 
     /// Sets `groups` to the group index of each of `rows` rows with key columns `keys`.
-    pub fn intern(&mut self, keys: &[ArrayRef], rows: usize, groups: &mut Vec<usize>) -> Result<()> {
+    pub fn intern(
+        &mut self,
+        keys: &[ArrayRef],
+        rows: usize,
+        groups: &mut Vec<usize>,
+    ) -> Result<()> {
         groups.clear();
         match self {
             Self::Single { seen } => {

@@ -26,7 +26,10 @@ impl Operator for Filter {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
-        let mask = self.predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = self
+            .predicate
+            .evaluate(&batch)?
+            .into_array(batch.num_rows())?;
         let mask = mask.as_boolean();
         if mask.null_count() == 0 && mask.true_count() == batch.num_rows() {
             out.push(Message::Batch(batch));

@@ -13,8 +13,8 @@ mod window_aggregate;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use accumulators::AggregateCall;
 pub use filter::Filter;
@@ -91,7 +91,11 @@ pub fn event_time_field() -> Field {
 
 /// `visible` plus the hidden event-time column: the schema of batches inside a pipeline.
 pub fn with_event_time(visible: &Schema) -> SchemaRef {
-    let mut fields: Vec<Field> = visible.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = visible
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(event_time_field());
     Arc::new(Schema::new(fields))
 }

@@ -120,7 +120,10 @@ impl WindowAggregate {
     }
 
     fn new_accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
-        self.calls.iter().map(AggregateCall::new_accumulator).collect()
+        self.calls
+            .iter()
+            .map(AggregateCall::new_accumulator)
+            .collect()
     }
 
     /// Adds rows (all in the pane starting at `pane_start`) to that pane.
@@ -136,7 +139,11 @@ impl WindowAggregate {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => v.insert(OpenPane {
                 groups: KeyGroups::new(&self.key_schema)?,
-                accumulators: self.calls.iter().map(AggregateCall::new_accumulator).collect::<Result<_>>()?,
+                accumulators: self
+                    .calls
+                    .iter()
+                    .map(AggregateCall::new_accumulator)
+                    .collect::<Result<_>>()?,
             }),
         };
         pane.groups.intern(keys, rows, &mut self.group_indices)?;
@@ -162,15 +169,25 @@ impl WindowAggregate {
                 OutputColumn::WindowStart => {
                     Arc::new(TimestampMillisecondArray::from_value(start, rows))
                 }
-                OutputColumn::WindowEnd => Arc::new(TimestampMillisecondArray::from_value(end, rows)),
+                OutputColumn::WindowEnd => {
+                    Arc::new(TimestampMillisecondArray::from_value(end, rows))
+                }
                 OutputColumn::Aggregate(j) => Arc::clone(&aggregates[j]),
             });
         }
-        columns.push(Arc::new(TimestampMillisecondArray::from_value(end - 1, rows)));
+        columns.push(Arc::new(TimestampMillisecondArray::from_value(
+            end - 1,
+            rows,
+        )));
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 
-    fn fire_pane(&self, mut pane: OpenPane, start: Millis, end: Millis) -> Result<Option<RecordBatch>> {
+    fn fire_pane(
+        &self,
+        mut pane: OpenPane,
+        start: Millis,
+        end: Millis,
+    ) -> Result<Option<RecordBatch>> {
         let rows = pane.groups.len();
         if rows == 0 {
             return Ok(None);
@@ -264,7 +281,9 @@ impl Operator for WindowAggregate {
         let pane = self.kind.pane();
         let (min, max) = times
             .iter()
-            .fold((Millis::MAX, Millis::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+            .fold((Millis::MAX, Millis::MIN), |(lo, hi), &t| {
+                (lo.min(t), hi.max(t))
+            });
         if align(min, pane) == align(max, pane) {
             return self.update(align(min, pane), &keys, &inputs, &filters, rows);
         }

@@ -12,7 +12,12 @@ use super::statements::normalize;
 use crate::error::{Location, SqlError};
 
 /// A planning error of the query `query`, placed in the file.
-pub fn locate(e: &DataFusionError, query: &sql::Query, fallback: Location, planner: &Planner) -> SqlError {
+pub fn locate(
+    e: &DataFusionError,
+    query: &sql::Query,
+    fallback: Location,
+    planner: &Planner,
+) -> SqlError {
     let span = e
         .diagnostic()
         .and_then(|d| d.span)
@@ -52,14 +57,18 @@ pub fn locate(e: &DataFusionError, query: &sql::Query, fallback: Location, plann
             .and_then(|s| s.split('\'').next())
             .map(|s| format!(" (did you mean '{s}'?)"))
             .unwrap_or_default();
-        let location = span.or_else(|| find_function(query, name)).unwrap_or(fallback);
+        let location = span
+            .or_else(|| find_function(query, name))
+            .unwrap_or(fallback);
         return SqlError::new(location, format!("unknown function '{name}'{suggestion}"));
     }
     if let Some(rest) = text.strip_prefix("table '")
         && let Some(qualified) = rest.strip_suffix("' not found")
     {
         let name = qualified.rsplit('.').next().unwrap_or(qualified);
-        let location = span.or_else(|| find_relation(query, name)).unwrap_or(fallback);
+        let location = span
+            .or_else(|| find_relation(query, name))
+            .unwrap_or(fallback);
         return SqlError::new(
             location,
             format!("unknown source '{name}'; {}", planner.source_names(name)),
@@ -142,11 +151,9 @@ fn find_function(query: &sql::Query, name: &str) -> Option<Location> {
 }
 
 fn find_relation(query: &sql::Query, name: &str) -> Option<Location> {
-    let found = visit_relations(query, |r| {
-        match r.0.last().and_then(|p| p.as_ident()) {
-            Some(i) if normalize(i) == name => ControlFlow::Break(Location::from(r.span().start)),
-            _ => ControlFlow::Continue(()),
-        }
+    let found = visit_relations(query, |r| match r.0.last().and_then(|p| p.as_ident()) {
+        Some(i) if normalize(i) == name => ControlFlow::Break(Location::from(r.span().start)),
+        _ => ControlFlow::Continue(()),
     });
     match found {
         ControlFlow::Break(l) => Some(l),

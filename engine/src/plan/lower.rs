@@ -72,7 +72,11 @@ struct Stage {
     aggregated: bool,
 }
 
-pub fn lower_query(plan: &LogicalPlan, planner: &Planner, anchors: Anchors) -> Result<Lowered, SqlError> {
+pub fn lower_query(
+    plan: &LogicalPlan,
+    planner: &Planner,
+    anchors: Anchors,
+) -> Result<Lowered, SqlError> {
     let walk = Walk { planner, anchors };
     let stage = walk.lower(plan)?;
     if let Some(call) = &stage.window
@@ -104,8 +108,13 @@ impl Walk<'_, '_> {
     }
 
     fn physical(&self, e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>, SqlError> {
-        create_physical_expr(e, schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())
-            .map_err(|err| self.error(diagnose::message(&err)))
+        create_physical_expr(
+            e,
+            schema,
+            &ExecutionProps::new(),
+            &PhysicalPlanningContext::default(),
+        )
+        .map_err(|err| self.error(diagnose::message(&err)))
     }
 
     fn lower(&self, plan: &LogicalPlan) -> Result<Stage, SqlError> {

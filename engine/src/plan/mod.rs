@@ -53,7 +53,13 @@ pub struct PlannedQuery {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for s in &self.sources {
-            write!(f, "source {} ({}): {}", s.name, s.connector_name, s.connector.describe())?;
+            write!(
+                f,
+                "source {} ({}): {}",
+                s.name,
+                s.connector_name,
+                s.connector.describe()
+            )?;
             match &s.event_time {
                 Some(et) => writeln!(
                     f,
@@ -76,7 +82,13 @@ impl fmt::Display for Plan {
             }
         }
         for s in &self.sinks {
-            writeln!(f, "sink {} ({}): {}", s.name, s.connector_name, s.sink.describe())?;
+            writeln!(
+                f,
+                "sink {} ({}): {}",
+                s.name,
+                s.connector_name,
+                s.sink.describe()
+            )?;
         }
         for q in &self.queries {
             writeln!(
@@ -93,7 +105,12 @@ impl fmt::Display for Plan {
                 .iter()
                 .map(|c| format!("{} {}", c.name(), c.data_type()))
                 .collect();
-            writeln!(f, "  emit [{}] to {}", columns.join(", "), self.sinks[q.sink].name)?;
+            writeln!(
+                f,
+                "  emit [{}] to {}",
+                columns.join(", "),
+                self.sinks[q.sink].name
+            )?;
         }
         Ok(())
     }

@@ -45,7 +45,10 @@ pub async fn plan_file(
     let sql = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics::new(
             file.clone(),
-            vec![SqlError::new(Location::new(1, 1), format!("cannot read the file: {e}"))],
+            vec![SqlError::new(
+                Location::new(1, 1),
+                format!("cannot read the file: {e}"),
+            )],
         )
     })?;
     plan_script(&file, &sql, registry).await
@@ -126,7 +129,9 @@ impl<'a> Planner<'a> {
             if self.source_index(name).is_none() {
                 errors.push(SqlError::new(
                     Location::new(1, 1),
-                    format!("source '{name}' (given on the command line) is not defined in the file"),
+                    format!(
+                        "source '{name}' (given on the command line) is not defined in the file"
+                    ),
                 ));
             }
         }
@@ -188,17 +193,27 @@ impl<'a> Planner<'a> {
                 },
                 &DFSchema::empty(),
             )
-            .map_err(|e| err(format!("expected an interval such as INTERVAL '10' SECOND: {}", diagnose::message(&e))))?;
+            .map_err(|e| {
+                err(format!(
+                    "expected an interval such as INTERVAL '10' SECOND: {}",
+                    diagnose::message(&e)
+                ))
+            })?;
         let simplifier = ExprSimplifier::new(SimplifyContext::builder().build());
         let value = simplifier
             .simplify(logical)
             .map_err(|e| err(diagnose::message(&e)))?;
-        let not_interval = || err(format!("expected an interval such as INTERVAL '10' SECOND, found {expr}"));
+        let not_interval = || {
+            err(format!(
+                "expected an interval such as INTERVAL '10' SECOND, found {expr}"
+            ))
+        };
         match value {
             Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
                 if v.months != 0 {
                     return Err(err(
-                        "months and years have no fixed length; give the interval in days or less".into(),
+                        "months and years have no fixed length; give the interval in days or less"
+                            .into(),
                     ));
                 }
                 Ok(v.days as Millis * 86_400_000 + v.nanoseconds / 1_000_000)
@@ -242,7 +257,12 @@ impl<'a> Planner<'a> {
                 let sink = self
                     .registry
                     .create_sink("stdout", &spec)
-                    .ok_or_else(|| SqlError::new(select.location, "no stdout connector to print a bare SELECT"))?
+                    .ok_or_else(|| {
+                        SqlError::new(
+                            select.location,
+                            "no stdout connector to print a bare SELECT",
+                        )
+                    })?
                     .map_err(|e| SqlError::new(select.location, e.to_string()))?;
                 self.sinks.push(PlannedSink {
                     name: STDOUT_SINK.to_string(),
@@ -265,7 +285,8 @@ impl<'a> Planner<'a> {
         rewrite_window_calls(&mut query, self)?;
         name_select_items(&mut query);
         let state = self.ctx.state();
-        let statement = DFStatement::Statement(Box::new(sql::Statement::Query(Box::new(query.clone()))));
+        let statement =
+            DFStatement::Statement(Box::new(sql::Statement::Query(Box::new(query.clone()))));
         let logical = state
             .statement_to_plan(statement)
             .await
@@ -275,10 +296,9 @@ impl<'a> Planner<'a> {
             .map_err(|e| diagnose::locate(&e, &query, location, self))?;
         let lowered = lower::lower_query(&optimized, self, lower::Anchors::of(&query, location))?;
         let schema = Arc::new(optimized.schema().as_arrow().clone());
-        self.sinks[sink]
-            .sink
-            .check_schema(&schema)
-            .map_err(|m| SqlError::new(location, format!("sink '{}': {m}", self.sinks[sink].name)))?;
+        self.sinks[sink].sink.check_schema(&schema).map_err(|m| {
+            SqlError::new(location, format!("sink '{}': {m}", self.sinks[sink].name))
+        })?;
         self.queries.push(PlannedQuery {
             label: format!("{}:{}", self.file, location.line),
             source: lowered.source,
@@ -311,7 +331,10 @@ fn name_select_items(query: &mut sql::Query) {
     };
     for item in &mut select.projection {
         if let SelectItem::UnnamedExpr(expr) = item
-            && !matches!(expr, sql::Expr::Identifier(_) | sql::Expr::CompoundIdentifier(_))
+            && !matches!(
+                expr,
+                sql::Expr::Identifier(_) | sql::Expr::CompoundIdentifier(_)
+            )
         {
             let alias = sql::Ident::with_quote('"', expr.to_string());
             *item = SelectItem::ExprWithAlias {

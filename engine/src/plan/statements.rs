@@ -80,7 +80,12 @@ impl Planner<'_> {
 
         let mut options = self.source_options(&name, stmt.options);
         options.expand(self.env)?;
-        let connector = take_connector(&mut options, stmt.location, &self.registry.source_connectors(), "source")?;
+        let connector = take_connector(
+            &mut options,
+            stmt.location,
+            &self.registry.source_connectors(),
+            "source",
+        )?;
         let dead_letter = match options.take("dead_letter") {
             Some(entry) => {
                 let dl_options = Options::from_pairs([("path", entry.value.as_str())]);
@@ -94,7 +99,9 @@ impl Planner<'_> {
                     .ok_or_else(|| {
                         SqlError::new(entry.key_location, "dead_letter needs the file connector")
                     })?
-                    .map_err(|e| SqlError::new(entry.value_location, format!("dead_letter: {e}")))?;
+                    .map_err(|e| {
+                        SqlError::new(entry.value_location, format!("dead_letter: {e}"))
+                    })?;
                 Some(sink)
             }
             None => None,
@@ -140,7 +147,12 @@ impl Planner<'_> {
         }
         let mut options = stmt.options;
         options.expand(self.env)?;
-        let connector = take_connector(&mut options, stmt.location, &self.registry.sink_connectors(), "sink")?;
+        let connector = take_connector(
+            &mut options,
+            stmt.location,
+            &self.registry.sink_connectors(),
+            "sink",
+        )?;
         let spec = SinkSpec {
             name: &name,
             options: &options,
@@ -188,7 +200,8 @@ impl Planner<'_> {
         let expected = format!(
             "expected the watermark as `{column} - INTERVAL '2' SECOND` (or `{column}` for no delay)"
         );
-        let is_column = |e: &sql::Expr| matches!(e, sql::Expr::Identifier(i) if normalize(i) == column);
+        let is_column =
+            |e: &sql::Expr| matches!(e, sql::Expr::Identifier(i) if normalize(i) == column);
         let bound = match &w.expr {
             e if is_column(e) => 0,
             sql::Expr::BinaryOp {

@@ -62,7 +62,11 @@ impl VisitorMut for Rewriter<'_, '_> {
         let location = location_of(name);
         let result = match function.as_str() {
             "TUMBLE" => self.window_call(&call_args.args, &["data", "timecol", "size"], location),
-            "HOP" => self.window_call(&call_args.args, &["data", "timecol", "slide", "size"], location),
+            "HOP" => self.window_call(
+                &call_args.args,
+                &["data", "timecol", "slide", "size"],
+                location,
+            ),
             "SESSION" | "CUMULATE" => Err(SqlError::new(
                 location,
                 format!("{function} windows are not supported yet; use TUMBLE or HOP"),
@@ -133,7 +137,9 @@ impl Rewriter<'_, '_> {
         let time_ident = time_column(args[1]).ok_or_else(|| {
             SqlError::new(
                 location_of(args[1]),
-                format!("{function}: the second argument is the event-time column; expected {usage}"),
+                format!(
+                    "{function}: the second argument is the event-time column; expected {usage}"
+                ),
             )
         })?;
         let time_column = normalize(time_ident);
@@ -227,7 +233,10 @@ fn bind_arguments<'e>(
             }
         };
         let FunctionArgExpr::Expr(expr) = value else {
-            return Err(SqlError::new(location, format!("unexpected '*' argument; expected {usage}")));
+            return Err(SqlError::new(
+                location,
+                format!("unexpected '*' argument; expected {usage}"),
+            ));
         };
         if slot >= names.len() {
             return Err(SqlError::new(
@@ -242,7 +251,10 @@ fn bind_arguments<'e>(
         .enumerate()
         .map(|(i, b)| {
             b.ok_or_else(|| {
-                SqlError::new(location, format!("missing argument '{}'; expected {usage}", names[i]))
+                SqlError::new(
+                    location,
+                    format!("missing argument '{}'; expected {usage}", names[i]),
+                )
             })
         })
         .collect()
@@ -264,4 +276,3 @@ fn time_column(e: &sql::Expr) -> Option<&Ident> {
         _ => None,
     }
 }
-

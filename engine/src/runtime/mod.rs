@@ -16,8 +16,8 @@ use tracing::{error, info};
 
 pub use message::Message;
 pub use metrics::{EngineMetrics, QueryMetrics, SinkMetrics, SourceMetrics, Totals};
-pub use source_context::{DEAD_LETTER_SCHEMA, EventTime, SourceContext};
 pub(crate) use source_context::now_millis;
+pub use source_context::{DEAD_LETTER_SCHEMA, EventTime, SourceContext};
 
 use crate::connector::{ConnectorError, Sink};
 use crate::error::{EngineError, Result};

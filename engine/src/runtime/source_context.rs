@@ -4,9 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    ArrayRef, AsArray, StringBuilder, TimestampMillisecondArray,
-};
+use datafusion::arrow::array::{ArrayRef, AsArray, StringBuilder, TimestampMillisecondArray};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{
     DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
@@ -138,7 +136,9 @@ impl SourceContext {
         if rows == 0 {
             return self.flush().await;
         }
-        self.metrics.events.fetch_add(rows as u64, Ordering::Relaxed);
+        self.metrics
+            .events
+            .fetch_add(rows as u64, Ordering::Relaxed);
         let mut batch = batch;
         if let (Some(et), Some(tracker)) = (&self.event_time, &mut self.tracker) {
             let times = batch
@@ -261,7 +261,11 @@ mod tests {
 
     fn batch(times: &[Millis]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
-            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
             Field::new("v", DataType::Float64, true),
         ]));
         RecordBatch::try_new(
@@ -285,7 +289,9 @@ mod tests {
         };
         let mut ctx = SourceContext::for_test("s", b.schema(), Some(et), vec![tx], None);
         ctx.send(b).await.unwrap();
-        let Some(Message::Batch(out)) = rx.recv().await else { panic!() };
+        let Some(Message::Batch(out)) = rx.recv().await else {
+            panic!()
+        };
         assert_eq!(out.num_rows(), 2);
         assert!(matches!(rx.recv().await, Some(Message::Watermark(8_000))));
         assert_eq!(ctx.metrics().late.load(Ordering::Relaxed), 1);

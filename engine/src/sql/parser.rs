@@ -30,11 +30,9 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
         if parser.peek_token_ref().token == Token::EOF {
             break;
         }
-        let statement =
-            parse_statement(&mut parser).map_err(|e| from_parser_error(e, sql))?;
+        let statement = parse_statement(&mut parser).map_err(|e| from_parser_error(e, sql))?;
         statements.push(statement);
-        if parser.peek_token_ref().token != Token::EOF && !parser.consume_token(&Token::SemiColon)
-        {
+        if parser.peek_token_ref().token != Token::EOF && !parser.consume_token(&Token::SemiColon) {
             let t = parser.peek_token();
             return Err(SqlError::new(
                 t.span.start,
@@ -191,7 +189,12 @@ fn parse_with_options(p: &mut Parser) -> Result<Options, ParserError> {
                 Token::Number(n, _) => format!("-{n}"),
                 _ => return p.expected("a number after '-'", vt),
             },
-            _ => return p.expected("an option value (a quoted string, a number or true/false)", vt),
+            _ => {
+                return p.expected(
+                    "an option value (a quoted string, a number or true/false)",
+                    vt,
+                );
+            }
         };
         let entry = OptionEntry {
             key,
@@ -260,9 +263,8 @@ fn unwrap_flink_window_calls(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
         .collect();
     let tok = |k: usize| significant.get(k).map(|&i| &tokens[i].token);
-    let is_window_fn = |t: Option<&Token>| {
-        t.is_some_and(|t| WINDOW_FUNCTIONS.iter().any(|w| word_is(t, w)))
-    };
+    let is_window_fn =
+        |t: Option<&Token>| t.is_some_and(|t| WINDOW_FUNCTIONS.iter().any(|w| word_is(t, w)));
     let mut drop = vec![false; tokens.len()];
     let mut stack: Vec<Paren> = Vec::new();
     let mut k = 0;
@@ -277,13 +279,20 @@ fn unwrap_flink_window_calls(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         }
         if word_is(t, "TABLE")
             && stack.last() == Some(&Paren::WindowCall)
-            && matches!(tok(k.wrapping_sub(1)), Some(Token::LParen | Token::Comma | Token::RArrow))
+            && matches!(
+                tok(k.wrapping_sub(1)),
+                Some(Token::LParen | Token::Comma | Token::RArrow)
+            )
             && matches!(tok(k + 1), Some(Token::Word(_)))
         {
             drop[significant[k]] = true;
         } else if *t == Token::LParen {
             let call = k > 0 && is_window_fn(tok(k - 1));
-            stack.push(if call { Paren::WindowCall } else { Paren::Plain });
+            stack.push(if call {
+                Paren::WindowCall
+            } else {
+                Paren::Plain
+            });
         } else if *t == Token::RParen && stack.pop() == Some(Paren::DroppedWrapper) {
             drop[significant[k]] = true;
         }
@@ -304,7 +313,9 @@ mod tests {
     fn create_source_with_watermark_and_options() {
         let sql = "CREATE SOURCE readings (\n  device_id TEXT,\n  ts TIMESTAMP,\n  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND\n) WITH (connector = 'mqtt', 'topic' = 'a/+/b', qos = 1, retain = false);";
         let s = parse(sql).unwrap();
-        let Statement::CreateSource(src) = &s[0] else { panic!("{s:?}") };
+        let Statement::CreateSource(src) = &s[0] else {
+            panic!("{s:?}")
+        };
         assert_eq!(src.name.value, "readings");
         assert_eq!(src.columns.len(), 2);
         let wm = src.watermark.as_ref().unwrap();
@@ -313,19 +324,26 @@ mod tests {
         assert_eq!(src.options.get("topic"), Some("a/+/b"));
         assert_eq!(src.options.get("qos"), Some("1"));
         assert_eq!(src.options.get("retain"), Some("false"));
-        assert_eq!(src.options.entry("qos").unwrap().key_location, Location::new(5, 48));
+        assert_eq!(
+            src.options.entry("qos").unwrap().key_location,
+            Location::new(5, 48)
+        );
     }
 
     #[test]
     fn flink_window_spelling_is_accepted() {
         let flink = "SELECT * FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '10' SECOND)) AS t";
-        let Statement::Select(s) = &parse(flink).unwrap()[0] else { panic!() };
+        let Statement::Select(s) = &parse(flink).unwrap()[0] else {
+            panic!()
+        };
         assert_eq!(
             s.query.to_string(),
             "SELECT * FROM TUMBLE(readings, DESCRIPTOR(ts), INTERVAL '10' SECOND) AS t"
         );
         let named = "SELECT * FROM TUMBLE(DATA => TABLE readings, TIMECOL => DESCRIPTOR(ts), SIZE => INTERVAL '1' MINUTE)";
-        let Statement::Select(s) = &parse(named).unwrap()[0] else { panic!() };
+        let Statement::Select(s) = &parse(named).unwrap()[0] else {
+            panic!()
+        };
         assert_eq!(
             s.query.to_string(),
             "SELECT * FROM TUMBLE(DATA => readings, TIMECOL => DESCRIPTOR(ts), SIZE => INTERVAL '1' MINUTE)"
@@ -339,16 +357,25 @@ mod tests {
         assert_eq!(e.message, "expected =, found 'stdout'");
         let e = parse("SELECT a FROM t WHERE\n").unwrap_err();
         assert_eq!(e.location, Location::new(1, 22));
-        assert_eq!(e.message, "expected an expression, found the end of the file");
+        assert_eq!(
+            e.message,
+            "expected an expression, found the end of the file"
+        );
         let e = parse("DROP TABLE t").unwrap_err();
         assert_eq!(e.location, Location::new(1, 1));
-        assert!(e.message.starts_with("unsupported statement"), "{}", e.message);
+        assert!(
+            e.message.starts_with("unsupported statement"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn insert_names_its_sink() {
         let s = parse("INSERT INTO alerts SELECT a FROM t; SELECT 1").unwrap();
-        let Statement::Insert(i) = &s[0] else { panic!() };
+        let Statement::Insert(i) = &s[0] else {
+            panic!()
+        };
         assert_eq!(i.sink.value, "alerts");
         assert!(matches!(s[1], Statement::Select(_)));
         let e = parse("INSERT INTO alerts (a) SELECT a FROM t").unwrap_err();
