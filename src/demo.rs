@@ -39,7 +39,7 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
-    if args.devices == 0 || !(args.rate > 0.0) {
+    if args.devices == 0 || !args.rate.is_finite() || args.rate <= 0.0 {
         anyhow::bail!("--devices and --rate must be positive");
     }
     let broker = EmbeddedBroker::start()

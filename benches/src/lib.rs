@@ -1,1 +1,199 @@
+//! Workloads shared by Eddy's benchmarks: sensor readings for many devices, slightly out of order,
+//! as JSON lines (what the end-to-end harness replays through `eddy run`) or as Arrow batches
+//! (what the operator benchmarks push through a pipeline), and the query files they run.
 
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// 2026-01-01T00:00:00Z in milliseconds.
+pub const START_MS: i64 = 1_767_225_600_000;
+
+/// How far a reading may arrive behind the newest one; the queries' watermark bound is larger,
+/// so no reading of a workload is late.
+pub const DISORDER_MS: i64 = 2_000;
+
+/// One reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub device: u32,
+    pub temp: f64,
+    pub ts: i64,
+}
+
+/// `events` readings from `devices` devices, each reporting once a second, in arrival order: every
+/// reading is delayed by up to [`DISORDER_MS`], so the stream is out of order within that bound.
+/// Devices whose number ends in 7 run hot (around 80 °C), so threshold queries have alerts to emit.
+/// The same arguments give the same readings.
+pub fn readings(events: usize, devices: u32) -> Vec<Reading> {
+    let devices = devices.max(1);
+    let mut rng = SplitMix64(0x00ed_d7be_0c4e);
+    let mut out: Vec<(i64, Reading)> = (0..events)
+        .map(|i| {
+            let device = (i as u64 % devices as u64) as u32;
+            let second = (i as u64 / devices as u64) as i64;
+            let ts = START_MS + second * 1_000 + (rng.next() % 1_000) as i64;
+            let base = if device % 10 == 7 {
+                80.0
+            } else {
+                20.0 + (device % 40) as f64
+            };
+            let temp = base + (rng.next() % 1_000) as f64 / 100.0 - 5.0;
+            let arrival = ts + (rng.next() % DISORDER_MS as u64) as i64;
+            (arrival, Reading { device, temp, ts })
+        })
+        .collect();
+    out.sort_by_key(|(arrival, _)| *arrival);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The device id of device number `n`.
+pub fn device_id(n: u32) -> String {
+    format!("machine-{n:06}")
+}
+
+/// Writes readings as JSON lines: `{"device_id":"machine-000042","temp":61.25,"ts":"2026-..."}`.
+pub fn write_json_lines(readings: &[Reading], out: &mut impl Write) -> io::Result<()> {
+    for r in readings {
+        let ts = chrono::DateTime::from_timestamp_millis(r.ts)
+            .ok_or_else(|| io::Error::other(format!("timestamp {} out of range", r.ts)))?;
+        writeln!(
+            out,
+            r#"{{"device_id":"{}","temp":{:.2},"ts":"{}"}}"#,
+            device_id(r.device),
+            r.temp,
+            ts.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        )?;
+    }
+    Ok(())
+}
+
+/// The schema of the `readings` source the benchmark queries declare.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, true),
+        Field::new("temp", DataType::Float64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]))
+}
+
+/// Readings as source batches of at most `batch_size` rows, in arrival order.
+pub fn batches(readings: &[Reading], batch_size: usize) -> Vec<RecordBatch> {
+    readings
+        .chunks(batch_size.max(1))
+        .map(|chunk| {
+            let ids: StringArray = chunk.iter().map(|r| Some(device_id(r.device))).collect();
+            let temps: Float64Array = chunk.iter().map(|r| Some(r.temp)).collect();
+            let ts: TimestampMillisecondArray = chunk.iter().map(|r| Some(r.ts)).collect();
+            RecordBatch::try_new(schema(), vec![Arc::new(ids), Arc::new(temps), Arc::new(ts)])
+                .expect("the columns match the schema")
+        })
+        .collect()
+}
+
+/// A benchmark query: its name and the `INSERT INTO alerts SELECT ...` it runs.
+pub struct Workload {
+    pub name: &'static str,
+    pub insert: &'static str,
+}
+
+/// The tumbling query of the performance target: 10-second windows per device, avg/max/count and
+/// a HAVING threshold.
+pub const TUMBLE: Workload = Workload {
+    name: "tumble 10s",
+    insert: "INSERT INTO alerts
+SELECT device_id, window_start, window_end,
+       avg(temp) AS avg_temp, max(temp) AS max_temp, count(*) AS readings
+FROM TUMBLE(readings, ts, INTERVAL '10' SECOND)
+GROUP BY device_id, window_start, window_end
+HAVING avg(temp) > 75;",
+};
+
+/// The hopping query of the performance target: 1-minute windows sliding every 10 seconds.
+pub const HOP: Workload = Workload {
+    name: "hop 1min/10s",
+    insert: "INSERT INTO alerts
+SELECT device_id, window_start, window_end,
+       avg(temp) AS avg_temp, max(temp) AS max_temp, count(*) AS readings
+FROM HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)
+GROUP BY device_id, window_start, window_end
+HAVING avg(temp) > 75;",
+};
+
+pub const WORKLOADS: [Workload; 2] = [TUMBLE, HOP];
+
+/// A complete query file: the readings source (a JSON-lines file at `input`), the alerts sink
+/// (a JSON-lines file at `output`) and the workload's query.
+pub fn query_file(workload: &Workload, input: &str, output: &str) -> String {
+    format!(
+        "CREATE SOURCE readings (
+    device_id TEXT,
+    temp      DOUBLE,
+    ts        TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
+) WITH (connector = 'file', path = '{input}', format = 'json');
+
+CREATE SINK alerts WITH (connector = 'file', path = '{output}', mode = 'truncate');
+
+{}
+",
+        workload.insert
+    )
+}
+
+/// A small, fast, deterministic generator (SplitMix64): benchmarks need repeatable data, not
+/// cryptographic randomness.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_are_out_of_order_within_the_bound_and_repeatable() {
+        let a = readings(10_000, 100);
+        assert_eq!(a, readings(10_000, 100));
+        assert_eq!(a.len(), 10_000);
+        let mut newest = i64::MIN;
+        let mut behind = 0;
+        for r in &a {
+            assert!(
+                r.ts >= newest.saturating_sub(DISORDER_MS),
+                "{r:?} is behind {newest}"
+            );
+            if r.ts < newest {
+                behind += 1;
+            }
+            newest = newest.max(r.ts);
+        }
+        assert!(behind > 1_000, "only {behind} readings arrive out of order");
+    }
+
+    #[test]
+    fn json_lines_round_trip_the_readings() {
+        let r = readings(3, 2);
+        let mut text = Vec::new();
+        write_json_lines(&r, &mut text).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["device_id"], device_id(r[0].device));
+        let ts = chrono::DateTime::parse_from_rfc3339(lines[0]["ts"].as_str().unwrap()).unwrap();
+        assert_eq!(ts.timestamp_millis(), r[0].ts);
+    }
+}

@@ -110,7 +110,7 @@ impl<'a> Planner<'a> {
         let mut errors = Vec::new();
         for statement in statements {
             let result = match statement {
-                Statement::CreateSource(s) => self.create_source(s),
+                Statement::CreateSource(s) => self.create_source(*s),
                 Statement::CreateSink(s) => self.create_sink(s),
                 Statement::Insert(i) => self.insert(i).await,
                 Statement::Select(s) => self.select(s).await,

@@ -8,7 +8,7 @@ use crate::options::Options;
 /// One statement of a query file.
 #[derive(Debug, Clone)]
 pub enum Statement {
-    CreateSource(CreateSource),
+    CreateSource(Box<CreateSource>),
     CreateSink(CreateSink),
     Insert(Insert),
     /// A bare query: its rows go to standard output.

@@ -53,7 +53,7 @@ fn parse_statement(p: &mut Parser) -> Result<Statement, ParserError> {
     if word_is(&t0.token, "CREATE") && word_is(&t1.token, "SOURCE") {
         p.next_token();
         p.next_token();
-        return parse_create_source(p, location).map(Statement::CreateSource);
+        return parse_create_source(p, location).map(|s| Statement::CreateSource(Box::new(s)));
     }
     if word_is(&t0.token, "CREATE") && word_is(&t1.token, "SINK") {
         p.next_token();

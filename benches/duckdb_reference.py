@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""DuckDB's batch answer to the end-to-end benchmark queries, timed: the reference a vectorized
+engine reaches on this machine. The end-to-end harness (benches/src/bin/e2e.rs) runs it on the
+same JSON-lines file it replays through `eddy run` and prints the ratio.
+
+    python3 benches/duckdb_reference.py READINGS.jsonl [--threads N]
+
+Prints one JSON object: for each query, the seconds DuckDB took (reading and parsing the file
+included, as Eddy's time includes it) and the number of rows it returned.
+"""
+
+import argparse
+import json
+import time
+
+import duckdb
+
+READ = """read_json('{path}', format = 'newline_delimited',
+    columns = {{device_id: 'VARCHAR', temp: 'DOUBLE', ts: 'TIMESTAMPTZ'}})"""
+
+QUERIES = {
+    "tumble 10s": """
+        SELECT device_id, time_bucket(INTERVAL 10 SECOND, ts) AS window_start,
+               avg(temp) AS avg_temp, max(temp) AS max_temp, count(*) AS readings
+        FROM {read}
+        GROUP BY ALL
+        HAVING avg(temp) > 75
+    """,
+    # Every 1-minute window starting at a multiple of 10 seconds that holds the reading.
+    "hop 1min/10s": """
+        WITH r AS (SELECT device_id, temp, epoch_ms(ts) AS t FROM {read})
+        SELECT device_id, s AS window_start,
+               avg(temp) AS avg_temp, max(temp) AS max_temp, count(*) AS readings
+        FROM r, LATERAL (SELECT unnest(range(((r.t - 60000) // 10000 + 1) * 10000,
+                                             (r.t // 10000) * 10000 + 1, 10000)) AS s)
+        GROUP BY ALL
+        HAVING avg(temp) > 75
+    """,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    con = duckdb.connect()
+    con.execute(f"SET threads = {args.threads}")
+    con.execute("SET TimeZone = 'UTC'")
+    read = READ.format(path=args.path.replace("'", "''"))
+    result = {}
+    for name, sql in QUERIES.items():
+        started = time.perf_counter()
+        rows = con.execute(sql.format(read=read)).fetchall()
+        result[name] = {"seconds": time.perf_counter() - started, "rows": len(rows)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+//! Alert latency over MQTT: readings stamped with the wall clock are published to an embedded
+//! broker at a steady rate, `eddy run` evaluates a 1-second tumbling window per device, and a
+//! subscriber measures, for each alert, how long after its window's end it arrived.
+//!
+//!     cargo build --release --workspace --bins
+//!     cargo run --release -p eddy-benches --bin latency -- --rate 20000 --devices 100
+//!
+//! A window can fire only when the watermark passes its end, that is once a reading stamped the
+//! watermark bound (here 100 ms) past the end has arrived; the figures include that wait.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use eddy_connectors::mqtt::EmbeddedBroker;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+
+const BOUND_MS: i64 = 100;
+
+#[derive(Parser)]
+#[command(about = "Measures alert latency through an embedded MQTT broker and `eddy run`")]
+struct Args {
+    /// Readings per second, over all devices.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u32,
+    /// Distinct devices.
+    #[arg(long, default_value_t = 100)]
+    devices: u32,
+    /// How long readings are published; the first 2 seconds are not measured.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// The eddy binary (default: `eddy` next to this program).
+    #[arg(long)]
+    eddy: Option<PathBuf>,
+}
+
+/// Kills eddy when the measurement ends, whatever happened.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let eddy = match &args.eddy {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory")?
+            .join("eddy"),
+    };
+    if !eddy.exists() {
+        bail!(
+            "{} does not exist: build it with `cargo build --release --workspace --bins`",
+            eddy.display()
+        );
+    }
+    let broker = EmbeddedBroker::start().await?;
+    let url = broker.url();
+    let dir = tempfile_dir()?;
+    let query = dir.join("latency.sql");
+    std::fs::write(
+        &query,
+        format!(
+            "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
+    WATERMARK FOR ts AS ts - INTERVAL '{BOUND_MS}' MILLISECOND)
+  WITH (connector = 'mqtt', url = '{url}', topic = 'bench/+/reading', linger = '5ms');
+CREATE SINK alerts WITH (connector = 'mqtt', url = '{url}', topic = 'bench-alerts/{{device_id}}');
+INSERT INTO alerts
+SELECT device_id, window_start, window_end, avg(temp) AS avg_temp, count(*) AS readings
+FROM TUMBLE(readings, ts, INTERVAL '1' SECOND)
+GROUP BY device_id, window_start, window_end;
+"
+        ),
+    )?;
+
+    // The subscriber: each alert's arrival time minus its window's end.
+    let (subscriber, mut sub_events) = client("latency-sub", broker.port());
+    subscriber
+        .subscribe("bench-alerts/#", QoS::AtMostOnce)
+        .await?;
+    let measure_from = now_ms() + 2_000;
+    let collector = tokio::spawn(async move {
+        let mut latencies = Vec::new();
+        loop {
+            match sub_events.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let arrived = now_ms();
+                    let Ok(alert) = serde_json::from_slice::<Value>(&p.payload) else {
+                        continue;
+                    };
+                    let Some(end) = alert["window_end"]
+                        .as_str()
+                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    else {
+                        continue;
+                    };
+                    let end = end.timestamp_millis();
+                    if end > measure_from {
+                        latencies.push(arrived - end);
+                    }
+                }
+                Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        latencies
+    });
+
+    let mut child = Command::new(&eddy)
+        .args(["run", "--quiet", "--stats"])
+        .arg(&query)
+        .env("EDDY_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", eddy.display()))?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let running = Running(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("subscribed to") => break,
+            Some(Ok(_)) if Instant::now() < deadline => {}
+            _ => bail!("eddy did not subscribe within 30 s"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+
+    // The publisher: `rate` readings a second, in ticks of 10 ms, stamped with the clock.
+    let (publisher, mut pub_events) = client("latency-pub", broker.port());
+    tokio::spawn(async move { while pub_events.poll().await.is_ok() {} });
+    let per_tick = (args.rate / 100).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let started = Instant::now();
+    let mut published = 0u64;
+    let mut device = 0u32;
+    while started.elapsed() < Duration::from_secs(args.seconds) {
+        tick.tick().await;
+        let ts = now_ms();
+        for _ in 0..per_tick {
+            device = (device + 1) % args.devices;
+            let payload = format!(
+                r#"{{"device_id":"machine-{device:04}","temp":{},"ts":{ts}}}"#,
+                20 + device % 50
+            );
+            publisher
+                .publish(
+                    format!("bench/{device}/reading"),
+                    QoS::AtMostOnce,
+                    false,
+                    payload,
+                )
+                .await?;
+            published += 1;
+        }
+    }
+    let rate = published as f64 / started.elapsed().as_secs_f64();
+    // One more second so the last windows close, then stop.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    drop(running);
+    subscriber.disconnect().await?;
+    let mut latencies = tokio::time::timeout(Duration::from_secs(5), collector)
+        .await
+        .context("the subscriber did not stop")??;
+    if latencies.is_empty() {
+        bail!("no alert arrived");
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "{:.0} readings/s from {} devices for {} s; {} alerts measured",
+        rate,
+        args.devices,
+        args.seconds,
+        latencies.len()
+    );
+    println!(
+        "alert latency after window end (includes the {BOUND_MS} ms watermark bound): \
+         p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        latencies[latencies.len() - 1]
+    );
+    Ok(())
+}
+
+fn client(id: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    AsyncClient::new(options, 10_000)
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("eddy-latency-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
