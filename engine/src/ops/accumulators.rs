@@ -47,6 +47,17 @@ impl AggregateCall {
         })))
     }
 
+    /// Creates the call's accumulators once, so that an aggregate DataFusion cannot compute for
+    /// these argument types (`approx_distinct` of a DOUBLE) is an error when the query is planned,
+    /// not when its first rows arrive.
+    pub fn check(&self) -> datafusion::error::Result<()> {
+        self.expr.create_accumulator()?;
+        if self.expr.groups_accumulator_supported() {
+            self.expr.create_groups_accumulator()?;
+        }
+        Ok(())
+    }
+
     /// The values the accumulator is updated with, for every row of `batch`.
     pub fn inputs(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
         self.inputs

@@ -137,7 +137,7 @@ fn find_identifier(query: &sql::Query, name: &str) -> Option<Location> {
     }
 }
 
-fn find_function(query: &sql::Query, name: &str) -> Option<Location> {
+pub(super) fn find_function(query: &sql::Query, name: &str) -> Option<Location> {
     let found = visit_expressions(query, |e| match e {
         sql::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case(name) => {
             ControlFlow::Break(Location::from(f.name.span().start))

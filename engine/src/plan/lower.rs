@@ -75,9 +75,14 @@ struct Stage {
 pub fn lower_query(
     plan: &LogicalPlan,
     planner: &Planner,
+    query: &sql::Query,
     anchors: Anchors,
 ) -> Result<Lowered, SqlError> {
-    let walk = Walk { planner, anchors };
+    let walk = Walk {
+        planner,
+        query,
+        anchors,
+    };
     let stage = walk.lower(plan)?;
     if let Some(call) = &stage.window
         && matches!(call.kind, WindowKind::Hop { .. })
@@ -95,6 +100,7 @@ pub fn lower_query(
 
 struct Walk<'p, 'a> {
     planner: &'p Planner<'a>,
+    query: &'p sql::Query,
     anchors: Anchors,
 }
 
@@ -283,8 +289,13 @@ impl Walk<'_, '_> {
                         LoweredAggregateBuilder::new(e, input, input.as_arrow(), &props, &planning)
                             .build()
                             .map_err(|err| self.error(diagnose::message(&err)))?;
+                    let call = AggregateCall::new(lowered.aggregate, lowered.filter);
+                    call.check().map_err(|err| {
+                        let at = diagnose::find_function(self.query, call.expr.fun().name());
+                        self.error_at(at, format!("{}: {}", call.name(), diagnose::message(&err)))
+                    })?;
                     layout.push(OutputColumn::Aggregate(calls.len()));
-                    calls.push(AggregateCall::new(lowered.aggregate, lowered.filter));
+                    calls.push(call);
                 }
                 let op = WindowAggregate::new(
                     call.kind,

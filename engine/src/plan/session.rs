@@ -294,7 +294,12 @@ impl<'a> Planner<'a> {
         let optimized = state
             .optimize(&logical)
             .map_err(|e| diagnose::locate(&e, &query, location, self))?;
-        let lowered = lower::lower_query(&optimized, self, lower::Anchors::of(&query, location))?;
+        let lowered = lower::lower_query(
+            &optimized,
+            self,
+            &query,
+            lower::Anchors::of(&query, location),
+        )?;
         let schema = Arc::new(optimized.schema().as_arrow().clone());
         self.sinks[sink].sink.check_schema(&schema).map_err(|m| {
             SqlError::new(location, format!("sink '{}': {m}", self.sinks[sink].name))
