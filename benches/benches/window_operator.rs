@@ -51,15 +51,15 @@ fn window_operator(c: &mut Criterion) {
                         let mut out = Vec::new();
                         for (batch, watermark) in input.iter().zip(&watermarks) {
                             pipeline
-                                .push(Message::Batch(batch.clone()), &mut out)
+                                .push(0, Message::Batch(batch.clone()), &mut out)
                                 .expect("the pipeline runs");
                             pipeline
-                                .push(Message::Watermark(*watermark), &mut out)
+                                .push(0, Message::Watermark(*watermark), &mut out)
                                 .expect("the pipeline runs");
                             out.clear();
                         }
                         pipeline
-                            .push(Message::End, &mut out)
+                            .push(0, Message::End, &mut out)
                             .expect("the pipeline runs");
                         out
                     },

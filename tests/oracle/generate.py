@@ -157,13 +157,13 @@ FROM windows WHERE device_id <> 'd3' GROUP BY ws, we
         "about": "no window: WHERE, projection, CASE and functions, late rows still dropped",
         "seed": 5,
         "eddy": """INSERT INTO out
-SELECT upper(device_id) AS device, ts, round(temp * 1.8 + 32, 1) AS temp_f,
+SELECT upper(device_id) AS device, ts, temp * 1.8 + 32 AS temp_f, abs(temp - 70) AS off_70,
        CASE WHEN temp > 75 THEN 'hot' WHEN temp > 65 THEN 'warm' ELSE 'ok' END AS level
 FROM readings
 WHERE temp > 62 AND humidity IS NOT NULL;
 """,
         "duckdb": f"""
-SELECT upper(device_id) AS device, {ts_text('t')} AS ts, round(temp * 1.8 + 32, 1) AS temp_f,
+SELECT upper(device_id) AS device, {ts_text('t')} AS ts, temp * 1.8 + 32 AS temp_f, abs(temp - 70) AS off_70,
        CASE WHEN temp > 75 THEN 'hot' WHEN temp > 65 THEN 'warm' ELSE 'ok' END AS level
 FROM on_time WHERE temp > 62 AND humidity IS NOT NULL
 """,
@@ -183,6 +183,58 @@ SELECT substr(device_id, 2) AS device_no, {ts_text('ws')} AS window_start,
        {ts_text('we')} AS window_end, count(*) AS n, avg(humidity) AS avg_hum
 FROM windows GROUP BY substr(device_id, 2), ws, we
 """,
+    },
+    {
+        "name": "views_union_and_a_window_over_a_view",
+        "about": "UNION ALL of two filters of one source in a view, a TUMBLE over it in a second view, read by a filter and by a 1-minute TUMBLE over the view's bucket_end",
+        "seed": 7,
+        "eddy": """CREATE VIEW hot AS
+SELECT device_id, temp, ts FROM readings WHERE temp > 70
+UNION ALL
+SELECT device_id, humidity AS temp, ts FROM readings WHERE humidity > 60;
+
+CREATE VIEW per_device AS
+SELECT device_id, window_start AS bucket_start, window_end AS bucket_end,
+       avg(temp) AS avg_temp, count(*) AS n
+FROM TUMBLE(hot, ts, INTERVAL '10' SECOND)
+GROUP BY device_id, window_start, window_end;
+
+INSERT INTO out
+SELECT device_id, bucket_end, avg_temp, n FROM per_device WHERE n >= 3;
+
+INSERT INTO out
+SELECT device_id, window_start AS minute, max(avg_temp) AS peak, sum(n) AS readings
+FROM TUMBLE(per_device, bucket_end, INTERVAL '1' MINUTE)
+GROUP BY device_id, window_start, window_end;
+""",
+        "duckdb": [
+            f"""
+, hot AS (
+    SELECT device_id, temp, t FROM on_time WHERE temp > 70
+    UNION ALL
+    SELECT device_id, humidity AS temp, t FROM on_time WHERE humidity > 60
+),
+per_device AS (
+    SELECT device_id, (t // 10000) * 10000 + 10000 AS be, avg(temp) AS avg_temp, count(*) AS n
+    FROM hot GROUP BY device_id, t // 10000
+)
+SELECT device_id, {ts_text('be')} AS bucket_end, avg_temp, n FROM per_device WHERE n >= 3
+""",
+            f"""
+, hot AS (
+    SELECT device_id, temp, t FROM on_time WHERE temp > 70
+    UNION ALL
+    SELECT device_id, humidity AS temp, t FROM on_time WHERE humidity > 60
+),
+per_device AS (
+    SELECT device_id, (t // 10000) * 10000 + 10000 AS be, avg(temp) AS avg_temp, count(*) AS n
+    FROM hot GROUP BY device_id, t // 10000
+)
+SELECT device_id, {ts_text('(be // 60000) * 60000')} AS minute, max(avg_temp) AS peak,
+       sum(n) AS readings
+FROM per_device GROUP BY device_id, be // 60000
+""",
+        ],
     },
 ]
 
@@ -256,10 +308,12 @@ def main():
             "INSERT INTO rows VALUES (?, ?, ?, ?, ?)",
             [(i, r["device_id"], r["temp"], r["humidity"], r["t"].replace(tzinfo=None)) for i, r in enumerate(rows)],
         )
-        sql = ON_TIME.format(bound_ms=BOUND_S * 1000) + case["duckdb"]
-        result = con.execute(sql)
-        names = [d[0] for d in result.description]
-        out = [dict(zip(names, row)) for row in result.fetchall()]
+        queries = case["duckdb"] if isinstance(case["duckdb"], list) else [case["duckdb"]]
+        out = []
+        for query in queries:
+            result = con.execute(ON_TIME.format(bound_ms=BOUND_S * 1000) + query)
+            names = [d[0] for d in result.description]
+            out += [dict(zip(names, row)) for row in result.fetchall()]
         out.sort(key=lambda r: json.dumps(r, sort_keys=True, default=str))
         with open(os.path.join(folder, "expected.jsonl"), "w") as f:
             for r in out:

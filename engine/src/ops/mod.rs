@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 pub use accumulators::AggregateCall;
 pub use filter::Filter;
 pub use project::Project;
-pub use scan::{ScanColumn, SourceScan, WindowColumns};
+pub use scan::{ScanColumn, ScanTime, SourceScan, WindowColumns};
 pub use window_aggregate::{OutputColumn, WindowAggregate, WindowKind, show_duration};
 
 use crate::error::{EngineError, Result};
@@ -43,41 +43,155 @@ pub trait Operator: Send {
     }
 }
 
-/// A query's operators, run one after the other in the query's task.
+/// A query's operators, run in the query's task: one branch of operators per input (a plain query
+/// has one input; `UNION ALL` has several), then the operators after the inputs meet. The merged
+/// stream's watermark is the smallest of the inputs' watermarks, and it ends when every input has.
 pub struct Pipeline {
+    branches: Vec<Branch>,
     operators: Vec<Box<dyn Operator>>,
+    /// The schema batches take where the branches meet, when there are several.
+    merged: Option<SchemaRef>,
+}
+
+struct Branch {
+    operators: Vec<Box<dyn Operator>>,
+    watermark: Option<Millis>,
+    ended: bool,
 }
 
 impl Pipeline {
+    /// A pipeline over one input.
     pub fn new(operators: Vec<Box<dyn Operator>>) -> Self {
-        Self { operators }
+        Self::with_branches(vec![Vec::new()], operators, None)
     }
 
-    pub fn operators(&self) -> &[Box<dyn Operator>] {
-        &self.operators
+    /// A pipeline over several inputs: `branches[i]` processes what input `i` sends, and its
+    /// batches are given the schema `merged` before `operators` see them.
+    pub fn with_branches(
+        branches: Vec<Vec<Box<dyn Operator>>>,
+        operators: Vec<Box<dyn Operator>>,
+        merged: Option<SchemaRef>,
+    ) -> Self {
+        Self {
+            branches: branches
+                .into_iter()
+                .map(|operators| Branch {
+                    operators,
+                    watermark: None,
+                    ended: false,
+                })
+                .collect(),
+            operators,
+            merged,
+        }
     }
 
-    /// Runs one message through every operator; what comes out of the last one lands in `out`.
-    pub fn push(&mut self, message: Message, out: &mut Vec<Message>) -> Result<()> {
-        let mut current = vec![message];
-        for op in &mut self.operators {
-            let mut next = Vec::with_capacity(current.len());
-            for m in current {
-                match m {
-                    Message::Batch(b) if b.num_rows() == 0 => {}
-                    Message::Batch(b) => op.process_batch(b, &mut next)?,
-                    Message::Watermark(w) => op.process_watermark(w, &mut next)?,
-                    Message::End => {
-                        op.process_watermark(END_OF_TIME, &mut next)?;
-                        next.push(Message::End);
+    /// The operators of each branch, then the operators after the branches meet.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let several = self.branches.len() > 1;
+        for (i, b) in self.branches.iter().enumerate() {
+            for op in &b.operators {
+                if several {
+                    lines.push(format!("[input {}] {}", i + 1, op.describe()));
+                } else {
+                    lines.push(op.describe());
+                }
+            }
+        }
+        if several {
+            lines.push(format!(
+                "union of {} inputs (watermark: the smallest of theirs)",
+                self.branches.len()
+            ));
+        }
+        lines.extend(self.operators.iter().map(|op| op.describe()));
+        lines
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.branches.len()
+    }
+
+    /// Runs one message of input `input` through the pipeline; what comes out lands in `out`.
+    pub fn push(&mut self, input: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        let several = self.branches.len() > 1;
+        let branch = self
+            .branches
+            .get_mut(input)
+            .ok_or_else(|| EngineError::Internal(format!("no input {input} in the pipeline")))?;
+        let from_branch = run(&mut branch.operators, vec![message])?;
+        if !several {
+            let result = run(&mut self.operators, from_branch)?;
+            out.extend(result);
+            return Ok(());
+        }
+        let mut merged = Vec::with_capacity(from_branch.len());
+        for m in from_branch {
+            match m {
+                Message::Batch(b) => {
+                    let b = match &self.merged {
+                        Some(schema) => {
+                            RecordBatch::try_new(Arc::clone(schema), b.columns().to_vec())?
+                        }
+                        None => b,
+                    };
+                    merged.push(Message::Batch(b));
+                }
+                Message::Watermark(w) => {
+                    let before = self.watermark();
+                    let branch = &mut self.branches[input];
+                    branch.watermark = Some(branch.watermark.map_or(w, |old| old.max(w)));
+                    if let Some(now) = self.watermark()
+                        && before.is_none_or(|b| now > b)
+                    {
+                        merged.push(Message::Watermark(now));
+                    }
+                }
+                Message::End => {
+                    self.branches[input].ended = true;
+                    if self.branches.iter().all(|b| b.ended) {
+                        merged.push(Message::End);
+                    } else if let Some(now) = self.watermark() {
+                        merged.push(Message::Watermark(now));
                     }
                 }
             }
-            current = next;
         }
-        out.extend(current);
+        let result = run(&mut self.operators, merged)?;
+        out.extend(result);
         Ok(())
     }
+
+    /// The smallest watermark of the inputs still running; `None` until each has sent one.
+    fn watermark(&self) -> Option<Millis> {
+        self.branches
+            .iter()
+            .filter(|b| !b.ended)
+            .map(|b| b.watermark)
+            .try_fold(END_OF_TIME, |lo, w| w.map(|w| lo.min(w)))
+    }
+}
+
+/// Runs messages through operators one after the other.
+fn run(operators: &mut [Box<dyn Operator>], messages: Vec<Message>) -> Result<Vec<Message>> {
+    let mut current = messages;
+    for op in operators {
+        let mut next = Vec::with_capacity(current.len());
+        for m in current {
+            match m {
+                Message::Batch(b) if b.num_rows() == 0 => {}
+                Message::Batch(b) => op.process_batch(b, &mut next)?,
+                Message::Watermark(w) => op.process_watermark(w, &mut next)?,
+                Message::End => {
+                    op.process_watermark(END_OF_TIME, &mut next)?;
+                    next.push(Message::End);
+                }
+            }
+        }
+        current = next;
+    }
+    Ok(current)
 }
 
 /// The field of the hidden event-time column.
@@ -115,4 +229,42 @@ pub fn event_times(batch: &RecordBatch) -> Result<&[Millis]> {
 pub fn without_event_time(batch: &RecordBatch) -> Result<RecordBatch> {
     let n = batch.num_columns().saturating_sub(1);
     Ok(batch.project(&(0..n).collect::<Vec<_>>())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watermarks(out: &[Message]) -> Vec<Millis> {
+        out.iter()
+            .filter_map(|m| match m {
+                Message::Watermark(w) => Some(*w),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merged_inputs_follow_the_slowest_watermark_and_end_together() {
+        let mut p = Pipeline::with_branches(vec![Vec::new(), Vec::new()], Vec::new(), None);
+        let mut out = Vec::new();
+        p.push(0, Message::Watermark(100), &mut out).unwrap();
+        assert!(
+            watermarks(&out).is_empty(),
+            "input 1 has sent no watermark yet"
+        );
+        p.push(1, Message::Watermark(50), &mut out).unwrap();
+        assert_eq!(watermarks(&out), [50]);
+        p.push(1, Message::Watermark(150), &mut out).unwrap();
+        assert_eq!(watermarks(&out), [50, 100]);
+        p.push(0, Message::End, &mut out).unwrap();
+        assert_eq!(
+            watermarks(&out).last(),
+            Some(&150),
+            "an ended input holds nothing back"
+        );
+        assert!(!out.iter().any(|m| matches!(m, Message::End)));
+        p.push(1, Message::End, &mut out).unwrap();
+        assert!(matches!(out.last(), Some(Message::End)));
+    }
 }

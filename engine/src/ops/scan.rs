@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray, new_null_array,
+    ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray, new_null_array,
 };
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::compute::kernels::arity::unary;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
 
@@ -32,11 +33,26 @@ pub enum WindowColumns {
     Placeholder,
 }
 
+/// Where a scan takes its rows' event time from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanTime {
+    /// A column of the input: a source's WATERMARK column, or the time column a window over a
+    /// view names. Rows of a view older than the watermark are late and dropped.
+    Column(usize),
+    /// The time the batch arrives (a source without WATERMARK).
+    Arrival,
+    /// The event time the input carries as its last column (a view's rows).
+    Carried,
+}
+
 pub struct SourceScan {
     source: String,
     columns: Vec<ScanColumn>,
-    /// The event-time column of the source; `None` takes the arrival time (processing time).
-    event_time: Option<usize>,
+    event_time: ScanTime,
+    /// Drop rows whose event time is older than the watermark (set for views; a source's
+    /// context drops late rows before they reach the queries).
+    drop_late: bool,
+    watermark: Option<Millis>,
     window: Option<WindowColumns>,
     /// Output schema, with the event-time column last.
     schema: SchemaRef,
@@ -46,7 +62,8 @@ impl SourceScan {
     pub fn new(
         source: &str,
         columns: Vec<ScanColumn>,
-        event_time: Option<usize>,
+        event_time: ScanTime,
+        drop_late: bool,
         window: Option<WindowColumns>,
         schema: SchemaRef,
     ) -> Self {
@@ -54,6 +71,8 @@ impl SourceScan {
             source: source.to_string(),
             columns,
             event_time,
+            drop_late,
+            watermark: None,
             window,
             schema,
         }
@@ -72,14 +91,44 @@ impl Operator for SourceScan {
         format!("scan {} [{}]", self.source, names.join(", "))
     }
 
+    fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
+        self.remember(watermark);
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
-        let n = batch.num_rows();
+        let mut batch = batch;
+        let mut n = batch.num_rows();
         let time: ArrayRef = match self.event_time {
-            Some(i) => Arc::clone(batch.column(i)),
-            None => Arc::new(TimestampMillisecondArray::from_value(
+            ScanTime::Column(i) => {
+                if let (true, Some(w)) = (self.drop_late, self.watermark) {
+                    let t = batch
+                        .column(i)
+                        .as_primitive_opt::<TimestampMillisecondType>()
+                        .ok_or_else(|| EngineError::Internal("event time is not in ms".into()))?;
+                    let on_time: BooleanArray =
+                        t.iter().map(|t| Some(t.is_some_and(|t| t >= w))).collect();
+                    if on_time.true_count() < n {
+                        batch = filter_record_batch(&batch, &on_time)?;
+                        n = batch.num_rows();
+                        if n == 0 {
+                            return Ok(());
+                        }
+                    }
+                }
+                Arc::clone(batch.column(i))
+            }
+            ScanTime::Arrival => Arc::new(TimestampMillisecondArray::from_value(
                 crate::runtime::now_millis(),
                 n,
             )),
+            ScanTime::Carried => Arc::clone(
+                batch
+                    .columns()
+                    .last()
+                    .ok_or_else(|| EngineError::Internal("a view batch without columns".into()))?,
+            ),
         };
         let (start, end): (Option<ArrayRef>, Option<ArrayRef>) = match self.window {
             None => (None, None),
@@ -110,6 +159,12 @@ impl Operator for SourceScan {
             columns,
         )?));
         Ok(())
+    }
+}
+
+impl SourceScan {
+    fn remember(&mut self, watermark: Millis) {
+        self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
     }
 }
 

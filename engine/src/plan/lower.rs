@@ -3,7 +3,7 @@
 //! `Projection` → [`Project`], `Aggregate` over a window → [`WindowAggregate`]. Anything else is
 //! an error that names the construct: never a silent batch answer.
 
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::{Column, DFSchema};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -13,13 +13,14 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::sql::sqlparser::ast::{self as sql, Spanned};
 use std::sync::Arc;
 
+use super::Input;
 use super::diagnose;
 use super::session::Planner;
 use super::windows::WindowCall;
 use crate::error::{Location, SqlError};
 use crate::ops::{
-    AggregateCall, Filter, Operator, OutputColumn, Pipeline, Project, ScanColumn, SourceScan,
-    WindowAggregate, WindowColumns, WindowKind, with_event_time,
+    AggregateCall, Filter, Operator, OutputColumn, Pipeline, Project, ScanColumn, ScanTime,
+    SourceScan, WindowAggregate, WindowColumns, WindowKind, with_event_time,
 };
 
 /// Places in a query that errors about its clauses point at.
@@ -49,9 +50,9 @@ impl Anchors {
     }
 }
 
-/// A query as streaming operators, and the source it reads.
+/// A query as streaming operators, and the sources or views it reads.
 pub struct Lowered {
-    pub source: usize,
+    pub inputs: Vec<Input>,
     pub pipeline: Pipeline,
 }
 
@@ -64,7 +65,11 @@ enum Origin {
 
 /// The operators so far, and what the columns they output are.
 struct Stage {
-    source: usize,
+    inputs: Vec<Input>,
+    /// With several inputs (UNION ALL): the operators of each, before they meet.
+    branches: Vec<Vec<Box<dyn Operator>>>,
+    /// The schema batches take where the branches meet.
+    merged: Option<SchemaRef>,
     ops: Vec<Box<dyn Operator>>,
     origins: Vec<Origin>,
     /// The window call read by the scan, until an aggregate consumes it.
@@ -92,9 +97,14 @@ pub fn lower_query(
             "rows of HOP(...) are in several windows each: aggregate them with GROUP BY ..., window_start, window_end",
         ));
     }
+    let pipeline = if stage.inputs.len() > 1 {
+        Pipeline::with_branches(stage.branches, stage.ops, stage.merged)
+    } else {
+        Pipeline::new(stage.ops)
+    };
     Ok(Lowered {
-        source: stage.source,
-        pipeline: Pipeline::new(stage.ops),
+        inputs: stage.inputs,
+        pipeline,
     })
 }
 
@@ -127,11 +137,11 @@ impl Walk<'_, '_> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let table = scan.table_name.table();
-                let (source, window) = match self.planner.window_calls.get(table) {
-                    Some(call) => (call.source, Some(call.clone())),
+                let (input, window) = match self.planner.window_calls.get(table) {
+                    Some(call) => (call.input, Some(call.clone())),
                     None => (
                         self.planner
-                            .source_index(table)
+                            .input_named(table)
                             .ok_or_else(|| self.error(format!("unknown source '{table}'")))?,
                         None,
                     ),
@@ -145,8 +155,7 @@ impl Walk<'_, '_> {
                 if !scan.filters.is_empty() {
                     return Err(self.error("internal: filters were pushed into a source scan"));
                 }
-                let planned = &self.planner.sources[source];
-                let n = planned.schema.fields().len();
+                let n = self.planner.input_schema(input).fields().len();
                 let projection = scan
                     .projection
                     .clone()
@@ -171,21 +180,69 @@ impl Walk<'_, '_> {
                     WindowKind::Tumble { size } => WindowColumns::Tumble { size },
                     WindowKind::Hop { .. } => WindowColumns::Placeholder,
                 });
+                let (time, drop_late) = match (input, &window) {
+                    (Input::Source(i), _) => (
+                        self.planner.sources[i]
+                            .event_time
+                            .as_ref()
+                            .map_or(ScanTime::Arrival, |e| ScanTime::Column(e.index)),
+                        false,
+                    ),
+                    (Input::View(_), Some(call)) => (ScanTime::Column(call.time_index), true),
+                    (Input::View(_), None) => (ScanTime::Carried, false),
+                };
                 let schema = with_event_time(scan.projected_schema.as_arrow());
                 let op = SourceScan::new(
-                    &planned.name,
+                    self.planner.input_name(input),
                     columns,
-                    planned.event_time.as_ref().map(|e| e.index),
+                    time,
+                    drop_late,
                     window_columns,
                     schema,
                 );
                 Ok(Stage {
-                    source,
+                    inputs: vec![input],
+                    branches: vec![Vec::new()],
+                    merged: None,
                     ops: vec![Box::new(op)],
                     origins,
                     window,
                     aggregated: false,
                 })
+            }
+            LogicalPlan::Union(u) => {
+                let mut inputs = Vec::new();
+                let mut branches = Vec::new();
+                for child in &u.inputs {
+                    let stage = self.lower(child)?;
+                    if stage.inputs.len() != 1 {
+                        return Err(self.error("a UNION inside a UNION branch is not supported; list every branch in one UNION ALL"));
+                    }
+                    if let Some(call) = &stage.window
+                        && matches!(call.kind, WindowKind::Hop { .. })
+                    {
+                        return Err(SqlError::new(
+                            call.location,
+                            "rows of HOP(...) are in several windows each: aggregate them with GROUP BY ..., window_start, window_end before the UNION",
+                        ));
+                    }
+                    inputs.extend(stage.inputs);
+                    branches.push(stage.ops);
+                }
+                Ok(Stage {
+                    inputs,
+                    branches,
+                    merged: Some(with_event_time(u.schema.as_arrow())),
+                    ops: Vec::new(),
+                    origins: vec![Origin::Value; u.schema.fields().len()],
+                    window: None,
+                    aggregated: false,
+                })
+            }
+            LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input))
+                if matches!(input.as_ref(), LogicalPlan::Union(_)) =>
+            {
+                Err(self.error("UNION without ALL removes duplicates, which a stream cannot do without a window; use UNION ALL"))
             }
             LogicalPlan::SubqueryAlias(a) => self.lower(&a.input),
             LogicalPlan::Filter(f) => {
@@ -230,6 +287,12 @@ impl Walk<'_, '_> {
                         self.anchors.group_by,
                         "a GROUP BY over the rows of another GROUP BY is not supported yet",
                     ));
+                }
+                if stage.window.is_none()
+                    && a.aggr_expr.is_empty()
+                    && matches!(a.input.as_ref(), LogicalPlan::Union(_))
+                {
+                    return Err(self.error("UNION without ALL removes duplicates, which a stream cannot do without a window; use UNION ALL"));
                 }
                 let Some(call) = stage.window.take() else {
                     return Err(self.error_at(

@@ -40,14 +40,43 @@ pub struct PlannedSink {
     pub sink: Box<dyn Sink>,
 }
 
+/// What a query reads: a source, or the rows of a view (an earlier query of the plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    Source(usize),
+    /// The index of the view's query in [`Plan::queries`].
+    View(usize),
+}
+
+/// Where a query's rows go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Sink(usize),
+    /// A view: the queries that read it receive its rows (with their event time) and watermarks.
+    View(String),
+}
+
 pub struct PlannedQuery {
     /// `file:line`, where the query starts.
     pub label: String,
-    pub source: usize,
-    pub sink: usize,
+    /// Input `i` feeds branch `i` of the pipeline.
+    pub inputs: Vec<Input>,
+    pub output: Output,
     pub pipeline: Pipeline,
     /// The columns of the rows the query emits.
     pub schema: SchemaRef,
+}
+
+impl Plan {
+    fn input_name(&self, input: Input) -> &str {
+        match input {
+            Input::Source(i) => &self.sources[i].name,
+            Input::View(q) => match &self.queries[q].output {
+                Output::View(name) => name,
+                Output::Sink(_) => "?",
+            },
+        }
+    }
 }
 
 impl fmt::Display for Plan {
@@ -91,13 +120,18 @@ impl fmt::Display for Plan {
             )?;
         }
         for q in &self.queries {
-            writeln!(
-                f,
-                "query {}: {} -> {}",
-                q.label, self.sources[q.source].name, self.sinks[q.sink].name
-            )?;
-            for op in q.pipeline.operators() {
-                writeln!(f, "  {}", op.describe())?;
+            let inputs: Vec<&str> = q.inputs.iter().map(|i| self.input_name(*i)).collect();
+            let output = match &q.output {
+                Output::Sink(k) => self.sinks[*k].name.as_str(),
+                Output::View(name) => name.as_str(),
+            };
+            let kind = match q.output {
+                Output::Sink(_) => "query",
+                Output::View(_) => "view",
+            };
+            writeln!(f, "{kind} {}: {} -> {output}", q.label, inputs.join(" + "))?;
+            for line in q.pipeline.describe() {
+                writeln!(f, "  {line}")?;
             }
             let columns: Vec<String> = q
                 .schema
@@ -105,12 +139,7 @@ impl fmt::Display for Plan {
                 .iter()
                 .map(|c| format!("{} {}", c.name(), c.data_type()))
                 .collect();
-            writeln!(
-                f,
-                "  emit [{}] to {}",
-                columns.join(", "),
-                self.sinks[q.sink].name
-            )?;
+            writeln!(f, "  emit [{}] to {output}", columns.join(", "))?;
         }
         Ok(())
     }

@@ -17,11 +17,11 @@ use datafusion::sql::sqlparser::ast::{self as sql, ExprWithAlias, SelectItem, Se
 
 use super::statements::{location_of, normalize};
 use super::windows::{WindowCall, rewrite_window_calls};
-use super::{Plan, PlannedQuery, PlannedSink, PlannedSource, diagnose, lower};
+use super::{Input, Output, Plan, PlannedQuery, PlannedSink, PlannedSource, diagnose, lower};
 use crate::connector::ConnectorRegistry;
 use crate::error::{Diagnostics, Location, SqlError};
 use crate::options::Options;
-use crate::sql::ast::{Insert, Select, Statement};
+use crate::sql::ast::{CreateView, Insert, Select, Statement};
 use crate::time::Millis;
 
 /// The name of the implicit sink of bare `SELECT`s.
@@ -112,6 +112,7 @@ impl<'a> Planner<'a> {
             let result = match statement {
                 Statement::CreateSource(s) => self.create_source(*s),
                 Statement::CreateSink(s) => self.create_sink(s),
+                Statement::CreateView(v) => self.create_view(v).await,
                 Statement::Insert(i) => self.insert(i).await,
                 Statement::Select(s) => self.select(s).await,
             };
@@ -119,7 +120,12 @@ impl<'a> Planner<'a> {
                 errors.push(e);
             }
         }
-        if errors.is_empty() && self.queries.is_empty() {
+        if errors.is_empty()
+            && !self
+                .queries
+                .iter()
+                .any(|q| matches!(q.output, Output::Sink(_)))
+        {
             errors.push(SqlError::new(
                 Location::new(1, 1),
                 "nothing to run: the file has no INSERT INTO ... SELECT or SELECT",
@@ -149,16 +155,52 @@ impl<'a> Planner<'a> {
         self.sources.iter().position(|s| s.name == name)
     }
 
+    /// The query of view `name`.
+    pub(super) fn view_index(&self, name: &str) -> Option<usize> {
+        self.queries
+            .iter()
+            .position(|q| matches!(&q.output, Output::View(v) if v == name))
+    }
+
+    /// The source or view called `name`.
+    pub(super) fn input_named(&self, name: &str) -> Option<Input> {
+        self.source_index(name)
+            .map(Input::Source)
+            .or_else(|| self.view_index(name).map(Input::View))
+    }
+
+    /// The columns of an input, without event time.
+    pub(super) fn input_schema(&self, input: Input) -> &SchemaRef {
+        match input {
+            Input::Source(i) => &self.sources[i].schema,
+            Input::View(q) => &self.queries[q].schema,
+        }
+    }
+
+    pub(super) fn input_name(&self, input: Input) -> &str {
+        match input {
+            Input::Source(i) => &self.sources[i].name,
+            Input::View(q) => match &self.queries[q].output {
+                Output::View(name) => name,
+                Output::Sink(_) => "",
+            },
+        }
+    }
+
     pub(super) fn sink_index(&self, name: &str) -> Option<usize> {
         self.sinks.iter().position(|s| s.name == name)
     }
 
-    /// For errors about an unknown source `name`: a guess, and the sources there are.
+    /// For errors about an unknown source `name`: a guess, and the sources and views there are.
     pub(super) fn source_names(&self, name: &str) -> String {
-        if self.sources.is_empty() {
+        let mut names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+        names.extend(self.queries.iter().filter_map(|q| match &q.output {
+            Output::View(v) => Some(v.as_str()),
+            Output::Sink(_) => None,
+        }));
+        if names.is_empty() {
             return "no source is defined yet".to_string();
         }
-        let names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
         let guess = diagnose::closest(name, &names)
             .map(|g| format!("did you mean '{g}'? "))
             .unwrap_or_default();
@@ -242,7 +284,23 @@ impl<'a> Planner<'a> {
             };
             SqlError::new(Location::from(&insert.sink), format!("unknown sink '{name}'; {hint}"))
         })?;
-        self.plan_query(&insert.query, sink, insert.location).await
+        self.plan_query(&insert.query, Output::Sink(sink), insert.location)
+            .await
+    }
+
+    async fn create_view(&mut self, view: CreateView) -> Result<(), SqlError> {
+        let name = normalize(&view.name);
+        let location = Location::from(&view.name);
+        if self.input_named(&name).is_some() || self.sink_index(&name).is_some() {
+            return Err(SqlError::new(
+                location,
+                format!("'{name}' is already defined; a view needs a name of its own"),
+            ));
+        }
+        self.plan_query(&view.query, Output::View(name.clone()), view.location)
+            .await?;
+        let schema = Arc::clone(&self.queries[self.queries.len() - 1].schema);
+        self.register_table(&name, schema, location)
     }
 
     async fn select(&mut self, select: Select) -> Result<(), SqlError> {
@@ -272,13 +330,14 @@ impl<'a> Planner<'a> {
                 self.sinks.len() - 1
             }
         };
-        self.plan_query(&select.query, sink, select.location).await
+        self.plan_query(&select.query, Output::Sink(sink), select.location)
+            .await
     }
 
     async fn plan_query(
         &mut self,
         query: &sql::Query,
-        sink: usize,
+        output: Output,
         location: Location,
     ) -> Result<(), SqlError> {
         let mut query = query.clone();
@@ -301,13 +360,15 @@ impl<'a> Planner<'a> {
             lower::Anchors::of(&query, location),
         )?;
         let schema = Arc::new(optimized.schema().as_arrow().clone());
-        self.sinks[sink].sink.check_schema(&schema).map_err(|m| {
-            SqlError::new(location, format!("sink '{}': {m}", self.sinks[sink].name))
-        })?;
+        if let Output::Sink(sink) = output {
+            self.sinks[sink].sink.check_schema(&schema).map_err(|m| {
+                SqlError::new(location, format!("sink '{}': {m}", self.sinks[sink].name))
+            })?;
+        }
         self.queries.push(PlannedQuery {
             label: format!("{}:{}", self.file, location.line),
-            source: lowered.source,
-            sink,
+            inputs: lowered.inputs,
+            output,
             pipeline: lowered.pipeline,
             schema,
         });

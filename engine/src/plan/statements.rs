@@ -33,10 +33,10 @@ pub fn location_of(node: &impl Spanned) -> Location {
 impl Planner<'_> {
     pub(super) fn create_source(&mut self, stmt: CreateSource) -> Result<(), SqlError> {
         let name = normalize(&stmt.name);
-        if self.source_index(&name).is_some() {
+        if self.input_named(&name).is_some() {
             return Err(SqlError::new(
                 Location::from(&stmt.name),
-                format!("source '{name}' is already defined"),
+                format!("'{name}' is already defined"),
             ));
         }
         let watermark_column = stmt.watermark.as_ref().map(|w| normalize(&w.column));

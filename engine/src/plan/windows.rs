@@ -5,11 +5,14 @@
 
 use std::ops::ControlFlow;
 
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+
 use datafusion::sql::sqlparser::ast::{
     self as sql, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, TableAlias,
     TableFactor, VisitMut, VisitorMut,
 };
 
+use super::Input;
 use super::session::{Planner, window_table_schema};
 use super::statements::{location_of, normalize};
 use crate::error::{Location, SqlError};
@@ -19,8 +22,10 @@ use crate::ops::{WindowKind, show_duration};
 #[derive(Debug, Clone)]
 pub struct WindowCall {
     pub kind: WindowKind,
-    /// Index of the source in the plan.
-    pub source: usize,
+    /// The source or view windowed.
+    pub input: Input,
+    /// The event-time column, in the input's columns.
+    pub time_index: usize,
     pub location: Location,
 }
 
@@ -79,7 +84,7 @@ impl VisitorMut for Rewriter<'_, '_> {
         match result {
             Ok((call, source_name)) => {
                 let table = format!("__window_{}", self.planner.window_calls.len() + 1);
-                let schema = window_table_schema(&self.planner.sources[call.source].schema);
+                let schema = window_table_schema(self.planner.input_schema(call.input));
                 if let Err(e) = self.planner.register_table(&table, schema, location) {
                     return ControlFlow::Break(e);
                 }
@@ -125,7 +130,7 @@ impl Rewriter<'_, '_> {
                 ));
             }
         };
-        let source = self.planner.source_index(&source_name).ok_or_else(|| {
+        let input = self.planner.input_named(&source_name).ok_or_else(|| {
             SqlError::new(
                 location_of(args[0]),
                 format!(
@@ -143,27 +148,71 @@ impl Rewriter<'_, '_> {
             )
         })?;
         let time_column = normalize(time_ident);
-        let planned = &self.planner.sources[source];
-        match &planned.event_time {
-            None => {
-                return Err(SqlError::new(
-                    Location::from(time_ident),
-                    format!(
-                        "{function} needs event time, but source '{source_name}' declares no WATERMARK; add `WATERMARK FOR {time_column} AS {time_column} - INTERVAL '2' SECOND` to its columns"
-                    ),
-                ));
+        let time_index = match input {
+            Input::Source(source) => {
+                let planned = &self.planner.sources[source];
+                match &planned.event_time {
+                    None => {
+                        return Err(SqlError::new(
+                            Location::from(time_ident),
+                            format!(
+                                "{function} needs event time, but source '{source_name}' declares no WATERMARK; add `WATERMARK FOR {time_column} AS {time_column} - INTERVAL '2' SECOND` to its columns"
+                            ),
+                        ));
+                    }
+                    Some(et) if et.column != time_column => {
+                        return Err(SqlError::new(
+                            Location::from(time_ident),
+                            format!(
+                                "{function} runs on the event-time column of '{source_name}', which is '{}' (its WATERMARK), not '{time_column}'",
+                                et.column
+                            ),
+                        ));
+                    }
+                    Some(et) => et.index,
+                }
             }
-            Some(et) if et.column != time_column => {
-                return Err(SqlError::new(
-                    Location::from(time_ident),
-                    format!(
-                        "{function} runs on the event-time column of '{source_name}', which is '{}' (its WATERMARK), not '{time_column}'",
-                        et.column
-                    ),
-                ));
+            Input::View(_) => {
+                let schema = self.planner.input_schema(input);
+                if let Some(taken) = ["window_start", "window_end"]
+                    .into_iter()
+                    .find(|c| schema.index_of(c).is_ok())
+                {
+                    return Err(SqlError::new(
+                        location_of(args[0]),
+                        format!(
+                            "{function} adds the columns window_start and window_end, but view '{source_name}' has a column '{taken}' already; rename it in the view (`{taken} AS ...`)"
+                        ),
+                    ));
+                }
+                let columns = || {
+                    schema
+                        .fields()
+                        .iter()
+                        .filter(|f| matches!(f.data_type(), DataType::Timestamp(_, _)))
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                match schema.index_of(&time_column) {
+                    Ok(i)
+                        if *schema.field(i).data_type()
+                            == DataType::Timestamp(TimeUnit::Millisecond, None) =>
+                    {
+                        i
+                    }
+                    _ => {
+                        return Err(SqlError::new(
+                            Location::from(time_ident),
+                            format!(
+                                "{function}: view '{source_name}' has no TIMESTAMP column '{time_column}'; its TIMESTAMP columns: {}",
+                                columns()
+                            ),
+                        ));
+                    }
+                }
             }
-            Some(_) => {}
-        }
+        };
         let positive = |e: &sql::Expr, what: &str| -> Result<i64, SqlError> {
             let ms = self.planner.interval_millis(e)?;
             if ms <= 0 {
@@ -196,7 +245,8 @@ impl Rewriter<'_, '_> {
         Ok((
             WindowCall {
                 kind,
-                source,
+                input,
+                time_index,
                 location,
             },
             source_name,

@@ -1,6 +1,7 @@
 //! The runtime: one task per source, per query and per sink, wired with bounded channels so a
 //! slow sink slows its source down instead of filling memory.
 
+mod fanout;
 mod message;
 mod metrics;
 mod source_context;
@@ -14,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+pub use fanout::{Fanout, Subscriber, Tagged};
 pub use message::Message;
 pub use metrics::{EngineMetrics, QueryMetrics, SinkMetrics, SourceMetrics, Totals};
 pub(crate) use source_context::now_millis;
@@ -22,7 +24,7 @@ pub use source_context::{DEAD_LETTER_SCHEMA, EventTime, SourceContext};
 use crate::connector::{ConnectorError, Sink};
 use crate::error::{EngineError, Result};
 use crate::ops::without_event_time;
-use crate::plan::{Plan, PlannedQuery};
+use crate::plan::{Input, Output, Plan, PlannedQuery};
 
 /// Batches or watermarks in flight between a source and each query reading it.
 const SOURCE_CHANNEL: usize = 16;
@@ -60,19 +62,52 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
         tasks.spawn(run_sink(s.name, s.sink, rx, m));
     }
 
-    // Queries, each fed by the source it reads.
-    let mut source_outputs: Vec<Vec<mpsc::Sender<Message>>> = vec![Vec::new(); sources.len()];
-    let mut query_metrics = Vec::new();
-    for q in queries {
+    // A query runs if it writes to a sink or feeds a view that runs; views come before their
+    // readers, so one pass from the end decides.
+    let mut live = vec![false; queries.len()];
+    for q in (0..queries.len()).rev() {
+        live[q] = matches!(queries[q].output, Output::Sink(_))
+            || queries
+                .iter()
+                .zip(&live)
+                .any(|(r, &l)| l && r.inputs.contains(&Input::View(q)));
+    }
+    // Channels: each live query has one, and every stream it reads sends to it.
+    let mut source_outputs = vec![Fanout::default(); sources.len()];
+    let mut view_outputs = vec![Fanout::default(); queries.len()];
+    let mut receivers = Vec::new();
+    for (q, query) in queries.iter().enumerate() {
+        if !live[q] {
+            info!(query = %query.label, "view not read by any query; not started");
+            receivers.push(None);
+            continue;
+        }
         let (tx, rx) = mpsc::channel(SOURCE_CHANNEL);
-        source_outputs[q.source].push(tx);
+        for (input, stream) in query.inputs.iter().enumerate() {
+            let subscriber = Subscriber {
+                tx: tx.clone(),
+                input,
+            };
+            match *stream {
+                Input::Source(i) => source_outputs[i].push(subscriber),
+                Input::View(v) => view_outputs[v].push(subscriber),
+            }
+        }
+        receivers.push(Some(rx));
+    }
+    let mut query_metrics = Vec::new();
+    for ((q, rx), views) in queries.into_iter().zip(receivers).zip(view_outputs) {
+        let Some(rx) = rx else { continue };
         let m = Arc::new(QueryMetrics {
             label: q.label.clone(),
             errors: Default::default(),
         });
         query_metrics.push(Arc::clone(&m));
-        let sink = sink_senders[q.sink].clone();
-        tasks.spawn(run_query(q, rx, sink, m));
+        let to = match q.output {
+            Output::Sink(k) => Emit::Sink(sink_senders[k].clone()),
+            Output::View(_) => Emit::View(views),
+        };
+        tasks.spawn(run_query(q, rx, to, m));
     }
     drop(sink_senders);
 
@@ -160,27 +195,41 @@ impl RunningEngine {
     }
 }
 
+/// Where a query's output goes.
+enum Emit {
+    /// Rows to a sink, without their event time.
+    Sink(mpsc::Sender<RecordBatch>),
+    /// Rows, watermarks and the end to the queries reading a view.
+    View(Fanout),
+}
+
 async fn run_query(
     mut query: PlannedQuery,
-    mut input: mpsc::Receiver<Message>,
-    sink: mpsc::Sender<RecordBatch>,
+    mut input: mpsc::Receiver<Tagged>,
+    mut to: Emit,
     metrics: Arc<QueryMetrics>,
 ) -> Result<()> {
     let mut out = Vec::new();
-    while let Some(message) = input.recv().await {
-        let end = matches!(message, Message::End);
-        if let Err(e) = query.pipeline.push(message, &mut out) {
+    while let Some((i, message)) = input.recv().await {
+        if let Err(e) = query.pipeline.push(i, message, &mut out) {
             metrics
                 .errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             error!(query = %query.label, "a batch failed and was skipped: {e}");
         }
+        let mut end = false;
         for m in out.drain(..) {
-            if let Message::Batch(b) = m
-                && sink.send(without_event_time(&b)?).await.is_err()
-            {
+            end |= matches!(m, Message::End);
+            let delivered = match (&mut to, m) {
+                (Emit::Sink(sink), Message::Batch(b)) => {
+                    sink.send(without_event_time(&b)?).await.is_ok()
+                }
+                (Emit::Sink(_), _) => true,
+                (Emit::View(readers), m) => readers.send(m).await,
+            };
+            if !delivered {
                 return Err(EngineError::Internal(format!(
-                    "query {}: its sink stopped",
+                    "query {}: what reads its rows has stopped",
                     query.label
                 )));
             }

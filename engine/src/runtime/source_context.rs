@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::fanout::{Fanout, Subscriber, Tagged};
 use super::message::Message;
 use super::metrics::SourceMetrics;
 use crate::connector::ConnectorError;
@@ -53,7 +54,7 @@ pub struct SourceContext {
     event_time: Option<EventTime>,
     tracker: Option<WatermarkTracker>,
     sent_watermark: Option<Millis>,
-    outputs: Vec<mpsc::Sender<Message>>,
+    outputs: Fanout,
     metrics: Arc<SourceMetrics>,
     dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
     dead_letters: DeadLetterRows,
@@ -73,7 +74,7 @@ impl SourceContext {
         name: &str,
         schema: SchemaRef,
         event_time: Option<EventTime>,
-        outputs: Vec<mpsc::Sender<Message>>,
+        outputs: Fanout,
         metrics: Arc<SourceMetrics>,
         dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
         shutdown: CancellationToken,
@@ -92,19 +93,25 @@ impl SourceContext {
         }
     }
 
-    /// A context whose batches go to `outputs`, for tests and benchmarks of a single source.
+    /// A context whose messages go to `outputs` (as input 0), for tests and benchmarks of a
+    /// single source.
     pub fn for_test(
         name: &str,
         schema: SchemaRef,
         event_time: Option<EventTime>,
-        outputs: Vec<mpsc::Sender<Message>>,
+        outputs: Vec<mpsc::Sender<Tagged>>,
         dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
     ) -> Self {
         Self::new(
             name,
             schema,
             event_time,
-            outputs,
+            Fanout::new(
+                outputs
+                    .into_iter()
+                    .map(|tx| Subscriber { tx, input: 0 })
+                    .collect(),
+            ),
             Arc::new(SourceMetrics::new(name)),
             dead_letter_tx,
             CancellationToken::new(),
@@ -230,15 +237,7 @@ impl SourceContext {
     }
 
     async fn broadcast(&mut self, message: Message) -> Result<(), ConnectorError> {
-        let mut i = 0;
-        while i < self.outputs.len() {
-            if self.outputs[i].send(message.clone()).await.is_err() {
-                self.outputs.swap_remove(i);
-            } else {
-                i += 1;
-            }
-        }
-        if self.outputs.is_empty() {
+        if !self.outputs.send(message).await {
             return Err(ConnectorError::fatal(format!(
                 "source {}: no query reads it any more",
                 self.name
@@ -289,18 +288,21 @@ mod tests {
         };
         let mut ctx = SourceContext::for_test("s", b.schema(), Some(et), vec![tx], None);
         ctx.send(b).await.unwrap();
-        let Some(Message::Batch(out)) = rx.recv().await else {
+        let Some((0, Message::Batch(out))) = rx.recv().await else {
             panic!()
         };
         assert_eq!(out.num_rows(), 2);
-        assert!(matches!(rx.recv().await, Some(Message::Watermark(8_000))));
+        assert!(matches!(
+            rx.recv().await,
+            Some((0, Message::Watermark(8_000)))
+        ));
         assert_eq!(ctx.metrics().late.load(Ordering::Relaxed), 1);
         assert_eq!(ctx.metrics().events.load(Ordering::Relaxed), 3);
         // An older batch does not move the watermark back, and sends no watermark.
         ctx.send(batch(&[8_500])).await.unwrap();
-        assert!(matches!(rx.recv().await, Some(Message::Batch(_))));
+        assert!(matches!(rx.recv().await, Some((0, Message::Batch(_)))));
         ctx.finish().await;
-        assert!(matches!(rx.recv().await, Some(Message::End)));
+        assert!(matches!(rx.recv().await, Some((0, Message::End))));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use crate::options::Options;
 pub enum Statement {
     CreateSource(Box<CreateSource>),
     CreateSink(CreateSink),
+    CreateView(CreateView),
     Insert(Insert),
     /// A bare query: its rows go to standard output.
     Select(Select),
@@ -20,6 +21,7 @@ impl Statement {
         match self {
             Self::CreateSource(s) => s.location,
             Self::CreateSink(s) => s.location,
+            Self::CreateView(s) => s.location,
             Self::Insert(s) => s.location,
             Self::Select(s) => s.location,
         }
@@ -49,6 +51,14 @@ pub struct WatermarkDecl {
 pub struct CreateSink {
     pub name: Ident,
     pub options: Options,
+    pub location: Location,
+}
+
+/// `CREATE VIEW name AS SELECT ...`: a continuous query whose rows other queries read.
+#[derive(Debug, Clone)]
+pub struct CreateView {
+    pub name: Ident,
+    pub query: Box<Query>,
     pub location: Location,
 }
 

@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use super::ast::{CreateSink, CreateSource, Insert, Select, Statement, WatermarkDecl};
+use super::ast::{CreateSink, CreateSource, CreateView, Insert, Select, Statement, WatermarkDecl};
 use crate::error::{Location, SqlError};
 use crate::options::{OptionEntry, Options};
 
@@ -66,6 +66,18 @@ fn parse_statement(p: &mut Parser) -> Result<Statement, ParserError> {
             location,
         }));
     }
+    if word_is(&t0.token, "CREATE") && word_is(&t1.token, "VIEW") {
+        p.next_token();
+        p.next_token();
+        let name = p.parse_identifier()?;
+        p.expect_keyword_is(Keyword::AS)?;
+        let query = p.parse_query()?;
+        return Ok(Statement::CreateView(CreateView {
+            name,
+            query,
+            location,
+        }));
+    }
     match p.parse_statement()? {
         sql::Statement::Query(query) => Ok(Statement::Select(Select { query, location })),
         sql::Statement::Insert(insert) => {
@@ -98,7 +110,7 @@ fn parse_statement(p: &mut Parser) -> Result<Statement, ParserError> {
         }
         _ => Err(at(
             location,
-            "unsupported statement: a query file holds CREATE SOURCE, CREATE SINK, INSERT INTO ... SELECT and SELECT",
+            "unsupported statement: a query file holds CREATE SOURCE, CREATE SINK, CREATE VIEW, INSERT INTO ... SELECT and SELECT",
         )),
     }
 }

@@ -11,7 +11,7 @@ CREATE SOURCE readings (
 CREATE SINK out WITH (connector = 'file', path = '${OUT}', mode = 'truncate');
 
 INSERT INTO out
-SELECT upper(device_id) AS device, ts, round(temp * 1.8 + 32, 1) AS temp_f,
+SELECT upper(device_id) AS device, ts, temp * 1.8 + 32 AS temp_f, abs(temp - 70) AS off_70,
        CASE WHEN temp > 75 THEN 'hot' WHEN temp > 65 THEN 'warm' ELSE 'ok' END AS level
 FROM readings
 WHERE temp > 62 AND humidity IS NOT NULL;
