@@ -236,6 +236,45 @@ FROM per_device GROUP BY device_id, be // 60000
 """,
         ],
     },
+    {
+        "name": "moving_averages_over_rows_and_range",
+        "about": "OVER windows per device in event-time order: ROWS 9 PRECEDING and RANGE 1 minute, in a view read by a threshold query",
+        "seed": 8,
+        "eddy": """CREATE VIEW smoothed AS
+SELECT device_id, ts, temp,
+       avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+                       ROWS BETWEEN 9 PRECEDING AND CURRENT ROW) AS avg10,
+       max(temp) OVER (PARTITION BY device_id ORDER BY ts
+                       ROWS BETWEEN 9 PRECEDING AND CURRENT ROW) AS max10,
+       stddev(temp) OVER (PARTITION BY device_id ORDER BY ts
+                          ROWS BETWEEN 9 PRECEDING AND CURRENT ROW) AS sd10,
+       sum(humidity) OVER (PARTITION BY device_id ORDER BY ts
+                           RANGE BETWEEN INTERVAL '1' MINUTE PRECEDING AND CURRENT ROW) AS hum_1min,
+       count(temp) OVER (PARTITION BY device_id ORDER BY ts
+                         RANGE BETWEEN INTERVAL '1' MINUTE PRECEDING AND CURRENT ROW) AS n_1min,
+       min(temp) OVER (PARTITION BY device_id ORDER BY ts
+                       RANGE BETWEEN INTERVAL '30' SECOND PRECEDING AND CURRENT ROW) AS min_30s
+FROM readings;
+
+INSERT INTO out
+SELECT device_id, ts, temp, avg10, max10, sd10, hum_1min, n_1min, min_30s
+FROM smoothed WHERE avg10 > 60;
+""",
+        "duckdb": f"""
+, smoothed AS (
+    SELECT device_id, t, temp,
+           avg(temp) OVER (PARTITION BY device_id ORDER BY t ROWS BETWEEN 9 PRECEDING AND CURRENT ROW) AS avg10,
+           max(temp) OVER (PARTITION BY device_id ORDER BY t ROWS BETWEEN 9 PRECEDING AND CURRENT ROW) AS max10,
+           stddev_samp(temp) OVER (PARTITION BY device_id ORDER BY t ROWS BETWEEN 9 PRECEDING AND CURRENT ROW) AS sd10,
+           sum(humidity) OVER (PARTITION BY device_id ORDER BY t RANGE BETWEEN 60000 PRECEDING AND CURRENT ROW) AS hum_1min,
+           count(temp) OVER (PARTITION BY device_id ORDER BY t RANGE BETWEEN 60000 PRECEDING AND CURRENT ROW) AS n_1min,
+           min(temp) OVER (PARTITION BY device_id ORDER BY t RANGE BETWEEN 30000 PRECEDING AND CURRENT ROW) AS min_30s
+    FROM on_time
+)
+SELECT device_id, {ts_text('t')} AS ts, temp, avg10, max10, sd10, hum_1min, n_1min, min_30s
+FROM smoothed WHERE avg10 > 60
+""",
+    },
 ]
 
 BAD_LINES = [

@@ -6,6 +6,7 @@
 
 mod accumulators;
 mod filter;
+mod over_window;
 mod project;
 mod scan;
 mod window_aggregate;
@@ -18,6 +19,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 
 pub use accumulators::AggregateCall;
 pub use filter::Filter;
+pub use over_window::{Frame, OverCall, OverWindow};
 pub use project::Project;
 pub use scan::{ScanColumn, ScanTime, SourceScan, WindowColumns};
 pub use window_aggregate::{OutputColumn, WindowAggregate, WindowKind, show_duration};

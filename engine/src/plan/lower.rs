@@ -4,11 +4,12 @@
 //! an error that names the construct: never a silent batch answer.
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
 use datafusion::common::{Column, DFSchema};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::aggregate::{AggregateExprBuilder, LoweredAggregateBuilder};
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::sql::sqlparser::ast::{self as sql, Spanned};
 use std::sync::Arc;
@@ -19,8 +20,8 @@ use super::session::Planner;
 use super::windows::WindowCall;
 use crate::error::{Location, SqlError};
 use crate::ops::{
-    AggregateCall, Filter, Operator, OutputColumn, Pipeline, Project, ScanColumn, ScanTime,
-    SourceScan, WindowAggregate, WindowColumns, WindowKind, with_event_time,
+    AggregateCall, Filter, Frame, Operator, OutputColumn, OverCall, OverWindow, Pipeline, Project,
+    ScanColumn, ScanTime, SourceScan, WindowAggregate, WindowColumns, WindowKind, with_event_time,
 };
 
 /// Places in a query that errors about its clauses point at.
@@ -30,6 +31,8 @@ pub struct Anchors {
     pub group_by: Option<Location>,
     pub order_by: Option<Location>,
     pub limit: Option<Location>,
+    /// The first `OVER` in the query.
+    pub over: Option<Location>,
 }
 
 impl Anchors {
@@ -45,6 +48,7 @@ impl Anchors {
             statement,
             group_by,
             order_by: query.order_by.as_ref().and_then(|o| at(o.span())),
+            over: first_over(query),
             limit: query.limit_clause.as_ref().and_then(|l| at(l.span())),
         }
     }
@@ -59,6 +63,8 @@ pub struct Lowered {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
     Value,
+    /// The column the rows' event time comes from.
+    EventTime,
     WindowStart,
     WindowEnd,
 }
@@ -168,9 +174,17 @@ impl Walk<'_, '_> {
                         std::cmp::Ordering::Greater => ScanColumn::WindowEnd,
                     })
                     .collect();
+                let time_column = match (input, &window) {
+                    (Input::Source(i), _) => {
+                        self.planner.sources[i].event_time.as_ref().map(|e| e.index)
+                    }
+                    (Input::View(_), Some(call)) => Some(call.time_index),
+                    (Input::View(_), None) => None,
+                };
                 let origins = columns
                     .iter()
                     .map(|c| match c {
+                        ScanColumn::Source(i) if Some(*i) == time_column => Origin::EventTime,
                         ScanColumn::Source(_) => Origin::Value,
                         ScanColumn::WindowStart => Origin::WindowStart,
                         ScanColumn::WindowEnd => Origin::WindowEnd,
@@ -326,7 +340,7 @@ impl Walk<'_, '_> {
                             has_end = true;
                             layout.push(OutputColumn::WindowEnd);
                         }
-                        Origin::Value => {
+                        Origin::Value | Origin::EventTime => {
                             self.check_window_use(&stage, g, input)?;
                             layout.push(OutputColumn::Key(keys.len()));
                             keys.push(self.physical(g, input)?);
@@ -373,10 +387,171 @@ impl Walk<'_, '_> {
                 stage.origins = vec![Origin::Value; output.fields().len()];
                 Ok(stage)
             }
+            LogicalPlan::Window(w) => {
+                let mut stage = self.lower(&w.input)?;
+                if let Some(call) = &stage.window {
+                    return Err(SqlError::new(
+                        call.location,
+                        format!(
+                            "an OVER (...) window over the rows of {}(...) is not supported; read the source directly",
+                            call.function()
+                        ),
+                    ));
+                }
+                let op = self.over_window(&stage, w)?;
+                stage.ops.push(Box::new(op));
+                stage
+                    .origins
+                    .extend(std::iter::repeat_n(Origin::Value, w.window_expr.len()));
+                Ok(stage)
+            }
             LogicalPlan::Sort(_) => Err(self.error_at(self.anchors.order_by, unsupported(plan))),
             LogicalPlan::Limit(_) => Err(self.error_at(self.anchors.limit, unsupported(plan))),
             other => Err(self.error(unsupported(other))),
         }
+    }
+
+    /// `aggregate(...) OVER (PARTITION BY ... ORDER BY <event time> ROWS|RANGE ... PRECEDING)`.
+    fn over_window(
+        &self,
+        stage: &Stage,
+        w: &datafusion::logical_expr::logical_plan::Window,
+    ) -> Result<OverWindow, SqlError> {
+        use datafusion::logical_expr::{
+            WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition,
+        };
+        let input = w.input.schema();
+        let over_error = |m: &str| self.error_at(self.anchors.over, m.to_string());
+        let mut partition: Option<Vec<Arc<dyn PhysicalExpr>>> = None;
+        let mut calls = Vec::with_capacity(w.window_expr.len());
+        for (e, field) in w
+            .window_expr
+            .iter()
+            .zip(w.schema.fields().iter().skip(input.fields().len()))
+        {
+            let inner = match e {
+                Expr::Alias(a) => a.expr.as_ref(),
+                other => other,
+            };
+            let Expr::WindowFunction(f) = inner else {
+                return Err(over_error(&format!("unexpected window expression {e}")));
+            };
+            let WindowFunctionDefinition::AggregateUDF(udf) = &f.fun else {
+                return Err(over_error(&format!(
+                    "{} OVER (...) is not supported in a continuous query; aggregates (avg, sum, count, min, max, stddev, ...) are",
+                    f.fun
+                )));
+            };
+            let p = &f.params;
+            if p.filter.is_some() || p.distinct {
+                return Err(over_error(
+                    "FILTER and DISTINCT are not supported in an OVER (...) aggregate",
+                ));
+            }
+            match p.order_by.as_slice() {
+                [sort] if sort.asc => {
+                    let is_time = matches!(&sort.expr, Expr::Column(c) if self.origin(stage, c, input) == Origin::EventTime);
+                    if !is_time {
+                        return Err(over_error(&format!(
+                            "OVER (...) must be ORDER BY the event-time column (the source's WATERMARK column), not {}",
+                            sort.expr
+                        )));
+                    }
+                }
+                [] => {
+                    return Err(over_error(
+                        "OVER (...) needs ORDER BY the event-time column, e.g. OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN 9 PRECEDING AND CURRENT ROW)",
+                    ));
+                }
+                _ => {
+                    return Err(over_error(
+                        "OVER (...) must be ORDER BY the event-time column alone, ascending",
+                    ));
+                }
+            }
+            let frame = &p.window_frame;
+            if !matches!(frame.end_bound, WindowFrameBound::CurrentRow) {
+                return Err(over_error(
+                    "an OVER frame must end at CURRENT ROW: rows that follow have not happened yet",
+                ));
+            }
+            let preceding = match &frame.start_bound {
+                WindowFrameBound::Preceding(v) if v.is_null() => None,
+                WindowFrameBound::Preceding(v) => Some(v.clone()),
+                WindowFrameBound::CurrentRow => Some(ScalarValue::UInt64(Some(0))),
+                WindowFrameBound::Following(_) => {
+                    return Err(over_error(
+                        "an OVER frame cannot start after the current row",
+                    ));
+                }
+            };
+            let frame = match frame.units {
+                WindowFrameUnits::Rows => Frame::Rows(match preceding {
+                    None => None,
+                    Some(v) => Some(
+                        v.cast_to(&datafusion::arrow::datatypes::DataType::UInt64)
+                            .ok()
+                            .and_then(|v| match v {
+                                ScalarValue::UInt64(n) => n,
+                                _ => None,
+                            })
+                            .ok_or_else(|| over_error("ROWS n PRECEDING needs a whole number"))?,
+                    ),
+                }),
+                WindowFrameUnits::Range => Frame::Range(match preceding {
+                    None => None,
+                    Some(ScalarValue::UInt64(Some(0))) => Some(0),
+                    Some(ScalarValue::IntervalMonthDayNano(Some(v))) if v.months == 0 => {
+                        Some(v.days as i64 * 86_400_000 + v.nanoseconds / 1_000_000)
+                    }
+                    Some(ScalarValue::IntervalDayTime(Some(v))) => {
+                        Some(v.days as i64 * 86_400_000 + v.milliseconds as i64)
+                    }
+                    Some(other) => {
+                        return Err(over_error(&format!(
+                            "RANGE over event time needs an interval such as INTERVAL '1' MINUTE PRECEDING, not {other}"
+                        )));
+                    }
+                }),
+                WindowFrameUnits::Groups => {
+                    return Err(over_error(
+                        "GROUPS frames are not supported; use ROWS or RANGE",
+                    ));
+                }
+            };
+            let keys = p
+                .partition_by
+                .iter()
+                .map(|k| self.physical(k, input))
+                .collect::<Result<Vec<_>, _>>()?;
+            if partition.is_none() {
+                partition = Some(keys);
+            }
+            let args = p
+                .args
+                .iter()
+                .map(|a| self.physical(a, input))
+                .collect::<Result<Vec<_>, _>>()?;
+            let expr = AggregateExprBuilder::new(Arc::clone(udf), args)
+                .schema(Arc::new(input.as_arrow().clone()))
+                .alias(field.name().clone())
+                .build()
+                .map_err(|err| self.error(diagnose::message(&err)))?;
+            let call = OverCall {
+                expr: Arc::new(expr),
+                frame,
+            };
+            call.new_accumulator().map_err(|err| {
+                let at = diagnose::find_function(self.query, udf.name());
+                self.error_at(at, format!("{}: {}", field.name(), diagnose::message(&err)))
+            })?;
+            calls.push(call);
+        }
+        Ok(OverWindow::new(
+            partition.unwrap_or_default(),
+            calls,
+            with_event_time(w.schema.as_arrow()),
+        ))
     }
 
     fn origin(&self, stage: &Stage, column: &Column, schema: &DFSchema) -> Origin {
@@ -396,7 +571,10 @@ impl Walk<'_, '_> {
             return Ok(());
         }
         for c in e.column_refs() {
-            if self.origin(stage, c, schema) != Origin::Value {
+            if matches!(
+                self.origin(stage, c, schema),
+                Origin::WindowStart | Origin::WindowEnd
+            ) {
                 return Err(SqlError::new(
                     call.location,
                     format!(
@@ -407,6 +585,20 @@ impl Walk<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Where the first `... OVER (...)` call of a query is.
+fn first_over(query: &sql::Query) -> Option<Location> {
+    let found = sql::visit_expressions(query, |e| match e {
+        sql::Expr::Function(f) if f.over.is_some() => {
+            std::ops::ControlFlow::Break(Location::from(f.name.span().start))
+        }
+        _ => std::ops::ControlFlow::Continue(()),
+    });
+    match found {
+        std::ops::ControlFlow::Break(l) => Some(l),
+        std::ops::ControlFlow::Continue(()) => None,
     }
 }
 

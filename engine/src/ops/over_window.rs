@@ -1,0 +1,390 @@
+//! Moving aggregates: `avg(temp) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN 9 PRECEDING
+//! AND CURRENT ROW)`, one output row per input row.
+//!
+//! Rows wait in a buffer until the watermark passes them, so each key sees its rows in event-time
+//! order whatever order they arrived in. Each key keeps, per aggregate, a DataFusion accumulator
+//! and the rows of its current frame: a new row is added with `update_batch`, the rows that fall
+//! out of the frame are removed with `retract_batch` (DataFusion's sliding accumulators, as its
+//! own bounded window execution uses), so the cost per row does not grow with the frame.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+
+use super::{Operator, event_times};
+use crate::error::{EngineError, Result};
+use crate::runtime::Message;
+use crate::time::{END_OF_TIME, Millis};
+
+/// Which rows before the current one an aggregate sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// `ROWS BETWEEN n PRECEDING AND CURRENT ROW`; `None` is `UNBOUNDED PRECEDING`.
+    Rows(Option<u64>),
+    /// `RANGE BETWEEN INTERVAL ... PRECEDING AND CURRENT ROW` (milliseconds of event time), rows
+    /// with the same time as the current one included; `None` is `UNBOUNDED PRECEDING`.
+    Range(Option<Millis>),
+}
+
+impl Frame {
+    fn bounded(&self) -> bool {
+        matches!(self, Frame::Rows(Some(_)) | Frame::Range(Some(_)))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Frame::Rows(Some(n)) => format!("ROWS {n} PRECEDING"),
+            Frame::Rows(None) | Frame::Range(None) => "UNBOUNDED PRECEDING".into(),
+            Frame::Range(Some(ms)) => format!("RANGE {} PRECEDING", super::show_duration(*ms)),
+        }
+    }
+}
+
+/// One `aggregate(...) OVER (...)` of the operator.
+pub struct OverCall {
+    pub expr: Arc<AggregateFunctionExpr>,
+    pub frame: Frame,
+}
+
+impl OverCall {
+    /// An accumulator that can slide when the frame is bounded; fails when the aggregate cannot
+    /// retract rows (checked when the query is planned).
+    pub fn new_accumulator(&self) -> datafusion::error::Result<Box<dyn Accumulator>> {
+        if !self.frame.bounded() {
+            return self.expr.create_accumulator();
+        }
+        let acc = self.expr.create_sliding_accumulator()?;
+        if !acc.supports_retract_batch() {
+            return Err(datafusion::error::DataFusionError::NotImplemented(format!(
+                "{} cannot remove rows from its frame; use it with UNBOUNDED PRECEDING",
+                self.expr.name()
+            )));
+        }
+        Ok(acc)
+    }
+}
+
+/// A key's state for one call: the accumulator over the current frame and the frame's rows.
+struct CallState {
+    acc: Box<dyn Accumulator>,
+    /// The rows in the frame (their time and argument values); empty for unbounded frames.
+    rows: VecDeque<(Millis, Vec<ScalarValue>)>,
+}
+
+struct KeyState {
+    calls: Vec<CallState>,
+    last: Millis,
+}
+
+pub struct OverWindow {
+    partition: Vec<Arc<dyn PhysicalExpr>>,
+    calls: Vec<OverCall>,
+    /// Output schema: the input's columns, one column per call, then the event time.
+    schema: SchemaRef,
+    buffer: Vec<RecordBatch>,
+    keys: HashMap<Box<[u8]>, KeyState>,
+    converter: Option<RowConverter>,
+    /// The longest RANGE frame, if every frame is a bounded RANGE: keys idle longer are released.
+    release_after: Option<Millis>,
+    last_sweep: Millis,
+}
+
+impl OverWindow {
+    pub fn new(
+        partition: Vec<Arc<dyn PhysicalExpr>>,
+        calls: Vec<OverCall>,
+        schema: SchemaRef,
+    ) -> Self {
+        let release_after = calls
+            .iter()
+            .map(|c| match c.frame {
+                Frame::Range(Some(ms)) => Some(ms),
+                _ => None,
+            })
+            .try_fold(0, |hi: Millis, ms| ms.map(|ms| hi.max(ms)));
+        Self {
+            partition,
+            calls,
+            schema,
+            buffer: Vec::new(),
+            keys: HashMap::new(),
+            converter: None,
+            release_after,
+            last_sweep: Millis::MIN,
+        }
+    }
+
+    /// Keys held, and rows buffered until the watermark passes them.
+    pub fn state_size(&self) -> (usize, usize) {
+        (
+            self.keys.len(),
+            self.buffer.iter().map(RecordBatch::num_rows).sum(),
+        )
+    }
+
+    /// Splits the buffer into the rows older than `watermark` (returned, one batch) and the rest.
+    fn take_ready(&mut self, watermark: Millis) -> Result<Option<RecordBatch>> {
+        if self.buffer.is_empty() {
+            return Ok(None);
+        }
+        let input_schema = self.buffer[0].schema();
+        let all = concat_batches(&input_schema, &self.buffer)?;
+        self.buffer.clear();
+        let times = event_times(&all)?;
+        if watermark == END_OF_TIME || times.iter().all(|&t| t < watermark) {
+            return Ok(Some(all));
+        }
+        let ready: BooleanArray = times.iter().map(|&t| Some(t < watermark)).collect();
+        let waiting: BooleanArray = times.iter().map(|&t| Some(t >= watermark)).collect();
+        let rest = filter_record_batch(&all, &waiting)?;
+        if rest.num_rows() > 0 {
+            self.buffer.push(rest);
+        }
+        let ready = filter_record_batch(&all, &ready)?;
+        Ok((ready.num_rows() > 0).then_some(ready))
+    }
+
+    /// Computes every call for `batch` (rows all older than the watermark), in key and time order.
+    fn evaluate(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let keys: Vec<ArrayRef> = self
+            .partition
+            .iter()
+            .map(|k| Ok(k.evaluate(&batch)?.into_array(n)?))
+            .collect::<Result<_>>()?;
+        let time_column = batch.num_columns() - 1;
+        let mut sort: Vec<SortColumn> = keys
+            .iter()
+            .map(|k| SortColumn {
+                values: Arc::clone(k),
+                options: None,
+            })
+            .collect();
+        sort.push(SortColumn {
+            values: Arc::clone(batch.column(time_column)),
+            options: None,
+        });
+        let order = lexsort_to_indices(&sort, None)?;
+        let batch = take_record_batch(&batch, &order)?;
+        let keys: Vec<ArrayRef> = keys
+            .iter()
+            .map(|k| Ok(datafusion::arrow::compute::take(k, &order, None)?))
+            .collect::<Result<_>>()?;
+        let times = event_times(&batch)?.to_vec();
+        let rows = match &keys[..] {
+            [] => None,
+            _ => {
+                if self.converter.is_none() {
+                    let fields = keys
+                        .iter()
+                        .map(|k| SortField::new(k.data_type().clone()))
+                        .collect();
+                    self.converter = Some(RowConverter::new(fields)?);
+                }
+                let converter = self
+                    .converter
+                    .as_ref()
+                    .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
+                Some(converter.convert_columns(&keys)?)
+            }
+        };
+        let args: Vec<Vec<ArrayRef>> = self
+            .calls
+            .iter()
+            .map(|c| {
+                c.expr
+                    .expressions()
+                    .iter()
+                    .map(|e| Ok(e.evaluate(&batch)?.into_array(n)?))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        let mut results: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(n); self.calls.len()];
+
+        let mut start = 0;
+        while start < n {
+            let key: &[u8] = rows.as_ref().map_or(&[], |r| r.row(start).data());
+            let mut end = start + 1;
+            while end < n && rows.as_ref().is_none_or(|r| r.row(end).data() == key) {
+                end += 1;
+            }
+            let state = match self.keys.get_mut(key) {
+                Some(s) => s,
+                None => {
+                    let calls = self
+                        .calls
+                        .iter()
+                        .map(|c| {
+                            Ok(CallState {
+                                acc: c.new_accumulator()?,
+                                rows: VecDeque::new(),
+                            })
+                        })
+                        .collect::<Result<_>>()?;
+                    self.keys.entry(key.into()).or_insert(KeyState {
+                        calls,
+                        last: Millis::MIN,
+                    })
+                }
+            };
+            state.last = times[end - 1];
+            for (c, call) in self.calls.iter().enumerate() {
+                slide(
+                    call.frame,
+                    &mut state.calls[c],
+                    &args[c],
+                    &times,
+                    start..end,
+                    &mut results[c],
+                )?;
+            }
+            start = end;
+        }
+
+        let mut columns: Vec<ArrayRef> = batch.columns()[..time_column].to_vec();
+        for (values, field) in results
+            .into_iter()
+            .zip(self.schema.fields().iter().skip(time_column))
+        {
+            let array = if values.is_empty() {
+                datafusion::arrow::array::new_empty_array(field.data_type())
+            } else {
+                ScalarValue::iter_to_array(values)?
+            };
+            columns.push(array);
+        }
+        columns.push(Arc::clone(batch.column(time_column)));
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    /// Releases the keys whose every frame has emptied: no row of theirs can be in a frame again
+    /// until a new one arrives.
+    fn release_idle_keys(&mut self, watermark: Millis) {
+        let Some(range) = self.release_after else {
+            return;
+        };
+        if watermark == END_OF_TIME || watermark.saturating_sub(self.last_sweep) < range {
+            return;
+        }
+        self.last_sweep = watermark;
+        self.keys
+            .retain(|_, k| k.last.saturating_add(range) >= watermark);
+    }
+}
+
+/// Runs one key's rows `range` (in time order) through one call: each row enters the frame,
+/// rows that leave it are retracted, and the aggregate over the frame is the row's result. A
+/// RANGE frame holds every row with the current row's time (its peers) too.
+fn slide(
+    frame: Frame,
+    state: &mut CallState,
+    args: &[ArrayRef],
+    times: &[Millis],
+    range: std::ops::Range<usize>,
+    results: &mut Vec<ScalarValue>,
+) -> Result<()> {
+    let values_at = |i: usize| -> Result<Vec<ScalarValue>> {
+        args.iter()
+            .map(|a| Ok(ScalarValue::try_from_array(a, i)?))
+            .collect()
+    };
+    let slice = |from: usize, len: usize| -> Vec<ArrayRef> {
+        args.iter().map(|a| a.slice(from, len)).collect()
+    };
+    let mut i = range.start;
+    while i < range.end {
+        // The rows entering the frame together: one row, or a RANGE frame's peers.
+        let mut j = i + 1;
+        if matches!(frame, Frame::Range(_)) {
+            while j < range.end && times[j] == times[i] {
+                j += 1;
+            }
+        }
+        state.acc.update_batch(&slice(i, j - i))?;
+        if frame.bounded() {
+            for (r, &t) in times.iter().enumerate().take(j).skip(i) {
+                state.rows.push_back((t, values_at(r)?));
+            }
+        }
+        match frame {
+            Frame::Rows(Some(n)) => {
+                while state.rows.len() as u64 > n + 1 {
+                    retract_front(state)?;
+                }
+            }
+            Frame::Range(Some(ms)) => {
+                let from = times[i].saturating_sub(ms);
+                while state.rows.front().is_some_and(|(t, _)| *t < from) {
+                    retract_front(state)?;
+                }
+            }
+            _ => {}
+        }
+        let value = state.acc.evaluate()?;
+        for _ in i..j {
+            results.push(value.clone());
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+fn retract_front(state: &mut CallState) -> Result<()> {
+    if let Some((_, values)) = state.rows.pop_front() {
+        let arrays = values
+            .iter()
+            .map(|v| Ok(v.to_array()?))
+            .collect::<Result<Vec<_>>>()?;
+        state.acc.retract_batch(&arrays)?;
+    }
+    Ok(())
+}
+
+impl Operator for OverWindow {
+    fn describe(&self) -> String {
+        let keys: Vec<String> = self.partition.iter().map(|k| k.to_string()).collect();
+        let calls: Vec<String> = self
+            .calls
+            .iter()
+            .map(|c| {
+                let args: Vec<String> =
+                    c.expr.expressions().iter().map(|a| a.to_string()).collect();
+                format!(
+                    "{}({}) {}",
+                    c.expr.fun().name(),
+                    args.join(", "),
+                    c.frame.describe()
+                )
+            })
+            .collect();
+        format!(
+            "over window, partition [{}], in event-time order once the watermark passes each row: {}",
+            keys.join(", "),
+            calls.join(", ")
+        )
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
+        self.buffer.push(batch);
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
+        if let Some(ready) = self.take_ready(watermark)? {
+            out.push(Message::Batch(self.evaluate(ready)?));
+        }
+        self.release_idle_keys(watermark);
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+}
