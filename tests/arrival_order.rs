@@ -73,6 +73,11 @@ INSERT INTO out
 SELECT 'hop' AS q, device_id, window_start, avg(avg5) AS a, count(*) AS n
 FROM HOP(smoothed, ts, INTERVAL '5' SECOND, INTERVAL '30' SECOND)
 GROUP BY device_id, window_start, window_end;
+
+INSERT INTO out
+SELECT 'session' AS q, device_id, window_start, window_end, count(*) AS n, max(temp) AS m
+FROM SESSION(readings, ts, INTERVAL '1200' MILLISECOND)
+GROUP BY device_id, window_start, window_end;
 ";
 
 fn run(input: &str, batch_size: usize) -> String {
@@ -100,7 +105,7 @@ fn any_arrival_order_within_the_bound_gives_the_same_results() {
     let rows = readings();
     let reference = run(&arrival_order(&rows, 1), 8192);
     let kinds = common::parse_lines(&reference);
-    for q in ["over", "tumble", "hop"] {
+    for q in ["over", "tumble", "hop", "session"] {
         assert!(
             kinds.iter().filter(|r| r["q"] == q).count() > 20,
             "too few {q} rows to compare"

@@ -275,6 +275,32 @@ SELECT device_id, {ts_text('t')} AS ts, temp, avg10, max10, sd10, hum_1min, n_1m
 FROM smoothed WHERE avg10 > 60
 """,
     },
+    {
+        "name": "sessions_per_device",
+        "about": "SESSION windows per device with a 1.5 s gap: a session ends 1.5 s after its last reading",
+        "seed": 9,
+        "eddy": """INSERT INTO out
+SELECT device_id, window_start, window_end, count(*) AS n, avg(temp) AS avg_temp,
+       max(humidity) AS max_hum, count(*) FILTER (WHERE temp > 60) AS warm
+FROM SESSION(readings, ts, INTERVAL '1500' MILLISECOND)
+GROUP BY device_id, window_start, window_end
+HAVING count(*) > 1;
+""",
+        "duckdb": f"""
+, gaps AS (
+    SELECT *, CASE WHEN t - lag(t) OVER (PARTITION BY device_id ORDER BY t) < 1500 THEN 0 ELSE 1 END AS starts
+    FROM on_time
+),
+numbered AS (
+    SELECT *, sum(starts) OVER (PARTITION BY device_id ORDER BY t ROWS UNBOUNDED PRECEDING) AS session
+    FROM gaps
+)
+SELECT device_id, {ts_text('min(t)')} AS window_start, {ts_text('(max(t) + 1500)')} AS window_end,
+       count(*) AS n, avg(temp) AS avg_temp, max(humidity) AS max_hum,
+       count(*) FILTER (WHERE temp > 60) AS warm
+FROM numbered GROUP BY device_id, session HAVING count(*) > 1
+""",
+    },
 ]
 
 BAD_LINES = [

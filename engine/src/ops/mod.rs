@@ -9,6 +9,7 @@ mod filter;
 mod over_window;
 mod project;
 mod scan;
+mod session_window;
 mod window_aggregate;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use filter::Filter;
 pub use over_window::{Frame, OverCall, OverWindow};
 pub use project::Project;
 pub use scan::{ScanColumn, ScanTime, SourceScan, WindowColumns};
+pub use session_window::SessionAggregate;
 pub use window_aggregate::{OutputColumn, WindowAggregate, WindowKind, show_duration};
 
 use crate::error::{EngineError, Result};

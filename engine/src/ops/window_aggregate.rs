@@ -28,14 +28,24 @@ use crate::time::{Millis, align, gcd};
 /// The windows of a window aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowKind {
-    Tumble { size: Millis },
-    Hop { size: Millis, slide: Millis },
+    Tumble {
+        size: Millis,
+    },
+    Hop {
+        size: Millis,
+        slide: Millis,
+    },
+    /// Readings of a key less than `gap` apart; see [`super::SessionAggregate`].
+    Session {
+        gap: Millis,
+    },
 }
 
 impl WindowKind {
     pub fn size(&self) -> Millis {
         match *self {
             Self::Tumble { size } | Self::Hop { size, .. } => size,
+            Self::Session { gap } => gap,
         }
     }
 
@@ -44,7 +54,14 @@ impl WindowKind {
         match *self {
             Self::Tumble { size } => size,
             Self::Hop { size, slide } => gcd(size, slide),
+            Self::Session { gap } => gap,
         }
+    }
+
+    /// True when a row's window is known only once rows are aggregated (a row is in several
+    /// HOP windows; a session's bounds depend on the rows around it).
+    pub fn assigned_by_aggregate(&self) -> bool {
+        !matches!(self, Self::Tumble { .. })
     }
 }
 
@@ -250,6 +267,7 @@ impl Operator for WindowAggregate {
                 show_duration(slide),
                 show_duration(self.kind.pane())
             ),
+            WindowKind::Session { gap } => format!("SESSION gap {}", show_duration(gap)),
         };
         let keys: Vec<String> = self.keys.iter().map(|k| k.to_string()).collect();
         let calls: Vec<&str> = self.calls.iter().map(AggregateCall::name).collect();
@@ -332,6 +350,11 @@ impl Operator for WindowAggregate {
                         out.push(Message::Batch(b));
                     }
                 }
+            }
+            WindowKind::Session { .. } => {
+                return Err(crate::error::EngineError::Internal(
+                    "a session window planned as a pane window".into(),
+                ));
             }
             WindowKind::Hop { size, slide } => {
                 let pane = self.kind.pane();

@@ -21,7 +21,8 @@ use super::windows::WindowCall;
 use crate::error::{Location, SqlError};
 use crate::ops::{
     AggregateCall, Filter, Frame, Operator, OutputColumn, OverCall, OverWindow, Pipeline, Project,
-    ScanColumn, ScanTime, SourceScan, WindowAggregate, WindowColumns, WindowKind, with_event_time,
+    ScanColumn, ScanTime, SessionAggregate, SourceScan, WindowAggregate, WindowColumns, WindowKind,
+    with_event_time,
 };
 
 /// Places in a query that errors about its clauses point at.
@@ -96,11 +97,14 @@ pub fn lower_query(
     };
     let stage = walk.lower(plan)?;
     if let Some(call) = &stage.window
-        && matches!(call.kind, WindowKind::Hop { .. })
+        && call.kind.assigned_by_aggregate()
     {
         return Err(SqlError::new(
             call.location,
-            "rows of HOP(...) are in several windows each: aggregate them with GROUP BY ..., window_start, window_end",
+            format!(
+                "rows of {}(...) get their window when they are aggregated: use GROUP BY ..., window_start, window_end",
+                call.function()
+            ),
         ));
     }
     let pipeline = if stage.inputs.len() > 1 {
@@ -192,7 +196,9 @@ impl Walk<'_, '_> {
                     .collect();
                 let window_columns = window.as_ref().map(|w| match w.kind {
                     WindowKind::Tumble { size } => WindowColumns::Tumble { size },
-                    WindowKind::Hop { .. } => WindowColumns::Placeholder,
+                    WindowKind::Hop { .. } | WindowKind::Session { .. } => {
+                        WindowColumns::Placeholder
+                    }
                 });
                 let (time, drop_late) = match (input, &window) {
                     (Input::Source(i), _) => (
@@ -233,11 +239,14 @@ impl Walk<'_, '_> {
                         return Err(self.error("a UNION inside a UNION branch is not supported; list every branch in one UNION ALL"));
                     }
                     if let Some(call) = &stage.window
-                        && matches!(call.kind, WindowKind::Hop { .. })
+                        && call.kind.assigned_by_aggregate()
                     {
                         return Err(SqlError::new(
                             call.location,
-                            "rows of HOP(...) are in several windows each: aggregate them with GROUP BY ..., window_start, window_end before the UNION",
+                            format!(
+                                "rows of {}(...) get their window when they are aggregated: GROUP BY ..., window_start, window_end before the UNION",
+                                call.function()
+                            ),
                         ));
                     }
                     inputs.extend(stage.inputs);
@@ -374,15 +383,24 @@ impl Walk<'_, '_> {
                     layout.push(OutputColumn::Aggregate(calls.len()));
                     calls.push(call);
                 }
-                let op = WindowAggregate::new(
-                    call.kind,
-                    keys,
-                    Arc::new(Schema::new(key_fields)),
-                    calls,
-                    layout,
-                    with_event_time(output),
-                );
-                stage.ops.push(Box::new(op));
+                let op: Box<dyn Operator> = match call.kind {
+                    WindowKind::Session { gap } => Box::new(SessionAggregate::new(
+                        gap,
+                        keys,
+                        calls,
+                        layout,
+                        with_event_time(output),
+                    )),
+                    kind => Box::new(WindowAggregate::new(
+                        kind,
+                        keys,
+                        Arc::new(Schema::new(key_fields)),
+                        calls,
+                        layout,
+                        with_event_time(output),
+                    )),
+                };
+                stage.ops.push(op);
                 stage.aggregated = true;
                 stage.origins = vec![Origin::Value; output.fields().len()];
                 Ok(stage)
@@ -567,7 +585,7 @@ impl Walk<'_, '_> {
         let Some(call) = &stage.window else {
             return Ok(());
         };
-        if !matches!(call.kind, WindowKind::Hop { .. }) {
+        if !call.kind.assigned_by_aggregate() {
             return Ok(());
         }
         for c in e.column_refs() {
@@ -578,8 +596,9 @@ impl Walk<'_, '_> {
                 return Err(SqlError::new(
                     call.location,
                     format!(
-                        "{} of a HOP window can be used in GROUP BY and after it, not in `{e}` before the aggregation",
-                        c.name
+                        "{} of a {} window can be used in GROUP BY and after it, not in `{e}` before the aggregation",
+                        c.name,
+                        call.function()
                     ),
                 ));
             }

@@ -34,6 +34,7 @@ impl WindowCall {
         match self.kind {
             WindowKind::Tumble { .. } => "TUMBLE",
             WindowKind::Hop { .. } => "HOP",
+            WindowKind::Session { .. } => "SESSION",
         }
     }
 }
@@ -72,13 +73,16 @@ impl VisitorMut for Rewriter<'_, '_> {
                 &["data", "timecol", "slide", "size"],
                 location,
             ),
-            "SESSION" | "CUMULATE" => Err(SqlError::new(
+            "SESSION" => self.window_call(&call_args.args, &["data", "timecol", "gap"], location),
+            "CUMULATE" => Err(SqlError::new(
                 location,
-                format!("{function} windows are not supported yet; use TUMBLE or HOP"),
+                format!("{function} windows are not supported yet; use TUMBLE, HOP or SESSION"),
             )),
             _ => Err(SqlError::new(
                 location,
-                format!("unknown table function '{name}'; window functions are TUMBLE and HOP"),
+                format!(
+                    "unknown table function '{name}'; window functions are TUMBLE, HOP and SESSION"
+                ),
             )),
         };
         match result {
@@ -107,18 +111,26 @@ impl VisitorMut for Rewriter<'_, '_> {
 }
 
 impl Rewriter<'_, '_> {
-    /// Reads the arguments of `TUMBLE` (data, timecol, size) or `HOP` (data, timecol, slide, size).
+    /// Reads the arguments of `TUMBLE` (data, timecol, size), `HOP` (data, timecol, slide, size) or
+    /// `SESSION` (data, timecol, gap).
     fn window_call(
         &self,
         args: &[FunctionArg],
         names: &[&str],
         location: Location,
     ) -> Result<(WindowCall, String), SqlError> {
-        let function = if names.len() == 3 { "TUMBLE" } else { "HOP" };
-        let usage = if names.len() == 3 {
-            "TUMBLE(source, time_column, INTERVAL '10' SECOND)"
-        } else {
-            "HOP(source, time_column, slide, size), e.g. HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"
+        let session = names.get(2) == Some(&"gap");
+        let function = match (session, names.len()) {
+            (true, _) => "SESSION",
+            (false, 3) => "TUMBLE",
+            _ => "HOP",
+        };
+        let usage = match function {
+            "SESSION" => "SESSION(source, time_column, INTERVAL '5' MINUTE) (the gap)",
+            "TUMBLE" => "TUMBLE(source, time_column, INTERVAL '10' SECOND)",
+            _ => {
+                "HOP(source, time_column, slide, size), e.g. HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"
+            }
         };
         let args = bind_arguments(args, names, location, usage)?;
         let source_name = match args[0] {
@@ -223,7 +235,11 @@ impl Rewriter<'_, '_> {
             }
             Ok(ms)
         };
-        let kind = if names.len() == 3 {
+        let kind = if session {
+            WindowKind::Session {
+                gap: positive(args[2], "gap")?,
+            }
+        } else if names.len() == 3 {
             WindowKind::Tumble {
                 size: positive(args[2], "size")?,
             }

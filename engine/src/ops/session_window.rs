@@ -1,0 +1,296 @@
+//! Session windows: `GROUP BY key, window_start, window_end` over `SESSION(source, ts, gap)`.
+//!
+//! A key's session holds readings less than `gap` apart; it starts at its first reading and ends
+//! `gap` after its last one. Rows wait until the watermark passes them and are then taken in
+//! event-time order per key, so a late-arriving row that bridges two sessions is already in place:
+//! sessions never need merging. A session fires once, when the watermark reaches its end; then no
+//! row of it can come any more.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, filter, filter_record_batch, lexsort_to_indices, take,
+    take_record_batch,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::accumulators::AggregateCall;
+use super::window_aggregate::OutputColumn;
+use super::{Operator, event_times};
+use crate::error::{EngineError, Result};
+use crate::runtime::Message;
+use crate::time::{END_OF_TIME, Millis};
+
+struct Session {
+    key: Vec<ScalarValue>,
+    start: Millis,
+    /// The last reading's time plus the gap.
+    end: Millis,
+    accumulators: Vec<Box<dyn Accumulator>>,
+}
+
+pub struct SessionAggregate {
+    gap: Millis,
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    calls: Vec<AggregateCall>,
+    layout: Vec<OutputColumn>,
+    /// Output schema, with the event-time column last.
+    schema: SchemaRef,
+    buffer: Vec<RecordBatch>,
+    open: HashMap<Box<[u8]>, Session>,
+    /// Open sessions by end, to fire them in order.
+    ends: BTreeSet<(Millis, Box<[u8]>)>,
+    converter: Option<RowConverter>,
+}
+
+impl SessionAggregate {
+    pub fn new(
+        gap: Millis,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        calls: Vec<AggregateCall>,
+        layout: Vec<OutputColumn>,
+        schema: SchemaRef,
+    ) -> Self {
+        Self {
+            gap,
+            keys,
+            calls,
+            layout,
+            schema,
+            buffer: Vec::new(),
+            open: HashMap::new(),
+            ends: BTreeSet::new(),
+            converter: None,
+        }
+    }
+
+    /// Open sessions, and rows buffered until the watermark passes them.
+    pub fn state_size(&self) -> (usize, usize) {
+        (
+            self.open.len(),
+            self.buffer.iter().map(RecordBatch::num_rows).sum(),
+        )
+    }
+
+    fn take_ready(&mut self, watermark: Millis) -> Result<Option<RecordBatch>> {
+        if self.buffer.is_empty() {
+            return Ok(None);
+        }
+        let all = concat_batches(&self.buffer[0].schema(), &self.buffer)?;
+        self.buffer.clear();
+        let times = event_times(&all)?;
+        if watermark == END_OF_TIME || times.iter().all(|&t| t < watermark) {
+            return Ok(Some(all));
+        }
+        let ready: datafusion::arrow::array::BooleanArray =
+            times.iter().map(|&t| Some(t < watermark)).collect();
+        let waiting: datafusion::arrow::array::BooleanArray =
+            times.iter().map(|&t| Some(t >= watermark)).collect();
+        let rest = filter_record_batch(&all, &waiting)?;
+        if rest.num_rows() > 0 {
+            self.buffer.push(rest);
+        }
+        let ready = filter_record_batch(&all, &ready)?;
+        Ok((ready.num_rows() > 0).then_some(ready))
+    }
+
+    /// Adds rows older than the watermark to their keys' sessions, in time order. Sessions a row
+    /// cannot join (it is `gap` or more after their last reading) fire first.
+    fn add(&mut self, batch: RecordBatch, closed: &mut Vec<Session>) -> Result<()> {
+        let n = batch.num_rows();
+        let keys: Vec<ArrayRef> = self
+            .keys
+            .iter()
+            .map(|k| Ok(k.evaluate(&batch)?.into_array(n)?))
+            .collect::<Result<_>>()?;
+        let time_column = batch.num_columns() - 1;
+        let mut sort: Vec<SortColumn> = keys
+            .iter()
+            .map(|k| SortColumn {
+                values: Arc::clone(k),
+                options: None,
+            })
+            .collect();
+        sort.push(SortColumn {
+            values: Arc::clone(batch.column(time_column)),
+            options: None,
+        });
+        let order = lexsort_to_indices(&sort, None)?;
+        let batch = take_record_batch(&batch, &order)?;
+        let keys: Vec<ArrayRef> = keys
+            .iter()
+            .map(|k| Ok(take(k, &order, None)?))
+            .collect::<Result<_>>()?;
+        let times = event_times(&batch)?.to_vec();
+        let inputs = self
+            .calls
+            .iter()
+            .map(|c| c.inputs(&batch))
+            .collect::<Result<Vec<_>>>()?;
+        let masks = self
+            .calls
+            .iter()
+            .map(|c| c.filter_mask(&batch))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = if keys.is_empty() {
+            None
+        } else {
+            if self.converter.is_none() {
+                let fields = keys
+                    .iter()
+                    .map(|k| SortField::new(k.data_type().clone()))
+                    .collect();
+                self.converter = Some(RowConverter::new(fields)?);
+            }
+            let converter = self
+                .converter
+                .as_ref()
+                .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
+            Some(converter.convert_columns(&keys)?)
+        };
+        let key_at = |i: usize| -> &[u8] { rows.as_ref().map_or(&[], |r| r.row(i).data()) };
+
+        let mut i = 0;
+        while i < n {
+            // The run of rows of one key that fall into one session.
+            let key = key_at(i);
+            let mut j = i + 1;
+            while j < n && key_at(j) == key && times[j] - times[j - 1] < self.gap {
+                j += 1;
+            }
+            let joins = self.open.get(key).is_some_and(|s| times[i] < s.end);
+            if !joins && let Some(s) = self.open.remove(key) {
+                self.ends.remove(&(s.end, Box::from(key)));
+                closed.push(s);
+            }
+            if !self.open.contains_key(key) {
+                let session = Session {
+                    key: keys
+                        .iter()
+                        .map(|k| ScalarValue::try_from_array(k, i))
+                        .collect::<datafusion::error::Result<_>>()?,
+                    start: times[i],
+                    end: times[i],
+                    accumulators: self
+                        .calls
+                        .iter()
+                        .map(|c| Ok(c.expr.create_accumulator()?))
+                        .collect::<Result<_>>()?,
+                };
+                self.open.insert(Box::from(key), session);
+            }
+            let session = self
+                .open
+                .get_mut(key)
+                .ok_or_else(|| EngineError::Internal("session vanished".into()))?;
+            for ((acc, args), mask) in session.accumulators.iter_mut().zip(&inputs).zip(&masks) {
+                let mut slices: Vec<ArrayRef> = args.iter().map(|a| a.slice(i, j - i)).collect();
+                if let Some(mask) = mask {
+                    let m = mask.slice(i, j - i);
+                    slices = slices
+                        .iter()
+                        .map(|a| Ok(filter(a, &m)?))
+                        .collect::<Result<_>>()?;
+                }
+                acc.update_batch(&slices)?;
+            }
+            let old_end = session.end;
+            session.end = times[j - 1] + self.gap;
+            let new_end = session.end;
+            self.ends.remove(&(old_end, Box::from(key)));
+            self.ends.insert((new_end, Box::from(key)));
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// Fires the sessions that end at or before `watermark`.
+    fn fire(&mut self, watermark: Millis, closed: &mut Vec<Session>) {
+        while let Some(first) = self.ends.first() {
+            if first.0 > watermark {
+                break;
+            }
+            let Some((_, key)) = self.ends.pop_first() else {
+                break;
+            };
+            if let Some(s) = self.open.remove(&key) {
+                closed.push(s);
+            }
+        }
+    }
+
+    /// The output rows of closed sessions.
+    fn emit(&self, mut sessions: Vec<Session>) -> Result<RecordBatch> {
+        let n = sessions.len();
+        let mut aggregates: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(n); self.calls.len()];
+        for s in &mut sessions {
+            for (a, acc) in aggregates.iter_mut().zip(&mut s.accumulators) {
+                a.push(acc.evaluate()?);
+            }
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.layout.len() + 1);
+        for (c, field) in self.layout.iter().zip(self.schema.fields()) {
+            columns.push(match *c {
+                OutputColumn::Key(k) => {
+                    ScalarValue::iter_to_array(sessions.iter().map(|s| s.key[k].clone()))?
+                }
+                OutputColumn::WindowStart => Arc::new(TimestampMillisecondArray::from(
+                    sessions.iter().map(|s| s.start).collect::<Vec<_>>(),
+                )),
+                OutputColumn::WindowEnd => Arc::new(TimestampMillisecondArray::from(
+                    sessions.iter().map(|s| s.end).collect::<Vec<_>>(),
+                )),
+                OutputColumn::Aggregate(j) => {
+                    let values = std::mem::take(&mut aggregates[j]);
+                    let array = ScalarValue::iter_to_array(values)?;
+                    if array.data_type() != field.data_type() {
+                        datafusion::arrow::compute::cast(&array, field.data_type())?
+                    } else {
+                        array
+                    }
+                }
+            });
+        }
+        columns.push(Arc::new(TimestampMillisecondArray::from(
+            sessions.iter().map(|s| s.end - 1).collect::<Vec<_>>(),
+        )));
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+impl Operator for SessionAggregate {
+    fn describe(&self) -> String {
+        let keys: Vec<String> = self.keys.iter().map(|k| k.to_string()).collect();
+        let calls: Vec<&str> = self.calls.iter().map(AggregateCall::name).collect();
+        format!(
+            "session aggregate, gap {}, keys [{}], aggregates [{}], fires when the watermark passes window_end (last reading + gap)",
+            super::show_duration(self.gap),
+            keys.join(", "),
+            calls.join(", ")
+        )
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
+        self.buffer.push(batch);
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
+        let mut closed = Vec::new();
+        if let Some(ready) = self.take_ready(watermark)? {
+            self.add(ready, &mut closed)?;
+        }
+        self.fire(watermark, &mut closed);
+        if !closed.is_empty() {
+            out.push(Message::Batch(self.emit(closed)?));
+        }
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+}
