@@ -101,10 +101,10 @@ pub fn lower_query(
     {
         return Err(SqlError::new(
             call.location,
-            format!(
-                "rows of {}(...) get their window when they are aggregated: use GROUP BY ..., window_start, window_end",
-                call.function()
-            ),
+            match call.kind {
+                WindowKind::Session { .. } => "rows of SESSION(...) get their session when they are aggregated: aggregate them with GROUP BY ..., window_start, window_end".to_string(),
+                _ => "rows of HOP(...) are in several windows each: aggregate them with GROUP BY ..., window_start, window_end".to_string(),
+            },
         ));
     }
     let pipeline = if stage.inputs.len() > 1 {
