@@ -39,6 +39,16 @@ impl WatermarkTracker {
         self.max_seen.map(|m| m.saturating_sub(self.bound))
     }
 
+    /// The largest event time seen (or given by [`Self::advance_to`]).
+    pub fn max_seen(&self) -> Option<Millis> {
+        self.max_seen
+    }
+
+    /// Moves event time forward to `t` without a row: the idle clock of a silent source.
+    pub fn advance_to(&mut self, t: Millis) {
+        self.max_seen = Some(self.max_seen.map_or(t, |m| m.max(t)));
+    }
+
     /// Marks rows older than the watermark in force when they arrived as late, and advances the
     /// watermark over the rest.
     pub fn observe(&mut self, times: &[Millis]) -> Observed {

@@ -32,6 +32,8 @@ pub struct PlannedSource {
     pub event_time: Option<EventTime>,
     pub connector: Box<dyn Source>,
     pub dead_letter: Option<Box<dyn Sink>>,
+    /// After this long without rows, the watermark advances with the clock.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 pub struct PlannedSink {
@@ -108,6 +110,13 @@ impl fmt::Display for Plan {
             writeln!(f, "  columns: {}", columns.join(", "))?;
             if let Some(d) = &s.dead_letter {
                 writeln!(f, "  dead letters: {}", d.describe())?;
+            }
+            if let Some(idle) = s.idle_timeout {
+                writeln!(
+                    f,
+                    "  idle after {}: the watermark then advances with the clock",
+                    crate::ops::show_duration(idle.as_millis() as i64)
+                )?;
             }
         }
         for s in &self.sinks {

@@ -107,8 +107,16 @@ impl<'a> Planner<'a> {
     pub async fn plan(mut self, sql: &str) -> Result<Plan, Diagnostics> {
         let statements =
             crate::sql::parse(sql).map_err(|e| Diagnostics::new(self.file.clone(), vec![e]))?;
-        let mut errors = Vec::new();
+        let mut errors: Vec<SqlError> = Vec::new();
+        // Names whose definition failed: errors about them being unknown later only repeat it.
+        let mut failed: Vec<String> = Vec::new();
         for statement in statements {
+            let defines = match &statement {
+                Statement::CreateSource(s) => Some(normalize(&s.name)),
+                Statement::CreateSink(s) => Some(normalize(&s.name)),
+                Statement::CreateView(v) => Some(normalize(&v.name)),
+                Statement::Insert(_) | Statement::Select(_) => None,
+            };
             let result = match statement {
                 Statement::CreateSource(s) => self.create_source(*s),
                 Statement::CreateSink(s) => self.create_sink(s),
@@ -117,7 +125,14 @@ impl<'a> Planner<'a> {
                 Statement::Select(s) => self.select(s).await,
             };
             if let Err(e) = result {
-                errors.push(e);
+                let repeats = failed.iter().any(|name| {
+                    e.message.starts_with(&format!("unknown source '{name}'"))
+                        || e.message.starts_with(&format!("unknown sink '{name}'"))
+                });
+                if !repeats {
+                    errors.push(e);
+                }
+                failed.extend(defines);
             }
         }
         if errors.is_empty()

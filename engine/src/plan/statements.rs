@@ -14,7 +14,7 @@ use crate::runtime::EventTime;
 use crate::sql::ast::{CreateSink, CreateSource, WatermarkDecl};
 
 /// Options every source takes, whatever its connector.
-pub const SOURCE_OPTIONS: [&str; 2] = ["connector", "dead_letter"];
+pub const SOURCE_OPTIONS: [&str; 3] = ["connector", "dead_letter", "idle_timeout"];
 /// Options every sink takes.
 pub const SINK_OPTIONS: [&str; 1] = ["connector"];
 
@@ -106,6 +106,29 @@ impl Planner<'_> {
             }
             None => None,
         };
+        let idle_timeout = match options.take("idle_timeout") {
+            Some(entry) => {
+                if event_time.is_none() {
+                    return Err(SqlError::new(
+                        entry.key_location,
+                        format!(
+                            "idle_timeout advances the watermark, but source '{name}' declares no WATERMARK"
+                        ),
+                    ));
+                }
+                let d = crate::options::parse_duration(&entry.value).map_err(|e| {
+                    SqlError::new(entry.value_location, format!("idle_timeout: {e}"))
+                })?;
+                if d.is_zero() {
+                    return Err(SqlError::new(
+                        entry.value_location,
+                        "idle_timeout must be longer than zero",
+                    ));
+                }
+                Some(d)
+            }
+            None => None,
+        };
         let spec = SourceSpec {
             name: &name,
             schema: &schema,
@@ -133,6 +156,7 @@ impl Planner<'_> {
             event_time,
             connector: source,
             dead_letter,
+            idle_timeout,
         });
         Ok(())
     }

@@ -134,14 +134,24 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
             Arc::clone(&s.schema),
             s.event_time.clone(),
             outputs,
-            m,
+            Arc::clone(&m),
             dead_letter_tx,
             shutdown.child_token(),
         );
         let connector = s.connector;
         let name = s.name;
+        let ended = shutdown.child_token();
+        if let Some(idle) = s.idle_timeout {
+            tasks.spawn(idle_clock(
+                ctx.emitter(),
+                idle,
+                Arc::clone(&m),
+                ended.clone(),
+            ));
+        }
         tasks.spawn(async move {
             let result = connector.run(&mut ctx).await;
+            ended.cancel();
             match result {
                 Ok(()) if !ctx.shutdown().is_cancelled() => {
                     info!(source = %name, "input ended");
@@ -192,6 +202,34 @@ impl RunningEngine {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Advances a silent source's watermark with the clock, until the source ends.
+async fn idle_clock(
+    emitter: Arc<tokio::sync::Mutex<source_context::Emitter>>,
+    idle: std::time::Duration,
+    metrics: Arc<SourceMetrics>,
+    ended: CancellationToken,
+) -> Result<()> {
+    let tick = (idle / 10).clamp(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_secs(1),
+    );
+    loop {
+        tokio::select! {
+            _ = ended.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(tick) => {}
+        }
+        if emitter
+            .lock()
+            .await
+            .idle_tick(idle, &metrics)
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
     }
 }
 

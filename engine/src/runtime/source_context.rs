@@ -52,13 +52,64 @@ pub struct SourceContext {
     name: String,
     schema: SchemaRef,
     event_time: Option<EventTime>,
-    tracker: Option<WatermarkTracker>,
-    sent_watermark: Option<Millis>,
-    outputs: Fanout,
+    emitter: Arc<tokio::sync::Mutex<Emitter>>,
     metrics: Arc<SourceMetrics>,
     dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
     dead_letters: DeadLetterRows,
     shutdown: CancellationToken,
+}
+
+/// What a source's context and its idle clock share: the watermark and the readers. Both send
+/// under its lock, so a watermark the idle clock sends is never overtaken by older rows.
+pub(crate) struct Emitter {
+    name: String,
+    tracker: Option<WatermarkTracker>,
+    sent_watermark: Option<Millis>,
+    outputs: Fanout,
+    /// When the last rows arrived, and the largest event time then.
+    last_arrival: Option<(tokio::time::Instant, Millis)>,
+}
+
+impl Emitter {
+    async fn broadcast(&mut self, message: Message) -> Result<(), ConnectorError> {
+        if !self.outputs.send(message).await {
+            return Err(ConnectorError::fatal(format!(
+                "source {}: no query reads it any more",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends the tracker's watermark if it moved forward.
+    async fn advance(&mut self, metrics: &SourceMetrics) -> Result<(), ConnectorError> {
+        if let Some(w) = self.tracker.as_ref().and_then(WatermarkTracker::watermark)
+            && self.sent_watermark.is_none_or(|s| w > s)
+        {
+            self.sent_watermark = Some(w);
+            metrics.set_watermark(w);
+            self.broadcast(Message::Watermark(w)).await?;
+        }
+        Ok(())
+    }
+
+    /// The source has been silent for `idle_timeout` or more: event time is taken to go on with
+    /// the clock since the last rows arrived, and the watermark follows.
+    pub(crate) async fn idle_tick(
+        &mut self,
+        idle_timeout: std::time::Duration,
+        metrics: &SourceMetrics,
+    ) -> Result<(), ConnectorError> {
+        let (Some((at, max)), Some(tracker)) = (self.last_arrival, self.tracker.as_mut()) else {
+            return Ok(());
+        };
+        let silent = at.elapsed();
+        if silent < idle_timeout {
+            return Ok(());
+        }
+        tracker.advance_to(max.saturating_add(silent.as_millis() as Millis));
+        self.advance(metrics).await
+    }
 }
 
 #[derive(Default)]
@@ -79,13 +130,18 @@ impl SourceContext {
         dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
         shutdown: CancellationToken,
     ) -> Self {
+        let emitter = Emitter {
+            name: name.to_string(),
+            tracker: event_time.as_ref().map(|e| WatermarkTracker::new(e.bound)),
+            sent_watermark: None,
+            outputs,
+            last_arrival: None,
+        };
         Self {
             name: name.to_string(),
             schema,
-            tracker: event_time.as_ref().map(|e| WatermarkTracker::new(e.bound)),
             event_time,
-            sent_watermark: None,
-            outputs,
+            emitter: Arc::new(tokio::sync::Mutex::new(emitter)),
             metrics,
             dead_letter_tx,
             dead_letters: DeadLetterRows::default(),
@@ -147,7 +203,8 @@ impl SourceContext {
             .events
             .fetch_add(rows as u64, Ordering::Relaxed);
         let mut batch = batch;
-        if let (Some(et), Some(tracker)) = (&self.event_time, &mut self.tracker) {
+        let mut emitter = self.emitter.lock().await;
+        if let (Some(et), Some(tracker)) = (&self.event_time, &mut emitter.tracker) {
             let times = batch
                 .column(et.index)
                 .as_primitive_opt::<TimestampMillisecondType>()
@@ -165,18 +222,21 @@ impl SourceContext {
                 batch = filter_record_batch(&batch, &keep)
                     .map_err(|e| ConnectorError::fatal(e.to_string()))?;
             }
+            if let Some(max) = tracker.max_seen() {
+                emitter.last_arrival = Some((tokio::time::Instant::now(), max));
+            }
         }
         if batch.num_rows() > 0 {
-            self.broadcast(Message::Batch(batch)).await?;
+            emitter.broadcast(Message::Batch(batch)).await?;
         }
-        if let Some(w) = self.tracker.as_ref().and_then(WatermarkTracker::watermark)
-            && self.sent_watermark.is_none_or(|s| w > s)
-        {
-            self.sent_watermark = Some(w);
-            self.metrics.set_watermark(w);
-            self.broadcast(Message::Watermark(w)).await?;
-        }
+        emitter.advance(&self.metrics).await?;
+        drop(emitter);
         self.flush().await
+    }
+
+    /// The shared state the idle clock advances.
+    pub(crate) fn emitter(&self) -> Arc<tokio::sync::Mutex<Emitter>> {
+        Arc::clone(&self.emitter)
     }
 
     /// Records a record that could not be decoded: counted, logged (the first few), and written to
@@ -233,17 +293,7 @@ impl SourceContext {
     /// The input has ended: flushes dead letters and tells every query, so open windows fire.
     pub(crate) async fn finish(&mut self) {
         let _ = self.flush().await;
-        let _ = self.broadcast(Message::End).await;
-    }
-
-    async fn broadcast(&mut self, message: Message) -> Result<(), ConnectorError> {
-        if !self.outputs.send(message).await {
-            return Err(ConnectorError::fatal(format!(
-                "source {}: no query reads it any more",
-                self.name
-            )));
-        }
-        Ok(())
+        let _ = self.emitter.lock().await.broadcast(Message::End).await;
     }
 }
 
