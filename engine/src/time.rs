@@ -24,6 +24,8 @@ pub struct Observed {
     /// Rows to keep, if any row was late.
     pub keep: Option<BooleanArray>,
     pub late: usize,
+    /// For each late row, in order, the watermark it was older than.
+    pub late_watermarks: Vec<Millis>,
 }
 
 impl WatermarkTracker {
@@ -55,10 +57,12 @@ impl WatermarkTracker {
         let mut max = self.max_seen.unwrap_or(Millis::MIN);
         let mut keep: Option<Vec<bool>> = None;
         let mut late = 0;
+        let mut late_watermarks = Vec::new();
         for (i, &t) in times.iter().enumerate() {
             if t < max.saturating_sub(self.bound) {
                 keep.get_or_insert_with(|| vec![true; times.len()])[i] = false;
                 late += 1;
+                late_watermarks.push(max.saturating_sub(self.bound));
             } else if t > max {
                 max = t;
             }
@@ -69,6 +73,7 @@ impl WatermarkTracker {
         Observed {
             keep: keep.map(BooleanArray::from),
             late,
+            late_watermarks,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct PlannedSource {
     pub dead_letter: Option<Box<dyn Sink>>,
     /// After this long without rows, the watermark advances with the clock.
     pub idle_timeout: Option<std::time::Duration>,
+    /// The sink late rows go to, with the watermark they missed.
+    pub late_sink: Option<usize>,
 }
 
 pub struct PlannedSink {
@@ -110,6 +112,9 @@ impl fmt::Display for Plan {
             writeln!(f, "  columns: {}", columns.join(", "))?;
             if let Some(d) = &s.dead_letter {
                 writeln!(f, "  dead letters: {}", d.describe())?;
+            }
+            if let Some(k) = s.late_sink {
+                writeln!(f, "  late rows to sink {}", self.sinks[k].name)?;
             }
             if let Some(idle) = s.idle_timeout {
                 writeln!(

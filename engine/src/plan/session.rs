@@ -69,6 +69,8 @@ pub struct Planner<'a> {
     pub(super) sinks: Vec<PlannedSink>,
     queries: Vec<PlannedQuery>,
     pub(super) window_calls: HashMap<String, WindowCall>,
+    /// `late_sink` options, resolved once every sink is defined: (source, sink name, place).
+    pub(super) pending_late_sinks: Vec<(usize, String, Location)>,
 }
 
 impl<'a> Planner<'a> {
@@ -83,6 +85,7 @@ impl<'a> Planner<'a> {
             sinks: Vec::new(),
             queries: Vec::new(),
             window_calls: HashMap::new(),
+            pending_late_sinks: Vec::new(),
         }
     }
 
@@ -154,6 +157,21 @@ impl<'a> Planner<'a> {
                         "source '{name}' (given on the command line) is not defined in the file"
                     ),
                 ));
+            }
+        }
+        for (source, sink, location) in std::mem::take(&mut self.pending_late_sinks) {
+            match self.sink_index(&sink) {
+                Some(k) => self.sources[source].late_sink = Some(k),
+                None => {
+                    let defined: Vec<&str> = self.sinks.iter().map(|s| s.name.as_str()).collect();
+                    errors.push(SqlError::new(
+                        location,
+                        format!(
+                            "late_sink: unknown sink '{sink}'; defined: {}",
+                            defined.join(", ")
+                        ),
+                    ));
+                }
             }
         }
         if !errors.is_empty() {

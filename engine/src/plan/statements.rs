@@ -14,7 +14,7 @@ use crate::runtime::EventTime;
 use crate::sql::ast::{CreateSink, CreateSource, WatermarkDecl};
 
 /// Options every source takes, whatever its connector.
-pub const SOURCE_OPTIONS: [&str; 3] = ["connector", "dead_letter", "idle_timeout"];
+pub const SOURCE_OPTIONS: [&str; 4] = ["connector", "dead_letter", "idle_timeout", "late_sink"];
 /// Options every sink takes.
 pub const SINK_OPTIONS: [&str; 1] = ["connector"];
 
@@ -129,6 +129,20 @@ impl Planner<'_> {
             }
             None => None,
         };
+        let late_sink = match options.take("late_sink") {
+            Some(entry) => {
+                if event_time.is_none() {
+                    return Err(SqlError::new(
+                        entry.key_location,
+                        format!(
+                            "late_sink receives rows older than the watermark, but source '{name}' declares no WATERMARK"
+                        ),
+                    ));
+                }
+                Some((entry.value.to_lowercase(), entry.value_location))
+            }
+            None => None,
+        };
         let spec = SourceSpec {
             name: &name,
             schema: &schema,
@@ -157,7 +171,12 @@ impl Planner<'_> {
             connector: source,
             dead_letter,
             idle_timeout,
+            late_sink: None,
         });
+        if let Some((sink, location)) = late_sink {
+            self.pending_late_sinks
+                .push((self.sources.len() - 1, sink, location));
+        }
         Ok(())
     }
 

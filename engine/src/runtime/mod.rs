@@ -109,8 +109,6 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
         };
         tasks.spawn(run_query(q, rx, to, m));
     }
-    drop(sink_senders);
-
     let mut source_metrics = Vec::new();
     for (s, outputs) in sources.into_iter().zip(source_outputs) {
         let m = Arc::new(SourceMetrics::new(&s.name));
@@ -137,7 +135,8 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
             Arc::clone(&m),
             dead_letter_tx,
             shutdown.child_token(),
-        );
+        )
+        .with_late_rows(s.late_sink.map(|k| sink_senders[k].clone()));
         let connector = s.connector;
         let name = s.name;
         let ended = shutdown.child_token();
@@ -173,6 +172,8 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
             }
         });
     }
+
+    drop(sink_senders);
 
     RunningEngine {
         metrics: Arc::new(EngineMetrics {

@@ -56,6 +56,8 @@ pub struct SourceContext {
     metrics: Arc<SourceMetrics>,
     dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
     dead_letters: DeadLetterRows,
+    /// Where late rows go, with the watermark they missed, if the source names a `late_sink`.
+    late_tx: Option<mpsc::Sender<RecordBatch>>,
     shutdown: CancellationToken,
 }
 
@@ -145,8 +147,15 @@ impl SourceContext {
             metrics,
             dead_letter_tx,
             dead_letters: DeadLetterRows::default(),
+            late_tx: None,
             shutdown,
         }
+    }
+
+    /// Late rows go to `tx` instead of only being counted.
+    pub(crate) fn with_late_rows(mut self, tx: Option<mpsc::Sender<RecordBatch>>) -> Self {
+        self.late_tx = tx;
+        self
     }
 
     /// A context whose messages go to `outputs` (as input 0), for tests and benchmarks of a
@@ -219,6 +228,13 @@ impl SourceContext {
                 self.metrics
                     .late
                     .fetch_add(observed.late as u64, Ordering::Relaxed);
+                if let Some(tx) = &self.late_tx {
+                    let late = late_rows(&batch, &keep, &observed.late_watermarks, et)
+                        .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+                    if tx.send(late).await.is_err() {
+                        warn!(source = %self.name, "the late-row sink has stopped");
+                    }
+                }
                 batch = filter_record_batch(&batch, &keep)
                     .map_err(|e| ConnectorError::fatal(e.to_string()))?;
             }
@@ -295,6 +311,50 @@ impl SourceContext {
         let _ = self.flush().await;
         let _ = self.emitter.lock().await.broadcast(Message::End).await;
     }
+}
+
+/// The columns of late rows as a `late_sink` receives them: the source's, then the watermark the
+/// row missed and why it was late.
+pub fn late_row_schema(source: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = source.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(
+        "late_watermark",
+        DataType::Timestamp(TimeUnit::Millisecond, None),
+        false,
+    ));
+    fields.push(Field::new("late_reason", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+fn late_rows(
+    batch: &RecordBatch,
+    keep: &datafusion::arrow::array::BooleanArray,
+    watermarks: &[Millis],
+    et: &EventTime,
+) -> datafusion::arrow::error::Result<RecordBatch> {
+    let late_mask = datafusion::arrow::compute::not(keep)?;
+    let late = filter_record_batch(batch, &late_mask)?;
+    let times = late
+        .column(et.index)
+        .as_primitive::<TimestampMillisecondType>()
+        .values()
+        .to_vec();
+    let mut reason = StringBuilder::new();
+    for (t, w) in times.iter().zip(watermarks) {
+        reason.append_value(format!(
+            "{} is {} behind the watermark (the newest {} seen minus the {} bound)",
+            et.column,
+            crate::ops::show_duration(w - t),
+            et.column,
+            crate::ops::show_duration(et.bound)
+        ));
+    }
+    let mut columns = late.columns().to_vec();
+    columns.push(Arc::new(TimestampMillisecondArray::from(
+        watermarks.to_vec(),
+    )));
+    columns.push(Arc::new(reason.finish()));
+    RecordBatch::try_new(late_row_schema(&batch.schema()), columns)
 }
 
 pub(crate) fn now_millis() -> Millis {
