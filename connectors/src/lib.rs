@@ -29,5 +29,6 @@ pub fn registry() -> ConnectorRegistry {
     r.register_sink("file", file::FileSink::create);
     r.register_sink("mqtt", mqtt::MqttSink::create);
     r.register_sink("stdout", stdout::StdoutSink::create);
+    r.register_table("file", file::FileTable::create);
     r
 }

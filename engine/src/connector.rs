@@ -82,6 +82,24 @@ pub struct SinkSpec<'a> {
     pub options: &'a Options,
 }
 
+/// Reference data for lookup joins: read whole, and read again every `refresh`.
+#[async_trait]
+pub trait Table: Send + Sync {
+    /// One line for the plan `eddy check` prints.
+    fn describe(&self) -> String;
+
+    /// All rows of the table, in the declared schema.
+    async fn load(&self) -> Result<RecordBatch, ConnectorError>;
+}
+
+/// What a table connector is built from.
+pub struct TableSpec<'a> {
+    pub name: &'a str,
+    pub schema: &'a SchemaRef,
+    pub options: &'a Options,
+}
+
+type TableFactory = Arc<dyn Fn(&TableSpec) -> Result<Box<dyn Table>, OptionError> + Send + Sync>;
 type SourceFactory = Arc<dyn Fn(&SourceSpec) -> Result<Box<dyn Source>, OptionError> + Send + Sync>;
 type SinkFactory = Arc<dyn Fn(&SinkSpec) -> Result<Box<dyn Sink>, OptionError> + Send + Sync>;
 
@@ -90,6 +108,7 @@ type SinkFactory = Arc<dyn Fn(&SinkSpec) -> Result<Box<dyn Sink>, OptionError> +
 pub struct ConnectorRegistry {
     sources: BTreeMap<String, SourceFactory>,
     sinks: BTreeMap<String, SinkFactory>,
+    tables: BTreeMap<String, TableFactory>,
 }
 
 impl ConnectorRegistry {
@@ -111,6 +130,27 @@ impl ConnectorRegistry {
         factory: impl Fn(&SinkSpec) -> Result<Box<dyn Sink>, OptionError> + Send + Sync + 'static,
     ) {
         self.sinks.insert(name.to_string(), Arc::new(factory));
+    }
+
+    pub fn register_table(
+        &mut self,
+        name: &str,
+        factory: impl Fn(&TableSpec) -> Result<Box<dyn Table>, OptionError> + Send + Sync + 'static,
+    ) {
+        self.tables.insert(name.to_string(), Arc::new(factory));
+    }
+
+    pub fn table_connectors(&self) -> Vec<&str> {
+        self.tables.keys().map(String::as_str).collect()
+    }
+
+    /// Builds a table; `None` if no connector has that name.
+    pub fn create_table(
+        &self,
+        connector: &str,
+        spec: &TableSpec,
+    ) -> Option<Result<Box<dyn Table>, OptionError>> {
+        self.tables.get(connector).map(|f| f(spec))
     }
 
     pub fn source_connectors(&self) -> Vec<&str> {

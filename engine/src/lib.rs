@@ -28,7 +28,9 @@ pub mod runtime;
 pub mod sql;
 pub mod time;
 
-pub use connector::{ConnectorError, ConnectorRegistry, Sink, SinkSpec, Source, SourceSpec};
+pub use connector::{
+    ConnectorError, ConnectorRegistry, Sink, SinkSpec, Source, SourceSpec, Table, TableSpec,
+};
 pub use error::{Diagnostics, EngineError, Location, SqlError};
 pub use options::{OptionError, Options};
 pub use plan::{Plan, Planner, plan_file, plan_script};

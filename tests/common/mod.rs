@@ -96,3 +96,45 @@ pub fn compare_rows(actual: &str, expected: &str, tolerance: f64) -> Result<(), 
         Err(problems.join("\n"))
     }
 }
+
+/// A running `eddy`, killed when dropped, whatever the test's outcome.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `eddy run FILE --quiet` and waits (up to 30 s) until its log prints a line containing
+/// `ready` (e.g. "subscribed to"); the rest of its log is drained in the background.
+pub fn run_until_logged(file: &Path, ready: &str) -> Running {
+    use std::io::{BufRead, BufReader};
+    let mut child = eddy()
+        .args(["run", file.to_str().expect("utf-8 path"), "--quiet"])
+        .env("EDDY_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("eddy starts");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let running = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(ready) => break,
+            Ok(_) => {}
+            Err(_) => panic!("eddy did not log '{ready}' within 30 s"),
+        }
+    }
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    running
+}

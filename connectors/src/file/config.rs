@@ -45,3 +45,27 @@ pub enum WriteMode {
 fn default_batch_size() -> usize {
     8192
 }
+
+/// `CREATE TABLE ... WITH (connector = 'file', ...)`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTableConfig {
+    /// The file holding the table: CSV with a header line, or JSON lines.
+    pub path: PathBuf,
+    /// `csv` or `json`; by default taken from the file's extension (`.csv` is CSV).
+    pub format: Option<TableFormat>,
+    /// The CSV field separator.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    Csv,
+    Json,
+}
+
+fn default_delimiter() -> char {
+    ','
+}

@@ -6,6 +6,7 @@
 
 mod accumulators;
 mod filter;
+mod lookup_join;
 mod over_window;
 mod project;
 mod scan;
@@ -20,6 +21,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 
 pub use accumulators::AggregateCall;
 pub use filter::Filter;
+pub use lookup_join::{LookupJoin, TableRead, TableSnapshot};
 pub use over_window::{Frame, OverCall, OverWindow};
 pub use project::Project;
 pub use scan::{ScanColumn, ScanTime, SourceScan, WindowColumns};

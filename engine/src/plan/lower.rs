@@ -20,9 +20,9 @@ use super::session::Planner;
 use super::windows::WindowCall;
 use crate::error::{Location, SqlError};
 use crate::ops::{
-    AggregateCall, Filter, Frame, Operator, OutputColumn, OverCall, OverWindow, Pipeline, Project,
-    ScanColumn, ScanTime, SessionAggregate, SourceScan, WindowAggregate, WindowColumns, WindowKind,
-    with_event_time,
+    AggregateCall, Filter, Frame, LookupJoin, Operator, OutputColumn, OverCall, OverWindow,
+    Pipeline, Project, ScanColumn, ScanTime, SessionAggregate, SourceScan, TableRead,
+    WindowAggregate, WindowColumns, WindowKind, with_event_time,
 };
 
 /// Places in a query that errors about its clauses point at.
@@ -423,10 +423,139 @@ impl Walk<'_, '_> {
                     .extend(std::iter::repeat_n(Origin::Value, w.window_expr.len()));
                 Ok(stage)
             }
+            LogicalPlan::Join(j) => self.lookup_join(j),
             LogicalPlan::Sort(_) => Err(self.error_at(self.anchors.order_by, unsupported(plan))),
             LogicalPlan::Limit(_) => Err(self.error_at(self.anchors.limit, unsupported(plan))),
             other => Err(self.error(unsupported(other))),
         }
+    }
+
+    /// The reference table read by one side of a join: its scan's columns and the predicates on
+    /// them. `None` when the side is not a table.
+    fn table_read(&self, plan: &LogicalPlan, keys: &[Expr]) -> Result<Option<TableRead>, SqlError> {
+        match plan {
+            LogicalPlan::SubqueryAlias(a) => {
+                // The keys name the alias; the scan below has the same columns in the same order.
+                let Some(mut read) = self.table_read(&a.input, &[])? else {
+                    return Ok(None);
+                };
+                read.keys = keys
+                    .iter()
+                    .map(|k| self.physical(k, plan.schema()))
+                    .collect::<Result<_, _>>()?;
+                Ok(Some(read))
+            }
+            LogicalPlan::Filter(f) => {
+                let Some(mut read) = self.table_read(&f.input, &[])? else {
+                    return Ok(None);
+                };
+                read.filters
+                    .push(self.physical(&f.predicate, f.input.schema())?);
+                read.keys = keys
+                    .iter()
+                    .map(|k| self.physical(k, plan.schema()))
+                    .collect::<Result<_, _>>()?;
+                Ok(Some(read))
+            }
+            LogicalPlan::TableScan(scan) => {
+                let Some(t) = self.planner.table_index(scan.table_name.table()) else {
+                    return Ok(None);
+                };
+                let table = &self.planner.tables[t];
+                let projection = scan
+                    .projection
+                    .clone()
+                    .unwrap_or_else(|| (0..table.schema.fields().len()).collect());
+                Ok(Some(TableRead {
+                    name: table.name.clone(),
+                    snapshot: Arc::clone(&table.snapshot),
+                    projection,
+                    filters: Vec::new(),
+                    keys: keys
+                        .iter()
+                        .map(|k| self.physical(k, plan.schema()))
+                        .collect::<Result<_, _>>()?,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A join of a stream with a reference table (a lookup join).
+    fn lookup_join(
+        &self,
+        j: &datafusion::logical_expr::logical_plan::Join,
+    ) -> Result<Stage, SqlError> {
+        use datafusion::logical_expr::JoinType;
+        let (left_keys, right_keys): (Vec<Expr>, Vec<Expr>) = j.on.iter().cloned().unzip();
+        let left_table = self.table_read(&j.left, &left_keys)?;
+        let right_table = self.table_read(&j.right, &right_keys)?;
+        let (table, stream_plan, stream_keys, stream_first) = match (left_table, right_table) {
+            (None, Some(t)) => (t, &j.left, left_keys, true),
+            (Some(t), None) => (t, &j.right, right_keys, false),
+            (Some(_), Some(_)) => {
+                return Err(
+                    self.error("a JOIN of two tables reads no stream; join a stream with a table")
+                );
+            }
+            (None, None) => {
+                return Err(self.error(
+                    "a JOIN of two streams needs a time bound: add `AND d.ts BETWEEN r.ts - INTERVAL '1' MINUTE AND r.ts` (an interval join), or join a stream with a table (CREATE TABLE)",
+                ));
+            }
+        };
+        if stream_keys.is_empty() {
+            return Err(self.error(
+                "a lookup join needs an equality between the stream and the table in ON (r.device_id = t.device_id)",
+            ));
+        }
+        let keep_unmatched = match (j.join_type, stream_first) {
+            (JoinType::Inner, _) => false,
+            (JoinType::Left, true) | (JoinType::Right, false) => true,
+            (other, _) => {
+                return Err(self.error(format!(
+                    "{other} JOIN with a table is not supported; use JOIN or LEFT JOIN with the stream on the left"
+                )));
+            }
+        };
+        let mut stage = self.lower(stream_plan)?;
+        if let Some(call) = &stage.window
+            && call.kind.assigned_by_aggregate()
+        {
+            return Err(SqlError::new(
+                call.location,
+                format!(
+                    "rows of {}(...) get their window when they are aggregated: aggregate them before joining",
+                    call.function()
+                ),
+            ));
+        }
+        let stream_schema = stream_plan.schema();
+        let stream_keys = stream_keys
+            .iter()
+            .map(|k| self.physical(k, stream_schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        let filter = j
+            .filter
+            .as_ref()
+            .map(|f| self.physical(f, &j.schema))
+            .transpose()?;
+        let table_columns = j.schema.fields().len() - stream_schema.fields().len();
+        let table_origins = vec![Origin::Value; table_columns];
+        stage.origins = if stream_first {
+            [std::mem::take(&mut stage.origins), table_origins].concat()
+        } else {
+            [table_origins, std::mem::take(&mut stage.origins)].concat()
+        };
+        stage.ops.push(Box::new(LookupJoin::new(
+            table,
+            stream_keys,
+            stream_first,
+            keep_unmatched,
+            filter,
+            with_event_time(j.schema.as_arrow()),
+        )));
+        Ok(stage)
     }
 
     /// `aggregate(...) OVER (PARTITION BY ... ORDER BY <event time> ROWS|RANGE ... PRECEDING)`.

@@ -22,7 +22,19 @@ use crate::runtime::EventTime;
 pub struct Plan {
     pub sources: Vec<PlannedSource>,
     pub sinks: Vec<PlannedSink>,
+    pub tables: Vec<PlannedTable>,
     pub queries: Vec<PlannedQuery>,
+}
+
+/// A reference table: loaded before the sources start, reloaded every `refresh`; the lookup joins
+/// reading it see each new load as a whole.
+pub struct PlannedTable {
+    pub name: String,
+    pub connector_name: String,
+    pub schema: SchemaRef,
+    pub table: std::sync::Arc<dyn crate::connector::Table>,
+    pub refresh: Option<std::time::Duration>,
+    pub snapshot: std::sync::Arc<crate::ops::TableSnapshot>,
 }
 
 pub struct PlannedSource {
@@ -122,6 +134,23 @@ impl fmt::Display for Plan {
                     "  idle after {}: the watermark then advances with the clock",
                     crate::ops::show_duration(idle.as_millis() as i64)
                 )?;
+            }
+        }
+        for t in &self.tables {
+            write!(
+                f,
+                "table {} ({}): {}",
+                t.name,
+                t.connector_name,
+                t.table.describe()
+            )?;
+            match t.refresh {
+                Some(r) => writeln!(
+                    f,
+                    "; reloaded every {}",
+                    crate::ops::show_duration(r.as_millis() as i64)
+                )?,
+                None => writeln!(f, "; loaded once")?,
             }
         }
         for s in &self.sinks {

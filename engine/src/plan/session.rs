@@ -17,7 +17,9 @@ use datafusion::sql::sqlparser::ast::{self as sql, ExprWithAlias, SelectItem, Se
 
 use super::statements::{location_of, normalize};
 use super::windows::{WindowCall, rewrite_window_calls};
-use super::{Input, Output, Plan, PlannedQuery, PlannedSink, PlannedSource, diagnose, lower};
+use super::{
+    Input, Output, Plan, PlannedQuery, PlannedSink, PlannedSource, PlannedTable, diagnose, lower,
+};
 use crate::connector::ConnectorRegistry;
 use crate::error::{Diagnostics, Location, SqlError};
 use crate::options::Options;
@@ -67,6 +69,7 @@ pub struct Planner<'a> {
     pub(super) ctx: SessionContext,
     pub(super) sources: Vec<PlannedSource>,
     pub(super) sinks: Vec<PlannedSink>,
+    pub(super) tables: Vec<PlannedTable>,
     queries: Vec<PlannedQuery>,
     pub(super) window_calls: HashMap<String, WindowCall>,
     /// `late_sink` options, resolved once every sink is defined: (source, sink name, place).
@@ -83,6 +86,7 @@ impl<'a> Planner<'a> {
             ctx: session(),
             sources: Vec::new(),
             sinks: Vec::new(),
+            tables: Vec::new(),
             queries: Vec::new(),
             window_calls: HashMap::new(),
             pending_late_sinks: Vec::new(),
@@ -118,18 +122,21 @@ impl<'a> Planner<'a> {
                 Statement::CreateSource(s) => Some(normalize(&s.name)),
                 Statement::CreateSink(s) => Some(normalize(&s.name)),
                 Statement::CreateView(v) => Some(normalize(&v.name)),
+                Statement::CreateTable(t) => Some(normalize(&t.name)),
                 Statement::Insert(_) | Statement::Select(_) => None,
             };
             let result = match statement {
                 Statement::CreateSource(s) => self.create_source(*s),
                 Statement::CreateSink(s) => self.create_sink(s),
                 Statement::CreateView(v) => self.create_view(v).await,
+                Statement::CreateTable(t) => self.create_table(*t),
                 Statement::Insert(i) => self.insert(i).await,
                 Statement::Select(s) => self.select(s).await,
             };
             if let Err(e) = result {
                 let repeats = failed.iter().any(|name| {
                     e.message.starts_with(&format!("unknown source '{name}'"))
+                        || e.message.starts_with(&format!("unknown table '{name}'"))
                         || e.message.starts_with(&format!("unknown sink '{name}'"))
                 });
                 if !repeats {
@@ -180,6 +187,7 @@ impl<'a> Planner<'a> {
         Ok(Plan {
             sources: self.sources,
             sinks: self.sinks,
+            tables: self.tables,
             queries: self.queries,
         })
     }
@@ -218,6 +226,10 @@ impl<'a> Planner<'a> {
                 Output::Sink(_) => "",
             },
         }
+    }
+
+    pub(super) fn table_index(&self, name: &str) -> Option<usize> {
+        self.tables.iter().position(|t| t.name == name)
     }
 
     pub(super) fn sink_index(&self, name: &str) -> Option<usize> {

@@ -1,4 +1,5 @@
-//! `CREATE SOURCE` and `CREATE SINK`: schemas, event time, and connectors built from options.
+//! `CREATE SOURCE`, `CREATE SINK` and `CREATE TABLE`: schemas, event time, and connectors built
+//! from options.
 
 use std::sync::Arc;
 
@@ -6,17 +7,19 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self as sql, BinaryOperator, Spanned};
 
 use super::session::Planner;
-use super::{PlannedSink, PlannedSource};
-use crate::connector::{SinkSpec, SourceSpec};
+use super::{PlannedSink, PlannedSource, PlannedTable};
+use crate::connector::{SinkSpec, SourceSpec, TableSpec};
 use crate::error::{Location, SqlError};
 use crate::options::{OptionError, Options};
 use crate::runtime::EventTime;
-use crate::sql::ast::{CreateSink, CreateSource, WatermarkDecl};
+use crate::sql::ast::{CreateSink, CreateSource, CreateTable, WatermarkDecl};
 
 /// Options every source takes, whatever its connector.
 pub const SOURCE_OPTIONS: [&str; 4] = ["connector", "dead_letter", "idle_timeout", "late_sink"];
 /// Options every sink takes.
 pub const SINK_OPTIONS: [&str; 1] = ["connector"];
+/// Options every table takes, whatever its connector.
+pub const TABLE_OPTIONS: [&str; 2] = ["connector", "refresh"];
 
 /// The name of an identifier as SQL resolves it: unquoted names are case-insensitive.
 pub fn normalize(ident: &sql::Ident) -> String {
@@ -40,32 +43,7 @@ impl Planner<'_> {
             ));
         }
         let watermark_column = stmt.watermark.as_ref().map(|w| normalize(&w.column));
-        let mut fields = Vec::with_capacity(stmt.columns.len());
-        for c in &stmt.columns {
-            let column = normalize(&c.name);
-            if fields.iter().any(|f: &Field| f.name() == &column) {
-                return Err(SqlError::new(
-                    Location::from(&c.name),
-                    format!("column '{column}' is declared twice"),
-                ));
-            }
-            let data_type = column_type(&c.data_type).ok_or_else(|| {
-                SqlError::new(
-                    Location::from(&c.name),
-                    format!(
-                        "column '{column}': unsupported type {}; use TEXT, DOUBLE, FLOAT, BIGINT, INT, SMALLINT, BOOLEAN, TIMESTAMP or DATE",
-                        c.data_type
-                    ),
-                )
-            })?;
-            let not_null = c
-                .options
-                .iter()
-                .any(|o| matches!(o.option, sql::ColumnOption::NotNull));
-            // Rows without event time cannot be placed in time: the decoder rejects them.
-            let nullable = !not_null && watermark_column.as_deref() != Some(column.as_str());
-            fields.push(Field::new(column, data_type, nullable));
-        }
+        let fields = declared_fields(&stmt.columns, watermark_column.as_deref())?;
         if fields.is_empty() {
             return Err(SqlError::new(
                 stmt.location,
@@ -180,6 +158,76 @@ impl Planner<'_> {
         Ok(())
     }
 
+    pub(super) fn create_table(&mut self, stmt: CreateTable) -> Result<(), SqlError> {
+        let name = normalize(&stmt.name);
+        let location = Location::from(&stmt.name);
+        if self.input_named(&name).is_some() || self.table_index(&name).is_some() {
+            return Err(SqlError::new(
+                location,
+                format!("'{name}' is already defined"),
+            ));
+        }
+        let fields = declared_fields(&stmt.columns, None)?;
+        if fields.is_empty() {
+            return Err(SqlError::new(
+                stmt.location,
+                format!("table '{name}' declares no columns"),
+            ));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let mut options = stmt.options;
+        options.expand(self.env)?;
+        let connector = take_connector(
+            &mut options,
+            stmt.location,
+            &self.registry.table_connectors(),
+            "table",
+        )?;
+        let refresh = match options.take("refresh") {
+            Some(entry) => {
+                let d = crate::options::parse_duration(&entry.value)
+                    .map_err(|e| SqlError::new(entry.value_location, format!("refresh: {e}")))?;
+                if d.is_zero() {
+                    return Err(SqlError::new(
+                        entry.value_location,
+                        "refresh must be longer than zero; leave it out to load the table once",
+                    ));
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        let spec = TableSpec {
+            name: &name,
+            schema: &schema,
+            options: &options,
+        };
+        let table = self
+            .registry
+            .create_table(&connector.0, &spec)
+            .ok_or_else(|| {
+                SqlError::new(
+                    connector.1,
+                    format!(
+                        "unknown table connector '{}'; available: {}",
+                        connector.0,
+                        self.registry.table_connectors().join(", ")
+                    ),
+                )
+            })?
+            .map_err(|e| option_error(e, &options, stmt.location, &connector.0, &TABLE_OPTIONS))?;
+        self.register_table(&name, Arc::clone(&schema), location)?;
+        self.tables.push(PlannedTable {
+            name,
+            connector_name: connector.0,
+            schema,
+            table: Arc::from(table),
+            refresh,
+            snapshot: Default::default(),
+        });
+        Ok(())
+    }
+
     pub(super) fn create_sink(&mut self, stmt: CreateSink) -> Result<(), SqlError> {
         let name = normalize(&stmt.name);
         if self.sink_index(&name).is_some() {
@@ -269,6 +317,40 @@ impl Planner<'_> {
 }
 
 /// Takes `connector = '...'`, which every source and sink must have.
+/// The fields of declared columns; the event-time column (if any) cannot be NULL.
+fn declared_fields(
+    columns: &[sql::ColumnDef],
+    event_time: Option<&str>,
+) -> Result<Vec<Field>, SqlError> {
+    let mut fields = Vec::with_capacity(columns.len());
+    for c in columns {
+        let column = normalize(&c.name);
+        if fields.iter().any(|f: &Field| f.name() == &column) {
+            return Err(SqlError::new(
+                Location::from(&c.name),
+                format!("column '{column}' is declared twice"),
+            ));
+        }
+        let data_type = column_type(&c.data_type).ok_or_else(|| {
+            SqlError::new(
+                Location::from(&c.name),
+                format!(
+                    "column '{column}': unsupported type {}; use TEXT, DOUBLE, FLOAT, BIGINT, INT, SMALLINT, BOOLEAN, TIMESTAMP or DATE",
+                    c.data_type
+                ),
+            )
+        })?;
+        let not_null = c
+            .options
+            .iter()
+            .any(|o| matches!(o.option, sql::ColumnOption::NotNull));
+        // Rows without event time cannot be placed in time: the decoder rejects them.
+        let nullable = !not_null && event_time != Some(column.as_str());
+        fields.push(Field::new(column, data_type, nullable));
+    }
+    Ok(fields)
+}
+
 fn take_connector(
     options: &mut Options,
     location: Location,

@@ -43,9 +43,17 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
     let Plan {
         sources,
         sinks,
+        tables,
         queries,
     } = plan;
     let mut tasks = JoinSet::new();
+
+    // Reference tables load before any source starts, so no row misses its lookup.
+    let (tables_left, tables_loaded) = tokio::sync::watch::channel(tables.len());
+    let tables_left = Arc::new(tables_left);
+    for t in tables {
+        tasks.spawn(load_table(t, Arc::clone(&tables_left), shutdown.clone()));
+    }
 
     // Sinks first: queries need their senders.
     let mut sink_senders = Vec::new();
@@ -148,7 +156,20 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
                 ended.clone(),
             ));
         }
+        let mut tables_loaded = tables_loaded.clone();
         tasks.spawn(async move {
+            tokio::select! {
+                loaded = tables_loaded.wait_for(|left| *left == 0) => {
+                    if loaded.is_err() {
+                        ended.cancel();
+                        return Ok(());
+                    }
+                }
+                _ = ctx.shutdown().cancelled() => {
+                    ended.cancel();
+                    return Ok(());
+                }
+            }
             let result = connector.run(&mut ctx).await;
             ended.cancel();
             match result {
@@ -203,6 +224,53 @@ impl RunningEngine {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Loads a reference table, tells the sources when it is there, and reloads it every `refresh`
+/// until the engine stops. A failed reload keeps the rows of the last good one.
+async fn load_table(
+    table: crate::plan::PlannedTable,
+    tables_left: Arc<tokio::sync::watch::Sender<usize>>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let first = tokio::select! {
+        r = table.table.load() => r,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    match first {
+        Ok(rows) => {
+            info!(table = %table.name, "loaded {} rows", rows.num_rows());
+            table.snapshot.replace(rows);
+            tables_left.send_modify(|left| *left = left.saturating_sub(1));
+        }
+        Err(e) => {
+            error!(table = %table.name, "cannot load: {e}");
+            shutdown.cancel();
+            return Err(EngineError::Connector(ConnectorError {
+                message: format!("table {}: {}", table.name, e.message),
+                retryable: e.retryable,
+            }));
+        }
+    }
+    let Some(every) = table.refresh else {
+        return Ok(());
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tables_left.closed() => return Ok(()),
+        }
+        match table.table.load().await {
+            Ok(rows) => {
+                tracing::debug!(table = %table.name, "reloaded {} rows", rows.num_rows());
+                table.snapshot.replace(rows);
+            }
+            Err(e) => {
+                tracing::warn!(table = %table.name, "reload failed, keeping the rows loaded before: {e}")
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub enum Statement {
     CreateSource(Box<CreateSource>),
     CreateSink(CreateSink),
     CreateView(CreateView),
+    CreateTable(Box<CreateTable>),
     Insert(Insert),
     /// A bare query: its rows go to standard output.
     Select(Select),
@@ -22,6 +23,7 @@ impl Statement {
             Self::CreateSource(s) => s.location,
             Self::CreateSink(s) => s.location,
             Self::CreateView(s) => s.location,
+            Self::CreateTable(s) => s.location,
             Self::Insert(s) => s.location,
             Self::Select(s) => s.location,
         }
@@ -50,6 +52,16 @@ pub struct WatermarkDecl {
 #[derive(Debug, Clone)]
 pub struct CreateSink {
     pub name: Ident,
+    pub options: Options,
+    pub location: Location,
+}
+
+/// `CREATE TABLE name (columns...) WITH (options)`: reference data (a limit per device) that
+/// streams are joined with, reloaded now and then.
+#[derive(Debug, Clone)]
+pub struct CreateTable {
+    pub name: Ident,
+    pub columns: Vec<ColumnDef>,
     pub options: Options,
     pub location: Location,
 }

@@ -9,7 +9,9 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use super::ast::{CreateSink, CreateSource, CreateView, Insert, Select, Statement, WatermarkDecl};
+use super::ast::{
+    CreateSink, CreateSource, CreateTable, CreateView, Insert, Select, Statement, WatermarkDecl,
+};
 use crate::error::{Location, SqlError};
 use crate::options::{OptionEntry, Options};
 
@@ -66,6 +68,28 @@ fn parse_statement(p: &mut Parser) -> Result<Statement, ParserError> {
             location,
         }));
     }
+    if word_is(&t0.token, "CREATE") && word_is(&t1.token, "TABLE") {
+        p.next_token();
+        p.next_token();
+        let name = p.parse_identifier()?;
+        p.expect_token(&Token::LParen)?;
+        let mut columns = Vec::new();
+        loop {
+            columns.push(p.parse_column_def()?);
+            if p.consume_token(&Token::Comma) {
+                continue;
+            }
+            p.expect_token(&Token::RParen)?;
+            break;
+        }
+        let options = parse_with_options(p)?;
+        return Ok(Statement::CreateTable(Box::new(CreateTable {
+            name,
+            columns,
+            options,
+            location,
+        })));
+    }
     if word_is(&t0.token, "CREATE") && word_is(&t1.token, "VIEW") {
         p.next_token();
         p.next_token();
@@ -110,7 +134,7 @@ fn parse_statement(p: &mut Parser) -> Result<Statement, ParserError> {
         }
         _ => Err(at(
             location,
-            "unsupported statement: a query file holds CREATE SOURCE, CREATE SINK, CREATE VIEW, INSERT INTO ... SELECT and SELECT",
+            "unsupported statement: a query file holds CREATE SOURCE, CREATE SINK, CREATE TABLE, CREATE VIEW, INSERT INTO ... SELECT and SELECT",
         )),
     }
 }
