@@ -78,6 +78,12 @@ INSERT INTO out
 SELECT 'session' AS q, device_id, window_start, window_end, count(*) AS n, max(temp) AS m
 FROM SESSION(readings, ts, INTERVAL '1200' MILLISECOND)
 GROUP BY device_id, window_start, window_end;
+
+INSERT INTO out
+SELECT 'join' AS q, a.device_id, a.ts, b.ts AS later, b.temp - a.temp AS rise
+FROM readings a JOIN readings b
+  ON a.device_id = b.device_id AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '2' SECOND
+ AND b.temp > a.temp + 10;
 ";
 
 fn run(input: &str, batch_size: usize) -> String {
@@ -105,7 +111,7 @@ fn any_arrival_order_within_the_bound_gives_the_same_results() {
     let rows = readings();
     let reference = run(&arrival_order(&rows, 1), 8192);
     let kinds = common::parse_lines(&reference);
-    for q in ["over", "tumble", "hop", "session"] {
+    for q in ["over", "tumble", "hop", "session", "join"] {
         assert!(
             kinds.iter().filter(|r| r["q"] == q).count() > 20,
             "too few {q} rows to compare"

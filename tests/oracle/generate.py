@@ -392,6 +392,42 @@ WHERE o.humidity > 68
 """,
         ],
     },
+    {
+        "name": "interval_join_of_a_stream_with_itself",
+        "about": "interval join: a reading followed within 3 s by one 5 degrees hotter, and those jumps counted per minute through a view",
+        "seed": 12,
+        "eddy": """CREATE VIEW jumps AS
+SELECT a.device_id, a.ts AS from_ts, b.ts AS jump_at, a.temp AS from_temp, b.temp AS to_temp
+FROM readings a JOIN readings b
+  ON a.device_id = b.device_id
+ AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '3' SECOND
+ AND b.temp > a.temp + 5;
+
+INSERT INTO out SELECT device_id, from_ts, jump_at, from_temp, to_temp FROM jumps;
+
+INSERT INTO out
+SELECT device_id, window_start AS minute, count(*) AS jumps, max(to_temp - from_temp) AS biggest
+FROM TUMBLE(jumps, jump_at, INTERVAL '1' MINUTE)
+GROUP BY device_id, window_start, window_end;
+""",
+        "duckdb": [
+            f"""
+SELECT a.device_id, {ts_text('a.t')} AS from_ts, {ts_text('b.t')} AS jump_at,
+       a.temp AS from_temp, b.temp AS to_temp
+FROM on_time a JOIN on_time b
+  ON a.device_id = b.device_id AND b.t BETWEEN a.t AND a.t + 3000 AND b.temp > a.temp + 5
+""",
+            f"""
+, jumps AS (
+    SELECT a.device_id, b.t AS jt, b.temp - a.temp AS jump
+    FROM on_time a JOIN on_time b
+      ON a.device_id = b.device_id AND b.t BETWEEN a.t AND a.t + 3000 AND b.temp > a.temp + 5
+)
+SELECT device_id, {ts_text('(jt // 60000) * 60000')} AS minute, count(*) AS jumps, max(jump) AS biggest
+FROM jumps GROUP BY device_id, jt // 60000
+""",
+        ],
+    },
 ]
 
 BAD_LINES = [

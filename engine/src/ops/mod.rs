@@ -6,6 +6,7 @@
 
 mod accumulators;
 mod filter;
+mod interval_join;
 mod lookup_join;
 mod over_window;
 mod project;
@@ -21,6 +22,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 
 pub use accumulators::AggregateCall;
 pub use filter::Filter;
+pub use interval_join::IntervalJoin;
 pub use lookup_join::{LookupJoin, TableRead, TableSnapshot};
 pub use over_window::{Frame, OverCall, OverWindow};
 pub use project::Project;
@@ -42,6 +44,12 @@ pub trait Operator: Send {
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()>;
 
+    /// Rows, groups or keys the operator holds (0 for stateless ones): what a long stream must not
+    /// make grow without bound.
+    fn state_rows(&self) -> usize {
+        0
+    }
+
     /// The watermark passed `watermark`; stateful operators emit what it completes.
     fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
         out.push(Message::Watermark(watermark));
@@ -57,6 +65,8 @@ pub struct Pipeline {
     operators: Vec<Box<dyn Operator>>,
     /// The schema batches take where the branches meet, when there are several.
     merged: Option<SchemaRef>,
+    /// Where two branches meet in an interval join instead of a union.
+    join: Option<IntervalJoin>,
 }
 
 struct Branch {
@@ -89,7 +99,20 @@ impl Pipeline {
                 .collect(),
             operators,
             merged,
+            join: None,
         }
+    }
+
+    /// A pipeline whose two inputs meet in `join`.
+    pub fn joined(
+        left: Vec<Box<dyn Operator>>,
+        right: Vec<Box<dyn Operator>>,
+        join: IntervalJoin,
+        operators: Vec<Box<dyn Operator>>,
+    ) -> Self {
+        let mut p = Self::with_branches(vec![left, right], operators, None);
+        p.join = Some(join);
+        p
     }
 
     /// The operators of each branch, then the operators after the branches meet.
@@ -105,11 +128,13 @@ impl Pipeline {
                 }
             }
         }
-        if several {
-            lines.push(format!(
+        match (&self.join, several) {
+            (Some(j), _) => lines.push(j.describe()),
+            (None, true) => lines.push(format!(
                 "union of {} inputs (watermark: the smallest of theirs)",
                 self.branches.len()
-            ));
+            )),
+            (None, false) => {}
         }
         lines.extend(self.operators.iter().map(|op| op.describe()));
         lines
@@ -117,6 +142,21 @@ impl Pipeline {
 
     pub fn inputs(&self) -> usize {
         self.branches.len()
+    }
+
+    /// Rows, groups and keys held by every operator of the pipeline.
+    pub fn state_rows(&self) -> usize {
+        let join = self.join.as_ref().map_or(0, |j| {
+            let (l, r) = j.state_size();
+            l + r
+        });
+        self.branches
+            .iter()
+            .flat_map(|b| &b.operators)
+            .chain(&self.operators)
+            .map(|op| op.state_rows())
+            .sum::<usize>()
+            + join
     }
 
     /// Runs one message of input `input` through the pipeline; what comes out lands in `out`.
@@ -133,6 +173,14 @@ impl Pipeline {
             return Ok(());
         }
         let mut merged = Vec::with_capacity(from_branch.len());
+        if let Some(join) = &mut self.join {
+            for m in from_branch {
+                join.process(input, m, &mut merged)?;
+            }
+            let result = run(&mut self.operators, merged)?;
+            out.extend(result);
+            return Ok(());
+        }
         for m in from_branch {
             match m {
                 Message::Batch(b) => {

@@ -351,6 +351,11 @@ fn retract_front(state: &mut CallState) -> Result<()> {
 }
 
 impl Operator for OverWindow {
+    fn state_rows(&self) -> usize {
+        let (keys, buffered) = self.state_size();
+        keys + buffered
+    }
+
     fn describe(&self) -> String {
         let keys: Vec<String> = self.partition.iter().map(|k| k.to_string()).collect();
         let calls: Vec<String> = self

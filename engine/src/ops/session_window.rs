@@ -265,6 +265,11 @@ impl SessionAggregate {
 }
 
 impl Operator for SessionAggregate {
+    fn state_rows(&self) -> usize {
+        let (open, buffered) = self.state_size();
+        open + buffered
+    }
+
     fn describe(&self) -> String {
         let keys: Vec<String> = self.keys.iter().map(|k| k.to_string()).collect();
         let calls: Vec<&str> = self.calls.iter().map(AggregateCall::name).collect();

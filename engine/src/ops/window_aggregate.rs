@@ -258,6 +258,11 @@ impl WindowAggregate {
 }
 
 impl Operator for WindowAggregate {
+    fn state_rows(&self) -> usize {
+        self.open.values().map(|p| p.groups.len()).sum::<usize>()
+            + self.sealed.values().map(|p| p.groups).sum::<usize>()
+    }
+
     fn describe(&self) -> String {
         let window = match self.kind {
             WindowKind::Tumble { size } => format!("TUMBLE size {}", show_duration(size)),

@@ -20,10 +20,11 @@ use super::session::Planner;
 use super::windows::WindowCall;
 use crate::error::{Location, SqlError};
 use crate::ops::{
-    AggregateCall, Filter, Frame, LookupJoin, Operator, OutputColumn, OverCall, OverWindow,
-    Pipeline, Project, ScanColumn, ScanTime, SessionAggregate, SourceScan, TableRead,
+    AggregateCall, Filter, Frame, IntervalJoin, LookupJoin, Operator, OutputColumn, OverCall,
+    OverWindow, Pipeline, Project, ScanColumn, ScanTime, SessionAggregate, SourceScan, TableRead,
     WindowAggregate, WindowColumns, WindowKind, with_event_time,
 };
+use crate::time::Millis;
 
 /// Places in a query that errors about its clauses point at.
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +78,8 @@ struct Stage {
     branches: Vec<Vec<Box<dyn Operator>>>,
     /// The schema batches take where the branches meet.
     merged: Option<SchemaRef>,
+    /// Where the two branches of an interval join meet.
+    join: Option<IntervalJoin>,
     ops: Vec<Box<dyn Operator>>,
     origins: Vec<Origin>,
     /// The window call read by the scan, until an aggregate consumes it.
@@ -107,7 +110,12 @@ pub fn lower_query(
             },
         ));
     }
-    let pipeline = if stage.inputs.len() > 1 {
+    let pipeline = if let Some(join) = stage.join {
+        let mut branches = stage.branches.into_iter();
+        let left = branches.next().unwrap_or_default();
+        let right = branches.next().unwrap_or_default();
+        Pipeline::joined(left, right, join, stage.ops)
+    } else if stage.inputs.len() > 1 {
         Pipeline::with_branches(stage.branches, stage.ops, stage.merged)
     } else {
         Pipeline::new(stage.ops)
@@ -224,6 +232,7 @@ impl Walk<'_, '_> {
                     inputs: vec![input],
                     branches: vec![Vec::new()],
                     merged: None,
+                    join: None,
                     ops: vec![Box::new(op)],
                     origins,
                     window,
@@ -256,6 +265,7 @@ impl Walk<'_, '_> {
                     inputs,
                     branches,
                     merged: Some(with_event_time(u.schema.as_arrow())),
+                    join: None,
                     ops: Vec::new(),
                     origins: vec![Origin::Value; u.schema.fields().len()],
                     window: None,
@@ -498,11 +508,7 @@ impl Walk<'_, '_> {
                     self.error("a JOIN of two tables reads no stream; join a stream with a table")
                 );
             }
-            (None, None) => {
-                return Err(self.error(
-                    "a JOIN of two streams needs a time bound: add `AND d.ts BETWEEN r.ts - INTERVAL '1' MINUTE AND r.ts` (an interval join), or join a stream with a table (CREATE TABLE)",
-                ));
-            }
+            (None, None) => return self.interval_join(j),
         };
         if stream_keys.is_empty() {
             return Err(self.error(
@@ -556,6 +562,160 @@ impl Walk<'_, '_> {
             with_event_time(j.schema.as_arrow()),
         )));
         Ok(stage)
+    }
+
+    /// A join of two streams bounded in time (an interval join).
+    fn interval_join(
+        &self,
+        j: &datafusion::logical_expr::logical_plan::Join,
+    ) -> Result<Stage, SqlError> {
+        use datafusion::logical_expr::{JoinType, Operator as Op};
+        let no_bound = "a JOIN of two streams needs a time bound: add `AND d.ts BETWEEN r.ts - INTERVAL '1' MINUTE AND r.ts` (an interval join), or join a stream with a table (CREATE TABLE)";
+        if j.join_type != JoinType::Inner {
+            return Err(self.error(format!(
+                "{} JOIN of two streams is not supported; an interval join is an inner JOIN",
+                j.join_type
+            )));
+        }
+        let left = self.lower(&j.left)?;
+        let right = self.lower(&j.right)?;
+        for side in [&left, &right] {
+            if side.inputs.len() != 1 || side.join.is_some() {
+                return Err(self.error("an interval join joins two streams, each one source or view; put a UNION ALL or another join in a view first"));
+            }
+            if let Some(call) = &side.window
+                && call.kind.assigned_by_aggregate()
+            {
+                return Err(SqlError::new(
+                    call.location,
+                    format!(
+                        "rows of {}(...) get their window when they are aggregated: aggregate them before joining",
+                        call.function()
+                    ),
+                ));
+            }
+        }
+        // `right time - left time` must lie in [lower, upper].
+        let (mut lower, mut upper) = (None::<Millis>, None::<Millis>);
+        let conjuncts = j
+            .filter
+            .as_ref()
+            .map(datafusion::logical_expr::utils::split_conjunction)
+            .unwrap_or_default();
+        for c in conjuncts {
+            let Expr::BinaryExpr(b) = c else { continue };
+            let (Some((x_side, x)), Some((y_side, y))) = (
+                self.time_offset(&b.left, j, &left, &right),
+                self.time_offset(&b.right, j, &left, &right),
+            ) else {
+                continue;
+            };
+            if x_side == y_side {
+                continue;
+            }
+            let less = matches!(b.op, Op::Lt | Op::LtEq);
+            let greater = matches!(b.op, Op::Gt | Op::GtEq);
+            // left + x OP right + y, or right + x OP left + y.
+            let (is_lower, value) = match (x_side, less, greater) {
+                (0, true, _) => (true, x - y),
+                (0, _, true) => (false, x - y),
+                (_, true, _) => (false, y - x),
+                (_, _, true) => (true, y - x),
+                _ => continue,
+            };
+            if is_lower {
+                lower = Some(lower.map_or(value, |l| l.max(value)));
+            } else {
+                upper = Some(upper.map_or(value, |u| u.min(value)));
+            }
+        }
+        let (Some(lower), Some(upper)) = (lower, upper) else {
+            return Err(self.error(no_bound));
+        };
+        if lower > upper {
+            return Err(self.error(
+                "the time bounds of this interval join leave no room: no pair of rows can match",
+            ));
+        }
+        if j.on.is_empty() {
+            return Err(self.error("an interval join needs an equality between the two streams in ON (a.device_id = b.device_id)"));
+        }
+        let left_keys =
+            j.on.iter()
+                .map(|(l, _)| self.physical(l, j.left.schema()))
+                .collect::<Result<Vec<_>, _>>()?;
+        let right_keys =
+            j.on.iter()
+                .map(|(_, r)| self.physical(r, j.right.schema()))
+                .collect::<Result<Vec<_>, _>>()?;
+        let filter = j
+            .filter
+            .as_ref()
+            .map(|f| self.physical(f, &j.schema))
+            .transpose()?;
+        let join = IntervalJoin::new(
+            left_keys,
+            right_keys,
+            lower,
+            upper,
+            filter,
+            with_event_time(j.schema.as_arrow()),
+        );
+        let columns = j.schema.fields().len();
+        Ok(Stage {
+            inputs: [left.inputs, right.inputs].concat(),
+            branches: vec![left.ops, right.ops],
+            merged: None,
+            join: Some(join),
+            ops: Vec::new(),
+            origins: vec![Origin::Value; columns],
+            window: None,
+            aggregated: false,
+        })
+    }
+
+    /// `ts`, `ts + INTERVAL '1' MINUTE` or `ts - INTERVAL ...` over the event-time column of one
+    /// side of a join: which side (0 left, 1 right) and the offset in milliseconds.
+    fn time_offset(
+        &self,
+        e: &Expr,
+        j: &datafusion::logical_expr::logical_plan::Join,
+        left: &Stage,
+        right: &Stage,
+    ) -> Option<(usize, Millis)> {
+        use datafusion::logical_expr::Operator as Op;
+        match e {
+            Expr::Column(c) => {
+                if self.origin(left, c, j.left.schema()) == Origin::EventTime
+                    && j.left.schema().has_column(c)
+                {
+                    Some((0, 0))
+                } else if self.origin(right, c, j.right.schema()) == Origin::EventTime
+                    && j.right.schema().has_column(c)
+                {
+                    Some((1, 0))
+                } else {
+                    None
+                }
+            }
+            Expr::BinaryExpr(b) if matches!(b.op, Op::Plus | Op::Minus) => {
+                let (side, base) = self.time_offset(&b.left, j, left, right)?;
+                let Expr::Literal(v, _) = b.right.as_ref() else {
+                    return None;
+                };
+                let ms = interval_millis(v)?;
+                Some((
+                    side,
+                    if b.op == Op::Plus {
+                        base + ms
+                    } else {
+                        base - ms
+                    },
+                ))
+            }
+            Expr::Cast(c) => self.time_offset(&c.expr, j, left, right),
+            _ => None,
+        }
     }
 
     /// `aggregate(...) OVER (PARTITION BY ... ORDER BY <event time> ROWS|RANGE ... PRECEDING)`.
@@ -733,6 +893,19 @@ impl Walk<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The length of an interval literal in milliseconds (days and less: months have no fixed length).
+fn interval_millis(v: &ScalarValue) -> Option<Millis> {
+    match v {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+            Some(v.days as Millis * 86_400_000 + v.nanoseconds / 1_000_000)
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            Some(v.days as Millis * 86_400_000 + v.milliseconds as Millis)
+        }
+        _ => None,
     }
 }
 

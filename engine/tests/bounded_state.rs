@@ -1,0 +1,145 @@
+//! State stays bounded on a long stream whose devices come and go: every minute a new set of
+//! devices reports once a second and the previous set goes quiet for good. Windows fire, sessions
+//! close, join sides and moving-aggregate keys are released, so what an hour leaves in state is no
+//! more than what ten minutes do.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use eddy_engine::runtime::Message;
+use eddy_engine::{
+    ConnectorError, ConnectorRegistry, Planner, Sink, SinkSpec, Source, SourceContext, SourceSpec,
+};
+
+/// The planner needs connectors for the file's source and sink; this test drives the planned
+/// pipelines itself, so they are never run.
+struct Unused;
+
+#[async_trait]
+impl Source for Unused {
+    fn describe(&self) -> String {
+        "driven by the test".into()
+    }
+    async fn run(self: Box<Self>, _ctx: &mut SourceContext) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for Unused {
+    fn describe(&self) -> String {
+        "driven by the test".into()
+    }
+    async fn write(&mut self, _batch: RecordBatch) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+const QUERIES: [(&str, &str); 5] = [
+    (
+        "tumble",
+        "SELECT device_id, window_start, avg(temp) AS a FROM TUMBLE(readings, ts, INTERVAL '10' SECOND) GROUP BY device_id, window_start, window_end",
+    ),
+    (
+        "hop",
+        "SELECT device_id, window_start, max(temp) AS m FROM HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE) GROUP BY device_id, window_start, window_end",
+    ),
+    (
+        "session",
+        "SELECT device_id, window_start, count(*) AS n FROM SESSION(readings, ts, INTERVAL '30' SECOND) GROUP BY device_id, window_start, window_end",
+    ),
+    (
+        "over range",
+        "SELECT device_id, ts, avg(temp) OVER (PARTITION BY device_id ORDER BY ts RANGE BETWEEN INTERVAL '20' SECOND PRECEDING AND CURRENT ROW) AS a FROM readings",
+    ),
+    (
+        "interval join",
+        "SELECT a.device_id, a.ts, b.ts AS later FROM readings a JOIN readings b ON a.device_id = b.device_id AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '5' SECOND",
+    ),
+];
+
+const T0: i64 = 1_767_225_600_000;
+const BOUND_MS: i64 = 2_000;
+
+/// One second of readings: the 100 devices of the current minute, each once, out of order
+/// within the second.
+fn second(s: i64) -> RecordBatch {
+    let minute = s / 60;
+    let ids: Vec<String> = (0..100).map(|k| format!("m{minute}-{k}")).collect();
+    let ts: Vec<i64> = (0..100)
+        .map(|k| T0 + s * 1_000 + (k * 7_919 % 1_000))
+        .collect();
+    let temps: Vec<f64> = (0..100).map(|k| 20.0 + (k % 13) as f64).collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, true),
+            Field::new("temp", DataType::Float64, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ])),
+        vec![
+            Arc::new(StringArray::from(ids)),
+            Arc::new(Float64Array::from(temps)),
+            Arc::new(TimestampMillisecondArray::from(ts)),
+        ],
+    )
+    .expect("a second of readings")
+}
+
+#[tokio::test]
+async fn state_does_not_grow_with_devices_that_went_quiet() {
+    let mut registry = ConnectorRegistry::new();
+    registry.register_source("driven", |_: &SourceSpec| {
+        Ok(Box::new(Unused) as Box<dyn Source>)
+    });
+    registry.register_sink("driven", |_: &SinkSpec| {
+        Ok(Box::new(Unused) as Box<dyn Sink>)
+    });
+    for (name, select) in QUERIES {
+        let sql = format!(
+            "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
+                WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'driven');
+             CREATE SINK out WITH (connector = 'driven');
+             INSERT INTO out {select};"
+        );
+        let mut plan = Planner::new("state.sql", &registry)
+            .plan(&sql)
+            .await
+            .unwrap_or_else(|d| panic!("{name}: {d}"));
+        let mut query = plan.queries.remove(0);
+        let inputs = query.inputs.len();
+        let mut out = Vec::new();
+        let (mut early, mut late) = (0usize, 0usize);
+        for s in 0..3_600i64 {
+            let watermark = T0 + s * 1_000 + 999 - BOUND_MS;
+            for input in 0..inputs {
+                query
+                    .pipeline
+                    .push(input, Message::Batch(second(s)), &mut out)
+                    .expect("the pipeline runs");
+                query
+                    .pipeline
+                    .push(input, Message::Watermark(watermark), &mut out)
+                    .expect("the pipeline runs");
+            }
+            out.clear();
+            let held = query.pipeline.state_rows();
+            if (300..600).contains(&s) {
+                early = early.max(held);
+            }
+            if s >= 3_300 {
+                late = late.max(held);
+            }
+        }
+        assert!(early > 0, "{name}: no state at all?");
+        assert!(
+            late <= early + early / 2,
+            "{name}: state grew from {early} (minutes 5-10) to {late} (minutes 55-60) though 5,400 devices had gone quiet"
+        );
+    }
+}
