@@ -36,6 +36,30 @@ QUERIES = {
         GROUP BY ALL
         HAVING avg(temp) > 75
     """,
+    "over 10 rows": """
+        WITH smoothed AS (
+            SELECT device_id, ts,
+                   avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+                                   ROWS BETWEEN 9 PRECEDING AND CURRENT ROW) AS avg10
+            FROM {read}
+        )
+        SELECT device_id, ts, avg10 FROM smoothed WHERE avg10 > 82.0005
+    """,
+    "session 1.5s": """
+        WITH r AS (SELECT device_id, temp, epoch_ms(ts) AS t FROM {read}),
+        gaps AS (
+            SELECT *, CASE WHEN t - lag(t) OVER (PARTITION BY device_id ORDER BY t) < 1500
+                           THEN 0 ELSE 1 END AS starts
+            FROM r
+        ),
+        numbered AS (
+            SELECT *, sum(starts) OVER (PARTITION BY device_id ORDER BY t
+                                        ROWS UNBOUNDED PRECEDING) AS session
+            FROM gaps
+        )
+        SELECT device_id, min(t), max(t) + 1500, count(*) AS readings, max(temp)
+        FROM numbered GROUP BY device_id, session HAVING count(*) > 3
+    """,
 }
 
 

@@ -122,7 +122,29 @@ GROUP BY device_id, window_start, window_end
 HAVING avg(temp) > 75;",
 };
 
-pub const WORKLOADS: [Workload; 2] = [TUMBLE, HOP];
+/// A moving average over each device's last 10 readings, in event-time order, with a threshold.
+pub const MOVING_AVERAGE: Workload = Workload {
+    name: "over 10 rows",
+    insert: "CREATE VIEW smoothed AS
+SELECT device_id, ts,
+       avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+                       ROWS BETWEEN 9 PRECEDING AND CURRENT ROW) AS avg10
+FROM readings;
+
+INSERT INTO alerts SELECT device_id, ts, avg10 FROM smoothed WHERE avg10 > 82.0005;",
+};
+
+/// Sessions of readings less than 1.5 s apart, per device.
+pub const SESSIONS: Workload = Workload {
+    name: "session 1.5s",
+    insert: "INSERT INTO alerts
+SELECT device_id, window_start, window_end, count(*) AS readings, max(temp) AS max_temp
+FROM SESSION(readings, ts, INTERVAL '1500' MILLISECOND)
+GROUP BY device_id, window_start, window_end
+HAVING count(*) > 3;",
+};
+
+pub const WORKLOADS: [Workload; 4] = [TUMBLE, HOP, MOVING_AVERAGE, SESSIONS];
 
 /// A complete query file: the readings source (a JSON-lines file at `input`), the alerts sink
 /// (a JSON-lines file at `output`) and the workload's query.

@@ -6,14 +6,17 @@
 //! [`Sink`] and are registered in a [`ConnectorRegistry`].
 //!
 //! # Layout
-//! - [`sql`]: parsing a query file (`CREATE SOURCE`, `CREATE SINK`, `INSERT INTO`, `SELECT`).
+//! - [`sql`]: parsing a query file (`CREATE SOURCE`, `CREATE SINK`, `CREATE TABLE`, `CREATE VIEW`,
+//!   `INSERT INTO`, `SELECT`).
 //! - [`plan`]: planning statements into a [`plan::Plan`]; window calls, DataFusion's logical plan
 //!   walked into operators, errors placed at `file:line:col`.
-//! - [`ops`]: the operators (scan, filter, project, window aggregate) and the [`ops::Pipeline`].
+//! - [`ops`]: the operators (scan, filter, project, window aggregate over TUMBLE/HOP panes,
+//!   sessions, OVER windows, lookup and interval joins) and the [`ops::Pipeline`] that runs them,
+//!   with one branch per input where streams meet (UNION ALL, joins).
 //! - [`time`]: event time, watermarks, window alignment.
-//! - [`runtime`]: tasks and channels that run a plan; the [`SourceContext`] sources push to;
-//!   metrics.
-//! - [`connector`]: the [`Source`] / [`Sink`] traits and the [`ConnectorRegistry`].
+//! - [`runtime`]: tasks and channels that run a plan (sources, views and queries as a DAG, table
+//!   loaders, idle clocks); the [`SourceContext`] sources push to; metrics.
+//! - [`connector`]: the [`Source`] / [`Sink`] / [`Table`] traits and the [`ConnectorRegistry`].
 //! - [`options`]: `WITH (...)` options and their typed, option-naming deserialization.
 //! - [`error`]: [`SqlError`], [`Diagnostics`], [`EngineError`].
 

@@ -119,7 +119,7 @@ fn main() -> Result<()> {
         );
         eddy_seconds.push((workload.name, best.seconds, best.rows_out));
     }
-    if let [(_, tumble, _), (_, hop, _)] = eddy_seconds[..] {
+    if let [(_, tumble, _), (_, hop, _), ..] = eddy_seconds[..] {
         println!("hop / tumble time: {:.2}x", hop / tumble);
     }
 

@@ -12,6 +12,7 @@ mod over_window;
 mod project;
 mod scan;
 mod session_window;
+mod time_buffer;
 mod window_aggregate;
 
 use std::sync::Arc;

@@ -10,10 +10,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{
-    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
-};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -21,6 +19,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
+use super::time_buffer::EventTimeBuffer;
 use super::{Operator, event_times};
 use crate::error::{EngineError, Result};
 use crate::runtime::Message;
@@ -91,7 +90,7 @@ pub struct OverWindow {
     calls: Vec<OverCall>,
     /// Output schema: the input's columns, one column per call, then the event time.
     schema: SchemaRef,
-    buffer: Vec<RecordBatch>,
+    buffer: EventTimeBuffer,
     keys: HashMap<Box<[u8]>, KeyState>,
     converter: Option<RowConverter>,
     /// The longest RANGE frame, if every frame is a bounded RANGE: keys idle longer are released.
@@ -116,7 +115,7 @@ impl OverWindow {
             partition,
             calls,
             schema,
-            buffer: Vec::new(),
+            buffer: EventTimeBuffer::default(),
             keys: HashMap::new(),
             converter: None,
             release_after,
@@ -126,32 +125,7 @@ impl OverWindow {
 
     /// Keys held, and rows buffered until the watermark passes them.
     pub fn state_size(&self) -> (usize, usize) {
-        (
-            self.keys.len(),
-            self.buffer.iter().map(RecordBatch::num_rows).sum(),
-        )
-    }
-
-    /// Splits the buffer into the rows older than `watermark` (returned, one batch) and the rest.
-    fn take_ready(&mut self, watermark: Millis) -> Result<Option<RecordBatch>> {
-        if self.buffer.is_empty() {
-            return Ok(None);
-        }
-        let input_schema = self.buffer[0].schema();
-        let all = concat_batches(&input_schema, &self.buffer)?;
-        self.buffer.clear();
-        let times = event_times(&all)?;
-        if watermark == END_OF_TIME || times.iter().all(|&t| t < watermark) {
-            return Ok(Some(all));
-        }
-        let ready: BooleanArray = times.iter().map(|&t| Some(t < watermark)).collect();
-        let waiting: BooleanArray = times.iter().map(|&t| Some(t >= watermark)).collect();
-        let rest = filter_record_batch(&all, &waiting)?;
-        if rest.num_rows() > 0 {
-            self.buffer.push(rest);
-        }
-        let ready = filter_record_batch(&all, &ready)?;
-        Ok((ready.num_rows() > 0).then_some(ready))
+        (self.keys.len(), self.buffer.rows())
     }
 
     /// Computes every call for `batch` (rows all older than the watermark), in key and time order.
@@ -380,12 +354,11 @@ impl Operator for OverWindow {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
-        self.buffer.push(batch);
-        Ok(())
+        self.buffer.push(batch)
     }
 
     fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
-        if let Some(ready) = self.take_ready(watermark)? {
+        if let Some(ready) = self.buffer.take_ready(watermark)? {
             out.push(Message::Batch(self.evaluate(ready)?));
         }
         self.release_idle_keys(watermark);

@@ -10,10 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
-use datafusion::arrow::compute::{
-    SortColumn, concat_batches, filter, filter_record_batch, lexsort_to_indices, take,
-    take_record_batch,
-};
+use datafusion::arrow::compute::{SortColumn, filter, lexsort_to_indices, take, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -21,13 +18,16 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::accumulators::AggregateCall;
+use super::time_buffer::EventTimeBuffer;
 use super::window_aggregate::OutputColumn;
 use super::{Operator, event_times};
 use crate::error::{EngineError, Result};
 use crate::runtime::Message;
-use crate::time::{END_OF_TIME, Millis};
+use crate::time::Millis;
 
 struct Session {
+    /// The key as the row converter encodes it, and as values.
+    key_bytes: Box<[u8]>,
     key: Vec<ScalarValue>,
     start: Millis,
     /// The last reading's time plus the gap.
@@ -42,10 +42,13 @@ pub struct SessionAggregate {
     layout: Vec<OutputColumn>,
     /// Output schema, with the event-time column last.
     schema: SchemaRef,
-    buffer: Vec<RecordBatch>,
-    open: HashMap<Box<[u8]>, Session>,
+    buffer: EventTimeBuffer,
+    /// The open session of each key.
+    open: HashMap<Box<[u8]>, u64>,
+    sessions: HashMap<u64, Session>,
+    next_id: u64,
     /// Open sessions by end, to fire them in order.
-    ends: BTreeSet<(Millis, Box<[u8]>)>,
+    ends: BTreeSet<(Millis, u64)>,
     converter: Option<RowConverter>,
 }
 
@@ -63,8 +66,10 @@ impl SessionAggregate {
             calls,
             layout,
             schema,
-            buffer: Vec::new(),
+            buffer: EventTimeBuffer::default(),
             open: HashMap::new(),
+            sessions: HashMap::new(),
+            next_id: 0,
             ends: BTreeSet::new(),
             converter: None,
         }
@@ -72,32 +77,7 @@ impl SessionAggregate {
 
     /// Open sessions, and rows buffered until the watermark passes them.
     pub fn state_size(&self) -> (usize, usize) {
-        (
-            self.open.len(),
-            self.buffer.iter().map(RecordBatch::num_rows).sum(),
-        )
-    }
-
-    fn take_ready(&mut self, watermark: Millis) -> Result<Option<RecordBatch>> {
-        if self.buffer.is_empty() {
-            return Ok(None);
-        }
-        let all = concat_batches(&self.buffer[0].schema(), &self.buffer)?;
-        self.buffer.clear();
-        let times = event_times(&all)?;
-        if watermark == END_OF_TIME || times.iter().all(|&t| t < watermark) {
-            return Ok(Some(all));
-        }
-        let ready: datafusion::arrow::array::BooleanArray =
-            times.iter().map(|&t| Some(t < watermark)).collect();
-        let waiting: datafusion::arrow::array::BooleanArray =
-            times.iter().map(|&t| Some(t >= watermark)).collect();
-        let rest = filter_record_batch(&all, &waiting)?;
-        if rest.num_rows() > 0 {
-            self.buffer.push(rest);
-        }
-        let ready = filter_record_batch(&all, &ready)?;
-        Ok((ready.num_rows() > 0).then_some(ready))
+        (self.sessions.len(), self.buffer.rows())
     }
 
     /// Adds rows older than the watermark to their keys' sessions, in time order. Sessions a row
@@ -164,30 +144,45 @@ impl SessionAggregate {
             while j < n && key_at(j) == key && times[j] - times[j - 1] < self.gap {
                 j += 1;
             }
-            let joins = self.open.get(key).is_some_and(|s| times[i] < s.end);
-            if !joins && let Some(s) = self.open.remove(key) {
-                self.ends.remove(&(s.end, Box::from(key)));
+            let current = self.open.get(key).copied();
+            let joins = current
+                .and_then(|id| self.sessions.get(&id))
+                .is_some_and(|s| times[i] < s.end);
+            if !joins
+                && let Some(id) = current
+                && let Some(s) = self.sessions.remove(&id)
+            {
+                self.open.remove(key);
+                self.ends.remove(&(s.end, id));
                 closed.push(s);
             }
-            if !self.open.contains_key(key) {
-                let session = Session {
-                    key: keys
-                        .iter()
-                        .map(|k| ScalarValue::try_from_array(k, i))
-                        .collect::<datafusion::error::Result<_>>()?,
-                    start: times[i],
-                    end: times[i],
-                    accumulators: self
-                        .calls
-                        .iter()
-                        .map(|c| Ok(c.expr.create_accumulator()?))
-                        .collect::<Result<_>>()?,
-                };
-                self.open.insert(Box::from(key), session);
-            }
+            let id = match self.open.get(key) {
+                Some(&id) => id,
+                None => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let session = Session {
+                        key_bytes: Box::from(key),
+                        key: keys
+                            .iter()
+                            .map(|k| ScalarValue::try_from_array(k, i))
+                            .collect::<datafusion::error::Result<_>>()?,
+                        start: times[i],
+                        end: times[i],
+                        accumulators: self
+                            .calls
+                            .iter()
+                            .map(|c| Ok(c.expr.create_accumulator()?))
+                            .collect::<Result<_>>()?,
+                    };
+                    self.open.insert(Box::from(key), id);
+                    self.sessions.insert(id, session);
+                    id
+                }
+            };
             let session = self
-                .open
-                .get_mut(key)
+                .sessions
+                .get_mut(&id)
                 .ok_or_else(|| EngineError::Internal("session vanished".into()))?;
             for ((acc, args), mask) in session.accumulators.iter_mut().zip(&inputs).zip(&masks) {
                 let mut slices: Vec<ArrayRef> = args.iter().map(|a| a.slice(i, j - i)).collect();
@@ -203,8 +198,8 @@ impl SessionAggregate {
             let old_end = session.end;
             session.end = times[j - 1] + self.gap;
             let new_end = session.end;
-            self.ends.remove(&(old_end, Box::from(key)));
-            self.ends.insert((new_end, Box::from(key)));
+            self.ends.remove(&(old_end, id));
+            self.ends.insert((new_end, id));
             i = j;
         }
         Ok(())
@@ -216,10 +211,11 @@ impl SessionAggregate {
             if first.0 > watermark {
                 break;
             }
-            let Some((_, key)) = self.ends.pop_first() else {
+            let Some((_, id)) = self.ends.pop_first() else {
                 break;
             };
-            if let Some(s) = self.open.remove(&key) {
+            if let Some(s) = self.sessions.remove(&id) {
+                self.open.remove(&s.key_bytes);
                 closed.push(s);
             }
         }
@@ -282,13 +278,12 @@ impl Operator for SessionAggregate {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
-        self.buffer.push(batch);
-        Ok(())
+        self.buffer.push(batch)
     }
 
     fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
         let mut closed = Vec::new();
-        if let Some(ready) = self.take_ready(watermark)? {
+        if let Some(ready) = self.buffer.take_ready(watermark)? {
             self.add(ready, &mut closed)?;
         }
         self.fire(watermark, &mut closed);

@@ -1,5 +1,5 @@
 //! Planning: from a query file's statements to a [`Plan`] of sources, sinks and queries, each query
-//! a pipeline of operators. DataFusion binds names, types and functions; the walk in [`lower`] turns
+//! a pipeline of operators. DataFusion binds names, types and functions; the walk in `lower` turns
 //! its optimized logical plan into streaming operators.
 
 mod diagnose;
