@@ -9,6 +9,7 @@ mod filter;
 mod interval_join;
 mod lookup_join;
 mod over_window;
+pub mod pattern;
 mod project;
 mod scan;
 mod session_window;

@@ -1,0 +1,278 @@
+//! The matcher of one partition: a Pike VM over the compiled pattern. Threads (partial matches)
+//! are kept in preference order; each row advances all of them at once. When a thread reaches the
+//! end of the pattern, the less preferred threads of the same start row are dropped and its match
+//! is recorded; the match is final once no more preferred thread of that start is alive. Matches
+//! are reported in the order of their first rows, and `AFTER MATCH SKIP` decides where the next one
+//! may start.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use super::{Inst, Program};
+use crate::time::Millis;
+
+/// Where the next match may start after one is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipTo {
+    PastLastRow,
+    NextRow,
+    /// The first row mapped to the variable.
+    FirstOf(usize),
+    /// The last row mapped to the variable.
+    LastOf(usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MatcherLimits {
+    /// Partial matches alive at once in one partition; beyond it the oldest are dropped.
+    pub max_threads: usize,
+    /// A match spans at most this much event time (`WITHIN`).
+    pub within: Option<Millis>,
+}
+
+/// A match: the row (by its sequence number in the partition) where it starts, and the rows it
+/// maps, each with its variable. An empty match maps no row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub start: u64,
+    pub rows: Vec<(u64, usize)>,
+}
+
+struct Step {
+    row: u64,
+    var: usize,
+    prev: Option<Arc<Step>>,
+}
+
+#[derive(Clone)]
+struct Thread {
+    pc: usize,
+    start: u64,
+    start_time: Millis,
+    path: Option<Arc<Step>>,
+}
+
+pub struct Matcher {
+    program: Arc<Program>,
+    skip: SkipTo,
+    limits: MatcherLimits,
+    /// Threads waiting at a `Row` instruction, most preferred first.
+    threads: Vec<Thread>,
+    /// The best match found so far for each start row still undecided.
+    recorded: BTreeMap<u64, Match>,
+    next_row: u64,
+    next_start: u64,
+    /// Partial matches dropped because of `limits.max_threads`.
+    pub dropped: u64,
+}
+
+impl Matcher {
+    pub fn new(program: Arc<Program>, skip: SkipTo, limits: MatcherLimits) -> Self {
+        Self {
+            program,
+            skip,
+            limits,
+            threads: Vec::new(),
+            recorded: BTreeMap::new(),
+            next_row: 0,
+            next_start: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The sequence number the next row gets.
+    pub fn next_row(&self) -> u64 {
+        self.next_row
+    }
+
+    /// The oldest row a live thread or an undecided match may still need; rows before it can go.
+    pub fn oldest_needed(&self) -> u64 {
+        let threads = self.threads.iter().map(|t| t.start).min();
+        let recorded = self.recorded.keys().next().copied();
+        threads
+            .into_iter()
+            .chain(recorded)
+            .min()
+            .unwrap_or(self.next_row)
+    }
+
+    /// Partial matches alive.
+    pub fn partial_matches(&self) -> usize {
+        self.threads.len() + self.recorded.len()
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.threads.is_empty() && self.recorded.is_empty()
+    }
+
+    /// Feeds the next row of the partition (in event-time order) at `time`; `holds(var)` says
+    /// whether the row satisfies a variable's condition. Final matches land in `out`.
+    pub fn push(&mut self, time: Millis, holds: impl Fn(usize) -> bool, out: &mut Vec<Match>) {
+        let row = self.next_row;
+        self.next_row += 1;
+        let mut current = std::mem::take(&mut self.threads);
+        // A new partial match may start at this row: the least preferred one. (An empty match
+        // found here cuts only the seed's less preferred branches.)
+        if row >= self.next_start {
+            let mut seeded = Vec::new();
+            self.closure(
+                Thread {
+                    pc: 0,
+                    start: row,
+                    start_time: time,
+                    path: None,
+                },
+                &mut seeded,
+                &mut HashSet::new(),
+                &mut HashSet::new(),
+            );
+            current.extend(seeded);
+        }
+        // Starts whose match was found at this row: their less preferred threads are dropped.
+        let mut cut: HashSet<u64> = HashSet::new();
+        let mut next = Vec::with_capacity(current.len());
+        let mut visited = HashSet::new();
+        for t in current {
+            if cut.contains(&t.start) {
+                continue;
+            }
+            if let Some(within) = self.limits.within
+                && time - t.start_time > within
+            {
+                continue;
+            }
+            let Inst::Row(var) = self.program.insts[t.pc] else {
+                continue;
+            };
+            if !holds(var) {
+                continue;
+            }
+            let advanced = Thread {
+                pc: t.pc + 1,
+                start: t.start,
+                start_time: t.start_time,
+                path: Some(Arc::new(Step {
+                    row,
+                    var,
+                    prev: t.path,
+                })),
+            };
+            self.closure(advanced, &mut next, &mut visited, &mut cut);
+        }
+        self.threads = next;
+        self.enforce_limit();
+        self.finalize(out);
+    }
+
+    /// Follows jumps and splits from `t`, in preference order, to the threads that wait for a row
+    /// (appended to `out`) and to the end of the pattern (a match for the thread's start; less
+    /// preferred threads of that start are not added any more).
+    fn closure(
+        &mut self,
+        t: Thread,
+        out: &mut Vec<Thread>,
+        visited: &mut HashSet<(u64, usize)>,
+        cut: &mut HashSet<u64>,
+    ) {
+        let mut stack = vec![t];
+        while let Some(t) = stack.pop() {
+            if cut.contains(&t.start) || !visited.insert((t.start, t.pc)) {
+                continue;
+            }
+            match self.program.insts[t.pc] {
+                Inst::Row(_) => out.push(t),
+                Inst::Jump(to) => stack.push(Thread { pc: to, ..t }),
+                Inst::Split(first, second) => {
+                    // The stack pops the preferred branch first.
+                    stack.push(Thread {
+                        pc: second,
+                        ..t.clone()
+                    });
+                    stack.push(Thread { pc: first, ..t });
+                }
+                Inst::Accept => {
+                    let mut rows = Vec::new();
+                    let mut step = t.path.as_deref();
+                    while let Some(s) = step {
+                        rows.push((s.row, s.var));
+                        step = s.prev.as_deref();
+                    }
+                    rows.reverse();
+                    self.recorded.insert(
+                        t.start,
+                        Match {
+                            start: t.start,
+                            rows,
+                        },
+                    );
+                    cut.insert(t.start);
+                    // Threads of this start already queued are more preferred: they stay; the
+                    // ones still on the stack are less preferred.
+                    stack.retain(|s| s.start != t.start);
+                }
+            }
+        }
+    }
+
+    /// No row can come any more for matches that would end after `watermark` is passed: threads
+    /// whose `WITHIN` bound the watermark has passed die, and what was waiting on them is decided.
+    pub fn advance(&mut self, watermark: Millis, out: &mut Vec<Match>) {
+        if let Some(within) = self.limits.within {
+            self.threads
+                .retain(|t| t.start_time.saturating_add(within) >= watermark);
+        }
+        self.finalize(out);
+    }
+
+    /// The partition's input has ended: every recorded match is final.
+    pub fn finish(&mut self, out: &mut Vec<Match>) {
+        self.threads.clear();
+        self.finalize(out);
+    }
+
+    fn enforce_limit(&mut self) {
+        while self.threads.len() > self.limits.max_threads {
+            let Some(oldest) = self.threads.iter().map(|t| t.start).min() else {
+                break;
+            };
+            let before = self.threads.len();
+            self.threads.retain(|t| t.start != oldest);
+            self.dropped += (before - self.threads.len()) as u64;
+        }
+    }
+
+    /// Reports the matches that are decided, first rows first, and skips as told.
+    fn finalize(&mut self, out: &mut Vec<Match>) {
+        loop {
+            let live = self.threads.iter().map(|t| t.start).min();
+            let Some((&start, _)) = self.recorded.iter().next() else {
+                return;
+            };
+            if live.is_some_and(|l| l <= start) {
+                // The earliest start is still undecided (or an earlier one may still match).
+                return;
+            }
+            let Some(m) = self.recorded.remove(&start) else {
+                return;
+            };
+            let last = m.rows.last().map(|r| r.0);
+            let next = match self.skip {
+                SkipTo::PastLastRow => last.map_or(start + 1, |l| l + 1),
+                SkipTo::NextRow => start + 1,
+                SkipTo::FirstOf(v) => m.rows.iter().find(|r| r.1 == v).map_or(start + 1, |r| r.0),
+                SkipTo::LastOf(v) => m
+                    .rows
+                    .iter()
+                    .rev()
+                    .find(|r| r.1 == v)
+                    .map_or(start + 1, |r| r.0),
+            }
+            .max(start + 1);
+            self.next_start = self.next_start.max(next);
+            let from = self.next_start;
+            self.threads.retain(|t| t.start >= from);
+            self.recorded = self.recorded.split_off(&from);
+            out.push(m);
+        }
+    }
+}
