@@ -7,6 +7,11 @@ use std::sync::Arc;
 use super::{Match, Matcher, MatcherLimits, Pattern, Program, SkipTo};
 use crate::time::Millis;
 
+/// The rows mapped so far, each with its variable.
+type Path = Vec<(u64, usize)>;
+/// The rest of a match, from a position: whether it completes.
+type Rest<'r> = dyn FnMut(usize, &mut Path) -> bool + 'r;
+
 struct Rows<'a> {
     holds: &'a [Vec<bool>],
     times: &'a [Millis],
@@ -18,10 +23,10 @@ struct Rows<'a> {
 fn try_match(
     p: &Pattern,
     pos: usize,
-    path: &mut Vec<(u64, usize)>,
+    path: &mut Path,
     rows: &Rows,
     start: usize,
-    k: &mut dyn FnMut(usize, &mut Vec<(u64, usize)>) -> bool,
+    k: &mut Rest,
 ) -> bool {
     match p {
         Pattern::Var(v) => {
@@ -56,10 +61,10 @@ fn try_match(
 fn concat(
     parts: &[Pattern],
     pos: usize,
-    path: &mut Vec<(u64, usize)>,
+    path: &mut Path,
     rows: &Rows,
     start: usize,
-    k: &mut dyn FnMut(usize, &mut Vec<(u64, usize)>) -> bool,
+    k: &mut Rest,
 ) -> bool {
     match parts.split_first() {
         None => k(pos, path),
@@ -77,25 +82,22 @@ fn repeat(
     greedy: bool,
     count: u32,
     pos: usize,
-    path: &mut Vec<(u64, usize)>,
+    path: &mut Path,
     rows: &Rows,
     start: usize,
-    k: &mut dyn FnMut(usize, &mut Vec<(u64, usize)>) -> bool,
+    k: &mut Rest,
 ) -> bool {
     let can_more = max.is_none_or(|m| count < m);
     let can_stop = count >= min;
-    let mut more = |path: &mut Vec<(u64, usize)>,
-                    k: &mut dyn FnMut(usize, &mut Vec<(u64, usize)>) -> bool| {
-        can_more
-            && try_match(inner, pos, path, rows, start, &mut |p, path| {
-                repeat(inner, min, max, greedy, count + 1, p, path, rows, start, k)
-            })
-    };
-    if greedy {
-        more(path, k) || (can_stop && k(pos, path))
-    } else {
-        (can_stop && k(pos, path)) || more(path, k)
+    // Reluctant: stop here first; greedy: one more repetition first.
+    if !greedy && can_stop && k(pos, path) {
+        return true;
     }
+    let more = can_more
+        && try_match(inner, pos, path, rows, start, &mut |p, path| {
+            repeat(inner, min, max, greedy, count + 1, p, path, rows, start, k)
+        });
+    more || (greedy && can_stop && k(pos, path))
 }
 
 /// Every match of `pattern` in the rows, as the standard defines them.
