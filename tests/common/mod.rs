@@ -138,3 +138,46 @@ pub fn run_until_logged(file: &Path, ready: &str) -> Running {
     std::thread::spawn(move || while rx.recv().is_ok() {});
     running
 }
+
+/// Runs every case folder under `dir` (a `query.sql` writing to `$OUT`, its inputs, and
+/// `expected.jsonl`) with `eddy run`, and compares the output with the expected rows. Returns the
+/// number of cases; panics with every difference found.
+pub fn check_case_folders(dir: &Path, tolerance: f64) -> usize {
+    let mut folders: Vec<_> = std::fs::read_dir(dir)
+        .expect("the case folder exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.join("query.sql").exists())
+        .collect();
+    folders.sort();
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let mut failures = Vec::new();
+    for folder in &folders {
+        let name = folder
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let out = out_dir.path().join(format!("{name}.jsonl"));
+        let result = run_eddy(
+            folder,
+            &["run", "query.sql", "--quiet"],
+            &[("OUT", out.to_str().expect("utf-8 path"))],
+        );
+        if !result.status.success() {
+            failures.push(format!(
+                "{name}: eddy exited with {}: {}",
+                result.status,
+                String::from_utf8_lossy(&result.stderr)
+            ));
+            continue;
+        }
+        let actual = std::fs::read_to_string(&out).unwrap_or_default();
+        let expected =
+            std::fs::read_to_string(folder.join("expected.jsonl")).expect("expected.jsonl");
+        if let Err(diff) = compare_rows(&actual, &expected, tolerance) {
+            failures.push(format!("{name}:\n{diff}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    folders.len()
+}

@@ -20,9 +20,9 @@ use super::session::Planner;
 use super::windows::WindowCall;
 use crate::error::{Location, SqlError};
 use crate::ops::{
-    AggregateCall, Filter, Frame, IntervalJoin, LookupJoin, Operator, OutputColumn, OverCall,
-    OverWindow, Pipeline, Project, ScanColumn, ScanTime, SessionAggregate, SourceScan, TableRead,
-    WindowAggregate, WindowColumns, WindowKind, with_event_time,
+    AggregateCall, Filter, Frame, IntervalJoin, LookupJoin, MatchRecognize, MatchSpec, Operator,
+    OutputColumn, OverCall, OverWindow, Pipeline, Project, ScanColumn, ScanTime, SessionAggregate,
+    SourceScan, TableRead, WindowAggregate, WindowColumns, WindowKind, with_event_time,
 };
 use crate::time::Millis;
 
@@ -153,6 +153,11 @@ impl Walk<'_, '_> {
 
     fn lower(&self, plan: &LogicalPlan) -> Result<Stage, SqlError> {
         match plan {
+            LogicalPlan::TableScan(scan)
+                if self.planner.match_calls.contains_key(scan.table_name.table()) =>
+            {
+                self.match_recognize(scan)
+            }
             LogicalPlan::TableScan(scan) => {
                 let table = scan.table_name.table();
                 let (input, window) = match self.planner.window_calls.get(table) {
@@ -564,6 +569,82 @@ impl Walk<'_, '_> {
         Ok(stage)
     }
 
+    /// The rows of a `MATCH_RECOGNIZE`: its input scanned whole, the matcher, then the columns
+    /// the query reads.
+    fn match_recognize(
+        &self,
+        scan: &datafusion::logical_expr::logical_plan::TableScan,
+    ) -> Result<Stage, SqlError> {
+        let table = scan.table_name.table();
+        let call = self
+            .planner
+            .match_calls
+            .get(table)
+            .ok_or_else(|| self.error(format!("internal: no MATCH_RECOGNIZE {table}")))?;
+        if scan.fetch.is_some() {
+            return Err(self.error_at(
+                self.anchors.limit,
+                "LIMIT is not supported in a continuous query",
+            ));
+        }
+        let input_schema = self.planner.input_schema(call.input);
+        let columns = (0..input_schema.fields().len())
+            .map(ScanColumn::Source)
+            .collect();
+        // A view's rows older than the watermark (by the ordering column) are late: dropped.
+        let scan_op = SourceScan::new(
+            self.planner.input_name(call.input),
+            columns,
+            ScanTime::Column(call.time_index),
+            matches!(call.input, Input::View(_)),
+            None,
+            with_event_time(input_schema),
+        );
+        let matcher = MatchRecognize::new(MatchSpec {
+            vars: call.vars.clone(),
+            program: Arc::clone(&call.program),
+            partition: call.partition.clone(),
+            prev: call.prev.clone(),
+            defines: call.defines.clone(),
+            navs: call.navs.clone(),
+            measure_schema: Arc::clone(&call.measure_schema),
+            measures: call.measures.clone(),
+            skip: call.skip,
+            within: call.within,
+            schema: with_event_time(&call.schema),
+            max_partial_matches: MAX_PARTIAL_MATCHES,
+        });
+        let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(scan_op), Box::new(matcher)];
+        let n = call.schema.fields().len();
+        let projection = scan.projection.clone().unwrap_or_else(|| (0..n).collect());
+        if projection != (0..n).collect::<Vec<_>>() {
+            let exprs = projection
+                .iter()
+                .map(|&i| {
+                    let name = call.schema.field(i).name().clone();
+                    let e: Arc<dyn PhysicalExpr> = Arc::new(
+                        datafusion::physical_expr::expressions::Column::new(&name, i),
+                    );
+                    (e, name)
+                })
+                .collect();
+            ops.push(Box::new(Project::new(
+                exprs,
+                with_event_time(scan.projected_schema.as_arrow()),
+            )));
+        }
+        Ok(Stage {
+            inputs: vec![call.input],
+            branches: vec![Vec::new()],
+            merged: None,
+            join: None,
+            ops,
+            origins: vec![Origin::Value; projection.len()],
+            window: None,
+            aggregated: false,
+        })
+    }
+
     /// A join of two streams bounded in time (an interval join).
     fn interval_join(
         &self,
@@ -895,6 +976,9 @@ impl Walk<'_, '_> {
         Ok(())
     }
 }
+
+/// Partial matches alive at once in one partition of a `MATCH_RECOGNIZE`.
+const MAX_PARTIAL_MATCHES: usize = 10_000;
 
 /// The length of an interval literal in milliseconds (days and less: months have no fixed length).
 fn interval_millis(v: &ScalarValue) -> Option<Millis> {

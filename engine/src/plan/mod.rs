@@ -4,6 +4,7 @@
 
 mod diagnose;
 mod lower;
+mod match_recognize;
 mod session;
 mod statements;
 mod windows;

@@ -72,6 +72,7 @@ pub struct Planner<'a> {
     pub(super) tables: Vec<PlannedTable>,
     queries: Vec<PlannedQuery>,
     pub(super) window_calls: HashMap<String, WindowCall>,
+    pub(super) match_calls: HashMap<String, super::match_recognize::MatchCall>,
     /// `late_sink` options, resolved once every sink is defined: (source, sink name, place).
     pub(super) pending_late_sinks: Vec<(usize, String, Location)>,
 }
@@ -89,6 +90,7 @@ impl<'a> Planner<'a> {
             tables: Vec::new(),
             queries: Vec::new(),
             window_calls: HashMap::new(),
+            match_calls: HashMap::new(),
             pending_late_sinks: Vec::new(),
         }
     }

@@ -55,6 +55,39 @@ impl VisitorMut for Rewriter<'_, '_> {
     type Break = SqlError;
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<SqlError> {
+        if let TableFactor::MatchRecognize { alias, .. } = factor {
+            let alias = alias.clone();
+            let location = factor_location(factor);
+            let call = match super::match_recognize::plan_match_recognize(
+                self.planner,
+                factor,
+                location,
+            ) {
+                Ok(c) => c,
+                Err(e) => return ControlFlow::Break(e),
+            };
+            let table = format!("__match_{}", self.planner.match_calls.len() + 1);
+            if let Err(e) =
+                self.planner
+                    .register_table(&table, std::sync::Arc::clone(&call.schema), location)
+            {
+                return ControlFlow::Break(e);
+            }
+            self.planner.match_calls.insert(table.clone(), call);
+            *factor = TableFactor::Table {
+                name: ObjectName::from(vec![Ident::new(table)]),
+                alias,
+                args: None,
+                with_hints: vec![],
+                version: None,
+                with_ordinality: false,
+                partitions: vec![],
+                json_path: None,
+                sample: None,
+                index_hints: vec![],
+            };
+            return ControlFlow::Continue(());
+        }
         let TableFactor::Table {
             name, args, alias, ..
         } = factor
@@ -267,6 +300,17 @@ impl Rewriter<'_, '_> {
             },
             source_name,
         ))
+    }
+}
+
+/// Where a `MATCH_RECOGNIZE` starts: at its input's name.
+fn factor_location(factor: &TableFactor) -> Location {
+    match factor {
+        TableFactor::MatchRecognize { table, .. } => match table.as_ref() {
+            TableFactor::Table { name, .. } => location_of(name),
+            other => location_of(other),
+        },
+        other => location_of(other),
     }
 }
 

@@ -25,6 +25,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
         .tokenize_with_location()
         .map_err(|e| SqlError::new(e.location, e.message))?;
     let tokens = unwrap_flink_window_calls(tokens);
+    let tokens = move_within_into_define(tokens);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     loop {
@@ -284,6 +285,59 @@ fn end_of(sql: &str) -> Location {
     let line = trimmed.lines().count().max(1) as u64;
     let column = trimmed.lines().last().map_or(0, |l| l.chars().count()) as u64 + 1;
     Location::new(line, column)
+}
+
+/// The name under which `WITHIN INTERVAL '...'` of a `MATCH_RECOGNIZE` reaches the planner.
+pub const WITHIN_SYMBOL: &str = "__within";
+
+/// sqlparser does not know Flink's `PATTERN (...) WITHIN INTERVAL '1' MINUTE`: the `WITHIN ...`
+/// tokens are moved into the `DEFINE` list as `__within AS INTERVAL '1' MINUTE,` (keeping their
+/// places in the file), and the planner takes that entry back out.
+fn move_within_into_define(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
+        .collect();
+    let mut moves: Vec<(std::ops::Range<usize>, usize)> = Vec::new();
+    for (k, &i) in significant.iter().enumerate() {
+        if !word_is(&tokens[i].token, "WITHIN")
+            || k == 0
+            || tokens[significant[k - 1]].token != Token::RParen
+        {
+            continue;
+        }
+        // WITHIN INTERVAL '<n>' <UNIT>, up to DEFINE.
+        let Some(define) =
+            (k + 1..significant.len()).find(|&d| word_is(&tokens[significant[d]].token, "DEFINE"))
+        else {
+            continue;
+        };
+        moves.push((significant[k]..significant[define], significant[define]));
+    }
+    if moves.is_empty() {
+        return tokens;
+    }
+    let mut out = Vec::with_capacity(tokens.len() + 4 * moves.len());
+    let mut i = 0;
+    for (within, define) in moves {
+        out.extend_from_slice(&tokens[i..within.start]);
+        out.extend_from_slice(&tokens[within.end..=define]);
+        let at = tokens[within.start].span;
+        let token = |t: Token| TokenWithSpan { token: t, span: at };
+        out.push(token(Token::Whitespace(
+            datafusion::sql::sqlparser::tokenizer::Whitespace::Space,
+        )));
+        out.push(token(Token::make_word(WITHIN_SYMBOL, None)));
+        out.push(token(Token::Whitespace(
+            datafusion::sql::sqlparser::tokenizer::Whitespace::Space,
+        )));
+        out.push(token(Token::make_keyword("AS")));
+        // INTERVAL '<n>' <UNIT>: the tokens after WITHIN.
+        out.extend_from_slice(&tokens[within.start + 1..within.end]);
+        out.push(token(Token::Comma));
+        i = define + 1;
+    }
+    out.extend_from_slice(&tokens[i..]);
+    out
 }
 
 /// Drops the `TABLE` keywords of Flink's window-call spelling so sqlparser reads it:

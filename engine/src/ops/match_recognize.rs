@@ -1,0 +1,471 @@
+//! `MATCH_RECOGNIZE` on a stream: rows wait until the watermark passes them, then each partition's
+//! rows run, in event-time order, through that partition's [`Matcher`]. Conditions are evaluated
+//! a batch at a time by DataFusion (with `PREV` values as extra columns); each match's measures
+//! are computed from the rows it mapped, and evaluated by DataFusion over all matches at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::{SortColumn, cast, lexsort_to_indices, take, take_record_batch};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::physical_expr::PhysicalExpr;
+use tracing::warn;
+
+use super::pattern::{Match, Matcher, MatcherLimits, Program, SkipTo};
+use super::time_buffer::EventTimeBuffer;
+use super::{Operator, event_times};
+use crate::error::{EngineError, Result};
+use crate::runtime::Message;
+use crate::time::{END_OF_TIME, Millis};
+
+/// What a measure reads of a match.
+#[derive(Debug, Clone)]
+pub enum NavKind {
+    First,
+    Last,
+    Aggregate(Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>),
+    CountRows,
+    MatchNumber,
+    Classifier,
+}
+
+#[derive(Debug, Clone)]
+pub struct Nav {
+    pub kind: NavKind,
+    pub var: Option<usize>,
+    pub column: Option<usize>,
+    pub data_type: datafusion::arrow::datatypes::DataType,
+}
+
+/// Everything the operator needs of a planned `MATCH_RECOGNIZE`.
+pub struct MatchSpec {
+    pub vars: Vec<String>,
+    pub program: Arc<Program>,
+    pub partition: Vec<usize>,
+    pub prev: Vec<(usize, u32)>,
+    pub defines: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    pub navs: Vec<Nav>,
+    /// Over the partition columns, then one column per nav.
+    pub measure_schema: SchemaRef,
+    pub measures: Vec<Arc<dyn PhysicalExpr>>,
+    pub skip: SkipTo,
+    pub within: Option<Millis>,
+    /// Output schema: partition columns, measures, then the event time.
+    pub schema: SchemaRef,
+    /// Partial matches alive at once per partition.
+    pub max_partial_matches: usize,
+}
+
+struct KeyState {
+    matcher: Matcher,
+    /// The rows still needed, from sequence number `first`: their batch and index.
+    rows: VecDeque<(Arc<RecordBatch>, u32)>,
+    first: u64,
+    /// The last values of the columns `PREV` reads, newest last.
+    history: Vec<VecDeque<ScalarValue>>,
+    key: Vec<ScalarValue>,
+    matches: i64,
+    warned: bool,
+}
+
+pub struct MatchRecognize {
+    spec: MatchSpec,
+    buffer: EventTimeBuffer,
+    keys: HashMap<Box<[u8]>, KeyState>,
+    converter: Option<RowConverter>,
+    /// How many values back `PREV` reads, per column of `prev_columns`.
+    prev_columns: Vec<(usize, u32)>,
+}
+
+/// A found match, with what its measures need.
+struct Found {
+    key: Vec<ScalarValue>,
+    navs: Vec<ScalarValue>,
+    time: Millis,
+}
+
+impl MatchRecognize {
+    pub fn new(spec: MatchSpec) -> Self {
+        let mut prev_columns: Vec<(usize, u32)> = Vec::new();
+        for &(c, n) in &spec.prev {
+            match prev_columns.iter_mut().find(|(x, _)| *x == c) {
+                Some(p) => p.1 = p.1.max(n),
+                None => prev_columns.push((c, n)),
+            }
+        }
+        Self {
+            spec,
+            buffer: EventTimeBuffer::default(),
+            keys: HashMap::new(),
+            converter: None,
+            prev_columns,
+        }
+    }
+
+    fn process(&mut self, batch: RecordBatch, found: &mut Vec<Found>) -> Result<()> {
+        let n = batch.num_rows();
+        let time_column = batch.num_columns() - 1;
+        let keys: Vec<ArrayRef> = self
+            .spec
+            .partition
+            .iter()
+            .map(|&c| Arc::clone(batch.column(c)))
+            .collect();
+        let mut sort: Vec<SortColumn> = keys
+            .iter()
+            .map(|k| SortColumn {
+                values: Arc::clone(k),
+                options: None,
+            })
+            .collect();
+        sort.push(SortColumn {
+            values: Arc::clone(batch.column(time_column)),
+            options: None,
+        });
+        let order = lexsort_to_indices(&sort, None)?;
+        let batch = Arc::new(take_record_batch(&batch, &order)?);
+        let keys: Vec<ArrayRef> = keys
+            .iter()
+            .map(|k| Ok(take(k, &order, None)?))
+            .collect::<Result<_>>()?;
+        let times = event_times(&batch)?.to_vec();
+        let rows = if keys.is_empty() {
+            None
+        } else {
+            if self.converter.is_none() {
+                let fields = keys
+                    .iter()
+                    .map(|k| SortField::new(k.data_type().clone()))
+                    .collect();
+                self.converter = Some(RowConverter::new(fields)?);
+            }
+            let converter = self
+                .converter
+                .as_ref()
+                .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
+            Some(converter.convert_columns(&keys)?)
+        };
+        let key_at = |i: usize| -> &[u8] { rows.as_ref().map_or(&[], |r| r.row(i).data()) };
+        // Runs of rows of one key.
+        let mut runs = Vec::new();
+        let mut s = 0;
+        while s < n {
+            let mut e = s + 1;
+            while e < n && key_at(e) == key_at(s) {
+                e += 1;
+            }
+            runs.push((s, e));
+            s = e;
+        }
+        for &(s, _) in &runs {
+            if !self.keys.contains_key(key_at(s)) {
+                let state = KeyState {
+                    matcher: Matcher::new(
+                        Arc::clone(&self.spec.program),
+                        self.spec.skip,
+                        MatcherLimits {
+                            max_threads: self.spec.max_partial_matches,
+                            within: self.spec.within,
+                        },
+                    ),
+                    rows: VecDeque::new(),
+                    first: 0,
+                    history: vec![VecDeque::new(); self.prev_columns.len()],
+                    key: keys
+                        .iter()
+                        .map(|k| ScalarValue::try_from_array(k, s))
+                        .collect::<datafusion::error::Result<_>>()?,
+                    matches: 0,
+                    warned: false,
+                };
+                self.keys.insert(key_at(s).into(), state);
+            }
+        }
+
+        // The conditions, over the rows and their PREV values.
+        let mut columns: Vec<ArrayRef> = batch.columns()[..time_column].to_vec();
+        let mut fields: Vec<_> = batch.schema().fields()[..time_column].to_vec();
+        for &(c, back) in &self.spec.prev {
+            let h = self
+                .prev_columns
+                .iter()
+                .position(|(x, _)| *x == c)
+                .ok_or_else(|| EngineError::Internal("PREV column not tracked".into()))?;
+            let null = ScalarValue::try_from(batch.column(c).data_type())?;
+            let mut values = Vec::with_capacity(n);
+            for &(s, e) in &runs {
+                let history = &self.keys[key_at(s)].history[h];
+                for i in s..e {
+                    let back = back as usize;
+                    let v = if i - s >= back {
+                        ScalarValue::try_from_array(batch.column(c), i - back)?
+                    } else {
+                        let from_end = back - (i - s);
+                        history
+                            .len()
+                            .checked_sub(from_end)
+                            .map_or_else(|| null.clone(), |k| history[k].clone())
+                    };
+                    values.push(v);
+                }
+            }
+            let array = if values.is_empty() {
+                datafusion::arrow::array::new_empty_array(batch.column(c).data_type())
+            } else {
+                ScalarValue::iter_to_array(values)?
+            };
+            fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+                format!("__prev{back}_{c}"),
+                batch.column(c).data_type().clone(),
+                true,
+            )));
+            columns.push(array);
+        }
+        let augmented = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        let holds: Vec<Option<BooleanArray>> = self
+            .spec
+            .defines
+            .iter()
+            .map(|d| match d {
+                None => Ok(None),
+                Some(e) => {
+                    let a = e.evaluate(&augmented)?.into_array(n)?;
+                    Ok(Some(a.as_boolean().clone()))
+                }
+            })
+            .collect::<Result<_>>()?;
+
+        let mut matches = Vec::new();
+        for &(s, e) in &runs {
+            let key: Box<[u8]> = key_at(s).into();
+            let state = self
+                .keys
+                .get_mut(&key)
+                .ok_or_else(|| EngineError::Internal("partition vanished".into()))?;
+            for (i, &time) in times.iter().enumerate().take(e).skip(s) {
+                state.rows.push_back((Arc::clone(&batch), i as u32));
+                let holds_at = |v: usize| {
+                    holds[v]
+                        .as_ref()
+                        .is_none_or(|h| h.is_valid(i) && h.value(i))
+                };
+                state.matcher.push(time, holds_at, &mut matches);
+                for m in matches.drain(..) {
+                    found.push(measure(&self.spec, state, &m)?);
+                }
+            }
+            for (h, &(c, back)) in self.prev_columns.iter().enumerate() {
+                let history = &mut state.history[h];
+                for i in s..e {
+                    history.push_back(ScalarValue::try_from_array(batch.column(c), i)?);
+                    if history.len() > back as usize {
+                        history.pop_front();
+                    }
+                }
+            }
+            if state.matcher.dropped > 0 && !state.warned {
+                state.warned = true;
+                warn!(
+                    "MATCH_RECOGNIZE: a partition reached {} partial matches; the oldest are dropped",
+                    self.spec.max_partial_matches
+                );
+            }
+            release_rows(state);
+        }
+        Ok(())
+    }
+
+    /// Lets every partition know the watermark (WITHIN) or the end of input.
+    fn advance(&mut self, watermark: Millis, found: &mut Vec<Found>) -> Result<()> {
+        if watermark != END_OF_TIME && self.spec.within.is_none() {
+            return Ok(());
+        }
+        let mut matches = Vec::new();
+        for state in self.keys.values_mut() {
+            if state.matcher.is_idle() {
+                continue;
+            }
+            if watermark == END_OF_TIME {
+                state.matcher.finish(&mut matches);
+            } else {
+                state.matcher.advance(watermark, &mut matches);
+            }
+            for m in matches.drain(..) {
+                found.push(measure(&self.spec, state, &m)?);
+            }
+            release_rows(state);
+        }
+        Ok(())
+    }
+
+    fn emit(&self, found: Vec<Found>) -> Result<RecordBatch> {
+        let n = found.len();
+        let p = self.spec.partition.len();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(p + self.spec.navs.len());
+        for k in 0..p {
+            columns.push(ScalarValue::iter_to_array(
+                found.iter().map(|f| f.key[k].clone()),
+            )?);
+        }
+        for (j, nav) in self.spec.navs.iter().enumerate() {
+            let a = ScalarValue::iter_to_array(found.iter().map(|f| f.navs[j].clone()))?;
+            columns.push(if a.data_type() == &nav.data_type {
+                a
+            } else {
+                cast(&a, &nav.data_type)?
+            });
+        }
+        let inputs = RecordBatch::try_new(Arc::clone(&self.spec.measure_schema), columns)?;
+        let mut out: Vec<ArrayRef> = inputs.columns()[..p].to_vec();
+        for (m, field) in self
+            .spec
+            .measures
+            .iter()
+            .zip(self.spec.schema.fields().iter().skip(p))
+        {
+            let a = m.evaluate(&inputs)?.into_array(n)?;
+            out.push(if a.data_type() == field.data_type() {
+                a
+            } else {
+                cast(&a, field.data_type())?
+            });
+        }
+        out.push(Arc::new(TimestampMillisecondArray::from(
+            found.iter().map(|f| f.time).collect::<Vec<_>>(),
+        )));
+        Ok(RecordBatch::try_new(Arc::clone(&self.spec.schema), out)?)
+    }
+}
+
+/// Drops the rows no partial match or undecided match can still read.
+fn release_rows(state: &mut KeyState) {
+    let keep_from = state.matcher.oldest_needed();
+    while state.first < keep_from && !state.rows.is_empty() {
+        state.rows.pop_front();
+        state.first += 1;
+    }
+}
+
+/// The row of sequence number `seq`.
+fn row_at(state: &KeyState, seq: u64) -> Result<(&RecordBatch, usize)> {
+    let i = seq
+        .checked_sub(state.first)
+        .ok_or_else(|| EngineError::Internal(format!("row {seq} was released too early")))?;
+    let (b, r) = state
+        .rows
+        .get(i as usize)
+        .ok_or_else(|| EngineError::Internal(format!("row {seq} is not held")))?;
+    Ok((b.as_ref(), *r as usize))
+}
+
+/// The values a match's measures read.
+fn measure(spec: &MatchSpec, state: &mut KeyState, m: &Match) -> Result<Found> {
+    state.matches += 1;
+    let mut navs = Vec::with_capacity(spec.navs.len());
+    for nav in &spec.navs {
+        let rows: Vec<u64> = m
+            .rows
+            .iter()
+            .filter(|(_, v)| nav.var.is_none_or(|x| x == *v))
+            .map(|(r, _)| *r)
+            .collect();
+        let value_at = |seq: u64, column: usize| -> Result<ScalarValue> {
+            let (b, r) = row_at(state, seq)?;
+            Ok(ScalarValue::try_from_array(b.column(column), r)?)
+        };
+        let null = || ScalarValue::try_from(&nav.data_type);
+        let v = match &nav.kind {
+            NavKind::First | NavKind::Last => {
+                let seq = if matches!(nav.kind, NavKind::First) {
+                    rows.first()
+                } else {
+                    rows.last()
+                };
+                match (seq, nav.column) {
+                    (Some(&s), Some(c)) => value_at(s, c)?,
+                    _ => null()?,
+                }
+            }
+            NavKind::CountRows => ScalarValue::Int64(Some(rows.len() as i64)),
+            NavKind::MatchNumber => ScalarValue::Int64(Some(state.matches)),
+            NavKind::Classifier => match m.rows.last() {
+                Some((_, v)) => ScalarValue::Utf8(Some(spec.vars[*v].to_uppercase())),
+                None => ScalarValue::Utf8(None),
+            },
+            NavKind::Aggregate(agg) => {
+                let c = nav
+                    .column
+                    .ok_or_else(|| EngineError::Internal("aggregate without column".into()))?;
+                let mut acc = agg.create_accumulator()?;
+                if !rows.is_empty() {
+                    let values = rows
+                        .iter()
+                        .map(|&s| value_at(s, c))
+                        .collect::<Result<Vec<_>>>()?;
+                    acc.update_batch(&[ScalarValue::iter_to_array(values)?])?;
+                }
+                acc.evaluate()?
+            }
+        };
+        navs.push(v);
+    }
+    let time_seq = m.rows.last().map_or(m.start, |r| r.0);
+    let (b, r) = row_at(state, time_seq)?;
+    let time = event_times(b)?[r];
+    Ok(Found {
+        key: state.key.clone(),
+        navs,
+        time,
+    })
+}
+
+impl Operator for MatchRecognize {
+    fn describe(&self) -> String {
+        format!(
+            "match_recognize over [{}], variables {}, {} partial matches at most per partition{}; rows in event-time order once the watermark passes them",
+            self.spec
+                .partition
+                .iter()
+                .map(|c| format!("#{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.spec.vars.join(", ").to_uppercase(),
+            self.spec.max_partial_matches,
+            self.spec
+                .within
+                .map(|w| format!(", within {}", super::show_duration(w)))
+                .unwrap_or_default()
+        )
+    }
+
+    fn state_rows(&self) -> usize {
+        self.buffer.rows()
+            + self
+                .keys
+                .values()
+                .map(|k| k.rows.len() + k.matcher.partial_matches())
+                .sum::<usize>()
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
+        self.buffer.push(batch)
+    }
+
+    fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
+        let mut found = Vec::new();
+        if let Some(ready) = self.buffer.take_ready(watermark)? {
+            self.process(ready, &mut found)?;
+        }
+        self.advance(watermark, &mut found)?;
+        if !found.is_empty() {
+            out.push(Message::Batch(self.emit(found)?));
+        }
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+}

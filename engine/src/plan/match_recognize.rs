@@ -1,0 +1,724 @@
+//! `MATCH_RECOGNIZE` in `FROM`: its pattern compiled, its `DEFINE` conditions and `MEASURES`
+//! rewritten into expressions DataFusion plans over columns the operator computes (`PREV(temp)` a
+//! column of previous values, `FIRST(A.ts)` or `AVG(B.temp)` a column of per-match values), and
+//! its output registered as a table so the rest of the query plans as usual.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+use datafusion::sql::sqlparser::ast::{
+    self as sql, AfterMatchSkip, ExprWithAlias, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Ident, MatchRecognizePattern, MatchRecognizeSymbol, RepetitionQuantifier, RowsPerMatch,
+    TableFactor, VisitMut, VisitorMut,
+};
+
+use super::Input;
+use super::session::Planner;
+use super::statements::{location_of, normalize};
+use crate::error::{Location, SqlError};
+use crate::ops::pattern::{Pattern, Program, SkipTo};
+use crate::ops::{Nav, NavKind};
+use crate::sql::parser::WITHIN_SYMBOL;
+use crate::time::Millis;
+
+/// A planned `MATCH_RECOGNIZE`.
+#[derive(Clone)]
+pub struct MatchCall {
+    pub input: Input,
+    /// The input's event-time column.
+    pub time_index: usize,
+    pub partition: Vec<usize>,
+    pub vars: Vec<String>,
+    pub program: Arc<Program>,
+    /// `PREV(col, n)` columns the conditions read, appended after the input's columns.
+    pub prev: Vec<(usize, u32)>,
+    /// The condition of each variable (none: any row), over the input's and the `prev` columns.
+    pub defines: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    pub navs: Vec<Nav>,
+    /// Over the partition columns, then one column per nav.
+    pub measure_schema: SchemaRef,
+    pub measures: Vec<Arc<dyn PhysicalExpr>>,
+    pub skip: SkipTo,
+    pub within: Option<Millis>,
+    /// Partition columns, then measures.
+    pub schema: SchemaRef,
+}
+
+fn err(at: Location, m: impl Into<String>) -> SqlError {
+    SqlError::new(at, m)
+}
+
+pub fn plan_match_recognize(
+    planner: &Planner,
+    factor: &TableFactor,
+    location: Location,
+) -> Result<MatchCall, SqlError> {
+    let TableFactor::MatchRecognize {
+        table,
+        partition_by,
+        order_by,
+        measures,
+        rows_per_match,
+        after_match_skip,
+        pattern,
+        symbols,
+        ..
+    } = factor
+    else {
+        return Err(err(location, "internal: not a MATCH_RECOGNIZE"));
+    };
+    let TableFactor::Table { name, .. } = table.as_ref() else {
+        return Err(err(
+            location,
+            "MATCH_RECOGNIZE reads a source or a view by name; put a subquery in a view first",
+        ));
+    };
+    let input_name = name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(normalize)
+        .unwrap_or_default();
+    let input = planner.input_named(&input_name).ok_or_else(|| {
+        err(
+            location_of(name),
+            format!(
+                "unknown source '{input_name}'; {}",
+                planner.source_names(&input_name)
+            ),
+        )
+    })?;
+    let schema = Arc::clone(planner.input_schema(input));
+    let column = |id: &Ident| -> Result<usize, SqlError> {
+        let c = normalize(id);
+        schema.index_of(&c).map_err(|_| {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            err(
+                Location::from(id),
+                format!("unknown column '{c}'; columns here: {}", names.join(", ")),
+            )
+        })
+    };
+
+    if let Some(RowsPerMatch::AllRows(_)) = rows_per_match {
+        return Err(err(
+            location,
+            "ALL ROWS PER MATCH is not supported yet; use ONE ROW PER MATCH with MEASURES",
+        ));
+    }
+    let mut partition = Vec::new();
+    for e in partition_by {
+        match e {
+            sql::Expr::Identifier(id) => partition.push(column(id)?),
+            other => {
+                return Err(err(
+                    location_of(other),
+                    "PARTITION BY in MATCH_RECOGNIZE takes column names",
+                ));
+            }
+        }
+    }
+    // A source is ordered by its WATERMARK column; a view by any TIMESTAMP column it has.
+    let time_index = match input {
+        Input::Source(i) => planner.sources[i].event_time.as_ref().map(|e| e.index),
+        Input::View(_) => match order_by.as_slice() {
+            [o] => match &o.expr {
+                sql::Expr::Identifier(id) => column(id).ok().filter(|&c| {
+                    *schema.field(c).data_type()
+                        == DataType::Timestamp(
+                            datafusion::arrow::datatypes::TimeUnit::Millisecond,
+                            None,
+                        )
+                }),
+                _ => None,
+            },
+            _ => None,
+        },
+    };
+    let order_ok = match (order_by.as_slice(), time_index) {
+        ([o], Some(t)) => {
+            matches!(&o.expr, sql::Expr::Identifier(id) if column(id).ok() == Some(t))
+                && o.options.asc != Some(false)
+        }
+        _ => false,
+    };
+    let Some(time_index) = time_index.filter(|_| order_ok) else {
+        return Err(err(
+            order_by.first().map_or(location, |o| location_of(&o.expr)),
+            "MATCH_RECOGNIZE must be ORDER BY the event-time column (a source's WATERMARK column, or a TIMESTAMP column of a view), ascending",
+        ));
+    };
+
+    // Variables: in the order the pattern names them.
+    let mut vars: Vec<String> = Vec::new();
+    let pattern = to_pattern(pattern, &mut vars, location)?;
+    let program = Arc::new(Program::compile(&pattern).map_err(|m| err(location, m))?);
+
+    let mut within = None;
+    let mut conditions: Vec<Option<(sql::Expr, Location)>> = vec![None; vars.len()];
+    for s in symbols {
+        let name = normalize(&s.symbol);
+        if name == WITHIN_SYMBOL {
+            let ms = planner.interval_millis(&s.definition)?;
+            if ms <= 0 {
+                return Err(err(location_of(&s.definition), "WITHIN must be positive"));
+            }
+            within = Some(ms);
+            continue;
+        }
+        let Some(v) = vars.iter().position(|x| *x == name) else {
+            return Err(err(
+                Location::from(&s.symbol),
+                format!(
+                    "DEFINE {name}: the PATTERN has no variable {name} (it has: {})",
+                    vars.join(", ")
+                ),
+            ));
+        };
+        conditions[v] = Some((s.definition.clone(), Location::from(&s.symbol)));
+    }
+
+    // DEFINE: rewrite navigation into `__prev` columns, then let DataFusion plan.
+    let mut prev: Vec<(usize, u32)> = Vec::new();
+    let mut define_sql = Vec::with_capacity(vars.len());
+    for (v, c) in conditions.iter().enumerate() {
+        let Some((expr, _)) = c else {
+            define_sql.push(None);
+            continue;
+        };
+        let mut expr = expr.clone();
+        let mut rewriter = DefineRewriter {
+            var: &vars[v],
+            vars: &vars,
+            schema: &schema,
+            prev: &mut prev,
+        };
+        if let ControlFlow::Break(e) = expr.visit(&mut rewriter) {
+            return Err(e);
+        }
+        define_sql.push(Some(expr));
+    }
+    let mut define_fields: Vec<Field> =
+        schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (c, n) in &prev {
+        let f = schema.field(*c);
+        define_fields.push(Field::new(
+            prev_name(f.name(), *n),
+            f.data_type().clone(),
+            true,
+        ));
+    }
+    let define_schema = Arc::new(Schema::new(define_fields));
+    let mut defines = Vec::with_capacity(vars.len());
+    for (expr, c) in define_sql.into_iter().zip(&conditions) {
+        match (expr, c) {
+            (Some(e), Some((_, at))) => {
+                let p = physical(planner, e, &define_schema, *at)?;
+                defines.push(Some(p));
+            }
+            _ => defines.push(None),
+        }
+    }
+
+    // MEASURES: rewrite navigation and aggregates into `__m` columns.
+    let mut navs: Vec<Nav> = Vec::new();
+    let mut measure_sql = Vec::with_capacity(measures.len());
+    for m in measures {
+        let mut expr = m.expr.clone();
+        let mut rewriter = MeasureRewriter {
+            planner,
+            vars: &vars,
+            schema: &schema,
+            partition: &partition,
+            navs: &mut navs,
+        };
+        if let ControlFlow::Break(e) = expr.visit(&mut rewriter) {
+            return Err(e);
+        }
+        measure_sql.push((expr, normalize(&m.alias), location_of(&m.expr)));
+    }
+    let mut measure_fields: Vec<Field> =
+        partition.iter().map(|&c| schema.field(c).clone()).collect();
+    for (k, n) in navs.iter().enumerate() {
+        measure_fields.push(Field::new(format!("__m{k}"), n.data_type.clone(), true));
+    }
+    let measure_schema = Arc::new(Schema::new(measure_fields));
+    let mut out_fields: Vec<Field> = partition.iter().map(|&c| schema.field(c).clone()).collect();
+    let mut measure_exprs = Vec::with_capacity(measure_sql.len());
+    for (expr, alias, at) in measure_sql {
+        let p = physical(planner, expr, &measure_schema, at)?;
+        let data_type = p
+            .data_type(&measure_schema)
+            .map_err(|e| err(at, super::diagnose::message(&e)))?;
+        if out_fields.iter().any(|f| f.name() == &alias) {
+            return Err(err(
+                at,
+                format!("the output has two columns named '{alias}'"),
+            ));
+        }
+        out_fields.push(Field::new(alias, data_type, true));
+        measure_exprs.push(p);
+    }
+
+    let var_index = |id: &Ident| -> Result<usize, SqlError> {
+        let n = normalize(id);
+        vars.iter().position(|v| *v == n).ok_or_else(|| {
+            err(
+                Location::from(id),
+                format!("the PATTERN has no variable {n}"),
+            )
+        })
+    };
+    let skip = match after_match_skip {
+        None | Some(AfterMatchSkip::PastLastRow) => SkipTo::PastLastRow,
+        Some(AfterMatchSkip::ToNextRow) => SkipTo::NextRow,
+        Some(AfterMatchSkip::ToFirst(v)) => SkipTo::FirstOf(var_index(v)?),
+        Some(AfterMatchSkip::ToLast(v)) => SkipTo::LastOf(var_index(v)?),
+    };
+    Ok(MatchCall {
+        input,
+        time_index,
+        partition,
+        vars,
+        program,
+        prev,
+        defines,
+        navs,
+        measure_schema,
+        measures: measure_exprs,
+        skip,
+        within,
+        schema: Arc::new(Schema::new(out_fields)),
+    })
+}
+
+fn prev_name(column: &str, n: u32) -> String {
+    format!("__prev{n}_{column}")
+}
+
+fn physical(
+    planner: &Planner,
+    expr: sql::Expr,
+    schema: &SchemaRef,
+    at: Location,
+) -> Result<Arc<dyn PhysicalExpr>, SqlError> {
+    let df = DFSchema::try_from(schema.as_ref().clone())
+        .map_err(|e| err(at, super::diagnose::message(&e)))?;
+    let state = planner.ctx.state();
+    let logical = state
+        .create_logical_expr_from_sql_expr(ExprWithAlias { expr, alias: None }, &df)
+        .map_err(|e| err(at, super::diagnose::message(&e)))?;
+    state
+        .create_physical_expr(logical, &df)
+        .map_err(|e| err(at, super::diagnose::message(&e)))
+}
+
+fn to_pattern(
+    p: &MatchRecognizePattern,
+    vars: &mut Vec<String>,
+    at: Location,
+) -> Result<Pattern, SqlError> {
+    use MatchRecognizePattern as P;
+    Ok(match p {
+        P::Symbol(MatchRecognizeSymbol::Named(id)) => {
+            let name = normalize(id);
+            let v = match vars.iter().position(|x| *x == name) {
+                Some(v) => v,
+                None => {
+                    vars.push(name);
+                    vars.len() - 1
+                }
+            };
+            Pattern::Var(v)
+        }
+        P::Symbol(_) => {
+            return Err(err(
+                at,
+                "PATTERN anchors ^ and $ have no meaning on a stream, which has no first or last row; remove them",
+            ));
+        }
+        P::Exclude(_) => {
+            return Err(err(
+                at,
+                "PATTERN exclusions {- ... -} belong to ALL ROWS PER MATCH, which is not supported yet",
+            ));
+        }
+        P::Permute(_) => {
+            return Err(err(
+                at,
+                "PERMUTE is not supported; write the orders as alternatives (A B | B A)",
+            ));
+        }
+        P::Concat(parts) => Pattern::Concat(
+            parts
+                .iter()
+                .map(|x| to_pattern(x, vars, at))
+                .collect::<Result<_, _>>()?,
+        ),
+        P::Group(inner) => to_pattern(inner, vars, at)?,
+        P::Alternation(options) => Pattern::Alt(
+            options
+                .iter()
+                .map(|x| to_pattern(x, vars, at))
+                .collect::<Result<_, _>>()?,
+        ),
+        // sqlparser reads a reluctant `X+?` as `(X+)?` without a group in between.
+        P::Repetition(inner, RepetitionQuantifier::AtMostOne)
+            if matches!(inner.as_ref(), P::Repetition(_, _)) =>
+        {
+            let P::Repetition(x, q) = inner.as_ref() else {
+                unreachable!("checked by the guard")
+            };
+            repeat(to_pattern(x, vars, at)?, q, false)
+        }
+        P::Repetition(inner, q) => repeat(to_pattern(inner, vars, at)?, q, true),
+    })
+}
+
+fn repeat(inner: Pattern, q: &RepetitionQuantifier, greedy: bool) -> Pattern {
+    use RepetitionQuantifier as Q;
+    let (min, max) = match *q {
+        Q::ZeroOrMore => (0, None),
+        Q::OneOrMore => (1, None),
+        Q::AtMostOne => (0, Some(1)),
+        Q::Exactly(n) => (n, Some(n)),
+        Q::AtLeast(n) => (n, None),
+        Q::AtMost(n) => (0, Some(n)),
+        Q::Range(n, m) => (n, Some(m)),
+    };
+    Pattern::Repeat {
+        inner: Box::new(inner),
+        min,
+        max,
+        greedy,
+    }
+}
+
+fn function_name(f: &sql::Function) -> String {
+    f.name.to_string().to_uppercase()
+}
+
+fn function_args(f: &sql::Function) -> Vec<&FunctionArgExpr> {
+    match &f.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(e) => Some(e),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `col` or `VAR.col`: the variable (if named) and the column.
+fn var_column(e: &sql::Expr) -> Option<(Option<&Ident>, &Ident)> {
+    match e {
+        sql::Expr::Identifier(c) => Some((None, c)),
+        sql::Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+            Some((Some(&parts[0]), &parts[1]))
+        }
+        _ => None,
+    }
+}
+
+const AGGREGATES: [&str; 7] = ["AVG", "SUM", "MIN", "MAX", "COUNT", "STDDEV", "MEDIAN"];
+
+/// Rewrites a `DEFINE` condition of `var`: `var.col` and `col` read the current row,
+/// `PREV(col [, n])` a column of the value `n` rows before in the partition.
+struct DefineRewriter<'a> {
+    var: &'a str,
+    vars: &'a [String],
+    schema: &'a Schema,
+    prev: &'a mut Vec<(usize, u32)>,
+}
+
+impl VisitorMut for DefineRewriter<'_> {
+    type Break = SqlError;
+
+    fn pre_visit_expr(&mut self, e: &mut sql::Expr) -> ControlFlow<SqlError> {
+        let at = location_of(e);
+        let fail = |m: String| ControlFlow::Break(err(at, m));
+        match e {
+            sql::Expr::Function(f) => {
+                let name = function_name(f);
+                if name == "NEXT" {
+                    return fail("NEXT reads a row that has not arrived yet; a stream can only look back: use PREV".into());
+                }
+                if name == "PREV" {
+                    let args = function_args(f);
+                    let target = match args.first() {
+                        Some(FunctionArgExpr::Expr(x)) => var_column(x),
+                        _ => None,
+                    };
+                    let Some((var, col)) = target else {
+                        return fail("PREV takes a column: PREV(temp) or PREV(temp, 2)".into());
+                    };
+                    if let Some(v) = var
+                        && normalize(v) != self.var
+                    {
+                        return fail(format!(
+                            "PREV({}.{}) in the condition of {}: navigation to other variables' rows is not supported yet",
+                            v, col, self.var
+                        ));
+                    }
+                    let n = match args.get(1) {
+                        None => 1,
+                        Some(FunctionArgExpr::Expr(sql::Expr::Value(v))) => {
+                            match v.value.to_string().parse::<u32>() {
+                                Ok(n) if n >= 1 => n,
+                                _ => {
+                                    return fail(
+                                        "PREV(col, n): n is a whole number of rows, 1 or more"
+                                            .into(),
+                                    );
+                                }
+                            }
+                        }
+                        _ => {
+                            return fail(
+                                "PREV(col, n): n is a whole number of rows, 1 or more".into(),
+                            );
+                        }
+                    };
+                    let column = normalize(col);
+                    let Ok(c) = self.schema.index_of(&column) else {
+                        return fail(format!("unknown column '{column}' in PREV"));
+                    };
+                    if !self.prev.contains(&(c, n)) {
+                        self.prev.push((c, n));
+                    }
+                    *e = sql::Expr::Identifier(Ident::new(prev_name(&column, n)));
+                    return ControlFlow::Continue(());
+                }
+                if matches!(name.as_str(), "FIRST" | "LAST") || AGGREGATES.contains(&name.as_str())
+                {
+                    let reads_vars = function_args(f).iter().any(|a| {
+                        matches!(a, FunctionArgExpr::Expr(x) if var_column(x).is_some_and(|(v, _)| v.is_some()))
+                            || matches!(a, FunctionArgExpr::QualifiedWildcard(_))
+                    });
+                    if reads_vars || matches!(name.as_str(), "FIRST" | "LAST") {
+                        return fail(format!(
+                            "{name}(...) over the rows matched so far in a DEFINE condition is not supported yet; conditions can read the current row and PREV"
+                        ));
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+            sql::Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                let v = normalize(&parts[0]);
+                if v == self.var {
+                    *e = sql::Expr::Identifier(parts[1].clone());
+                    ControlFlow::Continue(())
+                } else if self.vars.contains(&v) {
+                    fail(format!(
+                        "{v}.{} in the condition of {}: reading other variables' rows is not supported yet",
+                        parts[1], self.var
+                    ))
+                } else {
+                    fail(format!(
+                        "unknown pattern variable {v} in {}.{}",
+                        v, parts[1]
+                    ))
+                }
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+/// Rewrites a `MEASURES` expression: `FIRST(A.col)`, `LAST(col)`, `A.col`, `col`, aggregates over
+/// a variable's rows, `MATCH_NUMBER()` and `CLASSIFIER()` become columns the operator fills per
+/// match. Partition columns stay as they are.
+struct MeasureRewriter<'a> {
+    planner: &'a Planner<'a>,
+    vars: &'a [String],
+    schema: &'a Schema,
+    partition: &'a [usize],
+    navs: &'a mut Vec<Nav>,
+}
+
+impl MeasureRewriter<'_> {
+    fn var(&self, id: Option<&Ident>, at: Location) -> Result<Option<usize>, SqlError> {
+        match id {
+            None => Ok(None),
+            Some(id) => {
+                let n = normalize(id);
+                self.vars
+                    .iter()
+                    .position(|v| *v == n)
+                    .map(Some)
+                    .ok_or_else(|| err(at, format!("the PATTERN has no variable {n}")))
+            }
+        }
+    }
+
+    fn column(&self, id: &Ident, at: Location) -> Result<usize, SqlError> {
+        let c = normalize(id);
+        self.schema
+            .index_of(&c)
+            .map_err(|_| err(at, format!("unknown column '{c}'")))
+    }
+
+    fn push(&mut self, nav: Nav) -> sql::Expr {
+        self.navs.push(nav);
+        sql::Expr::Identifier(Ident::new(format!("__m{}", self.navs.len() - 1)))
+    }
+
+    fn rewrite(&mut self, e: &sql::Expr) -> Result<Option<sql::Expr>, SqlError> {
+        let at = location_of(e);
+        match e {
+            sql::Expr::Function(f) => {
+                let name = function_name(f);
+                let args = function_args(f);
+                match name.as_str() {
+                    "MATCH_NUMBER" => Ok(Some(self.push(Nav {
+                        kind: NavKind::MatchNumber,
+                        var: None,
+                        column: None,
+                        data_type: DataType::Int64,
+                    }))),
+                    "CLASSIFIER" => Ok(Some(self.push(Nav {
+                        kind: NavKind::Classifier,
+                        var: None,
+                        column: None,
+                        data_type: DataType::Utf8,
+                    }))),
+                    "FIRST" | "LAST" => {
+                        let Some(FunctionArgExpr::Expr(x)) = args.first() else {
+                            return Err(err(at, format!("{name} takes a column: {name}(A.ts)")));
+                        };
+                        let Some((v, c)) = var_column(x) else {
+                            return Err(err(at, format!("{name} takes a column: {name}(A.ts)")));
+                        };
+                        let var = self.var(v, at)?;
+                        let column = self.column(c, at)?;
+                        Ok(Some(self.push(Nav {
+                            kind: if name == "FIRST" {
+                                NavKind::First
+                            } else {
+                                NavKind::Last
+                            },
+                            var,
+                            column: Some(column),
+                            data_type: self.schema.field(column).data_type().clone(),
+                        })))
+                    }
+                    "PREV" | "NEXT" => Err(err(
+                        at,
+                        format!("{name} in MEASURES is not supported; use FIRST and LAST"),
+                    )),
+                    _ if AGGREGATES.contains(&name.as_str()) => {
+                        let (var, column) = match args.first() {
+                            Some(FunctionArgExpr::Wildcard) => (None, None),
+                            Some(FunctionArgExpr::QualifiedWildcard(v)) => {
+                                let id = v.0.last().and_then(|p| p.as_ident());
+                                (self.var(id, at)?, None)
+                            }
+                            Some(FunctionArgExpr::Expr(x)) => match var_column(x) {
+                                Some((v, c)) => (self.var(v, at)?, Some(self.column(c, at)?)),
+                                None => {
+                                    return Err(err(
+                                        at,
+                                        format!(
+                                            "{name} in MEASURES takes a column: {name}(B.temp)"
+                                        ),
+                                    ));
+                                }
+                            },
+                            _ => return Err(err(at, format!("{name} takes one argument"))),
+                        };
+                        let Some(c) = column else {
+                            if name != "COUNT" {
+                                return Err(err(
+                                    at,
+                                    format!("{name}(*) is not an aggregate; give a column"),
+                                ));
+                            }
+                            return Ok(Some(self.push(Nav {
+                                kind: NavKind::CountRows,
+                                var,
+                                column: None,
+                                data_type: DataType::Int64,
+                            })));
+                        };
+                        use datafusion::execution::FunctionRegistry;
+                        let udf = self
+                            .planner
+                            .ctx
+                            .udaf(&name.to_lowercase())
+                            .map_err(|e| err(at, super::diagnose::message(&e)))?;
+                        let arg_type = self.schema.field(c).data_type().clone();
+                        let data_type = udf
+                            .return_type(&[arg_type])
+                            .map_err(|e| err(at, super::diagnose::message(&e)))?;
+                        // Build once so that an aggregate unfit for the type fails here.
+                        let arg = datafusion::physical_expr::expressions::col(
+                            self.schema.field(c).name(),
+                            self.schema,
+                        )
+                        .map_err(|e| err(at, super::diagnose::message(&e)))?;
+                        let aggregate = AggregateExprBuilder::new(Arc::clone(&udf), vec![arg])
+                            .schema(Arc::new(self.schema.clone()))
+                            .alias(name.to_lowercase())
+                            .build()
+                            .map_err(|e| err(at, super::diagnose::message(&e)))?;
+                        aggregate
+                            .create_accumulator()
+                            .map_err(|e| err(at, super::diagnose::message(&e)))?;
+                        Ok(Some(self.push(Nav {
+                            kind: NavKind::Aggregate(Arc::new(aggregate)),
+                            var,
+                            column: Some(c),
+                            data_type,
+                        })))
+                    }
+                    _ => Ok(None),
+                }
+            }
+            sql::Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                let var = self.var(Some(&parts[0]), at)?;
+                let column = self.column(&parts[1], at)?;
+                Ok(Some(self.push(Nav {
+                    kind: NavKind::Last,
+                    var,
+                    column: Some(column),
+                    data_type: self.schema.field(column).data_type().clone(),
+                })))
+            }
+            sql::Expr::Identifier(id) => {
+                let column = self.column(id, at)?;
+                if self.partition.contains(&column) {
+                    return Ok(None);
+                }
+                Ok(Some(self.push(Nav {
+                    kind: NavKind::Last,
+                    var: None,
+                    column: Some(column),
+                    data_type: self.schema.field(column).data_type().clone(),
+                })))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+impl VisitorMut for MeasureRewriter<'_> {
+    type Break = SqlError;
+
+    fn pre_visit_expr(&mut self, e: &mut sql::Expr) -> ControlFlow<SqlError> {
+        match self.rewrite(e) {
+            Ok(Some(new)) => {
+                *e = new;
+                ControlFlow::Continue(())
+            }
+            Ok(None) => ControlFlow::Continue(()),
+            Err(x) => ControlFlow::Break(x),
+        }
+    }
+}
