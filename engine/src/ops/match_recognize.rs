@@ -249,12 +249,12 @@ impl MatchRecognize {
                 .ok_or_else(|| EngineError::Internal("partition vanished".into()))?;
             for (i, &time) in times.iter().enumerate().take(e).skip(s) {
                 state.rows.push_back((Arc::clone(&batch), i as u32));
-                let holds_at = |v: usize| {
+                let mut holds_at = |v: usize| {
                     holds[v]
                         .as_ref()
                         .is_none_or(|h| h.is_valid(i) && h.value(i))
                 };
-                state.matcher.push(time, holds_at, &mut matches);
+                state.matcher.push(time, &mut holds_at, &mut matches);
                 for m in matches.drain(..) {
                     found.push(measure(&self.spec, state, &m)?);
                 }

@@ -11,6 +11,17 @@ use std::sync::Arc;
 use super::{Inst, Program};
 use crate::time::Millis;
 
+/// Folds a mapped row into a thread's signature.
+fn mix(signature: u64, row: u64, var: usize) -> u64 {
+    // +1 so that row 0 of variable 0 changes the signature too.
+    let mut h = signature
+        ^ (row + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ (var as u64 + 1).rotate_left(29);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
 /// Where the next match may start after one is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipTo {
@@ -38,10 +49,32 @@ pub struct Match {
     pub rows: Vec<(u64, usize)>,
 }
 
-struct Step {
-    row: u64,
-    var: usize,
-    prev: Option<Arc<Step>>,
+/// One row of a partial match, with its variable; `prev` is the row mapped before it.
+pub struct Step {
+    pub row: u64,
+    pub var: usize,
+    pub prev: Option<Arc<Step>>,
+}
+
+impl Step {
+    /// The rows of a path, most recent first.
+    pub fn iter(path: Option<&Arc<Step>>) -> impl Iterator<Item = &Step> {
+        std::iter::successors(path.map(Arc::as_ref), |s| s.prev.as_deref())
+    }
+}
+
+/// Whether the row being matched satisfies the conditions of variables.
+pub trait Conditions {
+    /// For each candidate (a variable, and the rows its partial match has mapped so far), whether
+    /// the current row satisfies the variable's condition.
+    fn eval(&mut self, candidates: &[(usize, Option<&Arc<Step>>)]) -> Vec<bool>;
+}
+
+/// Conditions that read only the current row (and `PREV`): one answer per variable.
+impl<F: Fn(usize) -> bool> Conditions for F {
+    fn eval(&mut self, candidates: &[(usize, Option<&Arc<Step>>)]) -> Vec<bool> {
+        candidates.iter().map(|(v, _)| self(*v)).collect()
+    }
 }
 
 #[derive(Clone)]
@@ -50,10 +83,15 @@ struct Thread {
     start: u64,
     start_time: Millis,
     path: Option<Arc<Step>>,
+    /// What of the path the conditions read (the rows of the variables they name): two threads
+    /// at the same place with the same signature have the same future.
+    signature: u64,
 }
 
 pub struct Matcher {
     program: Arc<Program>,
+    /// Variables whose rows some condition reads (`A.temp`, `AVG(B.temp)`).
+    read: Vec<bool>,
     skip: SkipTo,
     limits: MatcherLimits,
     /// Threads waiting at a `Row` instruction, most preferred first.
@@ -68,8 +106,19 @@ pub struct Matcher {
 
 impl Matcher {
     pub fn new(program: Arc<Program>, skip: SkipTo, limits: MatcherLimits) -> Self {
+        Self::reading(program, skip, limits, Vec::new())
+    }
+
+    /// A matcher whose conditions read the rows already mapped to the variables marked in `read`.
+    pub fn reading(
+        program: Arc<Program>,
+        skip: SkipTo,
+        limits: MatcherLimits,
+        read: Vec<bool>,
+    ) -> Self {
         Self {
             program,
+            read,
             skip,
             limits,
             threads: Vec::new(),
@@ -105,9 +154,9 @@ impl Matcher {
         self.threads.is_empty() && self.recorded.is_empty()
     }
 
-    /// Feeds the next row of the partition (in event-time order) at `time`; `holds(var)` says
+    /// Feeds the next row of the partition (in event-time order) at `time`; `conditions` says
     /// whether the row satisfies a variable's condition. Final matches land in `out`.
-    pub fn push(&mut self, time: Millis, holds: impl Fn(usize) -> bool, out: &mut Vec<Match>) {
+    pub fn push(&mut self, time: Millis, conditions: &mut dyn Conditions, out: &mut Vec<Match>) {
         let row = self.next_row;
         self.next_row += 1;
         let mut current = std::mem::take(&mut self.threads);
@@ -121,6 +170,7 @@ impl Matcher {
                     start: row,
                     start_time: time,
                     path: None,
+                    signature: 0,
                 },
                 &mut seeded,
                 &mut HashSet::new(),
@@ -128,25 +178,41 @@ impl Matcher {
             );
             current.extend(seeded);
         }
+        // The threads that may take this row, and whether it fits their variable.
+        let current: Vec<Thread> = current
+            .into_iter()
+            .filter(|t| {
+                self.limits
+                    .within
+                    .is_none_or(|within| time - t.start_time <= within)
+                    && matches!(self.program.insts[t.pc], Inst::Row(_))
+            })
+            .collect();
+        let candidates: Vec<(usize, Option<&Arc<Step>>)> = current
+            .iter()
+            .map(|t| match self.program.insts[t.pc] {
+                Inst::Row(var) => (var, t.path.as_ref()),
+                _ => (0, None),
+            })
+            .collect();
+        let fits = conditions.eval(&candidates);
+        drop(candidates);
         // Starts whose match was found at this row: their less preferred threads are dropped.
         let mut cut: HashSet<u64> = HashSet::new();
         let mut next = Vec::with_capacity(current.len());
         let mut visited = HashSet::new();
-        for t in current {
-            if cut.contains(&t.start) {
-                continue;
-            }
-            if let Some(within) = self.limits.within
-                && time - t.start_time > within
-            {
+        for (t, fits) in current.into_iter().zip(fits) {
+            if cut.contains(&t.start) || !fits {
                 continue;
             }
             let Inst::Row(var) = self.program.insts[t.pc] else {
                 continue;
             };
-            if !holds(var) {
-                continue;
-            }
+            let signature = if self.read.get(var).copied().unwrap_or(false) {
+                mix(t.signature, row, var)
+            } else {
+                t.signature
+            };
             let advanced = Thread {
                 pc: t.pc + 1,
                 start: t.start,
@@ -156,6 +222,7 @@ impl Matcher {
                     var,
                     prev: t.path,
                 })),
+                signature,
             };
             self.closure(advanced, &mut next, &mut visited, &mut cut);
         }
@@ -171,12 +238,12 @@ impl Matcher {
         &mut self,
         t: Thread,
         out: &mut Vec<Thread>,
-        visited: &mut HashSet<(u64, usize)>,
+        visited: &mut HashSet<(u64, usize, u64)>,
         cut: &mut HashSet<u64>,
     ) {
         let mut stack = vec![t];
         while let Some(t) = stack.pop() {
-            if cut.contains(&t.start) || !visited.insert((t.start, t.pc)) {
+            if cut.contains(&t.start) || !visited.insert((t.start, t.pc, t.signature)) {
                 continue;
             }
             match self.program.insts[t.pc] {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Match, Matcher, MatcherLimits, Pattern, Program, SkipTo};
+use super::{Conditions, Match, Matcher, MatcherLimits, Pattern, Program, SkipTo, Step};
 use crate::time::Millis;
 
 /// The rows mapped so far, each with its variable.
@@ -16,6 +16,9 @@ struct Rows<'a> {
     holds: &'a [Vec<bool>],
     times: &'a [Millis],
     within: Option<Millis>,
+    /// A variable with a cap takes a row only while it has mapped fewer rows than the cap: a
+    /// condition that reads the partial match (as `COUNT(B.*) < 3` does).
+    caps: &'a [Option<usize>],
 }
 
 /// Tries `p` at `pos` in preference order; `k` is the rest of the match and says whether it
@@ -31,6 +34,11 @@ fn try_match(
     match p {
         Pattern::Var(v) => {
             if pos >= rows.holds.len() || !rows.holds[pos][*v] {
+                return false;
+            }
+            if let Some(cap) = rows.caps[*v]
+                && path.iter().filter(|(_, x)| x == v).count() >= cap
+            {
                 return false;
             }
             if let Some(w) = rows.within
@@ -107,11 +115,13 @@ pub fn reference_matches(
     times: &[Millis],
     skip: SkipTo,
     within: Option<Millis>,
+    caps: &[Option<usize>],
 ) -> Vec<Match> {
     let rows = Rows {
         holds,
         times,
         within,
+        caps,
     };
     let mut out = Vec::new();
     let mut start = 0;
@@ -155,25 +165,46 @@ pub fn reference_matches(
 }
 
 /// Runs the streaming matcher over the same rows.
+/// Conditions of the property test: the row's value, and a cap on the rows a variable has taken.
+struct Capped<'a> {
+    row: &'a [bool],
+    caps: &'a [Option<usize>],
+}
+
+impl Conditions for Capped<'_> {
+    fn eval(&mut self, candidates: &[(usize, Option<&Arc<Step>>)]) -> Vec<bool> {
+        candidates
+            .iter()
+            .map(|&(v, path)| {
+                self.row[v]
+                    && self.caps[v]
+                        .is_none_or(|cap| Step::iter(path).filter(|s| s.var == v).count() < cap)
+            })
+            .collect()
+    }
+}
+
 pub fn streaming_matches(
     pattern: &Pattern,
     holds: &[Vec<bool>],
     times: &[Millis],
     skip: SkipTo,
     within: Option<Millis>,
+    caps: &[Option<usize>],
 ) -> Vec<Match> {
     let program = Arc::new(Program::compile(pattern).expect("compiles"));
-    let mut m = Matcher::new(
+    let mut m = Matcher::reading(
         program,
         skip,
         MatcherLimits {
             max_threads: 1_000_000,
             within,
         },
+        caps.iter().map(Option::is_some).collect(),
     );
     let mut out = Vec::new();
     for (row, t) in holds.iter().zip(times) {
-        m.push(*t, |v| row[v], &mut out);
+        m.push(*t, &mut Capped { row, caps }, &mut out);
         m.advance(*t, &mut out);
     }
     m.finish(&mut out);
@@ -245,7 +276,7 @@ fn random_pattern(rng: &mut Lcg, vars: usize, depth: u32) -> Pattern {
 #[test]
 fn streaming_matches_equal_backtracking_matches() {
     let mut rng = Lcg(7);
-    for case in 0..3_000 {
+    for case in 0..5_000 {
         let vars = 1 + rng.next(3) as usize;
         let pattern = random_pattern(&mut rng, vars, 3);
         let n = rng.next(14) as usize;
@@ -266,11 +297,14 @@ fn streaming_matches_equal_backtracking_matches() {
             _ => SkipTo::LastOf(rng.next(vars as u64) as usize),
         };
         let within = (rng.next(3) == 0).then(|| 2 + rng.next(6) as Millis);
-        let expected = reference_matches(&pattern, &holds, &times, skip, within);
-        let got = streaming_matches(&pattern, &holds, &times, skip, within);
+        let caps: Vec<Option<usize>> = (0..vars)
+            .map(|_| (rng.next(3) == 0).then(|| 1 + rng.next(3) as usize))
+            .collect();
+        let expected = reference_matches(&pattern, &holds, &times, skip, within, &caps);
+        let got = streaming_matches(&pattern, &holds, &times, skip, within, &caps);
         assert_eq!(
             got, expected,
-            "case {case}: pattern {pattern:?}, rows {holds:?}, times {times:?}, skip {skip:?}, within {within:?}"
+            "case {case}: pattern {pattern:?}, rows {holds:?}, times {times:?}, skip {skip:?}, within {within:?}, caps {caps:?}"
         );
     }
 }
