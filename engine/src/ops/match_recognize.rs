@@ -16,7 +16,7 @@ use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use tracing::warn;
 
-use super::pattern::{Match, Matcher, MatcherLimits, Program, SkipTo};
+use super::pattern::{Conditions, Match, Matcher, MatcherLimits, Program, SkipTo, Step};
 use super::time_buffer::EventTimeBuffer;
 use super::{Operator, event_times};
 use crate::error::{EngineError, Result};
@@ -49,6 +49,9 @@ pub struct MatchSpec {
     pub partition: Vec<usize>,
     pub prev: Vec<(usize, u32)>,
     pub defines: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// What conditions read of the partial match, and which of them each variable's reads.
+    pub ctx: Vec<Nav>,
+    pub define_ctx: Vec<Vec<usize>>,
     pub navs: Vec<Nav>,
     /// Over the partition columns, then one column per nav.
     pub measure_schema: SchemaRef,
@@ -80,6 +83,8 @@ pub struct MatchRecognize {
     converter: Option<RowConverter>,
     /// How many values back `PREV` reads, per column of `prev_columns`.
     prev_columns: Vec<(usize, u32)>,
+    /// Variables whose rows some condition reads.
+    read: Vec<bool>,
 }
 
 /// A found match, with what its measures need.
@@ -98,12 +103,26 @@ impl MatchRecognize {
                 None => prev_columns.push((c, n)),
             }
         }
+        let mut read = vec![false; spec.vars.len()];
+        for (v, uses) in spec.define_ctx.iter().enumerate() {
+            for &c in uses {
+                match spec.ctx[c].var {
+                    Some(x) => read[x] = true,
+                    None => read.iter_mut().for_each(|r| *r = true),
+                }
+            }
+            // A variable's own earlier rows are read when its condition aggregates over them.
+            if !uses.is_empty() && spec.ctx.iter().any(|n| n.var == Some(v)) {
+                read[v] = true;
+            }
+        }
         Self {
             spec,
             buffer: EventTimeBuffer::default(),
             keys: HashMap::new(),
             converter: None,
             prev_columns,
+            read,
         }
     }
 
@@ -165,13 +184,14 @@ impl MatchRecognize {
         for &(s, _) in &runs {
             if !self.keys.contains_key(key_at(s)) {
                 let state = KeyState {
-                    matcher: Matcher::new(
+                    matcher: Matcher::reading(
                         Arc::clone(&self.spec.program),
                         self.spec.skip,
                         MatcherLimits {
                             max_threads: self.spec.max_partial_matches,
                             within: self.spec.within,
                         },
+                        self.read.clone(),
                     ),
                     rows: VecDeque::new(),
                     first: 0,
@@ -227,16 +247,18 @@ impl MatchRecognize {
             columns.push(array);
         }
         let augmented = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        // Conditions that read only the row (and PREV) are evaluated for the whole batch.
         let holds: Vec<Option<BooleanArray>> = self
             .spec
             .defines
             .iter()
-            .map(|d| match d {
-                None => Ok(None),
-                Some(e) => {
+            .zip(&self.spec.define_ctx)
+            .map(|(d, uses)| match d {
+                Some(e) if uses.is_empty() => {
                     let a = e.evaluate(&augmented)?.into_array(n)?;
                     Ok(Some(a.as_boolean().clone()))
                 }
+                _ => Ok(None),
             })
             .collect::<Result<_>>()?;
 
@@ -249,12 +271,27 @@ impl MatchRecognize {
                 .ok_or_else(|| EngineError::Internal("partition vanished".into()))?;
             for (i, &time) in times.iter().enumerate().take(e).skip(s) {
                 state.rows.push_back((Arc::clone(&batch), i as u32));
-                let mut holds_at = |v: usize| {
-                    holds[v]
-                        .as_ref()
-                        .is_none_or(|h| h.is_valid(i) && h.value(i))
+                let KeyState {
+                    matcher,
+                    rows,
+                    first,
+                    ..
+                } = &mut *state;
+                let current = matcher.next_row();
+                let mut conditions = RowConditions {
+                    spec: &self.spec,
+                    holds: &holds,
+                    augmented: &augmented,
+                    row: i,
+                    rows,
+                    first: *first,
+                    current,
+                    error: None,
                 };
-                state.matcher.push(time, &mut holds_at, &mut matches);
+                matcher.push(time, &mut conditions, &mut matches);
+                if let Some(e) = conditions.error {
+                    return Err(e);
+                }
                 for m in matches.drain(..) {
                     found.push(measure(&self.spec, state, &m)?);
                 }
@@ -342,6 +379,169 @@ impl MatchRecognize {
     }
 }
 
+/// The conditions of one row: those that read only the row are looked up; those that read the
+/// partial match are evaluated by DataFusion for all candidates of a variable at once, with the
+/// values they read of each candidate's rows as extra columns.
+struct RowConditions<'a> {
+    spec: &'a MatchSpec,
+    holds: &'a [Option<BooleanArray>],
+    augmented: &'a RecordBatch,
+    /// The row's index in `augmented`, and its sequence number in the partition.
+    row: usize,
+    rows: &'a VecDeque<(Arc<RecordBatch>, u32)>,
+    first: u64,
+    current: u64,
+    error: Option<EngineError>,
+}
+
+impl RowConditions<'_> {
+    fn value(&self, seq: u64, column: usize) -> Result<ScalarValue> {
+        let (b, r) = stored_row(self.rows, self.first, seq)?;
+        Ok(ScalarValue::try_from_array(b.column(column), r)?)
+    }
+
+    /// What `nav` reads of a partial match whose rows are `path`, the current row being
+    /// mapped to `var` (it counts as one of `var`'s rows, and as a row of the match).
+    fn context(&self, nav: &Nav, var: usize, path: Option<&Arc<Step>>) -> Result<ScalarValue> {
+        let mut seqs: Vec<u64> = Step::iter(path)
+            .filter(|s| nav.var.is_none_or(|v| v == s.var))
+            .map(|s| s.row)
+            .collect();
+        seqs.reverse();
+        if nav.var.is_none_or(|v| v == var) {
+            seqs.push(self.current);
+        }
+        let null = || ScalarValue::try_from(&nav.data_type);
+        Ok(match &nav.kind {
+            NavKind::First | NavKind::Last => {
+                let seq = if matches!(nav.kind, NavKind::First) {
+                    seqs.first()
+                } else {
+                    seqs.last()
+                };
+                match (seq, nav.column) {
+                    (Some(&s), Some(c)) => self.value(s, c)?,
+                    _ => null()?,
+                }
+            }
+            NavKind::CountRows => ScalarValue::Int64(Some(seqs.len() as i64)),
+            NavKind::Aggregate(agg) => {
+                let c = nav
+                    .column
+                    .ok_or_else(|| EngineError::Internal("aggregate without column".into()))?;
+                let mut acc = agg.create_accumulator()?;
+                if !seqs.is_empty() {
+                    let values = seqs
+                        .iter()
+                        .map(|&s| self.value(s, c))
+                        .collect::<Result<Vec<_>>>()?;
+                    acc.update_batch(&[ScalarValue::iter_to_array(values)?])?;
+                }
+                acc.evaluate()?
+            }
+            NavKind::MatchNumber | NavKind::Classifier => null()?,
+        })
+    }
+
+    /// Evaluates `var`'s condition for candidates with these paths.
+    fn evaluate(&self, var: usize, paths: &[Option<&Arc<Step>>]) -> Result<Vec<bool>> {
+        let Some(expr) = &self.spec.defines[var] else {
+            return Ok(vec![true; paths.len()]);
+        };
+        let k = paths.len();
+        let rows = datafusion::arrow::array::UInt32Array::from(vec![self.row as u32; k]);
+        let mut columns: Vec<ArrayRef> = self
+            .augmented
+            .columns()
+            .iter()
+            .map(|c| Ok(take(c, &rows, None)?))
+            .collect::<Result<_>>()?;
+        let mut fields: Vec<_> = self.augmented.schema().fields().to_vec();
+        for (c, nav) in self.spec.ctx.iter().enumerate() {
+            let array = if self.spec.define_ctx[var].contains(&c) {
+                let values = paths
+                    .iter()
+                    .map(|p| self.context(nav, var, *p))
+                    .collect::<Result<Vec<_>>>()?;
+                let a = ScalarValue::iter_to_array(values)?;
+                if a.data_type() == &nav.data_type {
+                    a
+                } else {
+                    cast(&a, &nav.data_type)?
+                }
+            } else {
+                datafusion::arrow::array::new_null_array(&nav.data_type, k)
+            };
+            fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+                format!("__ctx{c}"),
+                nav.data_type.clone(),
+                true,
+            )));
+            columns.push(array);
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        let result = expr.evaluate(&batch)?.into_array(k)?;
+        let result = result.as_boolean();
+        Ok((0..k)
+            .map(|i| result.is_valid(i) && result.value(i))
+            .collect())
+    }
+}
+
+impl Conditions for RowConditions<'_> {
+    fn eval(&mut self, candidates: &[(usize, Option<&Arc<Step>>)]) -> Vec<bool> {
+        let mut out: Vec<bool> = candidates
+            .iter()
+            .map(|(v, _)| {
+                self.holds[*v]
+                    .as_ref()
+                    .is_none_or(|h| h.is_valid(self.row) && h.value(self.row))
+            })
+            .collect();
+        for v in 0..self.spec.vars.len() {
+            if self.spec.define_ctx[v].is_empty() {
+                continue;
+            }
+            let mine: Vec<usize> = (0..candidates.len())
+                .filter(|&i| candidates[i].0 == v)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let paths: Vec<Option<&Arc<Step>>> = mine.iter().map(|&i| candidates[i].1).collect();
+            match self.evaluate(v, &paths) {
+                Ok(fits) => {
+                    for (&i, f) in mine.iter().zip(fits) {
+                        out[i] = f;
+                    }
+                }
+                Err(e) => {
+                    for &i in &mine {
+                        out[i] = false;
+                    }
+                    self.error.get_or_insert(e);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The stored row of sequence number `seq`.
+fn stored_row(
+    rows: &VecDeque<(Arc<RecordBatch>, u32)>,
+    first: u64,
+    seq: u64,
+) -> Result<(&RecordBatch, usize)> {
+    let i = seq
+        .checked_sub(first)
+        .ok_or_else(|| EngineError::Internal(format!("row {seq} was released too early")))?;
+    let (b, r) = rows
+        .get(i as usize)
+        .ok_or_else(|| EngineError::Internal(format!("row {seq} is not held")))?;
+    Ok((b.as_ref(), *r as usize))
+}
+
 /// Drops the rows no partial match or undecided match can still read.
 fn release_rows(state: &mut KeyState) {
     let keep_from = state.matcher.oldest_needed();
@@ -353,14 +553,7 @@ fn release_rows(state: &mut KeyState) {
 
 /// The row of sequence number `seq`.
 fn row_at(state: &KeyState, seq: u64) -> Result<(&RecordBatch, usize)> {
-    let i = seq
-        .checked_sub(state.first)
-        .ok_or_else(|| EngineError::Internal(format!("row {seq} was released too early")))?;
-    let (b, r) = state
-        .rows
-        .get(i as usize)
-        .ok_or_else(|| EngineError::Internal(format!("row {seq} is not held")))?;
-    Ok((b.as_ref(), *r as usize))
+    stored_row(&state.rows, state.first, seq)
 }
 
 /// The values a match's measures read.

@@ -606,6 +606,8 @@ impl Walk<'_, '_> {
             partition: call.partition.clone(),
             prev: call.prev.clone(),
             defines: call.defines.clone(),
+            ctx: call.ctx.clone(),
+            define_ctx: call.define_ctx.clone(),
             navs: call.navs.clone(),
             measure_schema: Arc::clone(&call.measure_schema),
             measures: call.measures.clone(),

@@ -36,8 +36,12 @@ pub struct MatchCall {
     pub program: Arc<Program>,
     /// `PREV(col, n)` columns the conditions read, appended after the input's columns.
     pub prev: Vec<(usize, u32)>,
-    /// The condition of each variable (none: any row), over the input's and the `prev` columns.
+    /// The condition of each variable (none: any row), over the input's, the `prev` and the
+    /// `ctx` columns.
     pub defines: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// What conditions read of the partial match, and which of them each variable's reads.
+    pub ctx: Vec<Nav>,
+    pub define_ctx: Vec<Vec<usize>>,
     pub navs: Vec<Nav>,
     /// Over the partition columns, then one column per nav.
     pub measure_schema: SchemaRef,
@@ -184,22 +188,29 @@ pub fn plan_match_recognize(
 
     // DEFINE: rewrite navigation into `__prev` columns, then let DataFusion plan.
     let mut prev: Vec<(usize, u32)> = Vec::new();
+    let mut ctx: Vec<Nav> = Vec::new();
+    let mut define_ctx: Vec<Vec<usize>> = Vec::with_capacity(vars.len());
     let mut define_sql = Vec::with_capacity(vars.len());
     for (v, c) in conditions.iter().enumerate() {
         let Some((expr, _)) = c else {
             define_sql.push(None);
+            define_ctx.push(Vec::new());
             continue;
         };
         let mut expr = expr.clone();
+        let before = ctx.len();
         let mut rewriter = DefineRewriter {
+            planner,
             var: &vars[v],
             vars: &vars,
             schema: &schema,
             prev: &mut prev,
+            ctx: &mut ctx,
         };
         if let ControlFlow::Break(e) = expr.visit(&mut rewriter) {
             return Err(e);
         }
+        define_ctx.push((before..ctx.len()).collect());
         define_sql.push(Some(expr));
     }
     let mut define_fields: Vec<Field> =
@@ -211,6 +222,9 @@ pub fn plan_match_recognize(
             f.data_type().clone(),
             true,
         ));
+    }
+    for (k, n) in ctx.iter().enumerate() {
+        define_fields.push(Field::new(format!("__ctx{k}"), n.data_type.clone(), true));
     }
     let define_schema = Arc::new(Schema::new(define_fields));
     let mut defines = Vec::with_capacity(vars.len());
@@ -235,6 +249,7 @@ pub fn plan_match_recognize(
             schema: &schema,
             partition: &partition,
             navs: &mut navs,
+            prefix: "__m",
         };
         if let ControlFlow::Break(e) = expr.visit(&mut rewriter) {
             return Err(e);
@@ -287,6 +302,8 @@ pub fn plan_match_recognize(
         program,
         prev,
         defines,
+        ctx,
+        define_ctx,
         navs,
         measure_schema,
         measures: measure_exprs,
@@ -432,10 +449,35 @@ const AGGREGATES: [&str; 7] = ["AVG", "SUM", "MIN", "MAX", "COUNT", "STDDEV", "M
 /// Rewrites a `DEFINE` condition of `var`: `var.col` and `col` read the current row,
 /// `PREV(col [, n])` a column of the value `n` rows before in the partition.
 struct DefineRewriter<'a> {
+    planner: &'a Planner<'a>,
     var: &'a str,
     vars: &'a [String],
     schema: &'a Schema,
     prev: &'a mut Vec<(usize, u32)>,
+    /// What conditions read of the partial match (`A.temp`, `FIRST(B.ts)`, `AVG(B.temp)`).
+    ctx: &'a mut Vec<Nav>,
+}
+
+impl DefineRewriter<'_> {
+    /// A navigation over the rows matched so far, as a `__ctx` column.
+    fn context(&mut self, e: &mut sql::Expr) -> ControlFlow<SqlError> {
+        let mut m = MeasureRewriter {
+            planner: self.planner,
+            vars: self.vars,
+            schema: self.schema,
+            partition: &[],
+            navs: self.ctx,
+            prefix: "__ctx",
+        };
+        match m.rewrite(e) {
+            Ok(Some(new)) => {
+                *e = new;
+                ControlFlow::Continue(())
+            }
+            Ok(None) => ControlFlow::Continue(()),
+            Err(x) => ControlFlow::Break(x),
+        }
+    }
 }
 
 impl VisitorMut for DefineRewriter<'_> {
@@ -496,17 +538,12 @@ impl VisitorMut for DefineRewriter<'_> {
                     *e = sql::Expr::Identifier(Ident::new(prev_name(&column, n)));
                     return ControlFlow::Continue(());
                 }
+                if matches!(name.as_str(), "MATCH_NUMBER" | "CLASSIFIER") {
+                    return fail(format!("{name}() belongs in MEASURES, not in DEFINE"));
+                }
                 if matches!(name.as_str(), "FIRST" | "LAST") || AGGREGATES.contains(&name.as_str())
                 {
-                    let reads_vars = function_args(f).iter().any(|a| {
-                        matches!(a, FunctionArgExpr::Expr(x) if var_column(x).is_some_and(|(v, _)| v.is_some()))
-                            || matches!(a, FunctionArgExpr::QualifiedWildcard(_))
-                    });
-                    if reads_vars || matches!(name.as_str(), "FIRST" | "LAST") {
-                        return fail(format!(
-                            "{name}(...) over the rows matched so far in a DEFINE condition is not supported yet; conditions can read the current row and PREV"
-                        ));
-                    }
+                    return self.context(e);
                 }
                 ControlFlow::Continue(())
             }
@@ -516,10 +553,8 @@ impl VisitorMut for DefineRewriter<'_> {
                     *e = sql::Expr::Identifier(parts[1].clone());
                     ControlFlow::Continue(())
                 } else if self.vars.contains(&v) {
-                    fail(format!(
-                        "{v}.{} in the condition of {}: reading other variables' rows is not supported yet",
-                        parts[1], self.var
-                    ))
+                    // The last row mapped to another variable so far.
+                    self.context(e)
                 } else {
                     fail(format!(
                         "unknown pattern variable {v} in {}.{}",
@@ -541,6 +576,8 @@ struct MeasureRewriter<'a> {
     schema: &'a Schema,
     partition: &'a [usize],
     navs: &'a mut Vec<Nav>,
+    /// Names of the columns the navs become: `__m` in MEASURES, `__ctx` in DEFINE.
+    prefix: &'static str,
 }
 
 impl MeasureRewriter<'_> {
@@ -567,7 +604,11 @@ impl MeasureRewriter<'_> {
 
     fn push(&mut self, nav: Nav) -> sql::Expr {
         self.navs.push(nav);
-        sql::Expr::Identifier(Ident::new(format!("__m{}", self.navs.len() - 1)))
+        sql::Expr::Identifier(Ident::new(format!(
+            "{}{}",
+            self.prefix,
+            self.navs.len() - 1
+        )))
     }
 
     fn rewrite(&mut self, e: &sql::Expr) -> Result<Option<sql::Expr>, SqlError> {
