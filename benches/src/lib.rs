@@ -144,7 +144,37 @@ GROUP BY device_id, window_start, window_end
 HAVING count(*) > 3;",
 };
 
-pub const WORKLOADS: [Workload; 4] = [TUMBLE, HOP, MOVING_AVERAGE, SESSIONS];
+/// Three readings rising in a row, the last above 80 (MATCH_RECOGNIZE).
+pub const RISING: Workload = Workload {
+    name: "pattern rising",
+    insert: "INSERT INTO alerts
+SELECT * FROM readings MATCH_RECOGNIZE (
+    PARTITION BY device_id
+    ORDER BY ts
+    MEASURES FIRST(A.ts) AS started, LAST(C.ts) AS ended, LAST(C.temp) AS peak
+    ONE ROW PER MATCH
+    AFTER MATCH SKIP PAST LAST ROW
+    PATTERN (A B C)
+    DEFINE B AS temp > PREV(temp), C AS temp > PREV(temp) AND temp > 80
+);",
+};
+
+/// A long quantifier bounded in time: 2 to 20 warm readings, then a hot one, within 30 s.
+pub const WARM_THEN_HOT: Workload = Workload {
+    name: "pattern {2,20}",
+    insert: "INSERT INTO alerts
+SELECT * FROM readings MATCH_RECOGNIZE (
+    PARTITION BY device_id
+    ORDER BY ts
+    MEASURES FIRST(W.ts) AS warm_since, LAST(H.ts) AS hot_at, COUNT(W.*) AS warm_readings
+    ONE ROW PER MATCH
+    AFTER MATCH SKIP PAST LAST ROW
+    PATTERN (W{2,20} H) WITHIN INTERVAL '30' SECOND
+    DEFINE W AS temp > 76, H AS temp > 84
+);",
+};
+
+pub const WORKLOADS: [Workload; 6] = [TUMBLE, HOP, MOVING_AVERAGE, SESSIONS, RISING, WARM_THEN_HOT];
 
 /// A complete query file: the readings source (a JSON-lines file at `input`), the alerts sink
 /// (a JSON-lines file at `output`) and the workload's query.

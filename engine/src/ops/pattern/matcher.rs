@@ -343,3 +343,61 @@ impl Matcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::pattern::Pattern;
+
+    #[test]
+    fn partial_matches_are_capped_per_partition() {
+        // A+ B with B never true: every row starts a partial match that never ends.
+        let pattern = Pattern::Concat(vec![
+            Pattern::Repeat {
+                inner: Box::new(Pattern::Var(0)),
+                min: 1,
+                max: None,
+                greedy: true,
+            },
+            Pattern::Var(1),
+        ]);
+        let program = Arc::new(Program::compile(&pattern).expect("compiles"));
+        let limits = MatcherLimits {
+            max_threads: 50,
+            within: None,
+        };
+        let mut m = Matcher::new(program, SkipTo::PastLastRow, limits);
+        let mut out = Vec::new();
+        for t in 0..1_000 {
+            m.push(t, &mut |v: usize| v == 0, &mut out);
+            assert!(
+                m.partial_matches() <= 50,
+                "{} partial matches",
+                m.partial_matches()
+            );
+        }
+        assert!(out.is_empty());
+        assert!(m.dropped > 900, "only {} dropped", m.dropped);
+        // Rows before the oldest partial match still alive are not needed any more.
+        assert!(m.oldest_needed() > 900);
+    }
+
+    #[test]
+    fn within_ends_partial_matches_as_the_watermark_passes() {
+        let pattern = Pattern::Concat(vec![Pattern::Var(0), Pattern::Var(1)]);
+        let program = Arc::new(Program::compile(&pattern).expect("compiles"));
+        let limits = MatcherLimits {
+            max_threads: 100,
+            within: Some(10),
+        };
+        let mut m = Matcher::new(program, SkipTo::PastLastRow, limits);
+        let mut out = Vec::new();
+        m.push(0, &mut |v: usize| v == 0, &mut out);
+        assert_eq!(m.partial_matches(), 1);
+        m.advance(11, &mut out);
+        assert!(
+            m.is_idle(),
+            "the partial match cannot finish within 10 ms any more"
+        );
+    }
+}
