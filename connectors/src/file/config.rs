@@ -18,6 +18,9 @@ pub struct FileSourceConfig {
     /// Rows per batch handed to the queries.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Lines longer than this go to the dead letters unread.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
 }
 
 /// `CREATE SINK ... WITH (connector = 'file', ...)`.
@@ -68,4 +71,8 @@ pub enum TableFormat {
 
 fn default_delimiter() -> char {
     ','
+}
+
+pub(crate) fn default_max_record_bytes() -> usize {
+    crate::format::json::DEFAULT_MAX_RECORD_BYTES
 }

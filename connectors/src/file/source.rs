@@ -24,6 +24,7 @@ impl FileSource {
             return Err(OptionError::invalid("batch_size", "must be at least 1"));
         }
         let decoder = JsonDecoder::new(std::sync::Arc::clone(spec.schema), config.batch_size)
+            .map(|d| d.with_max_record_bytes(config.max_record_bytes))
             .map_err(|e| OptionError::Other(e.to_string()))?;
         Ok(Box::new(Self { config, decoder }))
     }
@@ -73,6 +74,12 @@ impl Source for FileSource {
             } else {
                 match buffer.iter().rposition(|&b| b == b'\n') {
                     Some(i) => i + 1,
+                    None if buffer.len() > self.config.max_record_bytes => {
+                        // A line too long to hold: dead-letter its start, skip to its end.
+                        self.skip_long_line(&mut buffer, &mut file, &mut lines, &shown, ctx)
+                            .await?;
+                        continue;
+                    }
                     None => continue,
                 }
             };
@@ -121,6 +128,53 @@ impl FileSource {
         if !records.is_empty() {
             self.decode_group(&records, &numbers, path, ctx).await?;
         }
+        Ok(())
+    }
+
+    /// The line in `buffer` has no end within `max_record_bytes`: its first kilobyte goes to the
+    /// dead letters, and the file is read on to the end of the line.
+    async fn skip_long_line(
+        &mut self,
+        buffer: &mut Vec<u8>,
+        file: &mut tokio::fs::File,
+        lines: &mut LineCounter,
+        path: &str,
+        ctx: &mut SourceContext,
+    ) -> Result<(), ConnectorError> {
+        lines.next += 1;
+        let start = buffer[..buffer.len().min(1024)].to_vec();
+        let mut length = buffer.len();
+        buffer.clear();
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            let n = file
+                .read(&mut chunk)
+                .await
+                .map_err(|e| ConnectorError::fatal(format!("cannot read {path}: {e}")))?;
+            ctx.metrics()
+                .bytes_read
+                .fetch_add(n as u64, Ordering::Relaxed);
+            if n == 0 {
+                break;
+            }
+            match chunk[..n].iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    length += i;
+                    buffer.extend_from_slice(&chunk[i + 1..n]);
+                    break;
+                }
+                None => length += n,
+            }
+        }
+        ctx.dead_letter(
+            &format!("{path}:{}", lines.next),
+            &start,
+            &format!(
+                "line of {length} bytes is longer than max_record_bytes ({}); its first {} bytes are kept here",
+                self.config.max_record_bytes,
+                start.len()
+            ),
+        );
         Ok(())
     }
 

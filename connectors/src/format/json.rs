@@ -27,7 +27,12 @@ pub struct JsonDecoder {
     schema: SchemaRef,
     max_records: usize,
     decoder: Decoder,
+    /// Records longer than this are rejected unread.
+    max_record_bytes: usize,
 }
+
+/// The default of the `max_record_bytes` option of sources.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
 
 impl JsonDecoder {
     /// A decoder for groups of up to `max_records` records.
@@ -37,7 +42,14 @@ impl JsonDecoder {
             schema,
             max_records,
             decoder,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         })
+    }
+
+    /// Rejects records longer than `bytes`.
+    pub fn with_max_record_bytes(mut self, bytes: usize) -> Self {
+        self.max_record_bytes = bytes;
+        self
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -49,18 +61,47 @@ impl JsonDecoder {
     }
 
     /// Decodes up to `max_records` records.
+    ///
+    /// Besides records that are not JSON objects of the schema, records longer than the size limit
+    /// and rows with a NaN or infinite number are rejected, with the reason: a sensor that sends
+    /// `"NaN"` must not turn every average it touches into NaN.
     pub fn decode(&mut self, records: &[&[u8]]) -> Result<Decoded, ArrowError> {
-        match self.decode_all(records.iter().copied()) {
-            Ok(batch) => Ok(Decoded {
+        let limit = self.max_record_bytes;
+        if records.iter().any(|r| r.len() > limit) {
+            let (small, big): (Vec<usize>, Vec<usize>) =
+                (0..records.len()).partition(|&i| records[i].len() <= limit);
+            let subset: Vec<&[u8]> = small.iter().map(|&i| records[i]).collect();
+            let mut d = self.decode(&subset)?;
+            d.accepted = d.accepted.iter().map(|&i| small[i]).collect();
+            d.rejected = d
+                .rejected
+                .into_iter()
+                .map(|(i, why)| (small[i], why))
+                .chain(big.into_iter().map(|i| {
+                    (
+                        i,
+                        format!(
+                            "record of {} bytes is longer than max_record_bytes ({limit})",
+                            records[i].len()
+                        ),
+                    )
+                }))
+                .collect();
+            d.rejected.sort_by_key(|(i, _)| *i);
+            return Ok(d);
+        }
+        let decoded = match self.decode_all(records.iter().copied()) {
+            Ok(batch) => Decoded {
                 batch,
                 accepted: (0..records.len()).collect(),
                 rejected: Vec::new(),
-            }),
+            },
             Err(_) => {
                 self.decoder = builder(&self.schema, self.max_records).build_decoder()?;
-                self.decode_one_by_one(records)
+                self.decode_one_by_one(records)?
             }
-        }
+        };
+        reject_non_finite(decoded)
     }
 
     fn decode_all<'r>(
@@ -108,6 +149,56 @@ impl JsonDecoder {
             rejected,
         })
     }
+}
+
+/// Moves rows with a NaN or infinite floating-point value to the rejected records.
+fn reject_non_finite(mut d: Decoded) -> Result<Decoded, ArrowError> {
+    let Some(batch) = &d.batch else {
+        return Ok(d);
+    };
+    let mut bad: Vec<Option<String>> = vec![None; batch.num_rows()];
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        let check = |row: usize, v: f64, bad: &mut Vec<Option<String>>| {
+            if !v.is_finite() && bad[row].is_none() {
+                bad[row] = Some(format!("{} is {v} (not a finite number)", f.name()));
+            }
+        };
+        match f.data_type() {
+            DataType::Float64 => {
+                let a = c.as_any().downcast_ref::<arrow::array::Float64Array>();
+                for (row, v) in a.into_iter().flatten().enumerate() {
+                    if let Some(v) = v {
+                        check(row, v, &mut bad);
+                    }
+                }
+            }
+            DataType::Float32 => {
+                let a = c.as_any().downcast_ref::<arrow::array::Float32Array>();
+                for (row, v) in a.into_iter().flatten().enumerate() {
+                    if let Some(v) = v {
+                        check(row, v as f64, &mut bad);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if bad.iter().all(Option::is_none) {
+        return Ok(d);
+    }
+    let keep: arrow::array::BooleanArray = bad.iter().map(|b| Some(b.is_none())).collect();
+    let kept = arrow::compute::filter_record_batch(batch, &keep)?;
+    let mut accepted = Vec::with_capacity(kept.num_rows());
+    for (row, why) in bad.into_iter().enumerate() {
+        match why {
+            None => accepted.push(d.accepted[row]),
+            Some(why) => d.rejected.push((d.accepted[row], why)),
+        }
+    }
+    d.rejected.sort_by_key(|(i, _)| *i);
+    d.accepted = accepted;
+    d.batch = (kept.num_rows() > 0).then_some(kept);
+    Ok(d)
 }
 
 fn builder(schema: &SchemaRef, batch_size: usize) -> ReaderBuilder {

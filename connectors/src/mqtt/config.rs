@@ -42,6 +42,9 @@ pub struct MqttSourceConfig {
     /// MQTT keep-alive interval.
     #[serde(default = "default_keep_alive", deserialize_with = "duration")]
     pub keep_alive: Duration,
+    /// Messages longer than this go to the dead letters unread.
+    #[serde(default = "crate::file::config::default_max_record_bytes")]
+    pub max_record_bytes: usize,
 }
 
 /// `CREATE SINK ... WITH (connector = 'mqtt', ...)`.

@@ -79,6 +79,7 @@ impl MqttSource {
             .map(|(_, f)| Arc::clone(f))
             .collect();
         let decoder = JsonDecoder::new(Arc::new(Schema::new(payload_fields)), config.batch_size)
+            .map(|d| d.with_max_record_bytes(config.max_record_bytes))
             .map_err(|e| OptionError::Other(e.to_string()))?;
         Ok(Box::new(Self {
             qos: qos(config.qos)?,

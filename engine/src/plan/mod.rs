@@ -49,6 +49,8 @@ pub struct PlannedSource {
     pub idle_timeout: Option<std::time::Duration>,
     /// The sink late rows go to, with the watermark they missed.
     pub late_sink: Option<usize>,
+    /// Rows whose event time is further ahead of the clock than this are dead letters.
+    pub max_future: Option<std::time::Duration>,
 }
 
 pub struct PlannedSink {

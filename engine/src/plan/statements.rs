@@ -15,7 +15,16 @@ use crate::runtime::EventTime;
 use crate::sql::ast::{CreateSink, CreateSource, CreateTable, WatermarkDecl};
 
 /// Options every source takes, whatever its connector.
-pub const SOURCE_OPTIONS: [&str; 4] = ["connector", "dead_letter", "idle_timeout", "late_sink"];
+pub const SOURCE_OPTIONS: [&str; 5] = [
+    "connector",
+    "dead_letter",
+    "idle_timeout",
+    "late_sink",
+    "max_future",
+];
+
+/// Rows stamped further ahead of the clock than this are dead letters, unless `max_future` says.
+const DEFAULT_MAX_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400);
 /// Options every sink takes.
 pub const SINK_OPTIONS: [&str; 1] = ["connector"];
 /// Options every table takes, whatever its connector.
@@ -107,6 +116,15 @@ impl Planner<'_> {
             }
             None => None,
         };
+        let max_future = match options.take("max_future") {
+            Some(entry) => {
+                let d = crate::options::parse_duration(&entry.value)
+                    .map_err(|e| SqlError::new(entry.value_location, format!("max_future: {e}")))?;
+                Some(d)
+            }
+            None => Some(DEFAULT_MAX_FUTURE),
+        }
+        .filter(|_| event_time.is_some());
         let late_sink = match options.take("late_sink") {
             Some(entry) => {
                 if event_time.is_none() {
@@ -150,6 +168,7 @@ impl Planner<'_> {
             dead_letter,
             idle_timeout,
             late_sink: None,
+            max_future,
         });
         if let Some((sink, location)) = late_sink {
             self.pending_late_sinks

@@ -144,7 +144,8 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
             dead_letter_tx,
             shutdown.child_token(),
         )
-        .with_late_rows(s.late_sink.map(|k| sink_senders[k].clone()));
+        .with_late_rows(s.late_sink.map(|k| sink_senders[k].clone()))
+        .with_max_future(s.max_future);
         let connector = s.connector;
         let name = s.name;
         let ended = shutdown.child_token();

@@ -58,6 +58,8 @@ pub struct SourceContext {
     dead_letters: DeadLetterRows,
     /// Where late rows go, with the watermark they missed, if the source names a `late_sink`.
     late_tx: Option<mpsc::Sender<RecordBatch>>,
+    /// Rows stamped further ahead of the clock than this are dead letters.
+    max_future: Option<Millis>,
     shutdown: CancellationToken,
 }
 
@@ -148,8 +150,17 @@ impl SourceContext {
             dead_letter_tx,
             dead_letters: DeadLetterRows::default(),
             late_tx: None,
+            max_future: None,
             shutdown,
         }
+    }
+
+    /// Rows whose event time is more than `limit` ahead of the clock become dead letters: one
+    /// device with a wrong clock would otherwise push the watermark years ahead, and every later
+    /// reading would be late.
+    pub(crate) fn with_max_future(mut self, limit: Option<std::time::Duration>) -> Self {
+        self.max_future = limit.map(|d| d.as_millis() as Millis);
+        self
     }
 
     /// Late rows go to `tx` instead of only being counted.
@@ -212,6 +223,12 @@ impl SourceContext {
             .events
             .fetch_add(rows as u64, Ordering::Relaxed);
         let mut batch = batch;
+        if let (Some(limit), Some(et)) = (self.max_future, &self.event_time) {
+            batch = self.drop_future_rows(batch, et.index, limit)?;
+            if batch.num_rows() == 0 {
+                return self.flush().await;
+            }
+        }
         let mut emitter = self.emitter.lock().await;
         if let (Some(et), Some(tracker)) = (&self.event_time, &mut emitter.tracker) {
             let times = batch
@@ -248,6 +265,61 @@ impl SourceContext {
         emitter.advance(&self.metrics).await?;
         drop(emitter);
         self.flush().await
+    }
+
+    /// Moves rows stamped more than `limit` ahead of the clock to the dead letters.
+    fn drop_future_rows(
+        &mut self,
+        batch: RecordBatch,
+        time: usize,
+        limit: Millis,
+    ) -> Result<RecordBatch, ConnectorError> {
+        let Some(times) = batch
+            .column(time)
+            .as_primitive_opt::<TimestampMillisecondType>()
+        else {
+            return Ok(batch);
+        };
+        let latest = now_millis().saturating_add(limit);
+        if times.values().iter().all(|&t| t <= latest) {
+            return Ok(batch);
+        }
+        let options = datafusion::arrow::util::display::FormatOptions::default();
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| {
+                datafusion::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        let schema = batch.schema();
+        let column = schema.field(time).name().clone();
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for (row, &t) in times.values().iter().enumerate() {
+            if t <= latest {
+                keep.push(true);
+                continue;
+            }
+            keep.push(false);
+            let text: Vec<String> = schema
+                .fields()
+                .iter()
+                .zip(&formatters)
+                .map(|(f, fmt)| format!("{}={}", f.name(), fmt.value(row)))
+                .collect();
+            let ahead = crate::ops::show_duration(t.saturating_sub(now_millis()));
+            self.dead_letter(
+                &format!("{} (decoded row)", self.name),
+                text.join(", ").as_bytes(),
+                &format!(
+                    "{column} is {ahead} ahead of the clock, more than max_future ({}) allows",
+                    crate::ops::show_duration(limit)
+                ),
+            );
+        }
+        let keep = datafusion::arrow::array::BooleanArray::from(keep);
+        filter_record_batch(&batch, &keep).map_err(|e| ConnectorError::fatal(e.to_string()))
     }
 
     /// The shared state the idle clock advances.
