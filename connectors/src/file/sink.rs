@@ -58,20 +58,21 @@ impl Sink for FileSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
         let bytes = encode_rows(&batch).map_err(|e| ConnectorError::fatal(e.to_string()))?;
         let path = self.config.path.display().to_string();
-        self.file()
-            .await?
-            .write_all(&bytes)
-            .await
-            .map_err(|e| ConnectorError::retryable(format!("cannot write {path}: {e}")))
+        let written = self.file().await?.write_all(&bytes).await;
+        written.map_err(|e| {
+            // Open the file again on the next try.
+            self.file = None;
+            ConnectorError::retryable(format!("cannot write {path}: {e}"))
+        })
     }
 
     /// Also creates the file when nothing was written: an empty result is still a result.
     async fn flush(&mut self) -> Result<(), ConnectorError> {
         let path = self.config.path.display().to_string();
-        self.file()
-            .await?
-            .flush()
-            .await
-            .map_err(|e| ConnectorError::retryable(format!("cannot write {path}: {e}")))
+        let flushed = self.file().await?.flush().await;
+        flushed.map_err(|e| {
+            self.file = None;
+            ConnectorError::retryable(format!("cannot write {path}: {e}"))
+        })
     }
 }

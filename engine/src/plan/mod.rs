@@ -57,6 +57,29 @@ pub struct PlannedSink {
     pub name: String,
     pub connector_name: String,
     pub sink: Box<dyn Sink>,
+    /// How failed writes are retried.
+    pub retry: Retry,
+    /// Where rows go that could not be written after the retries, with the reason.
+    pub dead_letter: Option<Box<dyn Sink>>,
+}
+
+/// Retries of a failed write: `attempts` more tries, waiting `first`, then twice as long each
+/// time up to `max` (with jitter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            first: std::time::Duration::from_millis(100),
+            max: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// What a query reads: a source, or the rows of a view (an earlier query of the plan).

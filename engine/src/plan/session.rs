@@ -373,6 +373,8 @@ impl<'a> Planner<'a> {
                     name: STDOUT_SINK.to_string(),
                     connector_name: "stdout".to_string(),
                     sink,
+                    retry: super::Retry::default(),
+                    dead_letter: None,
                 });
                 self.sinks.len() - 1
             }

@@ -26,7 +26,7 @@ pub const SOURCE_OPTIONS: [&str; 5] = [
 /// Rows stamped further ahead of the clock than this are dead letters, unless `max_future` says.
 const DEFAULT_MAX_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400);
 /// Options every sink takes.
-pub const SINK_OPTIONS: [&str; 1] = ["connector"];
+pub const SINK_OPTIONS: [&str; 4] = ["connector", "dead_letter", "retries", "retry_backoff"];
 /// Options every table takes, whatever its connector.
 pub const TABLE_OPTIONS: [&str; 2] = ["connector", "refresh"];
 
@@ -263,6 +263,40 @@ impl Planner<'_> {
             &self.registry.sink_connectors(),
             "sink",
         )?;
+        let mut retry = super::Retry::default();
+        if let Some(entry) = options.take("retries") {
+            retry.attempts = entry.value.parse().map_err(|_| {
+                SqlError::new(
+                    entry.value_location,
+                    "retries: expected a whole number of retries, such as '5'",
+                )
+            })?;
+        }
+        if let Some(entry) = options.take("retry_backoff") {
+            retry.first = crate::options::parse_duration(&entry.value)
+                .map_err(|e| SqlError::new(entry.value_location, format!("retry_backoff: {e}")))?;
+            retry.max = retry.max.max(retry.first);
+        }
+        let dead_letter = match options.take("dead_letter") {
+            Some(entry) => {
+                let dl_options = Options::from_pairs([("path", entry.value.as_str())]);
+                let spec = SinkSpec {
+                    name: &name,
+                    options: &dl_options,
+                };
+                let sink = self
+                    .registry
+                    .create_sink("file", &spec)
+                    .ok_or_else(|| {
+                        SqlError::new(entry.key_location, "dead_letter needs the file connector")
+                    })?
+                    .map_err(|e| {
+                        SqlError::new(entry.value_location, format!("dead_letter: {e}"))
+                    })?;
+                Some(sink)
+            }
+            None => None,
+        };
         let spec = SinkSpec {
             name: &name,
             options: &options,
@@ -285,6 +319,8 @@ impl Planner<'_> {
             name,
             connector_name: connector.0,
             sink,
+            retry,
+            dead_letter,
         });
         Ok(())
     }

@@ -67,7 +67,11 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
         });
         sink_senders.push(tx);
         sink_metrics.push(Arc::clone(&m));
-        tasks.spawn(run_sink(s.name, s.sink, rx, m));
+        let failed = FailedRows {
+            retry: s.retry,
+            dead_letter: s.dead_letter,
+        };
+        tasks.spawn(run_sink(s.name, s.sink, rx, m, failed));
     }
 
     // A query runs if it writes to a sink or feeds a view that runs; views come before their
@@ -132,7 +136,13 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
                 rows: Default::default(),
                 errors: Default::default(),
             });
-            tasks.spawn(run_sink(format!("{}.dead_letter", s.name), sink, rx, dm));
+            tasks.spawn(run_sink(
+                format!("{}.dead_letter", s.name),
+                sink,
+                rx,
+                dm,
+                FailedRows::default(),
+            ));
             tx
         });
         let mut ctx = SourceContext::new(
@@ -303,6 +313,71 @@ async fn idle_clock(
     }
 }
 
+/// Writes `batch`, trying again after retryable failures with exponential backoff and jitter.
+async fn write_with_retries(
+    name: &str,
+    sink: &mut dyn Sink,
+    batch: &RecordBatch,
+    retry: crate::plan::Retry,
+) -> std::result::Result<(), ConnectorError> {
+    let mut delay = retry.first;
+    let mut attempt = 0;
+    loop {
+        match sink.write(batch.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.retryable && attempt < retry.attempts => {
+                attempt += 1;
+                // Up to a quarter more, so that many sinks failing together do not retry together.
+                let jitter = delay.mul_f64(0.25 * (now_millis() % 1000) as f64 / 1000.0);
+                tracing::warn!(
+                    sink = %name,
+                    "write failed: {e}; retry {attempt} of {} in {:?}",
+                    retry.attempts,
+                    delay + jitter
+                );
+                tokio::time::sleep(delay + jitter).await;
+                delay = (delay * 2).min(retry.max);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Rows a sink could not write, as dead letters: one per row, the row as text, and why.
+fn sink_dead_letters(name: &str, batch: &RecordBatch, reason: &str) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{StringArray, TimestampMillisecondArray};
+    let options = datafusion::arrow::util::display::FormatOptions::default();
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|c| datafusion::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let schema = batch.schema();
+    let payload: Vec<String> = (0..batch.num_rows())
+        .map(|row| {
+            schema
+                .fields()
+                .iter()
+                .zip(&formatters)
+                .map(|(f, fmt)| format!("{}={}", f.name(), fmt.value(row)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect();
+    let n = batch.num_rows();
+    let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![name; n])),
+        Arc::new(StringArray::from(vec![format!("sink {name}"); n])),
+        Arc::new(StringArray::from(vec![reason; n])),
+        Arc::new(StringArray::from(payload)),
+        Arc::new(TimestampMillisecondArray::from(vec![now_millis(); n])),
+    ];
+    Ok(RecordBatch::try_new(
+        Arc::clone(&DEAD_LETTER_SCHEMA),
+        columns,
+    )?)
+}
+
 /// Where a query's output goes.
 enum Emit {
     /// Rows to a sink, without their event time.
@@ -349,22 +424,41 @@ async fn run_query(
     Ok(())
 }
 
+/// What a sink does with a write that fails: retry, then dead-letter.
+#[derive(Default)]
+struct FailedRows {
+    retry: crate::plan::Retry,
+    dead_letter: Option<Box<dyn Sink>>,
+}
+
 async fn run_sink(
     name: String,
     mut sink: Box<dyn Sink>,
     mut input: mpsc::Receiver<RecordBatch>,
     metrics: Arc<SinkMetrics>,
+    mut failed: FailedRows,
 ) -> Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
     while let Some(batch) = input.recv().await {
         let rows = batch.num_rows() as u64;
-        match sink.write(batch).await {
+        // While a write is retried the channel fills up, and the queries and sources wait.
+        match write_with_retries(&name, sink.as_mut(), &batch, failed.retry).await {
             Ok(()) => {
                 metrics.rows.fetch_add(rows, Relaxed);
             }
             Err(e) => {
                 metrics.errors.fetch_add(1, Relaxed);
-                error!(sink = %name, "{rows} rows not written: {e}");
+                match &mut failed.dead_letter {
+                    Some(dl) => {
+                        let letters = sink_dead_letters(&name, &batch, &e.message)?;
+                        if let Err(e2) = dl.write(letters).await.and(dl.flush().await) {
+                            error!(sink = %name, "{rows} rows lost: {e}; and the dead-letter file failed too: {e2}");
+                        } else {
+                            error!(sink = %name, "{rows} rows to the dead letters: {e}");
+                        }
+                    }
+                    None => error!(sink = %name, "{rows} rows not written: {e}"),
+                }
             }
         }
         if input.is_empty()
