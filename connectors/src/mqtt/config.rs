@@ -45,6 +45,14 @@ pub struct MqttSourceConfig {
     /// Messages longer than this go to the dead letters unread.
     #[serde(default = "crate::file::config::default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// `false` asks the broker to keep the session (the subscription, and QoS 1 messages that
+    /// arrive while Eddy is away) under `client_id`.
+    #[serde(default = "default_true")]
+    pub clean_session: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `CREATE SINK ... WITH (connector = 'mqtt', ...)`.

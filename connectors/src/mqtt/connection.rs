@@ -91,6 +91,8 @@ pub struct Connection {
     pub password: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub keep_alive: Duration,
+    /// `false`: the broker keeps the subscription and queues QoS 1 messages while Eddy is away.
+    pub clean_session: bool,
 }
 
 /// The fields of a config that make a [`Connection`].
@@ -102,6 +104,7 @@ pub struct ConnectionOptions<'a> {
     pub password_env: Option<&'a str>,
     pub ca_file: Option<&'a Path>,
     pub keep_alive: Duration,
+    pub clean_session: bool,
     /// Used for the default client id.
     pub name: &'a str,
 }
@@ -140,6 +143,12 @@ impl Connection {
         }
         let client_id = match o.client_id {
             Some(id) => id.to_string(),
+            None if !o.clean_session => {
+                return Err(OptionError::invalid(
+                    "clean_session",
+                    "a persistent session (clean_session = false) needs a fixed client_id, the name the broker keeps the session under",
+                ));
+            }
             None => format!("eddy-{}-{:08x}", o.name, random_u32()),
         };
         Ok(Self {
@@ -149,6 +158,7 @@ impl Connection {
             password,
             ca_file: o.ca_file.map(Path::to_path_buf),
             keep_alive: o.keep_alive,
+            clean_session: o.clean_session,
         })
     }
 
@@ -157,6 +167,7 @@ impl Connection {
         let mut options = MqttOptions::new(&self.client_id, &self.address.host, self.address.port);
         options.set_keep_alive(self.keep_alive.max(Duration::from_secs(5)));
         options.set_max_packet_size(1 << 20, 1 << 20);
+        options.set_clean_session(self.clean_session);
         if let (Some(u), p) = (&self.username, &self.password) {
             options.set_credentials(u, p.clone().unwrap_or_default());
         }

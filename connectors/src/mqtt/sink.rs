@@ -47,6 +47,7 @@ impl MqttSink {
             password_env: config.password_env.as_deref(),
             ca_file: config.ca_file.as_deref(),
             keep_alive: config.keep_alive,
+            clean_session: true,
             name: spec.name,
         })?;
         let template =

@@ -36,6 +36,7 @@ impl MqttSource {
             password_env: config.password_env.as_deref(),
             ca_file: config.ca_file.as_deref(),
             keep_alive: config.keep_alive,
+            clean_session: config.clean_session,
             name: spec.name,
         })?;
         if !rumqttc::valid_filter(&config.topic) {
@@ -150,56 +151,92 @@ impl Source for MqttSource {
             .connection
             .mqtt_options()
             .map_err(ConnectorError::fatal)?;
-        let (client, mut events) = AsyncClient::new(options, 64);
+        let (client, events) = AsyncClient::new(options, 64);
         let address = self.connection.address.to_string();
         let topic = self.config.topic.clone();
         let mut pending: Vec<Publish> = Vec::with_capacity(self.config.batch_size);
-        let mut backoff = Backoff::default();
         let mut linger = tokio::time::interval(self.config.linger);
         linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = ctx.shutdown().clone();
+        // rumqttc's event loop must not be dropped in the middle of a poll (a connection being
+        // made would be lost): it runs in a task of its own, and hands its events over.
+        let (polled_tx, mut polled) = tokio::sync::mpsc::channel(1024);
+        let poller = tokio::spawn(poll_events(events, polled_tx));
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                event = events.poll() => match event {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                event = polled.recv() => match event {
+                    None => break,
+                    Some(Polled::Event(Event::Incoming(Packet::Publish(p)))) => {
                         pending.push(p);
                         if pending.len() >= self.config.batch_size {
                             self.hand_on(&mut pending, ctx).await?;
                         }
                     }
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    Some(Polled::Event(Event::Incoming(Packet::ConnAck(_)))) => {
                         info!(source = %ctx.name(), "connected to {address}");
-                        backoff.reset();
                         client.try_subscribe(topic.clone(), self.qos).map_err(|e| {
                             ConnectorError::fatal(format!("cannot subscribe to {topic}: {e}"))
                         })?;
                     }
-                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    Some(Polled::Event(Event::Incoming(Packet::SubAck(ack)))) => {
                         if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
+                            poller.abort();
                             return Err(ConnectorError::fatal(format!(
                                 "the broker at {address} refused the subscription to {topic}"
                             )));
                         }
                         info!(source = %ctx.name(), "subscribed to {topic}");
                     }
-                    Ok(_) => {}
-                    Err(e) => {
+                    Some(Polled::Event(_)) => {}
+                    Some(Polled::Failed(e, delay)) => {
                         self.hand_on(&mut pending, ctx).await?;
-                        let delay = backoff.next_delay();
                         warn!(source = %ctx.name(), "cannot reach the broker at {address}: {e}; retrying in {delay:.1?}");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(delay) => {}
-                        }
                     }
                 },
                 _ = linger.tick() => self.hand_on(&mut pending, ctx).await?,
             }
         }
+        poller.abort();
         self.hand_on(&mut pending, ctx).await?;
         let _ = client.try_disconnect();
         Ok(())
+    }
+}
+
+/// What the event-loop task hands over.
+enum Polled {
+    Event(Event),
+    /// The connection failed; the next attempt comes after the delay.
+    Failed(String, std::time::Duration),
+}
+
+/// Polls rumqttc's event loop until the source stops listening, waiting with backoff (and
+/// jitter) between failed connection attempts.
+async fn poll_events(mut events: rumqttc::EventLoop, out: tokio::sync::mpsc::Sender<Polled>) {
+    let mut backoff = Backoff::default();
+    loop {
+        match events.poll().await {
+            Ok(event) => {
+                if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+                    backoff.reset();
+                }
+                if out.send(Polled::Event(event)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if out
+                    .send(Polled::Failed(e.to_string(), delay))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
     }
 }
