@@ -61,6 +61,8 @@ pub struct PlannedSink {
     pub retry: Retry,
     /// Where rows go that could not be written after the retries, with the reason.
     pub dead_letter: Option<Box<dyn Sink>>,
+    /// Add an `alert_id` column: the same alert always gets the same id.
+    pub alert_id: bool,
 }
 
 /// Retries of a failed write: `attempts` more tries, waiting `first`, then twice as long each

@@ -375,6 +375,7 @@ impl<'a> Planner<'a> {
                     sink,
                     retry: super::Retry::default(),
                     dead_letter: None,
+                    alert_id: false,
                 });
                 self.sinks.len() - 1
             }

@@ -26,7 +26,13 @@ pub const SOURCE_OPTIONS: [&str; 5] = [
 /// Rows stamped further ahead of the clock than this are dead letters, unless `max_future` says.
 const DEFAULT_MAX_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400);
 /// Options every sink takes.
-pub const SINK_OPTIONS: [&str; 4] = ["connector", "dead_letter", "retries", "retry_backoff"];
+pub const SINK_OPTIONS: [&str; 5] = [
+    "alert_id",
+    "connector",
+    "dead_letter",
+    "retries",
+    "retry_backoff",
+];
 /// Options every table takes, whatever its connector.
 pub const TABLE_OPTIONS: [&str; 2] = ["connector", "refresh"];
 
@@ -263,6 +269,19 @@ impl Planner<'_> {
             &self.registry.sink_connectors(),
             "sink",
         )?;
+        let alert_id = match options.take("alert_id") {
+            Some(entry) => match entry.value.to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(SqlError::new(
+                        entry.value_location,
+                        "alert_id: expected 'true' or 'false'",
+                    ));
+                }
+            },
+            None => false,
+        };
         let mut retry = super::Retry::default();
         if let Some(entry) = options.take("retries") {
             retry.attempts = entry.value.parse().map_err(|_| {
@@ -321,6 +340,7 @@ impl Planner<'_> {
             sink,
             retry,
             dead_letter,
+            alert_id,
         });
         Ok(())
     }

@@ -58,6 +58,7 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
     // Sinks first: queries need their senders.
     let mut sink_senders = Vec::new();
     let mut sink_metrics = Vec::new();
+    let alert_ids: Vec<bool> = sinks.iter().map(|s| s.alert_id).collect();
     for s in sinks {
         let (tx, rx) = mpsc::channel::<RecordBatch>(SINK_CHANNEL);
         let m = Arc::new(SinkMetrics {
@@ -116,7 +117,10 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
         });
         query_metrics.push(Arc::clone(&m));
         let to = match q.output {
-            Output::Sink(k) => Emit::Sink(sink_senders[k].clone()),
+            Output::Sink(k) => Emit::Sink(
+                sink_senders[k].clone(),
+                alert_ids[k].then(|| AlertIds::new(&q.label)),
+            ),
             Output::View(_) => Emit::View(views),
         };
         tasks.spawn(run_query(q, rx, to, m));
@@ -378,10 +382,69 @@ fn sink_dead_letters(name: &str, batch: &RecordBatch, reason: &str) -> Result<Re
     )?)
 }
 
+/// Deterministic alert ids: a hash of the query and of the row's values, so that the same alert
+/// (same query, key, window or match, same values) computed twice carries the same id and a
+/// consumer can drop the second.
+struct AlertIds {
+    query: u64,
+    converter: Option<datafusion::arrow::row::RowConverter>,
+}
+
+impl AlertIds {
+    fn new(label: &str) -> Self {
+        Self {
+            query: fnv1a(0xcbf2_9ce4_8422_2325, label.as_bytes()),
+            converter: None,
+        }
+    }
+
+    fn add(&mut self, rows: &RecordBatch) -> Result<RecordBatch> {
+        use datafusion::arrow::row::{RowConverter, SortField};
+        if self.converter.is_none() {
+            let fields = rows
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect();
+            self.converter = Some(RowConverter::new(fields)?);
+        }
+        let converter = self
+            .converter
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
+        let encoded = converter.convert_columns(rows.columns())?;
+        let ids: datafusion::arrow::array::StringArray = (0..rows.num_rows())
+            .map(|i| Some(format!("{:016x}", fnv1a(self.query, encoded.row(i).data()))))
+            .collect();
+        let mut fields: Vec<_> = rows.schema().fields().to_vec();
+        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+            "alert_id",
+            datafusion::arrow::datatypes::DataType::Utf8,
+            false,
+        )));
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(ids));
+        Ok(RecordBatch::try_new(
+            Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+            columns,
+        )?)
+    }
+}
+
+/// FNV-1a, 64 bits: stable across runs and versions, unlike the standard library's hasher.
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
 /// Where a query's output goes.
 enum Emit {
-    /// Rows to a sink, without their event time.
-    Sink(mpsc::Sender<RecordBatch>),
+    /// Rows to a sink, without their event time, with an `alert_id` if the sink asks.
+    Sink(mpsc::Sender<RecordBatch>, Option<AlertIds>),
     /// Rows, watermarks and the end to the queries reading a view.
     View(Fanout),
 }
@@ -404,10 +467,14 @@ async fn run_query(
         for m in out.drain(..) {
             end |= matches!(m, Message::End);
             let delivered = match (&mut to, m) {
-                (Emit::Sink(sink), Message::Batch(b)) => {
-                    sink.send(without_event_time(&b)?).await.is_ok()
+                (Emit::Sink(sink, ids), Message::Batch(b)) => {
+                    let mut rows = without_event_time(&b)?;
+                    if let Some(ids) = ids {
+                        rows = ids.add(&rows)?;
+                    }
+                    sink.send(rows).await.is_ok()
                 }
-                (Emit::Sink(_), _) => true,
+                (Emit::Sink(..), _) => true,
                 (Emit::View(readers), m) => readers.send(m).await,
             };
             if !delivered {
