@@ -59,6 +59,10 @@ struct OutputArgs {
     /// Print a JSON summary (events, rows out, rate, peak memory) on stderr at the end.
     #[arg(long)]
     stats: bool,
+    /// Most rows, groups and keys one query may hold in state (windows, sessions, joins,
+    /// patterns); a query that needs more stops with an error instead of exhausting memory.
+    #[arg(long, default_value_t = 10_000_000)]
+    max_state_rows: usize,
 }
 
 fn main() -> ExitCode {
@@ -149,13 +153,14 @@ async fn run(file: &Path, replay: &[(String, String)], output: OutputArgs) -> Re
         let options = Options::from_pairs([("connector", "file"), ("path", path.as_str())]);
         planner = planner.override_source(source, options);
     }
-    let plan = match planner.plan(&sql).await {
+    let mut plan = match planner.plan(&sql).await {
         Ok(plan) => plan,
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    plan.limits.max_state_rows = output.max_state_rows;
     let shutdown = CancellationToken::new();
     stop_on_signals(shutdown.clone());
     let engine = eddy_engine::start(plan, shutdown.clone());

@@ -101,6 +101,9 @@ pub enum EngineError {
     Connector(#[from] ConnectorError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A limit of the engine was reached (`--max-state-rows`).
+    #[error("{0}")]
+    Limit(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

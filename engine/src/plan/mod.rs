@@ -25,6 +25,22 @@ pub struct Plan {
     pub sinks: Vec<PlannedSink>,
     pub tables: Vec<PlannedTable>,
     pub queries: Vec<PlannedQuery>,
+    pub limits: Limits,
+}
+
+/// Limits that keep a running engine within its means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most rows, groups and keys one query may hold in state.
+    pub max_state_rows: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_state_rows: 10_000_000,
+        }
+    }
 }
 
 /// A reference table: loaded before the sources start, reloaded every `refresh`; the lookup joins

@@ -191,6 +191,7 @@ impl<'a> Planner<'a> {
             sinks: self.sinks,
             tables: self.tables,
             queries: self.queries,
+            limits: super::Limits::default(),
         })
     }
 

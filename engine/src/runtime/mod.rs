@@ -45,6 +45,7 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
         sinks,
         tables,
         queries,
+        limits,
     } = plan;
     let mut tasks = JoinSet::new();
 
@@ -123,7 +124,7 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
             ),
             Output::View(_) => Emit::View(views),
         };
-        tasks.spawn(run_query(q, rx, to, m));
+        tasks.spawn(run_query(q, rx, to, m, limits.max_state_rows));
     }
     let mut source_metrics = Vec::new();
     for (s, outputs) in sources.into_iter().zip(source_outputs) {
@@ -454,9 +455,24 @@ async fn run_query(
     mut input: mpsc::Receiver<Tagged>,
     mut to: Emit,
     metrics: Arc<QueryMetrics>,
+    max_state_rows: usize,
 ) -> Result<()> {
     let mut out = Vec::new();
+    let mut messages = 0u64;
     while let Some((i, message)) = input.recv().await {
+        messages += 1;
+        // Counting state walks the keys of some operators: every 16 messages is enough.
+        if messages % 16 == 0 {
+            let held = query.pipeline.state_rows();
+            if held > max_state_rows {
+                let e = EngineError::Limit(format!(
+                    "query {} holds {held} rows of state, more than the limit of {max_state_rows} (--max-state-rows): too many distinct keys or open windows; raise the limit, shorten the windows or filter the keys",
+                    query.label
+                ));
+                error!(query = %query.label, "{e}");
+                return Err(e);
+            }
+        }
         if let Err(e) = query.pipeline.push(i, message, &mut out) {
             metrics
                 .errors
