@@ -462,7 +462,7 @@ async fn run_query(
     while let Some((i, message)) = input.recv().await {
         messages += 1;
         // Counting state walks the keys of some operators: every 16 messages is enough.
-        if messages % 16 == 0 {
+        if messages.is_multiple_of(16) {
             let held = query.pipeline.state_rows();
             if held > max_state_rows {
                 let e = EngineError::Limit(format!(
