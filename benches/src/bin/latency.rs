@@ -36,6 +36,23 @@ struct Args {
     /// The eddy binary (default: `eddy` next to this program).
     #[arg(long)]
     eddy: Option<PathBuf>,
+    /// Print Eddy's resident memory every this many seconds (a soak test).
+    #[arg(long)]
+    rss_every: Option<u64>,
+}
+
+/// Resident memory of a process, from /proc, in bytes.
+fn rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Kills eddy when the measurement ends, whatever happened.
@@ -131,6 +148,7 @@ GROUP BY device_id, window_start, window_end;
         .spawn()
         .with_context(|| format!("cannot start {}", eddy.display()))?;
     let stderr = child.stderr.take().context("stderr")?;
+    let pid = child.id();
     let running = Running(child);
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -151,8 +169,23 @@ GROUP BY device_id, window_start, window_end;
     let started = Instant::now();
     let mut published = 0u64;
     let mut device = 0u32;
+    let mut next_rss = args.rss_every.map(|s| Duration::from_secs(s.max(1)));
+    let mut peak_rss = 0u64;
     while started.elapsed() < Duration::from_secs(args.seconds) {
         tick.tick().await;
+        if let (Some(at), Some(every)) = (next_rss, args.rss_every)
+            && started.elapsed() >= at
+        {
+            let now = rss(pid).unwrap_or(0);
+            peak_rss = peak_rss.max(now);
+            println!(
+                "{:>5} s: {} readings published, Eddy's RSS {} MB",
+                at.as_secs(),
+                published,
+                now / 1_000_000
+            );
+            next_rss = Some(at + Duration::from_secs(every.max(1)));
+        }
         let ts = now_ms();
         for _ in 0..per_tick {
             device = (device + 1) % args.devices;
@@ -172,6 +205,9 @@ GROUP BY device_id, window_start, window_end;
         }
     }
     let rate = published as f64 / started.elapsed().as_secs_f64();
+    if args.rss_every.is_some() {
+        println!("peak RSS sampled: {} MB", peak_rss / 1_000_000);
+    }
     // One more second so the last windows close, then stop.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     drop(running);
