@@ -298,8 +298,12 @@ fn move_within_into_define(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
         .collect();
     let mut moves: Vec<(std::ops::Range<usize>, usize)> = Vec::new();
+    // Moves never overlap: a WITHIN before the DEFINE another one moved to is left in place
+    // (and sqlparser reports it).
+    let mut after = 0;
     for (k, &i) in significant.iter().enumerate() {
-        if !word_is(&tokens[i].token, "WITHIN")
+        if k < after
+            || !word_is(&tokens[i].token, "WITHIN")
             || k == 0
             || tokens[significant[k - 1]].token != Token::RParen
         {
@@ -312,6 +316,7 @@ fn move_within_into_define(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             continue;
         };
         moves.push((significant[k]..significant[define], significant[define]));
+        after = define + 1;
     }
     if moves.is_empty() {
         return tokens;
@@ -438,6 +443,17 @@ mod tests {
             s.query.to_string(),
             "SELECT * FROM TUMBLE(DATA => readings, TIMECOL => DESCRIPTOR(ts), SIZE => INTERVAL '1' MINUTE)"
         );
+    }
+
+    #[test]
+    fn two_withins_before_one_define_are_an_error_not_a_panic() {
+        // Found by the sql_front_end fuzz target.
+        let sql =
+            "SELECT * FROM t MATCH_RECOGNIZE (ORDER BY ts PATTERN (A) WITHIN INTERVAL '1' MINUTE
+                   PATTERN (B) WITHIN INTERVAL '2' MINUTE DEFINE A AS true)";
+        assert!(parse(sql).is_err());
+        let sql = "SELECT * FROM t MATCH_RECOGNIZE (ORDER BY ts PATTERN (A) WITHIN (x) WITHIN INTERVAL '1' MINUTE DEFINE A AS true)";
+        let _ = parse(sql);
     }
 
     #[test]
