@@ -9,13 +9,14 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
 };
-use datafusion::arrow::compute::{SortColumn, cast, lexsort_to_indices, take, take_record_batch};
+use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use tracing::warn;
 
+use super::partitioned::Partitioned;
 use super::pattern::{Conditions, Match, Matcher, MatcherLimits, Program, SkipTo, Step};
 use super::time_buffer::EventTimeBuffer;
 use super::{Operator, event_times};
@@ -135,52 +136,13 @@ impl MatchRecognize {
             .iter()
             .map(|&c| Arc::clone(batch.column(c)))
             .collect();
-        let mut sort: Vec<SortColumn> = keys
-            .iter()
-            .map(|k| SortColumn {
-                values: Arc::clone(k),
-                options: None,
-            })
-            .collect();
-        sort.push(SortColumn {
-            values: Arc::clone(batch.column(time_column)),
-            options: None,
-        });
-        let order = lexsort_to_indices(&sort, None)?;
-        let batch = Arc::new(take_record_batch(&batch, &order)?);
-        let keys: Vec<ArrayRef> = keys
-            .iter()
-            .map(|k| Ok(take(k, &order, None)?))
-            .collect::<Result<_>>()?;
-        let times = event_times(&batch)?.to_vec();
-        let rows = if keys.is_empty() {
-            None
-        } else {
-            if self.converter.is_none() {
-                let fields = keys
-                    .iter()
-                    .map(|k| SortField::new(k.data_type().clone()))
-                    .collect();
-                self.converter = Some(RowConverter::new(fields)?);
-            }
-            let converter = self
-                .converter
-                .as_ref()
-                .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
-            Some(converter.convert_columns(&keys)?)
-        };
-        let key_at = |i: usize| -> &[u8] { rows.as_ref().map_or(&[], |r| r.row(i).data()) };
+        let sorted = Partitioned::sort(&batch, keys, &mut self.converter)?;
+        let batch = Arc::new(sorted.batch.clone());
+        let keys = &sorted.keys;
+        let times = &sorted.times;
+        let key_at = |i: usize| sorted.key(i);
         // Runs of rows of one key.
-        let mut runs = Vec::new();
-        let mut s = 0;
-        while s < n {
-            let mut e = s + 1;
-            while e < n && key_at(e) == key_at(s) {
-                e += 1;
-            }
-            runs.push((s, e));
-            s = e;
-        }
+        let runs = sorted.runs();
         for &(s, _) in &runs {
             if !self.keys.contains_key(key_at(s)) {
                 let state = KeyState {

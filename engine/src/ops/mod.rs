@@ -10,6 +10,7 @@ mod interval_join;
 mod lookup_join;
 mod match_recognize;
 mod over_window;
+mod partitioned;
 pub mod pattern;
 mod project;
 mod scan;

@@ -11,17 +11,17 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
+use super::Operator;
+use super::partitioned::Partitioned;
 use super::time_buffer::EventTimeBuffer;
-use super::{Operator, event_times};
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::runtime::Message;
 use crate::time::{END_OF_TIME, Millis};
 
@@ -137,41 +137,9 @@ impl OverWindow {
             .map(|k| Ok(k.evaluate(&batch)?.into_array(n)?))
             .collect::<Result<_>>()?;
         let time_column = batch.num_columns() - 1;
-        let mut sort: Vec<SortColumn> = keys
-            .iter()
-            .map(|k| SortColumn {
-                values: Arc::clone(k),
-                options: None,
-            })
-            .collect();
-        sort.push(SortColumn {
-            values: Arc::clone(batch.column(time_column)),
-            options: None,
-        });
-        let order = lexsort_to_indices(&sort, None)?;
-        let batch = take_record_batch(&batch, &order)?;
-        let keys: Vec<ArrayRef> = keys
-            .iter()
-            .map(|k| Ok(datafusion::arrow::compute::take(k, &order, None)?))
-            .collect::<Result<_>>()?;
-        let times = event_times(&batch)?.to_vec();
-        let rows = match &keys[..] {
-            [] => None,
-            _ => {
-                if self.converter.is_none() {
-                    let fields = keys
-                        .iter()
-                        .map(|k| SortField::new(k.data_type().clone()))
-                        .collect();
-                    self.converter = Some(RowConverter::new(fields)?);
-                }
-                let converter = self
-                    .converter
-                    .as_ref()
-                    .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
-                Some(converter.convert_columns(&keys)?)
-            }
-        };
+        let sorted = Partitioned::sort(&batch, keys, &mut self.converter)?;
+        let batch = sorted.batch.clone();
+        let times = sorted.times.clone();
         let args: Vec<Vec<ArrayRef>> = self
             .calls
             .iter()
@@ -185,13 +153,8 @@ impl OverWindow {
             .collect::<Result<_>>()?;
         let mut results: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(n); self.calls.len()];
 
-        let mut start = 0;
-        while start < n {
-            let key: &[u8] = rows.as_ref().map_or(&[], |r| r.row(start).data());
-            let mut end = start + 1;
-            while end < n && rows.as_ref().is_none_or(|r| r.row(end).data() == key) {
-                end += 1;
-            }
+        for (start, end) in sorted.runs() {
+            let key = sorted.key(start);
             let state = match self.keys.get_mut(key) {
                 Some(s) => s,
                 None => {
@@ -222,7 +185,6 @@ impl OverWindow {
                     &mut results[c],
                 )?;
             }
-            start = end;
         }
 
         let mut columns: Vec<ArrayRef> = batch.columns()[..time_column].to_vec();

@@ -10,17 +10,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
-use datafusion::arrow::compute::{SortColumn, filter, lexsort_to_indices, take, take_record_batch};
+use datafusion::arrow::compute::filter;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
+use super::Operator;
 use super::accumulators::AggregateCall;
+use super::partitioned::Partitioned;
 use super::time_buffer::EventTimeBuffer;
 use super::window_aggregate::OutputColumn;
-use super::{Operator, event_times};
 use crate::error::{EngineError, Result};
 use crate::runtime::Message;
 use crate::time::Millis;
@@ -89,52 +90,21 @@ impl SessionAggregate {
             .iter()
             .map(|k| Ok(k.evaluate(&batch)?.into_array(n)?))
             .collect::<Result<_>>()?;
-        let time_column = batch.num_columns() - 1;
-        let mut sort: Vec<SortColumn> = keys
-            .iter()
-            .map(|k| SortColumn {
-                values: Arc::clone(k),
-                options: None,
-            })
-            .collect();
-        sort.push(SortColumn {
-            values: Arc::clone(batch.column(time_column)),
-            options: None,
-        });
-        let order = lexsort_to_indices(&sort, None)?;
-        let batch = take_record_batch(&batch, &order)?;
-        let keys: Vec<ArrayRef> = keys
-            .iter()
-            .map(|k| Ok(take(k, &order, None)?))
-            .collect::<Result<_>>()?;
-        let times = event_times(&batch)?.to_vec();
+        let sorted = Partitioned::sort(&batch, keys, &mut self.converter)?;
+        let keys = &sorted.keys;
+        let times = &sorted.times;
+        let batch = &sorted.batch;
         let inputs = self
             .calls
             .iter()
-            .map(|c| c.inputs(&batch))
+            .map(|c| c.inputs(batch))
             .collect::<Result<Vec<_>>>()?;
         let masks = self
             .calls
             .iter()
-            .map(|c| c.filter_mask(&batch))
+            .map(|c| c.filter_mask(batch))
             .collect::<Result<Vec<_>>>()?;
-        let rows = if keys.is_empty() {
-            None
-        } else {
-            if self.converter.is_none() {
-                let fields = keys
-                    .iter()
-                    .map(|k| SortField::new(k.data_type().clone()))
-                    .collect();
-                self.converter = Some(RowConverter::new(fields)?);
-            }
-            let converter = self
-                .converter
-                .as_ref()
-                .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
-            Some(converter.convert_columns(&keys)?)
-        };
-        let key_at = |i: usize| -> &[u8] { rows.as_ref().map_or(&[], |r| r.row(i).data()) };
+        let key_at = |i: usize| sorted.key(i);
 
         let mut i = 0;
         while i < n {
