@@ -79,26 +79,7 @@ impl Planner<'_> {
             &self.registry.source_connectors(),
             "source",
         )?;
-        let dead_letter = match options.take("dead_letter") {
-            Some(entry) => {
-                let dl_options = Options::from_pairs([("path", entry.value.as_str())]);
-                let spec = SinkSpec {
-                    name: &name,
-                    options: &dl_options,
-                };
-                let sink = self
-                    .registry
-                    .create_sink("file", &spec)
-                    .ok_or_else(|| {
-                        SqlError::new(entry.key_location, "dead_letter needs the file connector")
-                    })?
-                    .map_err(|e| {
-                        SqlError::new(entry.value_location, format!("dead_letter: {e}"))
-                    })?;
-                Some(sink)
-            }
-            None => None,
-        };
+        let dead_letter = self.dead_letter_sink(&name, &mut options)?;
         let idle_timeout = match options.take("idle_timeout") {
             Some(entry) => {
                 if event_time.is_none() {
@@ -296,26 +277,7 @@ impl Planner<'_> {
                 .map_err(|e| SqlError::new(entry.value_location, format!("retry_backoff: {e}")))?;
             retry.max = retry.max.max(retry.first);
         }
-        let dead_letter = match options.take("dead_letter") {
-            Some(entry) => {
-                let dl_options = Options::from_pairs([("path", entry.value.as_str())]);
-                let spec = SinkSpec {
-                    name: &name,
-                    options: &dl_options,
-                };
-                let sink = self
-                    .registry
-                    .create_sink("file", &spec)
-                    .ok_or_else(|| {
-                        SqlError::new(entry.key_location, "dead_letter needs the file connector")
-                    })?
-                    .map_err(|e| {
-                        SqlError::new(entry.value_location, format!("dead_letter: {e}"))
-                    })?;
-                Some(sink)
-            }
-            None => None,
-        };
+        let dead_letter = self.dead_letter_sink(&name, &mut options)?;
         let spec = SinkSpec {
             name: &name,
             options: &options,
@@ -343,6 +305,30 @@ impl Planner<'_> {
             alert_id,
         });
         Ok(())
+    }
+
+    /// The file sink of a `dead_letter = 'path'` option, if given.
+    fn dead_letter_sink(
+        &self,
+        name: &str,
+        options: &mut Options,
+    ) -> Result<Option<Box<dyn crate::connector::Sink>>, SqlError> {
+        let Some(entry) = options.take("dead_letter") else {
+            return Ok(None);
+        };
+        let dl_options = Options::from_pairs([("path", entry.value.as_str())]);
+        let spec = SinkSpec {
+            name,
+            options: &dl_options,
+        };
+        let sink = self
+            .registry
+            .create_sink("file", &spec)
+            .ok_or_else(|| {
+                SqlError::new(entry.key_location, "dead_letter needs the file connector")
+            })?
+            .map_err(|e| SqlError::new(entry.value_location, format!("dead_letter: {e}")))?;
+        Ok(Some(sink))
     }
 
     /// `WATERMARK FOR ts AS ts - INTERVAL '2' SECOND` (or `AS ts`, a bound of zero).
