@@ -127,7 +127,13 @@ async fn print_alerts(port: u16, shutdown: CancellationToken) {
         };
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                println!("{}", alert_line(&p.topic, &p.payload));
+                use std::io::Write;
+                let line = alert_line(&p.topic, &p.payload);
+                if writeln!(std::io::stdout().lock(), "{line}").is_err() {
+                    // Nobody reads the alerts any more (`eddy demo | head`): stop.
+                    shutdown.cancel();
+                    break;
+                }
             }
             Ok(_) => {}
             Err(e) => {

@@ -134,8 +134,15 @@ async fn check(file: &Path) -> Result<ExitCode> {
         .await
     {
         Ok(plan) => {
-            print!("{plan}");
-            Ok(ExitCode::SUCCESS)
+            // A closed stdout (`eddy check f.sql | head`) is the reader's choice, not an error.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            match write!(out, "{plan}").and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(e).context("cannot write the plan")
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
