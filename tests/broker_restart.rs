@@ -1,7 +1,8 @@
-//! The broker restarts mid-stream: a private Mosquitto (on a free port, with persistence) is
-//! stopped while Eddy runs, readings are published as soon as it is back, and Eddy — subscribed
-//! at QoS 1 with a persistent session — reconnects and receives every one of them. Needs the
-//! `mosquitto` binary (Debian's package), which this machine has; the test fails if it is missing.
+//! Brokers that go away, with a private Mosquitto (a free port, persistence) stopped and started
+//! again: readings published as soon as the source's broker is back all reach Eddy (subscribed at
+//! QoS 1 with a persistent session), and alerts computed while the sink's broker is down are
+//! published once it is back, none lost. Needs the `mosquitto` binary (Debian's package), which
+//! this machine has; the tests fail if it is missing.
 
 mod common;
 
@@ -158,5 +159,124 @@ async fn readings_published_across_a_broker_restart_all_arrive() {
     assert!(
         missing.is_empty(),
         "readings lost across the restart: {missing:?}"
+    );
+}
+
+/// Receives QoS 1 messages under a persistent session until `n` distinct ones have come.
+async fn collect(
+    port: u16,
+    id: &str,
+    filter: &str,
+) -> (AsyncClient, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(5));
+    options.set_clean_session(false);
+    let (client, mut events) = AsyncClient::new(options, 1000);
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe queued");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send(p.payload.to_vec());
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    (client, rx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_published_while_the_sink_broker_is_down_arrive_after_it_returns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("permissions");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+            dir.path().display()
+        ),
+    )
+    .expect("config written");
+    let broker = Mosquitto::start(&config);
+    wait_for_port(port);
+    // The consumer of the alerts keeps a persistent session: what arrives while it is away waits.
+    let (_consumer, mut alerts) = collect(port, "alerts-consumer", "sink-down/#").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    broker.stop();
+
+    // 100 readings, each one an alert; the sink's broker is down while Eddy computes them.
+    let lines: Vec<String> = (0..100)
+        .map(|i| {
+            format!(
+                r#"{{"device_id":"m{}","seq":{i},"ts":{}}}"#,
+                i % 4,
+                1_767_225_600_000i64 + i
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("input.jsonl"), lines.join("\n")).expect("input");
+    let query = dir.path().join("q.sql");
+    std::fs::write(
+        &query,
+        format!(
+            "CREATE SOURCE readings (device_id TEXT, seq BIGINT, ts TIMESTAMP,
+                WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH (connector = 'file', path = '{}');
+             CREATE SINK alerts WITH (connector = 'mqtt', url = 'mqtt://127.0.0.1:{port}',
+                                      topic = 'sink-down/{{device_id}}', qos = 1);
+             INSERT INTO alerts SELECT device_id, seq FROM readings;",
+            dir.path().join("input.jsonl").display()
+        ),
+    )
+    .expect("query written");
+    let eddy = common::eddy()
+        .args(["run", query.to_str().expect("utf-8"), "--quiet"])
+        .env("EDDY_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("eddy starts");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _broker = Mosquitto::start(&config);
+    wait_for_port(port);
+
+    let result = tokio::task::spawn_blocking(move || eddy.wait_with_output())
+        .await
+        .expect("joined")
+        .expect("eddy ends");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the broker"),
+        "the sink retried: {stderr}"
+    );
+
+    let mut seqs = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seqs.len() < 100 && Instant::now() < deadline {
+        if let Ok(Some(payload)) = tokio::time::timeout(Duration::from_secs(1), alerts.recv()).await
+        {
+            let v: serde_json::Value = serde_json::from_slice(&payload).expect("JSON alert");
+            seqs.insert(v["seq"].as_u64().expect("seq"));
+        }
+    }
+    let missing: Vec<u64> = (0..100).filter(|s| !seqs.contains(s)).collect();
+    assert!(
+        missing.is_empty(),
+        "alerts lost while the sink's broker was down: {missing:?}"
     );
 }
