@@ -29,7 +29,7 @@ use crate::plan::{Input, Output, Plan, PlannedQuery};
 /// Batches or watermarks in flight between a source and each query reading it.
 const SOURCE_CHANNEL: usize = 16;
 /// Result batches in flight between the queries and a sink.
-const SINK_CHANNEL: usize = 16;
+const SINK_CHANNEL: usize = 64;
 
 /// A started engine: its tasks run on the tokio runtime until the sources end or `shutdown` fires.
 pub struct RunningEngine {
