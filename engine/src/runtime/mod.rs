@@ -351,24 +351,7 @@ async fn write_with_retries(
 /// Rows a sink could not write, as dead letters: one per row, the row as text, and why.
 fn sink_dead_letters(name: &str, batch: &RecordBatch, reason: &str) -> Result<RecordBatch> {
     use datafusion::arrow::array::{StringArray, TimestampMillisecondArray};
-    let options = datafusion::arrow::util::display::FormatOptions::default();
-    let formatters = batch
-        .columns()
-        .iter()
-        .map(|c| datafusion::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let schema = batch.schema();
-    let payload: Vec<String> = (0..batch.num_rows())
-        .map(|row| {
-            schema
-                .fields()
-                .iter()
-                .zip(&formatters)
-                .map(|(f, fmt)| format!("{}={}", f.name(), fmt.value(row)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .collect();
+    let payload = source_context::rows_as_text(batch)?;
     let n = batch.num_rows();
     let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
         Arc::new(StringArray::from(vec![name; n])),

@@ -284,15 +284,7 @@ impl SourceContext {
         if times.values().iter().all(|&t| t <= latest) {
             return Ok(batch);
         }
-        let options = datafusion::arrow::util::display::FormatOptions::default();
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| {
-                datafusion::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options)
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        let text = rows_as_text(&batch).map_err(|e| ConnectorError::fatal(e.to_string()))?;
         let schema = batch.schema();
         let column = schema.field(time).name().clone();
         let mut keep = Vec::with_capacity(batch.num_rows());
@@ -302,16 +294,10 @@ impl SourceContext {
                 continue;
             }
             keep.push(false);
-            let text: Vec<String> = schema
-                .fields()
-                .iter()
-                .zip(&formatters)
-                .map(|(f, fmt)| format!("{}={}", f.name(), fmt.value(row)))
-                .collect();
             let ahead = crate::ops::show_duration(t.saturating_sub(now_millis()));
             self.dead_letter(
                 &format!("{} (decoded row)", self.name),
-                text.join(", ").as_bytes(),
+                text[row].as_bytes(),
                 &format!(
                     "{column} is {ahead} ahead of the clock, more than max_future ({}) allows",
                     crate::ops::show_duration(limit)
@@ -427,6 +413,31 @@ fn late_rows(
     )));
     columns.push(Arc::new(reason.finish()));
     RecordBatch::try_new(late_row_schema(&batch.schema()), columns)
+}
+
+/// Each row as `column=value, column=value`: how decoded rows read in a dead letter.
+pub(crate) fn rows_as_text(
+    batch: &RecordBatch,
+) -> Result<Vec<String>, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default();
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    let schema = batch.schema();
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            schema
+                .fields()
+                .iter()
+                .zip(&formatters)
+                .map(|(f, fmt)| format!("{}={}", f.name(), fmt.value(row)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect())
 }
 
 pub(crate) fn now_millis() -> Millis {
