@@ -373,36 +373,12 @@ impl RowConditions<'_> {
         if nav.var.is_none_or(|v| v == var) {
             seqs.push(self.current);
         }
-        let null = || ScalarValue::try_from(&nav.data_type);
-        Ok(match &nav.kind {
-            NavKind::First | NavKind::Last => {
-                let seq = if matches!(nav.kind, NavKind::First) {
-                    seqs.first()
-                } else {
-                    seqs.last()
-                };
-                match (seq, nav.column) {
-                    (Some(&s), Some(c)) => self.value(s, c)?,
-                    _ => null()?,
-                }
+        match &nav.kind {
+            NavKind::MatchNumber | NavKind::Classifier => {
+                Ok(ScalarValue::try_from(&nav.data_type)?)
             }
-            NavKind::CountRows => ScalarValue::Int64(Some(seqs.len() as i64)),
-            NavKind::Aggregate(agg) => {
-                let c = nav
-                    .column
-                    .ok_or_else(|| EngineError::Internal("aggregate without column".into()))?;
-                let mut acc = agg.create_accumulator()?;
-                if !seqs.is_empty() {
-                    let values = seqs
-                        .iter()
-                        .map(|&s| self.value(s, c))
-                        .collect::<Result<Vec<_>>>()?;
-                    acc.update_batch(&[ScalarValue::iter_to_array(values)?])?;
-                }
-                acc.evaluate()?
-            }
-            NavKind::MatchNumber | NavKind::Classifier => null()?,
-        })
+            _ => over_rows(nav, &seqs, |s, c| self.value(s, c)),
+        }
     }
 
     /// Evaluates `var`'s condition for candidates with these paths.
@@ -518,6 +494,44 @@ fn row_at(state: &KeyState, seq: u64) -> Result<(&RecordBatch, usize)> {
     stored_row(&state.rows, state.first, seq)
 }
 
+/// What `nav` reads of the rows `seqs` (in order): the first or last row's value, their count, or
+/// an aggregate over them. `value_at(seq, column)` reads a stored row.
+fn over_rows(
+    nav: &Nav,
+    seqs: &[u64],
+    value_at: impl Fn(u64, usize) -> Result<ScalarValue>,
+) -> Result<ScalarValue> {
+    Ok(match &nav.kind {
+        NavKind::First | NavKind::Last => {
+            let seq = if matches!(nav.kind, NavKind::First) {
+                seqs.first()
+            } else {
+                seqs.last()
+            };
+            match (seq, nav.column) {
+                (Some(&s), Some(c)) => value_at(s, c)?,
+                _ => ScalarValue::try_from(&nav.data_type)?,
+            }
+        }
+        NavKind::CountRows => ScalarValue::Int64(Some(seqs.len() as i64)),
+        NavKind::Aggregate(agg) => {
+            let c = nav
+                .column
+                .ok_or_else(|| EngineError::Internal("aggregate without column".into()))?;
+            let mut acc = agg.create_accumulator()?;
+            if !seqs.is_empty() {
+                let values = seqs
+                    .iter()
+                    .map(|&s| value_at(s, c))
+                    .collect::<Result<Vec<_>>>()?;
+                acc.update_batch(&[ScalarValue::iter_to_array(values)?])?;
+            }
+            acc.evaluate()?
+        }
+        NavKind::MatchNumber | NavKind::Classifier => ScalarValue::try_from(&nav.data_type)?,
+    })
+}
+
 /// The values a match's measures read.
 fn measure(spec: &MatchSpec, state: &mut KeyState, m: &Match) -> Result<Found> {
     state.matches += 1;
@@ -533,39 +547,13 @@ fn measure(spec: &MatchSpec, state: &mut KeyState, m: &Match) -> Result<Found> {
             let (b, r) = row_at(state, seq)?;
             Ok(ScalarValue::try_from_array(b.column(column), r)?)
         };
-        let null = || ScalarValue::try_from(&nav.data_type);
         let v = match &nav.kind {
-            NavKind::First | NavKind::Last => {
-                let seq = if matches!(nav.kind, NavKind::First) {
-                    rows.first()
-                } else {
-                    rows.last()
-                };
-                match (seq, nav.column) {
-                    (Some(&s), Some(c)) => value_at(s, c)?,
-                    _ => null()?,
-                }
-            }
-            NavKind::CountRows => ScalarValue::Int64(Some(rows.len() as i64)),
             NavKind::MatchNumber => ScalarValue::Int64(Some(state.matches)),
             NavKind::Classifier => match m.rows.last() {
                 Some((_, v)) => ScalarValue::Utf8(Some(spec.vars[*v].to_uppercase())),
                 None => ScalarValue::Utf8(None),
             },
-            NavKind::Aggregate(agg) => {
-                let c = nav
-                    .column
-                    .ok_or_else(|| EngineError::Internal("aggregate without column".into()))?;
-                let mut acc = agg.create_accumulator()?;
-                if !rows.is_empty() {
-                    let values = rows
-                        .iter()
-                        .map(|&s| value_at(s, c))
-                        .collect::<Result<Vec<_>>>()?;
-                    acc.update_batch(&[ScalarValue::iter_to_array(values)?])?;
-                }
-                acc.evaluate()?
-            }
+            _ => over_rows(nav, &rows, value_at)?,
         };
         navs.push(v);
     }
