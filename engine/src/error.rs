@@ -104,6 +104,9 @@ pub enum EngineError {
     /// A limit of the engine was reached (`--max-state-rows`).
     #[error("{0}")]
     Limit(String),
+    /// A checkpoint could not be written, or cannot be resumed from.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -16,12 +16,14 @@
 //! - [`time`]: event time, watermarks, window alignment.
 //! - [`runtime`]: tasks and channels that run a plan (sources, views and queries as a DAG, table
 //!   loaders, idle clocks); the [`SourceContext`] sources push to; metrics.
+//! - [`checkpoint`]: operator state and source positions on disk, to resume from.
 //! - [`connector`]: the [`Source`] / [`Sink`] / [`Table`] traits and the [`ConnectorRegistry`].
 //! - [`options`]: `WITH (...)` options and their typed, option-naming deserialization.
 //! - [`error`]: [`SqlError`], [`Diagnostics`], [`EngineError`].
 
 #![deny(clippy::clone_on_ref_ptr)]
 
+pub mod checkpoint;
 pub mod connector;
 pub mod error;
 pub mod ops;

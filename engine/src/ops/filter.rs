@@ -21,6 +21,14 @@ impl Filter {
 }
 
 impl Operator for Filter {
+    fn snapshot(&mut self, _state: &mut crate::checkpoint::StateWriter) -> Result<()> {
+        Ok(())
+    }
+
+    fn restore(&mut self, _state: &mut crate::checkpoint::StateReader) -> Result<()> {
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!("filter {}", self.predicate)
     }

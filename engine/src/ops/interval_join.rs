@@ -10,12 +10,13 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray,
 };
-use datafusion::arrow::compute::{filter_record_batch, interleave};
+use datafusion::arrow::compute::{filter_record_batch, interleave, interleave_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::event_times;
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{EngineError, Result};
 use crate::runtime::Message;
 use crate::time::{END_OF_TIME, Millis};
@@ -103,6 +104,9 @@ impl IntervalJoin {
                 self.advance(out);
                 Ok(())
             }
+            Message::Barrier(_) => Err(EngineError::Internal(
+                "a barrier inside a join: the query task takes them".into(),
+            )),
             Message::End => {
                 self.sides[input].ended = true;
                 self.sides[input].watermark = Some(END_OF_TIME);
@@ -139,12 +143,66 @@ impl IntervalJoin {
         release(&mut self.sides[1], |t| t.saturating_sub(lower) < left);
     }
 
-    fn add(&mut self, input: usize, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+    /// Each side's stored rows (key by key, in the order they came) and watermark.
+    pub fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        let sides: Vec<(Option<Millis>, bool, usize)> = self
+            .sides
+            .iter()
+            .map(|s| (s.watermark, s.ended, s.stored))
+            .collect();
+        state.json(&(&sides, self.emitted_watermark, self.released_at))?;
+        for side in &self.sides {
+            if side.stored == 0 {
+                continue;
+            }
+            let mut batches: Vec<&RecordBatch> = Vec::new();
+            let mut index_of: HashMap<*const RecordBatch, usize> = HashMap::new();
+            let mut rows = Vec::with_capacity(side.stored);
+            for stored in side.rows.values().flatten() {
+                let b = *index_of.entry(Arc::as_ptr(&stored.1)).or_insert_with(|| {
+                    batches.push(stored.1.as_ref());
+                    batches.len() - 1
+                });
+                rows.push((b, stored.2 as usize));
+            }
+            state.batch(interleave_record_batch(&batches, &rows)?);
+        }
+        Ok(())
+    }
+
+    /// Takes back what [`Self::snapshot`] wrote.
+    pub fn restore(&mut self, state: &mut StateReader) -> Result<()> {
+        type Sides = (Vec<(Option<Millis>, bool, usize)>, Option<Millis>, Millis);
+        let (sides, emitted, released_at): Sides = state.json()?;
+        if sides.len() != 2 {
+            return Err(EngineError::Checkpoint(
+                "a join's state without two sides".into(),
+            ));
+        }
+        self.emitted_watermark = emitted;
+        self.released_at = released_at;
+        for (input, (watermark, ended, stored)) in sides.into_iter().enumerate() {
+            self.sides[input].watermark = watermark;
+            self.sides[input].ended = ended;
+            if stored > 0 {
+                let batch = state.batch()?;
+                self.store(input, batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The key columns of `batch` on side `input`, and their row format.
+    fn keys_of(
+        &mut self,
+        input: usize,
+        batch: &RecordBatch,
+    ) -> Result<(Vec<ArrayRef>, datafusion::arrow::row::Rows)> {
         let n = batch.num_rows();
         let keys = self.sides[input]
             .keys
             .iter()
-            .map(|k| Ok(k.evaluate(&batch)?.into_array(n)?))
+            .map(|k| Ok(k.evaluate(batch)?.into_array(n)?))
             .collect::<Result<Vec<_>>>()?;
         if self.converter.is_none() {
             let fields = keys
@@ -158,6 +216,41 @@ impl IntervalJoin {
             .as_ref()
             .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
         let converted = converter.convert_columns(&keys)?;
+        Ok((keys, converted))
+    }
+
+    /// Stores the rows of `batch` on side `input` without matching them.
+    fn store(&mut self, input: usize, batch: RecordBatch) -> Result<()> {
+        let (keys, converted) = self.keys_of(input, &batch)?;
+        let times = event_times(&batch)?.to_vec();
+        self.store_rows(input, &keys, &converted, &times, &Arc::new(batch));
+        Ok(())
+    }
+
+    /// Keeps the rows of `batch` (but those with a NULL key: they match nothing) by key.
+    fn store_rows(
+        &mut self,
+        input: usize,
+        keys: &[ArrayRef],
+        converted: &datafusion::arrow::row::Rows,
+        times: &[Millis],
+        batch: &Arc<RecordBatch>,
+    ) {
+        let side = &mut self.sides[input];
+        for (i, &t) in times.iter().enumerate() {
+            if keys.iter().any(|k| k.is_null(i)) {
+                continue;
+            }
+            side.rows
+                .entry(converted.row(i).data().into())
+                .or_default()
+                .push((t, Arc::clone(batch), i as u32));
+            side.stored += 1;
+        }
+    }
+
+    fn add(&mut self, input: usize, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+        let (keys, converted) = self.keys_of(input, &batch)?;
         let times = event_times(&batch)?.to_vec();
         let batch = Arc::new(batch);
         let other = &self.sides[1 - input];
@@ -183,17 +276,7 @@ impl IntervalJoin {
                 out.push(Message::Batch(joined));
             }
         }
-        let side = &mut self.sides[input];
-        for (i, &t) in times.iter().enumerate() {
-            if keys.iter().any(|k| k.is_null(i)) {
-                continue;
-            }
-            side.rows
-                .entry(converted.row(i).data().into())
-                .or_default()
-                .push((t, Arc::clone(&batch), i as u32));
-            side.stored += 1;
-        }
+        self.store_rows(input, &keys, &converted, &times, &batch);
         Ok(())
     }
 

@@ -186,6 +186,14 @@ impl LookupJoin {
 }
 
 impl Operator for LookupJoin {
+    fn snapshot(&mut self, _state: &mut crate::checkpoint::StateWriter) -> Result<()> {
+        Ok(())
+    }
+
+    fn restore(&mut self, _state: &mut crate::checkpoint::StateReader) -> Result<()> {
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         let keys: Vec<String> = self.stream_keys.iter().map(|k| k.to_string()).collect();
         format!(

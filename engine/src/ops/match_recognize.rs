@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
 };
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::{cast, interleave_record_batch, take};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::row::RowConverter;
 use datafusion::common::ScalarValue;
@@ -17,9 +17,12 @@ use datafusion::physical_expr::PhysicalExpr;
 use tracing::warn;
 
 use super::partitioned::Partitioned;
-use super::pattern::{Conditions, Match, Matcher, MatcherLimits, Program, SkipTo, Step};
+use super::pattern::{
+    Conditions, Match, Matcher, MatcherLimits, MatcherState, Program, SkipTo, Step,
+};
 use super::time_buffer::EventTimeBuffer;
 use super::{Operator, event_times};
+use crate::checkpoint::{StateReader, StateWriter, key_bytes, key_bytes_column, scalars_column};
 use crate::error::{EngineError, Result};
 use crate::runtime::Message;
 use crate::time::{END_OF_TIME, Millis};
@@ -145,26 +148,11 @@ impl MatchRecognize {
         let runs = sorted.runs();
         for &(s, _) in &runs {
             if !self.keys.contains_key(key_at(s)) {
-                let state = KeyState {
-                    matcher: Matcher::reading(
-                        Arc::clone(&self.spec.program),
-                        self.spec.skip,
-                        MatcherLimits {
-                            max_threads: self.spec.max_partial_matches,
-                            within: self.spec.within,
-                        },
-                        self.read.clone(),
-                    ),
-                    rows: VecDeque::new(),
-                    first: 0,
-                    history: vec![VecDeque::new(); self.prev_columns.len()],
-                    key: keys
-                        .iter()
+                let state = self.new_partition(
+                    keys.iter()
                         .map(|k| ScalarValue::try_from_array(k, s))
                         .collect::<datafusion::error::Result<_>>()?,
-                    matches: 0,
-                    warned: false,
-                };
+                );
                 self.keys.insert(key_at(s).into(), state);
             }
         }
@@ -567,7 +555,160 @@ fn measure(spec: &MatchSpec, state: &mut KeyState, m: &Match) -> Result<Found> {
     })
 }
 
+/// What a checkpoint keeps of a partition besides its key and rows.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartitionState {
+    first: u64,
+    matches: i64,
+    warned: bool,
+    rows: usize,
+    history: Vec<usize>,
+    matcher: MatcherState,
+}
+
+impl MatchRecognize {
+    fn new_partition(&self, key: Vec<ScalarValue>) -> KeyState {
+        KeyState {
+            matcher: Matcher::reading(
+                Arc::clone(&self.spec.program),
+                self.spec.skip,
+                MatcherLimits {
+                    max_threads: self.spec.max_partial_matches,
+                    within: self.spec.within,
+                },
+                self.read.clone(),
+            ),
+            rows: VecDeque::new(),
+            first: 0,
+            history: vec![VecDeque::new(); self.prev_columns.len()],
+            key,
+            matches: 0,
+            warned: false,
+        }
+    }
+}
+
 impl Operator for MatchRecognize {
+    /// Per partition: its key, the rows still needed, the PREV history, the matcher's partial
+    /// matches and counters.
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.buffer.snapshot(state)?;
+        let parts: Vec<(&Box<[u8]>, &KeyState)> = self.keys.iter().collect();
+        let meta: Vec<PartitionState> = parts
+            .iter()
+            .map(|(_, k)| PartitionState {
+                first: k.first,
+                matches: k.matches,
+                warned: k.warned,
+                rows: k.rows.len(),
+                history: k.history.iter().map(VecDeque::len).collect(),
+                matcher: k.matcher.state(),
+            })
+            .collect();
+        state.json(&meta)?;
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let mut columns: Vec<(String, ArrayRef)> = vec![(
+            "key".into(),
+            key_bytes_column(parts.iter().map(|(b, _)| b.as_ref())),
+        )];
+        for k in 0..self.spec.partition.len() {
+            if let Some(a) = scalars_column(parts.iter().map(|(_, p)| p.key[k].clone()).collect())?
+            {
+                columns.push((format!("key {k}"), a));
+            }
+        }
+        state.batch(RecordBatch::try_from_iter(columns)?);
+        let mut batches: Vec<&RecordBatch> = Vec::new();
+        let mut index_of: HashMap<*const RecordBatch, usize> = HashMap::new();
+        let mut rows = Vec::new();
+        for (_, p) in &parts {
+            for (b, r) in &p.rows {
+                let i = *index_of.entry(Arc::as_ptr(b)).or_insert_with(|| {
+                    batches.push(b.as_ref());
+                    batches.len() - 1
+                });
+                rows.push((i, *r as usize));
+            }
+        }
+        if !rows.is_empty() {
+            state.batch(interleave_record_batch(&batches, &rows)?);
+        }
+        for h in 0..self.prev_columns.len() {
+            let values: Vec<ScalarValue> = parts
+                .iter()
+                .flat_map(|(_, p)| p.history[h].iter().cloned())
+                .collect();
+            if let Some(a) = scalars_column(values)? {
+                state.columns(vec![("value", a)])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, state: &mut StateReader) -> Result<()> {
+        self.buffer.restore(state)?;
+        let meta: Vec<PartitionState> = state.json()?;
+        if meta.is_empty() {
+            return Ok(());
+        }
+        let unfit = || EngineError::Checkpoint("the MATCH_RECOGNIZE state does not fit".into());
+        let keys_part = state.batch()?;
+        let keys = key_bytes(keys_part.column(0))?;
+        if keys.len() != meta.len() || keys_part.num_columns() != 1 + self.spec.partition.len() {
+            return Err(unfit());
+        }
+        let total_rows: usize = meta.iter().map(|m| m.rows).sum();
+        let rows = if total_rows > 0 {
+            Some(Arc::new(state.batch()?))
+        } else {
+            None
+        };
+        let mut history = Vec::with_capacity(self.prev_columns.len());
+        for h in 0..self.prev_columns.len() {
+            let total: usize = meta
+                .iter()
+                .map(|m| m.history.get(h).copied().unwrap_or(0))
+                .sum();
+            history.push(if total > 0 {
+                Some(Arc::clone(state.batch()?.column(0)))
+            } else {
+                None
+            });
+        }
+        let mut row_at = 0u32;
+        let mut history_at = vec![0usize; self.prev_columns.len()];
+        for (i, (m, bytes)) in meta.into_iter().zip(keys).enumerate() {
+            let key = keys_part.columns()[1..]
+                .iter()
+                .map(|k| ScalarValue::try_from_array(k, i))
+                .collect::<datafusion::error::Result<_>>()?;
+            let mut p = self.new_partition(key);
+            p.first = m.first;
+            p.matches = m.matches;
+            p.warned = m.warned;
+            p.matcher.restore(m.matcher);
+            if m.rows > 0 {
+                let batch = rows.as_ref().ok_or_else(unfit)?;
+                for _ in 0..m.rows {
+                    p.rows.push_back((Arc::clone(batch), row_at));
+                    row_at += 1;
+                }
+            }
+            for (h, n) in m.history.into_iter().enumerate() {
+                let column = history.get(h).and_then(Option::as_ref).filter(|_| n > 0);
+                for _ in 0..n {
+                    let c = column.ok_or_else(unfit)?;
+                    p.history[h].push_back(ScalarValue::try_from_array(c, history_at[h])?);
+                    history_at[h] += 1;
+                }
+            }
+            self.keys.insert(bytes, p);
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!(
             "match_recognize over [{}], variables {}, {} partial matches at most per partition{}; rows in event-time order once the watermark passes them",

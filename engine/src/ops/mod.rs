@@ -35,6 +35,7 @@ pub use scan::{ScanColumn, ScanTime, SourceScan, WindowColumns};
 pub use session_window::SessionAggregate;
 pub use window_aggregate::{OutputColumn, WindowAggregate, WindowKind, show_duration};
 
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{EngineError, Result};
 use crate::runtime::Message;
 use crate::time::{END_OF_TIME, Millis};
@@ -60,6 +61,12 @@ pub trait Operator: Send {
         out.push(Message::Watermark(watermark));
         Ok(())
     }
+
+    /// Writes what the operator holds into a checkpoint (stateless operators write nothing).
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()>;
+
+    /// Takes back what [`Self::snapshot`] wrote, into an operator that has seen no input yet.
+    fn restore(&mut self, state: &mut StateReader) -> Result<()>;
 }
 
 /// A query's operators, run in the query's task: one branch of operators per input (a plain query
@@ -207,6 +214,11 @@ impl Pipeline {
                         merged.push(Message::Watermark(now));
                     }
                 }
+                Message::Barrier(_) => {
+                    return Err(EngineError::Internal(
+                        "a barrier inside a pipeline: the query task takes them".into(),
+                    ));
+                }
                 Message::End => {
                     self.branches[input].ended = true;
                     if self.branches.iter().all(|b| b.ended) {
@@ -219,6 +231,54 @@ impl Pipeline {
         }
         let result = run(&mut self.operators, merged)?;
         out.extend(result);
+        Ok(())
+    }
+
+    /// Writes the state of every operator, in pipeline order, and of the branches' watermarks.
+    pub fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        let branches: Vec<(Option<Millis>, bool)> = self
+            .branches
+            .iter()
+            .map(|b| (b.watermark, b.ended))
+            .collect();
+        state.json(&branches)?;
+        for b in &mut self.branches {
+            for op in &mut b.operators {
+                op.snapshot(state)?;
+            }
+        }
+        if let Some(j) = &mut self.join {
+            j.snapshot(state)?;
+        }
+        for op in &mut self.operators {
+            op.snapshot(state)?;
+        }
+        Ok(())
+    }
+
+    /// Takes back what [`Self::snapshot`] wrote, into a pipeline just planned.
+    pub fn restore(&mut self, state: &mut StateReader) -> Result<()> {
+        let branches: Vec<(Option<Millis>, bool)> = state.json()?;
+        if branches.len() != self.branches.len() {
+            return Err(EngineError::Checkpoint(format!(
+                "the state has {} inputs, the query {}",
+                branches.len(),
+                self.branches.len()
+            )));
+        }
+        for (b, (watermark, ended)) in self.branches.iter_mut().zip(branches) {
+            b.watermark = watermark;
+            b.ended = ended;
+            for op in &mut b.operators {
+                op.restore(state)?;
+            }
+        }
+        if let Some(j) = &mut self.join {
+            j.restore(state)?;
+        }
+        for op in &mut self.operators {
+            op.restore(state)?;
+        }
         Ok(())
     }
 
@@ -246,6 +306,7 @@ fn run(operators: &mut [Box<dyn Operator>], messages: Vec<Message>) -> Result<Ve
                     op.process_watermark(END_OF_TIME, &mut next)?;
                     next.push(Message::End);
                 }
+                Message::Barrier(n) => next.push(Message::Barrier(n)),
             }
         }
         current = next;

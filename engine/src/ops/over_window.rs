@@ -18,9 +18,13 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
+use datafusion::arrow::array::{AsArray, Int64Array, UInt32Array};
+use datafusion::arrow::datatypes::{Int64Type, UInt32Type};
+
 use super::Operator;
 use super::partitioned::Partitioned;
 use super::time_buffer::EventTimeBuffer;
+use crate::checkpoint::{StateReader, StateWriter, key_bytes, key_bytes_column, scalars_column};
 use crate::error::Result;
 use crate::runtime::Message;
 use crate::time::{END_OF_TIME, Millis};
@@ -275,6 +279,19 @@ fn slide(
     Ok(())
 }
 
+/// Appends `v` to the `j`th column named `prefix j`.
+fn push_value(
+    columns: &mut Vec<(String, Vec<ScalarValue>)>,
+    j: usize,
+    prefix: &str,
+    v: ScalarValue,
+) {
+    if columns.len() <= j {
+        columns.push((format!("{prefix} {j}"), Vec::new()));
+    }
+    columns[j].1.push(v);
+}
+
 fn retract_front(state: &mut CallState) -> Result<()> {
     if let Some((_, values)) = state.rows.pop_front() {
         let arrays = values
@@ -287,6 +304,136 @@ fn retract_front(state: &mut CallState) -> Result<()> {
 }
 
 impl Operator for OverWindow {
+    /// Per key: its bytes and last time; per call, the rows of each key's bounded frame (an
+    /// accumulator over them is rebuilt on restore) or the state of its unbounded accumulator.
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.buffer.snapshot(state)?;
+        let keys: Vec<Box<[u8]>> = self.keys.keys().cloned().collect();
+        state.json(&(self.last_sweep, keys.len()))?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let last = Int64Array::from_iter_values(keys.iter().map(|k| self.keys[k].last));
+        state.columns(vec![
+            ("key", key_bytes_column(keys.iter().map(|k| k.as_ref()))),
+            ("last", Arc::new(last)),
+        ])?;
+        for (c, call) in self.calls.iter().enumerate() {
+            let mut columns: Vec<(String, Vec<ScalarValue>)> = Vec::new();
+            let mut key_index = Vec::new();
+            let mut times = Vec::new();
+            for (i, k) in keys.iter().enumerate() {
+                let cs = self
+                    .keys
+                    .get_mut(k)
+                    .map(|s| &mut s.calls[c])
+                    .ok_or_else(|| crate::error::EngineError::Internal("key vanished".into()))?;
+                let values: Vec<ScalarValue> = if call.frame.bounded() {
+                    for (t, args) in &cs.rows {
+                        key_index.push(i as u32);
+                        times.push(*t);
+                        for (j, v) in args.iter().enumerate() {
+                            push_value(&mut columns, j, "arg", v.clone());
+                        }
+                    }
+                    continue;
+                } else {
+                    cs.acc.state()?
+                };
+                key_index.push(i as u32);
+                times.push(0);
+                for (j, v) in values.into_iter().enumerate() {
+                    push_value(&mut columns, j, "state", v);
+                }
+            }
+            state.json(&key_index.len())?;
+            if key_index.is_empty() {
+                continue;
+            }
+            let mut batch: Vec<(&str, ArrayRef)> = vec![
+                ("key", Arc::new(UInt32Array::from(key_index))),
+                ("time", Arc::new(Int64Array::from(times))),
+            ];
+            for (name, values) in &columns {
+                if let Some(a) = scalars_column(values.clone())? {
+                    batch.push((name.as_str(), a));
+                }
+            }
+            state.columns(batch)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, state: &mut StateReader) -> Result<()> {
+        self.buffer.restore(state)?;
+        let (last_sweep, n): (Millis, usize) = state.json()?;
+        self.last_sweep = last_sweep;
+        if n == 0 {
+            return Ok(());
+        }
+        let keys_part = state.batch()?;
+        let keys = key_bytes(keys_part.column(0))?;
+        let last = keys_part.column(1).as_primitive::<Int64Type>().clone();
+        let mut restored: Vec<KeyState> = Vec::with_capacity(keys.len());
+        for i in 0..keys.len() {
+            let calls = self
+                .calls
+                .iter()
+                .map(|c| {
+                    Ok(CallState {
+                        acc: c.new_accumulator()?,
+                        rows: VecDeque::new(),
+                    })
+                })
+                .collect::<Result<_>>()?;
+            restored.push(KeyState {
+                calls,
+                last: last.value(i),
+            });
+        }
+        for (c, call) in self.calls.iter().enumerate() {
+            let rows: usize = state.json()?;
+            if rows == 0 {
+                continue;
+            }
+            let part = state.batch()?;
+            let key_index = part.column(0).as_primitive::<UInt32Type>().clone();
+            let times = part.column(1).as_primitive::<Int64Type>().clone();
+            let values = &part.columns()[2..];
+            // Rows of one key are together: each run updates (or merges into) its accumulator.
+            let mut s = 0;
+            while s < part.num_rows() {
+                let k = key_index.value(s);
+                let mut e = s + 1;
+                while e < part.num_rows() && key_index.value(e) == k {
+                    e += 1;
+                }
+                let cs = restored
+                    .get_mut(k as usize)
+                    .map(|r| &mut r.calls[c])
+                    .ok_or_else(|| {
+                        crate::error::EngineError::Checkpoint("an OVER frame of no key".into())
+                    })?;
+                let slice: Vec<ArrayRef> = values.iter().map(|a| a.slice(s, e - s)).collect();
+                if call.frame.bounded() {
+                    cs.acc.update_batch(&slice)?;
+                    for r in s..e {
+                        let args = values
+                            .iter()
+                            .map(|a| Ok(ScalarValue::try_from_array(a, r)?))
+                            .collect::<Result<Vec<_>>>()?;
+                        cs.rows.push_back((times.value(r), args));
+                    }
+                } else {
+                    cs.acc.merge_batch(&slice)?;
+                }
+                s = e;
+            }
+        }
+        self.keys = keys.into_iter().zip(restored).collect();
+        Ok(())
+    }
+
     fn state_rows(&self) -> usize {
         let (keys, buffered) = self.state_size();
         keys + buffered

@@ -23,6 +23,14 @@ impl Project {
 }
 
 impl Operator for Project {
+    fn snapshot(&mut self, _state: &mut crate::checkpoint::StateWriter) -> Result<()> {
+        Ok(())
+    }
+
+    fn restore(&mut self, _state: &mut crate::checkpoint::StateReader) -> Result<()> {
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         let items: Vec<String> = self
             .exprs

@@ -80,6 +80,15 @@ impl SourceScan {
 }
 
 impl Operator for SourceScan {
+    fn snapshot(&mut self, state: &mut crate::checkpoint::StateWriter) -> Result<()> {
+        state.json(&self.watermark)
+    }
+
+    fn restore(&mut self, state: &mut crate::checkpoint::StateReader) -> Result<()> {
+        self.watermark = state.json()?;
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         let names: Vec<&str> = self
             .schema

@@ -22,6 +22,7 @@ use super::accumulators::AggregateCall;
 use super::partitioned::Partitioned;
 use super::time_buffer::EventTimeBuffer;
 use super::window_aggregate::OutputColumn;
+use crate::checkpoint::{StateReader, StateWriter, key_bytes, key_bytes_column, scalars_column};
 use crate::error::{EngineError, Result};
 use crate::runtime::Message;
 use crate::time::Millis;
@@ -231,6 +232,108 @@ impl SessionAggregate {
 }
 
 impl Operator for SessionAggregate {
+    /// Each open session: its key (bytes and values), start, end, and its accumulators' state.
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.buffer.snapshot(state)?;
+        let ids: Vec<u64> = self.ends.iter().map(|&(_, id)| id).collect();
+        let bounds: Vec<(u64, Millis, Millis)> = ids
+            .iter()
+            .filter_map(|id| self.sessions.get(id).map(|s| (*id, s.start, s.end)))
+            .collect();
+        state.json(&(self.next_id, &bounds))?;
+        if bounds.is_empty() {
+            return Ok(());
+        }
+        let sessions: Vec<&mut Session> = {
+            let mut by_id: HashMap<u64, &mut Session> =
+                self.sessions.iter_mut().map(|(id, s)| (*id, s)).collect();
+            bounds
+                .iter()
+                .filter_map(|(id, _, _)| by_id.remove(id))
+                .collect()
+        };
+        let mut columns: Vec<(String, ArrayRef)> = vec![(
+            "key".into(),
+            key_bytes_column(sessions.iter().map(|s| s.key_bytes.as_ref())),
+        )];
+        for k in 0..self.keys.len() {
+            let values = sessions.iter().map(|s| s.key[k].clone()).collect();
+            if let Some(a) = scalars_column(values)? {
+                columns.push((format!("key {k}"), a));
+            }
+        }
+        let mut states: Vec<Vec<Vec<ScalarValue>>> = vec![Vec::new(); self.calls.len()];
+        for s in sessions {
+            for (c, acc) in s.accumulators.iter_mut().enumerate() {
+                for (j, v) in acc.state()?.into_iter().enumerate() {
+                    if states[c].len() <= j {
+                        states[c].push(Vec::new());
+                    }
+                    states[c][j].push(v);
+                }
+            }
+        }
+        for (c, call_states) in states.into_iter().enumerate() {
+            for (j, values) in call_states.into_iter().enumerate() {
+                if let Some(a) = scalars_column(values)? {
+                    columns.push((format!("state {c}.{j}"), a));
+                }
+            }
+        }
+        state.batch(RecordBatch::try_from_iter(columns)?);
+        Ok(())
+    }
+
+    fn restore(&mut self, state: &mut StateReader) -> Result<()> {
+        self.buffer.restore(state)?;
+        let (next_id, bounds): (u64, Vec<(u64, Millis, Millis)>) = state.json()?;
+        self.next_id = next_id;
+        if bounds.is_empty() {
+            return Ok(());
+        }
+        let part = state.batch()?;
+        let keys = key_bytes(part.column(0))?;
+        let nk = self.keys.len();
+        let unfit = || EngineError::Checkpoint("the sessions' state does not fit the query".into());
+        let key_columns = part.columns().get(1..1 + nk).ok_or_else(unfit)?;
+        let mut at = 1 + nk;
+        let mut call_columns = Vec::with_capacity(self.calls.len());
+        for c in &self.calls {
+            let n = c.expr.state_fields()?.len();
+            call_columns.push(part.columns().get(at..at + n).ok_or_else(unfit)?);
+            at += n;
+        }
+        if keys.len() != bounds.len() {
+            return Err(unfit());
+        }
+        for (row, ((id, start, end), key_bytes)) in bounds.into_iter().zip(keys).enumerate() {
+            let key = key_columns
+                .iter()
+                .map(|k| ScalarValue::try_from_array(k, row))
+                .collect::<datafusion::error::Result<_>>()?;
+            let mut accumulators = Vec::with_capacity(self.calls.len());
+            for (c, columns) in self.calls.iter().zip(&call_columns) {
+                let mut acc = c.expr.create_accumulator()?;
+                let slice: Vec<ArrayRef> = columns.iter().map(|a| a.slice(row, 1)).collect();
+                acc.merge_batch(&slice)?;
+                accumulators.push(acc);
+            }
+            self.open.insert(key_bytes.clone(), id);
+            self.ends.insert((end, id));
+            self.sessions.insert(
+                id,
+                Session {
+                    key_bytes,
+                    key,
+                    start,
+                    end,
+                    accumulators,
+                },
+            );
+        }
+        Ok(())
+    }
+
     fn state_rows(&self) -> usize {
         let (open, buffered) = self.state_size();
         open + buffered

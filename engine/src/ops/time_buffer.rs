@@ -4,6 +4,7 @@ use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 
 use super::event_times;
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::time::{END_OF_TIME, Millis};
 
@@ -25,6 +26,24 @@ impl EventTimeBuffer {
             });
         self.rows += batch.num_rows();
         self.batches.push((batch, min, max));
+        Ok(())
+    }
+
+    /// Writes the held batches into a checkpoint.
+    pub fn snapshot(&self, state: &mut StateWriter) -> Result<()> {
+        state.json(&self.batches.len())?;
+        for (b, _, _) in &self.batches {
+            state.batch(b.clone());
+        }
+        Ok(())
+    }
+
+    /// Takes back what [`Self::snapshot`] wrote.
+    pub fn restore(&mut self, state: &mut StateReader) -> Result<()> {
+        let n: usize = state.json()?;
+        for _ in 0..n {
+            self.push(state.batch()?)?;
+        }
         Ok(())
     }
 

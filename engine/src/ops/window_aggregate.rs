@@ -21,6 +21,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::accumulators::{AggregateCall, KeyGroups};
 use super::{Operator, event_times};
+use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::Result;
 use crate::runtime::Message;
 use crate::time::{Millis, align, gcd};
@@ -257,7 +258,106 @@ impl WindowAggregate {
     }
 }
 
+impl WindowAggregate {
+    /// A sealed pane as one batch: a group number, the key columns, then each accumulator's
+    /// state columns.
+    fn pane_batch(&self, pane: &SealedPane) -> Result<RecordBatch> {
+        let mut columns: Vec<(String, ArrayRef)> = vec![(
+            "group".into(),
+            Arc::new(UInt32Array::from_iter_values(0..pane.groups as u32)),
+        )];
+        for (f, k) in self.key_schema.fields().iter().zip(&pane.keys) {
+            columns.push((format!("key {}", f.name()), Arc::clone(k)));
+        }
+        for (i, state) in pane.states.iter().enumerate() {
+            for (j, a) in state.iter().enumerate() {
+                columns.push((format!("state {i}.{j}"), Arc::clone(a)));
+            }
+        }
+        Ok(RecordBatch::try_from_iter(columns)?)
+    }
+
+    /// A pane back from [`Self::pane_batch`].
+    fn pane_from_batch(&self, batch: &RecordBatch) -> Result<SealedPane> {
+        let k = self.key_schema.fields().len();
+        let mut at = 1 + k;
+        let mut states = Vec::with_capacity(self.calls.len());
+        for c in &self.calls {
+            let n = c.expr.state_fields()?.len();
+            let columns = batch.columns().get(at..at + n).ok_or_else(|| {
+                crate::error::EngineError::Checkpoint(
+                    "a window pane's state has fewer columns than its aggregates".into(),
+                )
+            })?;
+            states.push(columns.to_vec());
+            at += n;
+        }
+        if at != batch.num_columns() || batch.num_columns() < 1 + k {
+            return Err(crate::error::EngineError::Checkpoint(
+                "a window pane's state does not fit the query's aggregates".into(),
+            ));
+        }
+        Ok(SealedPane {
+            keys: batch.columns()[1..1 + k].to_vec(),
+            states,
+            groups: batch.num_rows(),
+        })
+    }
+
+    /// An open pane rebuilt from its sealed state, to take more rows.
+    fn reopen(&mut self, pane: &SealedPane) -> Result<OpenPane> {
+        let mut groups = KeyGroups::new(&self.key_schema)?;
+        let mut accumulators = self.new_accumulators()?;
+        groups.intern(&pane.keys, pane.groups, &mut self.group_indices)?;
+        let total = groups.len();
+        for (acc, state) in accumulators.iter_mut().zip(&pane.states) {
+            acc.merge_batch(state, &self.group_indices, total)?;
+        }
+        Ok(OpenPane {
+            groups,
+            accumulators,
+        })
+    }
+}
+
 impl Operator for WindowAggregate {
+    /// Open panes are sealed to write them (their accumulators' state is taken out), then
+    /// reopened from what was written.
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        let open: Vec<Millis> = self.open.keys().copied().collect();
+        let sealed: Vec<Millis> = self.sealed.keys().copied().collect();
+        state.json(&(self.last_fired_start, &open, &sealed))?;
+        for start in open {
+            let Some(pane) = self.open.remove(&start) else {
+                continue;
+            };
+            let pane = Self::seal(pane)?;
+            state.batch(self.pane_batch(&pane)?);
+            let reopened = self.reopen(&pane)?;
+            self.open.insert(start, reopened);
+        }
+        for pane in self.sealed.values() {
+            state.batch(self.pane_batch(pane)?);
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, state: &mut StateReader) -> Result<()> {
+        let (last_fired_start, open, sealed): (Option<Millis>, Vec<Millis>, Vec<Millis>) =
+            state.json()?;
+        self.last_fired_start = last_fired_start;
+        for start in open {
+            let pane = self.pane_from_batch(&state.batch()?)?;
+            let reopened = self.reopen(&pane)?;
+            self.open.insert(start, reopened);
+        }
+        for start in sealed {
+            let pane = self.pane_from_batch(&state.batch()?)?;
+            self.sealed.insert(start, pane);
+        }
+        Ok(())
+    }
+
     fn state_rows(&self) -> usize {
         self.open.values().map(|p| p.groups.len()).sum::<usize>()
             + self.sealed.values().map(|p| p.groups).sum::<usize>()

@@ -12,4 +12,6 @@ pub enum Message {
     Watermark(Millis),
     /// The input has ended: every open window fires, then the pipeline stops.
     End,
+    /// Checkpoint `n`: what came before it on this stream belongs to the checkpoint.
+    Barrier(u64),
 }

@@ -63,6 +63,17 @@ impl Step {
     }
 }
 
+/// A matcher's partial matches and counters as a checkpoint stores them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MatcherState {
+    /// Per thread: pc, start row, start time, signature, and the rows mapped (oldest first).
+    threads: Vec<(usize, u64, Millis, u64, Vec<(u64, usize)>)>,
+    recorded: Vec<(u64, Vec<(u64, usize)>)>,
+    next_row: u64,
+    next_start: u64,
+    dropped: u64,
+}
+
 /// Whether the row being matched satisfies the conditions of variables.
 pub trait Conditions {
     /// For each candidate (a variable, and the rows its partial match has mapped so far), whether
@@ -127,6 +138,57 @@ impl Matcher {
             next_start: 0,
             dropped: 0,
         }
+    }
+
+    /// The partial matches and counters, for a checkpoint.
+    pub fn state(&self) -> MatcherState {
+        let threads = self
+            .threads
+            .iter()
+            .map(|t| {
+                let mut path: Vec<(u64, usize)> = Step::iter(t.path.as_ref())
+                    .map(|s| (s.row, s.var))
+                    .collect();
+                path.reverse();
+                (t.pc, t.start, t.start_time, t.signature, path)
+            })
+            .collect();
+        MatcherState {
+            threads,
+            recorded: self
+                .recorded
+                .iter()
+                .map(|(&start, m)| (start, m.rows.clone()))
+                .collect(),
+            next_row: self.next_row,
+            next_start: self.next_start,
+            dropped: self.dropped,
+        }
+    }
+
+    /// Takes back what [`Self::state`] gave, into a matcher of the same pattern.
+    pub fn restore(&mut self, state: MatcherState) {
+        self.threads = state
+            .threads
+            .into_iter()
+            .map(|(pc, start, start_time, signature, path)| Thread {
+                pc,
+                start,
+                start_time,
+                signature,
+                path: path.into_iter().fold(None, |prev, (row, var)| {
+                    Some(Arc::new(Step { row, var, prev }))
+                }),
+            })
+            .collect();
+        self.recorded = state
+            .recorded
+            .into_iter()
+            .map(|(start, rows)| (start, Match { start, rows }))
+            .collect();
+        self.next_row = state.next_row;
+        self.next_start = state.next_start;
+        self.dropped = state.dropped;
     }
 
     /// The sequence number the next row gets.

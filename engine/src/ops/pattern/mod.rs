@@ -8,7 +8,7 @@
 
 mod matcher;
 
-pub use matcher::{Conditions, Match, Matcher, MatcherLimits, SkipTo, Step};
+pub use matcher::{Conditions, Match, Matcher, MatcherLimits, MatcherState, SkipTo, Step};
 
 /// A row pattern over variables `0..n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
