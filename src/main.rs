@@ -51,7 +51,7 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
-#[derive(clap::Args, Clone, Copy)]
+#[derive(clap::Args, Clone)]
 struct OutputArgs {
     /// No live status line on stderr.
     #[arg(long)]
@@ -63,6 +63,13 @@ struct OutputArgs {
     /// patterns); a query that needs more stops with an error instead of exhausting memory.
     #[arg(long, default_value_t = 10_000_000)]
     max_state_rows: usize,
+    /// Take checkpoints into this directory, and resume from the newest one there at start
+    /// (the state of every window, session, join and pattern, and each source's position).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// How often checkpoints are taken (with --state-dir): 10s, 500ms, 1min.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = eddy_engine::options::parse_duration)]
+    checkpoint_interval: std::time::Duration,
 }
 
 fn main() -> ExitCode {
@@ -168,9 +175,22 @@ async fn run(file: &Path, replay: &[(String, String)], output: OutputArgs) -> Re
         }
     };
     plan.limits.max_state_rows = output.max_state_rows;
+    let checkpoints = output
+        .state_dir
+        .as_ref()
+        .map(|dir| eddy_engine::runtime::CheckpointConfig {
+            dir: dir.clone(),
+            interval: output.checkpoint_interval,
+        });
     let shutdown = CancellationToken::new();
-    stop_on_signals(shutdown.clone());
-    let engine = eddy_engine::start(plan, shutdown.clone());
+    stop_on_signals(shutdown.clone(), checkpoints.is_some());
+    let engine = match eddy_engine::start(plan, shutdown.clone(), checkpoints) {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let status = status::Status::start(engine.metrics(), output.quiet);
     let result = engine.wait().await;
     status.finish(output.stats);
@@ -183,8 +203,9 @@ async fn run(file: &Path, replay: &[(String, String)], output: OutputArgs) -> Re
     }
 }
 
-/// Ctrl-C or SIGTERM stops the sources, then everything drains; a second Ctrl-C exits at once.
-fn stop_on_signals(shutdown: CancellationToken) {
+/// Ctrl-C or SIGTERM stops the sources, then everything drains (and a last checkpoint is taken);
+/// a second Ctrl-C exits at once.
+fn stop_on_signals(shutdown: CancellationToken, checkpoints: bool) {
     tokio::spawn(async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -200,7 +221,15 @@ fn stop_on_signals(shutdown: CancellationToken) {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminated => {}
         }
-        info!("stopping: sources stop, queries drain, sinks flush (Ctrl-C again to exit at once)");
+        if checkpoints {
+            info!(
+                "stopping: sources stop, a last checkpoint is taken, sinks flush (Ctrl-C again to exit at once)"
+            );
+        } else {
+            info!(
+                "stopping: sources stop, queries drain, sinks flush (Ctrl-C again to exit at once)"
+            );
+        }
         shutdown.cancel();
         if tokio::signal::ctrl_c().await.is_ok() {
             std::process::exit(130);

@@ -1,10 +1,12 @@
 //! Replays a JSON-lines file: decodes it batch by batch and ends at the end of the file, so every
-//! open window fires. Bad lines go to the dead letters with `path:line` as their origin.
+//! open window fires. Bad lines go to the dead letters with `path:line` as their origin. Each batch
+//! is handed on with the position after its last line (byte offset and line number), which a
+//! checkpoint records and a restored source seeks back to.
 
 use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Source, SourceContext, SourceSpec};
 use std::sync::atomic::Ordering;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::config::FileSourceConfig;
 use crate::format::json::JsonDecoder;
@@ -50,8 +52,24 @@ impl Source for FileSource {
                 .bytes_total
                 .store(meta.len(), Ordering::Relaxed);
         }
-        let mut buffer: Vec<u8> = Vec::with_capacity(2 * CHUNK);
         let mut lines = LineCounter::default();
+        // Where the bytes read so far end in the file.
+        let mut read_to = 0u64;
+        if let Some(resume) = ctx.resume_from() {
+            let at = Position::from_json(resume).ok_or_else(|| {
+                ConnectorError::fatal(format!(
+                    "{shown}: the checkpoint's position {resume} is not a file position"
+                ))
+            })?;
+            file.seek(std::io::SeekFrom::Start(at.offset))
+                .await
+                .map_err(|e| ConnectorError::fatal(format!("cannot seek in {shown}: {e}")))?;
+            read_to = at.offset;
+            lines.next = at.line;
+            ctx.metrics().bytes_read.store(at.offset, Ordering::Relaxed);
+            tracing::info!(source = %ctx.name(), "resuming {shown} at line {} (byte {})", at.line + 1, at.offset);
+        }
+        let mut buffer: Vec<u8> = Vec::with_capacity(2 * CHUNK);
         let mut eof = false;
         while !eof {
             if ctx.shutdown().is_cancelled() {
@@ -64,6 +82,7 @@ impl Source for FileSource {
                 .await
                 .map_err(|e| ConnectorError::fatal(format!("cannot read {shown}: {e}")))?;
             buffer.truncate(start + n);
+            read_to += n as u64;
             ctx.metrics()
                 .bytes_read
                 .fetch_add(n as u64, Ordering::Relaxed);
@@ -76,18 +95,45 @@ impl Source for FileSource {
                     Some(i) => i + 1,
                     None if buffer.len() > self.config.max_record_bytes => {
                         // A line too long to hold: dead-letter its start, skip to its end.
-                        self.skip_long_line(&mut buffer, &mut file, &mut lines, &shown, ctx)
+                        read_to += self
+                            .skip_long_line(&mut buffer, &mut file, &mut lines, &shown, ctx)
                             .await?;
+                        let at = Position {
+                            offset: read_to - buffer.len() as u64,
+                            line: lines.next,
+                        };
+                        ctx.flush_from(at.to_json()).await?;
                         continue;
                     }
                     None => continue,
                 }
             };
-            self.decode_lines(&buffer[..complete], &mut lines, &shown, ctx)
+            let base = read_to - buffer.len() as u64;
+            self.decode_lines(&buffer[..complete], base, &mut lines, &shown, ctx)
                 .await?;
             buffer.drain(..complete);
         }
         ctx.flush().await
+    }
+}
+
+/// Where the file source is: the byte after the last line handed on, and that line's number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    offset: u64,
+    line: u64,
+}
+
+impl Position {
+    fn to_json(self) -> serde_json::Value {
+        serde_json::json!({ "offset": self.offset, "line": self.line })
+    }
+
+    fn from_json(v: &serde_json::Value) -> Option<Self> {
+        Some(Self {
+            offset: v.get("offset")?.as_u64()?,
+            line: v.get("line")?.as_u64()?,
+        })
     }
 }
 
@@ -98,9 +144,11 @@ struct LineCounter {
 }
 
 impl FileSource {
+    /// Decodes the lines of `text` (which starts at byte `base` of the file) a batch at a time.
     async fn decode_lines(
         &mut self,
         text: &[u8],
+        base: u64,
         lines: &mut LineCounter,
         path: &str,
         ctx: &mut SourceContext,
@@ -108,7 +156,14 @@ impl FileSource {
         let max = self.decoder.max_records();
         let mut records: Vec<&[u8]> = Vec::with_capacity(max);
         let mut numbers: Vec<u64> = Vec::with_capacity(max);
-        for line in text.split(|&b| b == b'\n') {
+        let mut start = 0;
+        while start < text.len() {
+            let end = text[start..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(text.len(), |i| start + i);
+            let line = &text[start..end];
+            start = end + 1;
             lines.next += 1;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -116,23 +171,28 @@ impl FileSource {
             records.push(line);
             numbers.push(lines.next);
             if records.len() == max {
-                self.decode_group(&records, &numbers, path, ctx).await?;
+                let at = Position {
+                    offset: base + start.min(text.len()) as u64,
+                    line: lines.next,
+                };
+                self.decode_group(&records, &numbers, path, at, ctx).await?;
                 records.clear();
                 numbers.clear();
             }
         }
-        // `split` yields an empty piece after a trailing newline: it is not a line.
-        if text.last() == Some(&b'\n') {
-            lines.next -= 1;
-        }
         if !records.is_empty() {
-            self.decode_group(&records, &numbers, path, ctx).await?;
+            let at = Position {
+                offset: base + text.len() as u64,
+                line: lines.next,
+            };
+            self.decode_group(&records, &numbers, path, at, ctx).await?;
         }
         Ok(())
     }
 
     /// The line in `buffer` has no end within `max_record_bytes`: its first kilobyte goes to the
     /// dead letters, and the file is read on to the end of the line.
+    /// Returns the bytes it read.
     async fn skip_long_line(
         &mut self,
         buffer: &mut Vec<u8>,
@@ -140,7 +200,8 @@ impl FileSource {
         lines: &mut LineCounter,
         path: &str,
         ctx: &mut SourceContext,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<u64, ConnectorError> {
+        let mut read = 0u64;
         lines.next += 1;
         let start = buffer[..buffer.len().min(1024)].to_vec();
         let mut length = buffer.len();
@@ -154,6 +215,7 @@ impl FileSource {
             ctx.metrics()
                 .bytes_read
                 .fetch_add(n as u64, Ordering::Relaxed);
+            read += n as u64;
             if n == 0 {
                 break;
             }
@@ -175,7 +237,7 @@ impl FileSource {
                 start.len()
             ),
         );
-        Ok(())
+        Ok(read)
     }
 
     async fn decode_group(
@@ -183,6 +245,7 @@ impl FileSource {
         records: &[&[u8]],
         numbers: &[u64],
         path: &str,
+        at: Position,
         ctx: &mut SourceContext,
     ) -> Result<(), ConnectorError> {
         let decoded = self
@@ -193,8 +256,8 @@ impl FileSource {
             ctx.dead_letter(&format!("{path}:{}", numbers[*i]), records[*i], why);
         }
         match decoded.batch {
-            Some(batch) => ctx.send(batch).await,
-            None => ctx.flush().await,
+            Some(batch) => ctx.send_from(batch, Some(at.to_json())).await,
+            None => ctx.flush_from(at.to_json()).await,
         }
     }
 }

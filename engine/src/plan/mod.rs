@@ -139,6 +139,34 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// What a checkpoint must have been taken for to be restored into this plan: the sources'
+    /// names, columns and event time, and each query's inputs, output, operators and schema.
+    /// Connector settings (a file path, a broker) may change between runs; the queries may not.
+    pub fn fingerprint(&self) -> String {
+        let mut text = String::new();
+        for s in &self.sources {
+            text.push_str(&format!(
+                "source {} {:?} {:?}\n",
+                s.name, s.schema, s.event_time
+            ));
+        }
+        for q in &self.queries {
+            text.push_str(&format!(
+                "query {:?} -> {:?}\n{}\n{:?}\n",
+                q.inputs,
+                q.output,
+                q.pipeline.describe().join("\n"),
+                q.schema
+            ));
+        }
+        format!(
+            "{:016x}",
+            crate::runtime::fnv1a(0xcbf2_9ce4_8422_2325, text.as_bytes())
+        )
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for s in &self.sources {

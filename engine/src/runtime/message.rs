@@ -15,3 +15,11 @@ pub enum Message {
     /// Checkpoint `n`: what came before it on this stream belongs to the checkpoint.
     Barrier(u64),
 }
+
+/// What a sink receives: rows to write, and the barriers of checkpoints (a sink flushes when it
+/// has a barrier from every writer).
+#[derive(Debug, Clone)]
+pub enum SinkInput {
+    Rows(RecordBatch),
+    Barrier(u64),
+}

@@ -70,6 +70,7 @@ pub struct EngineMetrics {
     pub sources: Vec<Arc<SourceMetrics>>,
     pub sinks: Vec<Arc<SinkMetrics>>,
     pub queries: Vec<Arc<QueryMetrics>>,
+    pub checkpoints: Arc<super::CheckpointMetrics>,
 }
 
 /// Totals at one moment.

@@ -1,6 +1,7 @@
 //! The runtime: one task per source, per query and per sink, wired with bounded channels so a
 //! slow sink slows its source down instead of filling memory.
 
+mod barriers;
 mod fanout;
 mod message;
 mod metrics;
@@ -10,21 +11,24 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::record_batch::RecordBatch;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+pub use barriers::{CheckpointConfig, CheckpointMetrics};
 pub use fanout::{Fanout, Subscriber, Tagged};
-pub use message::Message;
+pub use message::{Message, SinkInput};
 pub use metrics::{EngineMetrics, QueryMetrics, SinkMetrics, SourceMetrics, Totals};
 pub(crate) use source_context::now_millis;
 pub use source_context::{DEAD_LETTER_SCHEMA, EventTime, SourceContext};
 
+use crate::checkpoint::{CheckpointStore, SourceCheckpoint, StateWriter};
 use crate::connector::{ConnectorError, Sink};
 use crate::error::{EngineError, Result};
 use crate::ops::without_event_time;
 use crate::plan::{Input, Output, Plan, PlannedQuery};
+use barriers::{Ack, Checkpointing, Coordinator, Expected};
 
 /// Batches or watermarks in flight between a source and each query reading it.
 const SOURCE_CHANNEL: usize = 16;
@@ -35,45 +39,80 @@ const SINK_CHANNEL: usize = 64;
 pub struct RunningEngine {
     metrics: Arc<EngineMetrics>,
     tasks: JoinSet<Result<()>>,
+    /// The checkpoint coordinator, and the token that tells it every other task has stopped.
+    coordinator: Option<(tokio::task::JoinHandle<Result<()>>, CancellationToken)>,
 }
 
 /// Starts every source, query and sink of `plan`. Cancelling `shutdown` stops the sources; the
-/// queries and sinks then drain and stop (open windows do not fire: they are incomplete).
-pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
+/// queries and sinks then drain and stop (open windows do not fire: they are incomplete). With
+/// `checkpoints`, the engine first resumes from the newest checkpoint in the state directory, if
+/// there is one, and takes a checkpoint every interval and a last one when `shutdown` fires.
+pub fn start(
+    plan: Plan,
+    shutdown: CancellationToken,
+    checkpoints: Option<CheckpointConfig>,
+) -> Result<RunningEngine> {
+    let fingerprint = plan.fingerprint();
     let Plan {
         sources,
         sinks,
         tables,
-        queries,
+        mut queries,
         limits,
     } = plan;
     let mut tasks = JoinSet::new();
+
+    // Resume: every query's state and every source's position, read whole before anything runs.
+    let store = match &checkpoints {
+        Some(c) => Some(Arc::new(CheckpointStore::open(&c.dir)?)),
+        None => None,
+    };
+    let mut resumed_sources: Vec<Option<SourceCheckpoint>> = vec![None; sources.len()];
+    if let Some(store) = &store
+        && let Some(loaded) = store.load_latest(&fingerprint)?
+    {
+        let id = loaded.manifest.id;
+        for (index, mut state) in loaded.queries {
+            let query = queries.get_mut(index).ok_or_else(|| {
+                EngineError::Checkpoint(format!(
+                    "checkpoint {id} has state of a query {index} the file does not have"
+                ))
+            })?;
+            query
+                .pipeline
+                .restore(&mut state)
+                .and_then(|()| state.finish())
+                .map_err(|e| {
+                    EngineError::Checkpoint(format!(
+                        "cannot restore query {} from {}: {}",
+                        query.label,
+                        store.dir().display(),
+                        e.to_string().trim_start_matches("checkpoint: ")
+                    ))
+                })?;
+        }
+        for state in loaded.manifest.sources {
+            if let Some(i) = sources.iter().position(|s| s.name == state.name) {
+                resumed_sources[i] = Some(state);
+            }
+        }
+        info!("resumed from checkpoint {id} ({})", store.dir().display());
+    }
+    let (requests_tx, requests) = watch::channel(barriers::Request::default());
+    let (completed_tx, completed) = watch::channel(0u64);
+    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let checkpointing = store.as_ref().map(|store| Checkpointing {
+        store: Arc::clone(store),
+        requests,
+        completed,
+        acks: acks_tx,
+    });
 
     // Reference tables load before any source starts, so no row misses its lookup.
     let (tables_left, tables_loaded) = tokio::sync::watch::channel(tables.len());
     let tables_left = Arc::new(tables_left);
     for t in tables {
         tasks.spawn(load_table(t, Arc::clone(&tables_left), shutdown.clone()));
-    }
-
-    // Sinks first: queries need their senders.
-    let mut sink_senders = Vec::new();
-    let mut sink_metrics = Vec::new();
-    let alert_ids: Vec<bool> = sinks.iter().map(|s| s.alert_id).collect();
-    for s in sinks {
-        let (tx, rx) = mpsc::channel::<RecordBatch>(SINK_CHANNEL);
-        let m = Arc::new(SinkMetrics {
-            name: s.name.clone(),
-            rows: Default::default(),
-            errors: Default::default(),
-        });
-        sink_senders.push(tx);
-        sink_metrics.push(Arc::clone(&m));
-        let failed = FailedRows {
-            retry: s.retry,
-            dead_letter: s.dead_letter,
-        };
-        tasks.spawn(run_sink(s.name, s.sink, rx, m, failed));
     }
 
     // A query runs if it writes to a sink or feeds a view that runs; views come before their
@@ -86,6 +125,55 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
                 .zip(&live)
                 .any(|(r, &l)| l && r.inputs.contains(&Input::View(q)));
     }
+    // A source runs if a live query reads it.
+    let started: Vec<bool> = (0..sources.len())
+        .map(|i| {
+            queries
+                .iter()
+                .zip(&live)
+                .any(|(q, &l)| l && q.inputs.contains(&Input::Source(i)))
+        })
+        .collect();
+    // Who writes to each sink: the queries that insert into it and the sources whose late rows
+    // go there. A sink flushes for a checkpoint when it has the barrier from all of them.
+    let mut writers = vec![0usize; sinks.len()];
+    for (q, query) in queries.iter().enumerate() {
+        if let (true, Output::Sink(k)) = (live[q], &query.output) {
+            writers[*k] += 1;
+        }
+    }
+    for (s, source) in sources.iter().enumerate() {
+        if let (true, Some(k)) = (started[s], source.late_sink) {
+            writers[k] += 1;
+        }
+    }
+    let mut expected = Expected {
+        sources: started.iter().filter(|&&s| s).count(),
+        queries: live.iter().filter(|&&l| l).count(),
+        sinks: writers.iter().filter(|&&w| w > 0).count(),
+    };
+
+    // Sinks first: queries need their senders.
+    let mut sink_senders = Vec::new();
+    let mut sink_metrics = Vec::new();
+    let alert_ids: Vec<bool> = sinks.iter().map(|s| s.alert_id).collect();
+    for (s, w) in sinks.into_iter().zip(&writers) {
+        let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
+        let m = Arc::new(SinkMetrics {
+            name: s.name.clone(),
+            rows: Default::default(),
+            errors: Default::default(),
+        });
+        sink_senders.push(tx);
+        sink_metrics.push(Arc::clone(&m));
+        let failed = FailedRows {
+            retry: s.retry,
+            dead_letter: s.dead_letter,
+        };
+        let barriers = checkpointing.as_ref().map(|c| (*w, c.acks.clone()));
+        tasks.spawn(run_sink(s.name, s.sink, rx, m, failed, barriers));
+    }
+
     // Channels: each live query has one, and every stream it reads sends to it.
     let mut source_outputs = vec![Fanout::default(); sources.len()];
     let mut view_outputs = vec![Fanout::default(); queries.len()];
@@ -110,7 +198,12 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
         receivers.push(Some(rx));
     }
     let mut query_metrics = Vec::new();
-    for ((q, rx), views) in queries.into_iter().zip(receivers).zip(view_outputs) {
+    for (index, ((q, rx), views)) in queries
+        .into_iter()
+        .zip(receivers)
+        .zip(view_outputs)
+        .enumerate()
+    {
         let Some(rx) = rx else { continue };
         let m = Arc::new(QueryMetrics {
             label: q.label.clone(),
@@ -124,10 +217,22 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
             ),
             Output::View(_) => Emit::View(views),
         };
-        tasks.spawn(run_query(q, rx, to, m, limits.max_state_rows));
+        let task = QueryTask {
+            index,
+            metrics: m,
+            max_state_rows: limits.max_state_rows,
+            checkpointing: checkpointing.clone(),
+        };
+        tasks.spawn(run_query(q, rx, to, task));
     }
     let mut source_metrics = Vec::new();
-    for (s, outputs) in sources.into_iter().zip(source_outputs) {
+    let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+    for (index, ((s, outputs), resumed)) in sources
+        .into_iter()
+        .zip(source_outputs)
+        .zip(resumed_sources)
+        .enumerate()
+    {
         let m = Arc::new(SourceMetrics::new(&s.name));
         source_metrics.push(Arc::clone(&m));
         if outputs.is_empty() {
@@ -141,12 +246,15 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
                 rows: Default::default(),
                 errors: Default::default(),
             });
+            let barriers = checkpointing.as_ref().map(|c| (1, c.acks.clone()));
+            expected.sinks += usize::from(barriers.is_some());
             tasks.spawn(run_sink(
                 format!("{}.dead_letter", s.name),
                 sink,
                 rx,
                 dm,
                 FailedRows::default(),
+                barriers,
             ));
             tx
         });
@@ -161,9 +269,19 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
         )
         .with_late_rows(s.late_sink.map(|k| sink_senders[k].clone()))
         .with_max_future(s.max_future);
+        if let Some(state) = &resumed {
+            ctx = ctx.restored(state);
+        }
+        if let Some(c) = &checkpointing {
+            ctx = ctx.with_completed_checkpoints(c.completed.clone());
+        }
         let connector = s.connector;
         let name = s.name;
         let ended = shutdown.child_token();
+        // Cancelled when the connector has stopped reading, whatever the reason.
+        let stopped = CancellationToken::new();
+        // Cancelled when the input has ended (or failed): no barrier can follow.
+        let finished = CancellationToken::new();
         if let Some(idle) = s.idle_timeout {
             tasks.spawn(idle_clock(
                 ctx.emitter(),
@@ -172,12 +290,24 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
                 ended.clone(),
             ));
         }
+        if let Some(c) = &checkpointing {
+            tasks.spawn(inject_barriers(
+                index,
+                ctx.emitter(),
+                c.clone(),
+                stopped.clone(),
+                finished.clone(),
+            ));
+        }
+        let acks = checkpointing.as_ref().map(|c| c.acks.clone());
         let mut tables_loaded = tables_loaded.clone();
         tasks.spawn(async move {
+            let _stopped = stopped.drop_guard();
             tokio::select! {
                 loaded = tables_loaded.wait_for(|left| *left == 0) => {
                     if loaded.is_err() {
                         ended.cancel();
+                        finished.cancel();
                         return Ok(());
                     }
                 }
@@ -191,7 +321,11 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
             match result {
                 Ok(()) if !ctx.shutdown().is_cancelled() => {
                     info!(source = %name, "input ended");
+                    if let Some(acks) = &acks {
+                        let _ = acks.send(Ack::SourceEnded { name: name.clone() });
+                    }
                     ctx.finish().await;
+                    finished.cancel();
                     Ok(())
                 }
                 Ok(()) => {
@@ -200,6 +334,10 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
                 }
                 Err(e) => {
                     let _ = ctx.flush().await;
+                    finished.cancel();
+                    if let Some(acks) = &acks {
+                        let _ = acks.send(Ack::SourceEnded { name: name.clone() });
+                    }
                     error!(source = %name, "stopped: {e}");
                     Err(EngineError::Connector(ConnectorError {
                         message: format!("source {name}: {}", e.message),
@@ -212,14 +350,81 @@ pub fn start(plan: Plan, shutdown: CancellationToken) -> RunningEngine {
 
     drop(sink_senders);
 
-    RunningEngine {
+    let checkpoint_metrics = Arc::new(CheckpointMetrics::default());
+    let coordinator = match (checkpoints, store) {
+        (Some(config), Some(store)) => {
+            let done = CancellationToken::new();
+            let c = Coordinator {
+                config,
+                store,
+                plan: fingerprint,
+                source_names,
+                expected,
+                requests: requests_tx,
+                completed: completed_tx,
+                acks: acks_rx,
+                metrics: Arc::clone(&checkpoint_metrics),
+                shutdown: shutdown.clone(),
+                done: done.clone(),
+            };
+            Some((tokio::spawn(c.run()), done))
+        }
+        _ => None,
+    };
+
+    Ok(RunningEngine {
         metrics: Arc::new(EngineMetrics {
             started: Instant::now(),
             sources: source_metrics,
             sinks: sink_metrics,
             queries: query_metrics,
+            checkpoints: checkpoint_metrics,
         }),
         tasks,
+        coordinator,
+    })
+}
+
+/// Sends a source's barriers: for each checkpoint asked, under the lock the source's rows go out
+/// under, so the position it reports is exactly that of the rows before the barrier. The last
+/// checkpoint before stopping waits until the source has stopped reading (`stopped`), so that no
+/// row follows its barrier.
+async fn inject_barriers(
+    index: usize,
+    emitter: Arc<tokio::sync::Mutex<source_context::Emitter>>,
+    mut checkpointing: Checkpointing,
+    stopped: CancellationToken,
+    finished: CancellationToken,
+) -> Result<()> {
+    loop {
+        tokio::select! {
+            changed = checkpointing.requests.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+            _ = finished.cancelled() => return Ok(()),
+        }
+        let request = *checkpointing.requests.borrow_and_update();
+        if request.last {
+            stopped.cancelled().await;
+        }
+        let answer = emitter.lock().await.barrier(request.id).await;
+        let ack = match answer {
+            Ok(state) => Ack::Source {
+                index,
+                id: request.id,
+                state,
+            },
+            Err(e) => Ack::Failed {
+                id: request.id,
+                reason: e.message,
+            },
+        };
+        let _ = checkpointing.acks.send(ack);
+        if request.last {
+            return Ok(());
+        }
     }
 }
 
@@ -233,6 +438,17 @@ impl RunningEngine {
         let mut first_error = None;
         while let Some(joined) = self.tasks.join_next().await {
             let result = joined.map_err(|e| EngineError::Internal(format!("a task failed: {e}")));
+            if let Err(e) = result.and_then(|r| r)
+                && first_error.is_none()
+            {
+                first_error = Some(e);
+            }
+        }
+        if let Some((coordinator, done)) = self.coordinator {
+            done.cancel();
+            let result = coordinator
+                .await
+                .map_err(|e| EngineError::Internal(format!("the checkpoints failed: {e}")));
             if let Err(e) = result.and_then(|r| r)
                 && first_error.is_none()
             {
@@ -417,7 +633,7 @@ impl AlertIds {
 }
 
 /// FNV-1a, 64 bits: stable across runs and versions, unlike the standard library's hasher.
-fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
         hash ^= b as u64;
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
@@ -428,36 +644,97 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
 /// Where a query's output goes.
 enum Emit {
     /// Rows to a sink, without their event time, with an `alert_id` if the sink asks.
-    Sink(mpsc::Sender<RecordBatch>, Option<AlertIds>),
+    Sink(mpsc::Sender<SinkInput>, Option<AlertIds>),
     /// Rows, watermarks and the end to the queries reading a view.
     View(Fanout),
+}
+
+/// What a query task needs besides its query and channels.
+struct QueryTask {
+    index: usize,
+    metrics: Arc<QueryMetrics>,
+    max_state_rows: usize,
+    checkpointing: Option<Checkpointing>,
+}
+
+/// Barrier alignment: which inputs have delivered the barrier being aligned, and what arrived on
+/// them behind it (held back until the barrier has arrived on every input).
+struct Alignment {
+    barrier: Option<u64>,
+    arrived: Vec<bool>,
+    ended: Vec<bool>,
+    held: Vec<std::collections::VecDeque<Message>>,
+}
+
+impl Alignment {
+    fn new(inputs: usize) -> Self {
+        Self {
+            barrier: None,
+            arrived: vec![false; inputs],
+            ended: vec![false; inputs],
+            held: vec![Default::default(); inputs],
+        }
+    }
+
+    /// Every input still running has delivered the barrier.
+    fn complete(&self) -> bool {
+        self.barrier.is_some() && self.arrived.iter().zip(&self.ended).all(|(&a, &e)| a || e)
+    }
 }
 
 async fn run_query(
     mut query: PlannedQuery,
     mut input: mpsc::Receiver<Tagged>,
     mut to: Emit,
-    metrics: Arc<QueryMetrics>,
-    max_state_rows: usize,
+    task: QueryTask,
 ) -> Result<()> {
     let mut out = Vec::new();
     let mut messages = 0u64;
-    while let Some((i, message)) = input.recv().await {
+    let mut align = Alignment::new(query.inputs.len());
+    // Messages released after an alignment, taken before the channel.
+    let mut ready: std::collections::VecDeque<Tagged> = Default::default();
+    loop {
+        let (i, message) = match ready.pop_front() {
+            Some(m) => m,
+            None => match input.recv().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        if align.arrived.get(i).copied().unwrap_or(false) {
+            align.held[i].push_back(message);
+            continue;
+        }
+        let message = match message {
+            Message::Barrier(id) => {
+                align.barrier = Some(id);
+                align.arrived[i] = true;
+                if align.complete() {
+                    checkpoint_query(&mut query, id, &task, &mut to).await?;
+                    release_held(&mut align, &mut ready);
+                }
+                continue;
+            }
+            m => m,
+        };
+        if matches!(message, Message::End) {
+            align.ended[i] = true;
+        }
         messages += 1;
         // Counting state walks the keys of some operators: every 16 messages is enough.
         if messages.is_multiple_of(16) {
             let held = query.pipeline.state_rows();
-            if held > max_state_rows {
+            if held > task.max_state_rows {
                 let e = EngineError::Limit(format!(
-                    "query {} holds {held} rows of state, more than the limit of {max_state_rows} (--max-state-rows): too many distinct keys or open windows; raise the limit, shorten the windows or filter the keys",
-                    query.label
+                    "query {} holds {held} rows of state, more than the limit of {} (--max-state-rows): too many distinct keys or open windows; raise the limit, shorten the windows or filter the keys",
+                    query.label, task.max_state_rows
                 ));
                 error!(query = %query.label, "{e}");
                 return Err(e);
             }
         }
         if let Err(e) = query.pipeline.push(i, message, &mut out) {
-            metrics
+            task.metrics
                 .errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             error!(query = %query.label, "a batch failed and was skipped: {e}");
@@ -465,18 +742,7 @@ async fn run_query(
         let mut end = false;
         for m in out.drain(..) {
             end |= matches!(m, Message::End);
-            let delivered = match (&mut to, m) {
-                (Emit::Sink(sink, ids), Message::Batch(b)) => {
-                    let mut rows = without_event_time(&b)?;
-                    if let Some(ids) = ids {
-                        rows = ids.add(&rows)?;
-                    }
-                    sink.send(rows).await.is_ok()
-                }
-                (Emit::Sink(..), _) => true,
-                (Emit::View(readers), m) => readers.send(m).await,
-            };
-            if !delivered {
+            if !emit(&mut to, m).await? {
                 return Err(EngineError::Internal(format!(
                     "query {}: what reads its rows has stopped",
                     query.label
@@ -486,8 +752,82 @@ async fn run_query(
         if end {
             break;
         }
+        // An input that ended may complete an alignment the others were waiting in.
+        if let Some(id) = align.barrier
+            && align.complete()
+        {
+            checkpoint_query(&mut query, id, &task, &mut to).await?;
+            release_held(&mut align, &mut ready);
+        }
     }
     Ok(())
+}
+
+/// Sends one message of a query's output on; false when nothing reads it any more.
+async fn emit(to: &mut Emit, m: Message) -> Result<bool> {
+    Ok(match (to, m) {
+        (Emit::Sink(sink, ids), Message::Batch(b)) => {
+            let mut rows = without_event_time(&b)?;
+            if let Some(ids) = ids {
+                rows = ids.add(&rows)?;
+            }
+            sink.send(SinkInput::Rows(rows)).await.is_ok()
+        }
+        (Emit::Sink(sink, _), Message::Barrier(id)) => {
+            sink.send(SinkInput::Barrier(id)).await.is_ok()
+        }
+        (Emit::Sink(..), _) => true,
+        (Emit::View(readers), m) => readers.send(m).await,
+    })
+}
+
+/// The barrier is in from every input: writes the query's state into the checkpoint, tells the
+/// coordinator, and passes the barrier on.
+async fn checkpoint_query(
+    query: &mut PlannedQuery,
+    id: u64,
+    task: &QueryTask,
+    to: &mut Emit,
+) -> Result<()> {
+    let Some(c) = &task.checkpointing else {
+        return Ok(());
+    };
+    let mut state = StateWriter::new();
+    let written = query.pipeline.snapshot(&mut state).and_then(|()| {
+        let bytes = state.encode()?;
+        c.store.write_query(id, task.index, &bytes)
+    });
+    let ack = match written {
+        Ok(file) => Ack::Query {
+            index: task.index,
+            id,
+            label: query.label.clone(),
+            file,
+        },
+        Err(e) => {
+            error!(query = %query.label, "cannot write its state into checkpoint {id}: {e}");
+            Ack::Failed {
+                id,
+                reason: format!("query {}: {e}", query.label),
+            }
+        }
+    };
+    let _ = c.acks.send(ack);
+    emit(to, Message::Barrier(id)).await?;
+    Ok(())
+}
+
+/// After an alignment: what the inputs held back goes first, in each input's order.
+fn release_held(align: &mut Alignment, ready: &mut std::collections::VecDeque<Tagged>) {
+    align.barrier = None;
+    let mut released: Vec<Tagged> = Vec::new();
+    for (i, held) in align.held.iter_mut().enumerate() {
+        released.extend(held.drain(..).map(|m| (i, m)));
+    }
+    align.arrived.iter_mut().for_each(|a| *a = false);
+    for m in released.into_iter().rev() {
+        ready.push_front(m);
+    }
 }
 
 /// What a sink does with a write that fails: retry, then dead-letter.
@@ -500,12 +840,40 @@ struct FailedRows {
 async fn run_sink(
     name: String,
     mut sink: Box<dyn Sink>,
-    mut input: mpsc::Receiver<RecordBatch>,
+    mut input: mpsc::Receiver<SinkInput>,
     metrics: Arc<SinkMetrics>,
     mut failed: FailedRows,
+    barriers: Option<(usize, mpsc::UnboundedSender<Ack>)>,
 ) -> Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
-    while let Some(batch) = input.recv().await {
+    // Barriers received per checkpoint, until every writer's is in.
+    let mut arrived: std::collections::BTreeMap<u64, usize> = Default::default();
+    while let Some(item) = input.recv().await {
+        let batch = match item {
+            SinkInput::Rows(b) => b,
+            SinkInput::Barrier(id) => {
+                let Some((writers, acks)) = &barriers else {
+                    continue;
+                };
+                let n = arrived.entry(id).or_default();
+                *n += 1;
+                if *n < *writers {
+                    continue;
+                }
+                arrived.remove(&id);
+                // Older checkpoints whose barriers never all came are abandoned.
+                arrived.retain(|&other, _| other > id);
+                let ack = match sink.flush().await {
+                    Ok(()) => Ack::Sink { id },
+                    Err(e) => Ack::Failed {
+                        id,
+                        reason: format!("sink {name}: flush failed: {e}"),
+                    },
+                };
+                let _ = acks.send(ack);
+                continue;
+            }
+        };
         let rows = batch.num_rows() as u64;
         // While a write is retried the channel fills up, and the queries and sources wait.
         match write_with_retries(&name, sink.as_mut(), &batch, failed.retry).await {

@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::fanout::{Fanout, Subscriber, Tagged};
-use super::message::Message;
+use super::message::{Message, SinkInput};
 use super::metrics::SourceMetrics;
+use crate::checkpoint::SourceCheckpoint;
 use crate::connector::ConnectorError;
 use crate::time::{Millis, WatermarkTracker};
 
@@ -54,10 +55,14 @@ pub struct SourceContext {
     event_time: Option<EventTime>,
     emitter: Arc<tokio::sync::Mutex<Emitter>>,
     metrics: Arc<SourceMetrics>,
-    dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
+    dead_letter_tx: Option<mpsc::Sender<SinkInput>>,
     dead_letters: DeadLetterRows,
     /// Where late rows go, with the watermark they missed, if the source names a `late_sink`.
-    late_tx: Option<mpsc::Sender<RecordBatch>>,
+    late_tx: Option<mpsc::Sender<SinkInput>>,
+    /// The position a restored source resumes from.
+    resume_from: Option<serde_json::Value>,
+    /// The ids of completed checkpoints, when checkpoints are taken.
+    completed: Option<tokio::sync::watch::Receiver<u64>>,
     /// Rows stamped further ahead of the clock than this are dead letters.
     max_future: Option<Millis>,
     shutdown: CancellationToken,
@@ -72,6 +77,13 @@ pub(crate) struct Emitter {
     outputs: Fanout,
     /// When the last rows arrived, and the largest event time then.
     last_arrival: Option<(tokio::time::Instant, Millis)>,
+    /// Where the source is in its input, as of the rows sent: what a checkpoint records.
+    position: Option<serde_json::Value>,
+    /// The id of the last checkpoint barrier sent.
+    last_barrier: u64,
+    /// The sinks this source writes to besides the queries (late rows, dead letters): barriers
+    /// go there too.
+    side_outputs: Vec<mpsc::Sender<SinkInput>>,
 }
 
 impl Emitter {
@@ -95,6 +107,28 @@ impl Emitter {
             self.broadcast(Message::Watermark(w)).await?;
         }
         Ok(())
+    }
+
+    /// Sends checkpoint barrier `id` to every reader and side output; what the checkpoint
+    /// records of the source.
+    pub(crate) async fn barrier(&mut self, id: u64) -> Result<SourceCheckpoint, ConnectorError> {
+        self.broadcast(Message::Barrier(id)).await?;
+        for tx in &self.side_outputs {
+            // A side sink that has stopped fails the checkpoint by not answering.
+            let _ = tx.send(SinkInput::Barrier(id)).await;
+        }
+        self.last_barrier = id;
+        Ok(SourceCheckpoint {
+            name: self.name.clone(),
+            position: self.position.clone(),
+            max_seen: self.tracker.as_ref().and_then(WatermarkTracker::max_seen),
+            watermark: self.sent_watermark,
+        })
+    }
+
+    /// The id of the last checkpoint barrier sent.
+    pub(crate) fn last_barrier(&self) -> u64 {
+        self.last_barrier
     }
 
     /// The source has been silent for `idle_timeout` or more: event time is taken to go on with
@@ -131,7 +165,7 @@ impl SourceContext {
         event_time: Option<EventTime>,
         outputs: Fanout,
         metrics: Arc<SourceMetrics>,
-        dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
+        dead_letter_tx: Option<mpsc::Sender<SinkInput>>,
         shutdown: CancellationToken,
     ) -> Self {
         let emitter = Emitter {
@@ -140,6 +174,9 @@ impl SourceContext {
             sent_watermark: None,
             outputs,
             last_arrival: None,
+            position: None,
+            last_barrier: 0,
+            side_outputs: dead_letter_tx.iter().cloned().collect(),
         };
         Self {
             name: name.to_string(),
@@ -150,9 +187,48 @@ impl SourceContext {
             dead_letter_tx,
             dead_letters: DeadLetterRows::default(),
             late_tx: None,
+            resume_from: None,
+            completed: None,
             max_future: None,
             shutdown,
         }
+    }
+
+    /// Resumes from a checkpoint: the watermark where it was, and the connector's position.
+    pub(crate) fn restored(mut self, state: &SourceCheckpoint) -> Self {
+        self.resume_from = state.position.clone();
+        if let Ok(mut emitter) = self.emitter.try_lock() {
+            if let (Some(max), Some(tracker)) = (state.max_seen, emitter.tracker.as_mut()) {
+                tracker.advance_to(max);
+            }
+            emitter.sent_watermark = state.watermark;
+            emitter.position = state.position.clone();
+            if let Some(w) = state.watermark {
+                self.metrics.set_watermark(w);
+            }
+        }
+        self
+    }
+
+    pub(crate) fn with_completed_checkpoints(
+        mut self,
+        completed: tokio::sync::watch::Receiver<u64>,
+    ) -> Self {
+        self.completed = Some(completed);
+        self
+    }
+
+    /// The id of the newest completed checkpoint, as it changes; `None` when the engine takes no
+    /// checkpoints. A source that acknowledges its input (MQTT) does so once a checkpoint covers
+    /// it: see [`Self::last_barrier`].
+    pub fn completed_checkpoints(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.completed.clone()
+    }
+
+    /// Where a source restored from a checkpoint resumes (what it passed to
+    /// [`Self::send_from`]); `None` when it starts afresh.
+    pub fn resume_from(&self) -> Option<&serde_json::Value> {
+        self.resume_from.as_ref()
     }
 
     /// Rows whose event time is more than `limit` ahead of the clock become dead letters: one
@@ -164,7 +240,10 @@ impl SourceContext {
     }
 
     /// Late rows go to `tx` instead of only being counted.
-    pub(crate) fn with_late_rows(mut self, tx: Option<mpsc::Sender<RecordBatch>>) -> Self {
+    pub(crate) fn with_late_rows(mut self, tx: Option<mpsc::Sender<SinkInput>>) -> Self {
+        if let (Some(tx), Ok(mut emitter)) = (&tx, self.emitter.try_lock()) {
+            emitter.side_outputs.push(tx.clone());
+        }
         self.late_tx = tx;
         self
     }
@@ -176,7 +255,7 @@ impl SourceContext {
         schema: SchemaRef,
         event_time: Option<EventTime>,
         outputs: Vec<mpsc::Sender<Tagged>>,
-        dead_letter_tx: Option<mpsc::Sender<RecordBatch>>,
+        dead_letter_tx: Option<mpsc::Sender<SinkInput>>,
     ) -> Self {
         Self::new(
             name,
@@ -215,21 +294,36 @@ impl SourceContext {
     /// Hands decoded rows to the queries. Late rows are dropped and counted; the watermark advances
     /// after the batch. Fails only when no query reads the source any more.
     pub async fn send(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
+        self.send_from(batch, None).await
+    }
+
+    /// [`Self::send`], and the source is now at `position` in its input (a file's offset): a
+    /// checkpoint taken after these rows records it, and a restored source resumes from it.
+    pub async fn send_from(
+        &mut self,
+        batch: RecordBatch,
+        position: Option<serde_json::Value>,
+    ) -> Result<(), ConnectorError> {
         let rows = batch.num_rows();
-        if rows == 0 {
-            return self.flush().await;
-        }
         self.metrics
             .events
             .fetch_add(rows as u64, Ordering::Relaxed);
         let mut batch = batch;
-        if let (Some(limit), Some(et)) = (self.max_future, &self.event_time) {
+        if let (Some(limit), Some(et)) = (self.max_future, &self.event_time)
+            && rows > 0
+        {
             batch = self.drop_future_rows(batch, et.index, limit)?;
-            if batch.num_rows() == 0 {
-                return self.flush().await;
-            }
         }
+        // Dead letters of these rows go out before the rows: a barrier after the rows is after
+        // them too.
+        self.flush().await?;
         let mut emitter = self.emitter.lock().await;
+        if let Some(p) = position {
+            emitter.position = Some(p);
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
         if let (Some(et), Some(tracker)) = (&self.event_time, &mut emitter.tracker) {
             let times = batch
                 .column(et.index)
@@ -248,7 +342,7 @@ impl SourceContext {
                 if let Some(tx) = &self.late_tx {
                     let late = late_rows(&batch, &keep, &observed.late_watermarks, et)
                         .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-                    if tx.send(late).await.is_err() {
+                    if tx.send(SinkInput::Rows(late)).await.is_err() {
                         warn!(source = %self.name, "the late-row sink has stopped");
                     }
                 }
@@ -262,9 +356,13 @@ impl SourceContext {
         if batch.num_rows() > 0 {
             emitter.broadcast(Message::Batch(batch)).await?;
         }
-        emitter.advance(&self.metrics).await?;
-        drop(emitter);
-        self.flush().await
+        emitter.advance(&self.metrics).await
+    }
+
+    /// The id of the last checkpoint barrier this source has sent: rows sent before it are in
+    /// that checkpoint once it completes, rows sent after it in a later one.
+    pub async fn last_barrier(&self) -> u64 {
+        self.emitter.lock().await.last_barrier()
     }
 
     /// Moves rows stamped more than `limit` ahead of the clock to the dead letters.
@@ -332,6 +430,16 @@ impl SourceContext {
         }
     }
 
+    /// Sends buffered dead letters on, and the source is now at `position` (see
+    /// [`Self::send_from`]): for input that held only bad records.
+    pub async fn flush_from(&mut self, position: serde_json::Value) -> Result<(), ConnectorError> {
+        self.send_from(
+            RecordBatch::new_empty(Arc::clone(&self.schema)),
+            Some(position),
+        )
+        .await
+    }
+
     /// Sends buffered dead letters on. Sources call it when they are idle.
     pub async fn flush(&mut self) -> Result<(), ConnectorError> {
         let Some(tx) = &self.dead_letter_tx else {
@@ -358,7 +466,7 @@ impl SourceContext {
         ];
         let batch = RecordBatch::try_new(Arc::clone(&DEAD_LETTER_SCHEMA), columns)
             .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-        if tx.send(batch).await.is_err() {
+        if tx.send(SinkInput::Rows(batch)).await.is_err() {
             warn!(source = %self.name, "the dead-letter sink has stopped; {n} records not written");
         }
         Ok(())
@@ -506,7 +614,9 @@ mod tests {
         let mut ctx = SourceContext::for_test("s", b.schema(), None, vec![tx], Some(dtx));
         ctx.dead_letter("file.jsonl:3", b"{oops", "not JSON");
         ctx.flush().await.unwrap();
-        let d = drx.recv().await.unwrap();
+        let Some(SinkInput::Rows(d)) = drx.recv().await else {
+            panic!("no dead letters")
+        };
         assert_eq!(d.num_rows(), 1);
         assert_eq!(d.column(2).as_string::<i32>().value(0), "not JSON");
         assert_eq!(d.column(3).as_string::<i32>().value(0), "{oops");
