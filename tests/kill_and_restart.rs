@@ -1,11 +1,16 @@
-//! `kill -9` in the middle of a file replay, then a restart: the alerts of the killed run and of
-//! the restarted one, de-duplicated by `alert_id`, are exactly the alerts of an uninterrupted run,
-//! at several kill points. (Without checkpoints a restart replays the file from its start; the
-//! ids make the alerts written twice recognizable.)
+//! Faults in the middle of a file replay with checkpoints (`--state-dir`):
+//! - `kill -9`, then a restart from the newest checkpoint: the alerts of the killed run and of the
+//!   restarted one, de-duplicated by `alert_id`, are exactly the alerts of an uninterrupted run,
+//!   at several kill points;
+//! - SIGTERM: a last checkpoint is taken and the process exits 0; the restarted run writes every
+//!   remaining alert, and no alert is written twice;
+//! - a damaged checkpoint, or one taken for other queries, stops the restart with an error that
+//!   names it, before anything runs.
 
 mod common;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const QUERY: &str = "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
@@ -14,12 +19,17 @@ const QUERY: &str = "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIM
 CREATE SINK alerts WITH (connector = 'file', path = '${OUT}', alert_id = 'true');
 INSERT INTO alerts
 SELECT device_id, window_start, window_end, avg(temp) AS avg_temp, max(temp) AS max_temp
-FROM TUMBLE(readings, ts, INTERVAL '10' SECOND)
+FROM HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '30' SECOND)
 GROUP BY device_id, window_start, window_end
-HAVING avg(temp) > 70;";
+HAVING avg(temp) > 71;
+INSERT INTO alerts
+SELECT device_id, ts, avg5
+FROM (SELECT device_id, ts, avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+        ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS avg5 FROM readings)
+WHERE avg5 > 80;";
 
-fn alerts(path: &std::path::Path) -> BTreeSet<String> {
-    // A line cut by the kill is not an alert: only whole JSON lines count.
+/// The alert lines of a file; a line cut by a kill is not an alert.
+fn alert_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -28,11 +38,15 @@ fn alerts(path: &std::path::Path) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn killed_and_restarted_runs_together_give_every_alert_once_by_id() {
+fn alerts(path: &Path) -> BTreeSet<String> {
+    alert_lines(path).into_iter().collect()
+}
+
+/// A replay long enough to be stopped in the middle: 250,000 readings of 5 devices.
+fn setup() -> (tempfile::TempDir, BTreeSet<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut lines = Vec::new();
-    for s in 0..40_000i64 {
+    for s in 0..50_000i64 {
         for d in 0..5 {
             let temp = 60 + (s * 13 + d * 7) % 25;
             lines.push(format!(
@@ -43,7 +57,6 @@ fn killed_and_restarted_runs_together_give_every_alert_once_by_id() {
     }
     std::fs::write(dir.path().join("input.jsonl"), lines.join("\n")).expect("input");
     std::fs::write(dir.path().join("q.sql"), QUERY).expect("query");
-
     let reference = dir.path().join("reference.jsonl");
     let run = common::run_eddy(
         dir.path(),
@@ -57,57 +70,186 @@ fn killed_and_restarted_runs_together_give_every_alert_once_by_id() {
     );
     let expected = alerts(&reference);
     assert!(expected.len() > 1000, "{} alerts", expected.len());
+    (dir, expected)
+}
 
+/// Sets compared by what is missing and what is extra, a few of each.
+fn same(got: &BTreeSet<String>, expected: &BTreeSet<String>, what: &str) {
+    let missing: Vec<&String> = expected.difference(got).collect();
+    let extra: Vec<&String> = got.difference(expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} alerts missing (first: {:?}), {} not expected (first: {:?})",
+        missing.len(),
+        missing.iter().take(3).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(3).collect::<Vec<_>>()
+    );
+}
+
+fn run_with_state(dir: &Path, out: &Path, state: &str) -> std::process::Output {
+    let mut c = common::eddy();
+    c.current_dir(dir)
+        .args(["run", "q.sql", "--quiet", "--state-dir", state])
+        .args(["--checkpoint-interval", "100ms"])
+        .env("OUT", out)
+        .env("EDDY_LOG", "info");
+    c.output().expect("eddy runs")
+}
+
+fn spawn_with_state(dir: &Path, out: &Path, state: &str) -> std::process::Child {
+    common::eddy()
+        .current_dir(dir)
+        .args(["run", "q.sql", "--quiet", "--state-dir", state])
+        .args(["--checkpoint-interval", "100ms"])
+        .env("OUT", out)
+        .env("EDDY_LOG", "warn")
+        .spawn()
+        .expect("eddy starts")
+}
+
+#[test]
+fn killed_and_restarted_runs_together_give_every_alert_once_by_id() {
+    let (dir, expected) = setup();
+    let mut resumed = 0;
     for (i, kill_after) in [
-        Duration::from_millis(150),
         Duration::from_millis(400),
         Duration::from_millis(900),
+        Duration::from_millis(1600),
     ]
     .into_iter()
     .enumerate()
     {
         let out = dir.path().join(format!("killed-{i}.jsonl"));
-        let mut child = common::eddy()
-            .current_dir(dir.path())
-            .args(["run", "q.sql", "--quiet"])
-            .env("OUT", &out)
-            .env("EDDY_LOG", "warn")
-            .spawn()
-            .expect("eddy starts");
+        let state = format!("state-{i}");
+        let mut child = spawn_with_state(dir.path(), &out, &state);
         let started = Instant::now();
         std::thread::sleep(kill_after);
         let finished_before_kill = child.try_wait().expect("status").is_some();
-        // SIGKILL: no flush, no goodbye.
+        // SIGKILL: no flush, no last checkpoint, no goodbye.
         let _ = child.kill();
         let _ = child.wait();
         let before = alerts(&out);
-        let restart = common::run_eddy(
-            dir.path(),
-            &["run", "q.sql", "--quiet"],
-            &[("OUT", out.to_str().expect("utf-8"))],
-        );
-        assert!(
-            restart.status.success(),
-            "{}",
-            String::from_utf8_lossy(&restart.stderr)
-        );
+        let restart = run_with_state(dir.path(), &out, &state);
+        let log = String::from_utf8_lossy(&restart.stderr);
+        assert!(restart.status.success(), "{log}");
+        if log.contains("resumed from checkpoint") {
+            resumed += 1;
+        }
         let union = alerts(&out);
-        assert_eq!(
-            union,
-            expected,
-            "killed after {:?} ({} alerts written before the kill{}): the union differs",
-            started.elapsed(),
-            before.len(),
-            if finished_before_kill {
-                ", the run had already ended"
-            } else {
-                ""
-            }
+        same(
+            &union,
+            &expected,
+            &format!(
+                "killed after {:?} ({} alerts written before the kill{})",
+                started.elapsed(),
+                before.len(),
+                if finished_before_kill {
+                    ", the run had already ended"
+                } else {
+                    ""
+                }
+            ),
         );
-        // The same alerts written twice are the same lines, ids included.
         assert!(
             before.is_subset(&expected),
             "a killed run wrote an alert the full run does not have"
         );
     }
+    assert!(
+        resumed >= 2,
+        "only {resumed} of 3 restarts resumed from a checkpoint: the kills came too early"
+    );
+}
+
+#[test]
+fn sigterm_takes_a_last_checkpoint_and_the_restart_writes_no_alert_twice() {
+    let (dir, expected) = setup();
+    let out = dir.path().join("stopped.jsonl");
+    let mut child = spawn_with_state(dir.path(), &out, "state");
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = child.id().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let status = child.wait().expect("eddy stops");
+    assert!(status.success(), "SIGTERM: {status}");
+    let before = alert_lines(&out).len();
+    assert!(
+        before > 0 && before < expected.len(),
+        "stopped with {before} of {} alerts: not in the middle",
+        expected.len()
+    );
+    let restart = run_with_state(dir.path(), &out, "state");
+    let log = String::from_utf8_lossy(&restart.stderr);
+    assert!(restart.status.success(), "{log}");
+    assert!(log.contains("resumed from checkpoint"), "{log}");
+    let lines = alert_lines(&out);
+    let unique: BTreeSet<String> = lines.iter().cloned().collect();
+    same(&unique, &expected, "stopped by SIGTERM");
+    assert_eq!(
+        lines.len(),
+        unique.len(),
+        "alerts written twice after a SIGTERM stop"
+    );
+}
+
+#[test]
+fn a_damaged_or_foreign_checkpoint_is_refused_with_its_name() {
+    let (dir, _) = setup();
+    let out = dir.path().join("out.jsonl");
+    let mut child = spawn_with_state(dir.path(), &out, "state");
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().expect("eddy stops").success());
+    let checkpoint = std::fs::read_dir(dir.path().join("state"))
+        .expect("a state directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .max()
+        .expect("a checkpoint");
+
+    // Other queries in the file: refused, nothing run.
+    std::fs::write(
+        dir.path().join("q.sql"),
+        QUERY.replace("avg(temp) > 71", "avg(temp) > 72"),
+    )
+    .expect("query");
+    let run = run_with_state(dir.path(), &out, "state");
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        log.contains(&format!(
+            "cannot resume from state/{}",
+            checkpoint
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("a name")
+        )) && log.contains("taken for other queries"),
+        "{log}"
+    );
+    std::fs::write(dir.path().join("q.sql"), QUERY).expect("query");
+
+    // A state file cut short.
+    let state = checkpoint.join("query-0.state");
+    let bytes = std::fs::read(&state).expect("state file");
+    std::fs::write(&state, &bytes[..bytes.len() / 2]).expect("damage");
+    let run = run_with_state(dir.path(), &out, "state");
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        log.contains("query-0.state") && log.contains("cut short"),
+        "{log}"
+    );
+
+    // A damaged manifest.
+    std::fs::write(&state, &bytes).expect("repair");
+    std::fs::write(checkpoint.join("manifest.json"), "{\"format\": 1,").expect("damage");
+    let run = run_with_state(dir.path(), &out, "state");
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(log.contains("manifest.json is damaged"), "{log}");
 }

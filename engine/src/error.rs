@@ -105,7 +105,7 @@ pub enum EngineError {
     #[error("{0}")]
     Limit(String),
     /// A checkpoint could not be written, or cannot be resumed from.
-    #[error("checkpoint: {0}")]
+    #[error("{0}")]
     Checkpoint(String),
 }
 

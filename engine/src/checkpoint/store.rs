@@ -171,7 +171,7 @@ impl CheckpointStore {
             EngineError::Checkpoint(format!(
                 "cannot resume from {}: {}; move the directory away to start from the beginning",
                 dir.display(),
-                e.to_string().trim_start_matches("checkpoint: ")
+                e
             ))
         };
         let load = || -> Result<LoadedCheckpoint> {
@@ -195,13 +195,8 @@ impl CheckpointStore {
             for q in &manifest.queries {
                 let path = dir.join(&q.file);
                 let bytes = fs::read(&path).map_err(|e| io_error(&path, "cannot read", e))?;
-                let state = StateReader::decode(&bytes).map_err(|e| {
-                    EngineError::Checkpoint(format!(
-                        "{}: {}",
-                        path.display(),
-                        e.to_string().trim_start_matches("checkpoint: ")
-                    ))
-                })?;
+                let state = StateReader::decode(&bytes)
+                    .map_err(|e| EngineError::Checkpoint(format!("{}: {}", path.display(), e)))?;
                 queries.push((q.index, state));
             }
             Ok(LoadedCheckpoint { manifest, queries })

@@ -87,7 +87,7 @@ pub fn start(
                         "cannot restore query {} from {}: {}",
                         query.label,
                         store.dir().display(),
-                        e.to_string().trim_start_matches("checkpoint: ")
+                        e
                     ))
                 })?;
         }
