@@ -63,11 +63,14 @@ impl Step {
     }
 }
 
+/// A thread as a checkpoint stores it: pc, start row, start time, signature, and the rows it
+/// mapped (oldest first, each with its variable).
+type ThreadState = (usize, u64, Millis, u64, Vec<(u64, usize)>);
+
 /// A matcher's partial matches and counters as a checkpoint stores them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MatcherState {
-    /// Per thread: pc, start row, start time, signature, and the rows mapped (oldest first).
-    threads: Vec<(usize, u64, Millis, u64, Vec<(u64, usize)>)>,
+    threads: Vec<ThreadState>,
     recorded: Vec<(u64, Vec<(u64, usize)>)>,
     next_row: u64,
     next_start: u64,
