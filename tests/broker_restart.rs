@@ -6,53 +6,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use common::mosquitto::{Mosquitto, wait_for_port};
+
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-
-struct Mosquitto {
-    child: Child,
-}
-
-impl Mosquitto {
-    fn start(config: &std::path::Path) -> Self {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto must be installed (apt install mosquitto)");
-        Self { child }
-    }
-
-    /// SIGTERM: Mosquitto saves its sessions and queued messages, then exits.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "mosquitto did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Publishes readings `from..to` at QoS 1 and waits until the broker has acknowledged them all.
 async fn publish(port: u16, id: &str, from: u32, to: u32) {
@@ -105,27 +64,7 @@ async fn received(out: &std::path::Path, n: u32) -> std::collections::BTreeSet<u
 #[tokio::test(flavor = "multi_thread")]
 async fn readings_published_across_a_broker_restart_all_arrive() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    // Mosquitto started as root runs as the user `mosquitto`: let it write its database here.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
-            .expect("permissions");
-    }
-    let config = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
-            dir.path().display()
-        ),
-    )
-    .expect("config written");
-    let broker = Mosquitto::start(&config);
-    wait_for_port(port);
+    let (broker, port, config) = common::mosquitto::private(dir.path(), "");
 
     let out = dir.path().join("out.jsonl");
     let query = dir.path().join("restart.sql");
@@ -194,26 +133,7 @@ async fn collect(
 #[tokio::test(flavor = "multi_thread")]
 async fn alerts_published_while_the_sink_broker_is_down_arrive_after_it_returns() {
     let dir = tempfile::tempdir().expect("temp dir");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
-            .expect("permissions");
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let config = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
-            dir.path().display()
-        ),
-    )
-    .expect("config written");
-    let broker = Mosquitto::start(&config);
-    wait_for_port(port);
+    let (broker, port, config) = common::mosquitto::private(dir.path(), "");
     // The consumer of the alerts keeps a persistent session: what arrives while it is away waits.
     let (_consumer, mut alerts) = collect(port, "alerts-consumer", "sink-down/#").await;
     tokio::time::sleep(Duration::from_millis(300)).await;

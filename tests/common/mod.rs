@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod mosquitto;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -110,9 +112,15 @@ impl Drop for Running {
 /// Starts `eddy run FILE --quiet` and waits (up to 30 s) until its log prints a line containing
 /// `ready` (e.g. "subscribed to"); the rest of its log is drained in the background.
 pub fn run_until_logged(file: &Path, ready: &str) -> Running {
+    run_with_until_logged(file, &[], ready)
+}
+
+/// [`run_until_logged`] with more arguments to `eddy run`.
+pub fn run_with_until_logged(file: &Path, args: &[&str], ready: &str) -> Running {
     use std::io::{BufRead, BufReader};
     let mut child = eddy()
         .args(["run", file.to_str().expect("utf-8 path"), "--quiet"])
+        .args(args)
         .env("EDDY_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

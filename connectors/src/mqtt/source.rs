@@ -93,9 +93,31 @@ impl MqttSource {
     }
 
     /// Decodes the pending messages and hands the rows on; bad messages become dead letters.
+    /// With acknowledgements after checkpoints, the messages then wait in `acks` for the
+    /// checkpoint that covers them.
     async fn hand_on(
         &mut self,
         pending: &mut Vec<Publish>,
+        acks: &mut Option<Acks>,
+        ctx: &mut SourceContext,
+    ) -> Result<(), ConnectorError> {
+        self.decode_and_send(pending, ctx).await?;
+        match acks {
+            Some(acks) if !pending.is_empty() => {
+                // Sent before the next barrier at the latest: the checkpoint after the last
+                // barrier sent covers them.
+                let covered_by = ctx.last_barrier().await + 1;
+                acks.waiting
+                    .extend(pending.drain(..).map(|p| (covered_by, p)));
+            }
+            _ => pending.clear(),
+        }
+        Ok(())
+    }
+
+    async fn decode_and_send(
+        &mut self,
+        pending: &[Publish],
         ctx: &mut SourceContext,
     ) -> Result<(), ConnectorError> {
         if pending.is_empty() {
@@ -125,7 +147,6 @@ impl MqttSource {
             }
             (b, _) => b,
         };
-        pending.clear();
         match batch {
             Some(b) => ctx.send(b).await,
             None => ctx.flush().await,
@@ -147,10 +168,20 @@ impl Source for MqttSource {
     }
 
     async fn run(mut self: Box<Self>, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
-        let options = self
+        let mut options = self
             .connection
             .mqtt_options()
             .map_err(ConnectorError::fatal)?;
+        // With checkpoints and QoS 1, a message is acknowledged only once a checkpoint covers
+        // it: the broker redelivers what a crashed instance had not made durable.
+        let mut acks = match ctx.completed_checkpoints() {
+            Some(completed) if self.qos != QoS::AtMostOnce => Some(Acks {
+                completed,
+                waiting: std::collections::VecDeque::new(),
+            }),
+            _ => None,
+        };
+        options.set_manual_acks(acks.is_some());
         let (client, events) = AsyncClient::new(options, 64);
         let address = self.connection.address.to_string();
         let topic = self.config.topic.clone();
@@ -162,20 +193,32 @@ impl Source for MqttSource {
         // made would be lost): it runs in a task of its own, and hands its events over.
         let (polled_tx, mut polled) = tokio::sync::mpsc::channel(1024);
         let poller = tokio::spawn(poll_events(events, polled_tx));
+        let mut connected_before = false;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                Some(done) = completed_checkpoint(&mut acks) => {
+                    if let Some(acks) = &mut acks {
+                        acks.acknowledge(done, &client).await;
+                    }
+                }
                 event = polled.recv() => match event {
                     None => break,
                     Some(Polled::Event(Event::Incoming(Packet::Publish(p)))) => {
                         pending.push(p);
                         if pending.len() >= self.config.batch_size {
-                            self.hand_on(&mut pending, ctx).await?;
+                            self.hand_on(&mut pending, &mut acks, ctx).await?;
                         }
                     }
                     Some(Polled::Event(Event::Incoming(Packet::ConnAck(_)))) => {
-                        info!(source = %ctx.name(), "connected to {address}");
+                        if connected_before {
+                            let n = ctx.metrics().reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                            info!(source = %ctx.name(), "reconnected to {address} ({n} reconnects so far)");
+                        } else {
+                            info!(source = %ctx.name(), "connected to {address}");
+                        }
+                        connected_before = true;
                         client.try_subscribe(topic.clone(), self.qos).map_err(|e| {
                             ConnectorError::fatal(format!("cannot subscribe to {topic}: {e}"))
                         })?;
@@ -191,17 +234,50 @@ impl Source for MqttSource {
                     }
                     Some(Polled::Event(_)) => {}
                     Some(Polled::Failed(e, delay)) => {
-                        self.hand_on(&mut pending, ctx).await?;
+                        self.hand_on(&mut pending, &mut acks, ctx).await?;
                         warn!(source = %ctx.name(), "cannot reach the broker at {address}: {e}; retrying in {delay:.1?}");
                     }
                 },
-                _ = linger.tick() => self.hand_on(&mut pending, ctx).await?,
+                _ = linger.tick() => self.hand_on(&mut pending, &mut acks, ctx).await?,
             }
         }
+        self.hand_on(&mut pending, &mut acks, ctx).await?;
+        // Messages handed on but not covered by a checkpoint stay unacknowledged: the broker
+        // sends them again to the next session, which resumes from the last checkpoint.
         poller.abort();
-        self.hand_on(&mut pending, ctx).await?;
         let _ = client.try_disconnect();
         Ok(())
+    }
+}
+
+/// Messages handed on and waiting for the checkpoint that covers them to be acknowledged.
+struct Acks {
+    completed: tokio::sync::watch::Receiver<u64>,
+    /// Each message with the id of the first checkpoint that covers it, oldest first.
+    waiting: std::collections::VecDeque<(u64, Publish)>,
+}
+
+impl Acks {
+    /// Checkpoint `done` has completed: acknowledges every message it covers.
+    async fn acknowledge(&mut self, done: u64, client: &AsyncClient) {
+        while self.waiting.front().is_some_and(|(id, _)| *id <= done) {
+            if let Some((_, p)) = self.waiting.pop_front()
+                && let Err(e) = client.ack(&p).await
+            {
+                warn!("cannot acknowledge a message: {e}; the broker will send it again");
+            }
+        }
+    }
+}
+
+/// The id of the next completed checkpoint; never, without acknowledgements after checkpoints.
+async fn completed_checkpoint(acks: &mut Option<Acks>) -> Option<u64> {
+    match acks {
+        Some(a) => match a.completed.changed().await {
+            Ok(()) => Some(*a.completed.borrow_and_update()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

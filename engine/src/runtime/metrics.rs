@@ -21,6 +21,8 @@ pub struct SourceMetrics {
     /// Bytes read so far, and the total when known (a file's size), for progress.
     pub bytes_read: AtomicU64,
     pub bytes_total: AtomicU64,
+    /// Connections to the source's server made again after it went away.
+    pub reconnects: AtomicU64,
     watermark: AtomicI64,
 }
 
@@ -33,6 +35,7 @@ impl SourceMetrics {
             dead_letters: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             bytes_total: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
             watermark: AtomicI64::new(NO_WATERMARK),
         }
     }
