@@ -49,6 +49,8 @@ impl Status {
             eprintln!("done in {elapsed:.1}s: {}", line(&totals, rate));
         }
         if json {
+            use std::sync::atomic::Ordering::Relaxed;
+            let c = &self.metrics.checkpoints;
             eprintln!(
                 "{}",
                 serde_json::json!({
@@ -60,6 +62,11 @@ impl Status {
                     "elapsed_s": elapsed,
                     "events_per_s": rate,
                     "peak_rss_bytes": peak_rss_bytes(),
+                    "checkpoints": c.completed.load(Relaxed),
+                    "checkpoints_failed": c.failed.load(Relaxed),
+                    "last_checkpoint_ms": c.last_millis.load(Relaxed),
+                    "last_checkpoint_bytes": c.last_bytes.load(Relaxed),
+                    "reconnects": self.metrics.sources.iter().map(|s| s.reconnects.load(Relaxed)).sum::<u64>(),
                 })
             );
         }

@@ -3,39 +3,14 @@
 //! close, join sides and moving-aggregate keys are released, so what an hour leaves in state is no
 //! more than what ten minutes do.
 
+mod common;
+
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use eddy_engine::Planner;
 use eddy_engine::runtime::Message;
-use eddy_engine::{
-    ConnectorError, ConnectorRegistry, Planner, Sink, SinkSpec, Source, SourceContext, SourceSpec,
-};
-
-/// The planner needs connectors for the file's source and sink; this test drives the planned
-/// pipelines itself, so they are never run.
-struct Unused;
-
-#[async_trait]
-impl Source for Unused {
-    fn describe(&self) -> String {
-        "driven by the test".into()
-    }
-    async fn run(self: Box<Self>, _ctx: &mut SourceContext) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Sink for Unused {
-    fn describe(&self) -> String {
-        "driven by the test".into()
-    }
-    async fn write(&mut self, _batch: RecordBatch) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-}
 
 const QUERIES: [(&str, &str); 5] = [
     (
@@ -93,13 +68,7 @@ fn second(s: i64) -> RecordBatch {
 
 #[tokio::test]
 async fn state_does_not_grow_with_devices_that_went_quiet() {
-    let mut registry = ConnectorRegistry::new();
-    registry.register_source("driven", |_: &SourceSpec| {
-        Ok(Box::new(Unused) as Box<dyn Source>)
-    });
-    registry.register_sink("driven", |_: &SinkSpec| {
-        Ok(Box::new(Unused) as Box<dyn Sink>)
-    });
+    let registry = common::driven();
     for (name, select) in QUERIES {
         let sql = format!(
             "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,

@@ -4,41 +4,17 @@
 //! state written, encoded, decoded and restored into a freshly planned pipeline every few
 //! batches. Both runs must give the same rows.
 
+mod common;
+
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::util::display::array_value_to_string;
+use eddy_engine::Planner;
 use eddy_engine::checkpoint::{StateReader, StateWriter};
 use eddy_engine::plan::PlannedQuery;
 use eddy_engine::runtime::Message;
-use eddy_engine::{
-    ConnectorError, ConnectorRegistry, Planner, Sink, SinkSpec, Source, SourceContext, SourceSpec,
-};
-
-/// The planner needs connectors for the source and sink; the test drives the pipelines itself.
-struct Unused;
-
-#[async_trait]
-impl Source for Unused {
-    fn describe(&self) -> String {
-        "driven by the test".into()
-    }
-    async fn run(self: Box<Self>, _ctx: &mut SourceContext) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Sink for Unused {
-    fn describe(&self) -> String {
-        "driven by the test".into()
-    }
-    async fn write(&mut self, _batch: RecordBatch) -> Result<(), ConnectorError> {
-        Ok(())
-    }
-}
 
 const QUERIES: &[(&str, &str)] = &[
     (
@@ -160,13 +136,7 @@ fn input() -> Vec<(RecordBatch, i64)> {
 }
 
 async fn plan(select: &str) -> PlannedQuery {
-    let mut registry = ConnectorRegistry::new();
-    registry.register_source("driven", |_: &SourceSpec| {
-        Ok(Box::new(Unused) as Box<dyn Source>)
-    });
-    registry.register_sink("driven", |_: &SinkSpec| {
-        Ok(Box::new(Unused) as Box<dyn Sink>)
-    });
+    let registry = common::driven();
     let sql = format!(
         "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
             WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'driven');

@@ -35,6 +35,13 @@ struct Args {
     /// Skip DuckDB's reference timing.
     #[arg(long)]
     no_duckdb: bool,
+    /// Take checkpoints this often (`eddy run --state-dir ... --checkpoint-interval`), into a
+    /// state directory emptied before each run; reports the last checkpoint's time and size.
+    #[arg(long, value_name = "DURATION")]
+    checkpoint_interval: Option<String>,
+    /// Only the workloads whose name contains this (`tumble`, `over`, `pattern`).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// What one `eddy run --stats` reported.
@@ -44,6 +51,9 @@ struct Run {
     rows_out: u64,
     late: u64,
     peak_rss_bytes: u64,
+    checkpoints: u64,
+    last_checkpoint_ms: u64,
+    last_checkpoint_bytes: u64,
 }
 
 fn main() -> Result<()> {
@@ -81,6 +91,13 @@ fn main() -> Result<()> {
 
     let mut eddy_seconds = Vec::new();
     for workload in WORKLOADS {
+        if args
+            .only
+            .as_ref()
+            .is_some_and(|only| !workload.name.contains(only.as_str()))
+        {
+            continue;
+        }
         let slug = workload.name.replace([' ', '/'], "_");
         let query = dir.join(format!("{slug}.sql"));
         let output = dir.join(format!("{slug}.out.jsonl"));
@@ -94,7 +111,15 @@ fn main() -> Result<()> {
         )?;
         let mut best: Option<Run> = None;
         for _ in 0..args.runs.max(1) {
-            let run = run_eddy(&eddy, &query)?;
+            let state = args
+                .checkpoint_interval
+                .as_ref()
+                .map(|every| (dir.join(format!("{slug}.state")), every.as_str()));
+            let run = run_eddy(
+                &eddy,
+                &query,
+                state.as_ref().map(|(d, e)| (d.as_path(), *e)),
+            )?;
             if run.events != args.events as u64 || run.late != 0 {
                 bail!(
                     "{}: eddy read {} readings ({} late), expected {} on time",
@@ -109,8 +134,18 @@ fn main() -> Result<()> {
             }
         }
         let best = best.context("no run")?;
+        let checkpoints = if args.checkpoint_interval.is_some() {
+            format!(
+                "  {} checkpoints, the last {} ms, {} KB",
+                best.checkpoints,
+                best.last_checkpoint_ms,
+                best.last_checkpoint_bytes / 1_000
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "eddy   {:<14} {:>7.3} s  {:>6.2} M events/s  peak RSS {:>5} MB  {} alerts",
+            "eddy   {:<14} {:>7.3} s  {:>6.2} M events/s  peak RSS {:>5} MB  {} alerts{checkpoints}",
             workload.name,
             best.seconds,
             args.events as f64 / best.seconds / 1e6,
@@ -176,11 +211,21 @@ fn generate(path: &Path, events: usize, devices: u32) -> Result<()> {
     Ok(())
 }
 
-fn run_eddy(eddy: &Path, query: &Path) -> Result<Run> {
+/// Runs `eddy run` over `query`; with `state`, checkpoints into a fresh state directory.
+fn run_eddy(eddy: &Path, query: &Path, state: Option<(&Path, &str)>) -> Result<Run> {
+    let mut command = Command::new(eddy);
+    command.args(["run", "--quiet", "--stats"]).arg(query);
+    if let Some((dir, every)) = state {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        command
+            .arg("--state-dir")
+            .arg(dir)
+            .args(["--checkpoint-interval", every]);
+    }
     let started = Instant::now();
-    let out = Command::new(eddy)
-        .args(["run", "--quiet", "--stats"])
-        .arg(query)
+    let out = command
         .env("EDDY_LOG", "warn")
         .stdin(Stdio::null())
         .output()
@@ -210,6 +255,9 @@ fn run_eddy(eddy: &Path, query: &Path) -> Result<Run> {
         rows_out: field("rows_out")?,
         late: field("late")?,
         peak_rss_bytes: field("peak_rss_bytes")?,
+        checkpoints: field("checkpoints")?,
+        last_checkpoint_ms: field("last_checkpoint_ms")?,
+        last_checkpoint_bytes: field("last_checkpoint_bytes")?,
     })
 }
 

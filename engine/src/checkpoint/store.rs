@@ -67,6 +67,8 @@ pub struct LoadedCheckpoint {
     pub manifest: Manifest,
     /// Each query's state, by query index.
     pub queries: Vec<(usize, StateReader)>,
+    /// Bytes of state read.
+    pub bytes: u64,
 }
 
 impl CheckpointStore {
@@ -192,14 +194,20 @@ impl CheckpointStore {
                 ));
             }
             let mut queries = Vec::new();
+            let mut total = 0;
             for q in &manifest.queries {
                 let path = dir.join(&q.file);
                 let bytes = fs::read(&path).map_err(|e| io_error(&path, "cannot read", e))?;
+                total += bytes.len() as u64;
                 let state = StateReader::decode(&bytes)
                     .map_err(|e| EngineError::Checkpoint(format!("{}: {}", path.display(), e)))?;
                 queries.push((q.index, state));
             }
-            Ok(LoadedCheckpoint { manifest, queries })
+            Ok(LoadedCheckpoint {
+                manifest,
+                queries,
+                bytes: total,
+            })
         };
         load().map(Some).map_err(within)
     }

@@ -127,6 +127,21 @@ impl OverWindow {
         }
     }
 
+    /// A key seen for the first time: empty frames, fresh accumulators.
+    fn new_key(&self, last: Millis) -> Result<KeyState> {
+        let calls = self
+            .calls
+            .iter()
+            .map(|c| {
+                Ok(CallState {
+                    acc: c.new_accumulator()?,
+                    rows: VecDeque::new(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(KeyState { calls, last })
+    }
+
     /// Keys held, and rows buffered until the watermark passes them.
     pub fn state_size(&self) -> (usize, usize) {
         (self.keys.len(), self.buffer.rows())
@@ -162,20 +177,8 @@ impl OverWindow {
             let state = match self.keys.get_mut(key) {
                 Some(s) => s,
                 None => {
-                    let calls = self
-                        .calls
-                        .iter()
-                        .map(|c| {
-                            Ok(CallState {
-                                acc: c.new_accumulator()?,
-                                rows: VecDeque::new(),
-                            })
-                        })
-                        .collect::<Result<_>>()?;
-                    self.keys.entry(key.into()).or_insert(KeyState {
-                        calls,
-                        last: Millis::MIN,
-                    })
+                    let fresh = self.new_key(Millis::MIN)?;
+                    self.keys.entry(key.into()).or_insert(fresh)
                 }
             };
             state.last = times[end - 1];
@@ -376,20 +379,7 @@ impl Operator for OverWindow {
         let last = keys_part.column(1).as_primitive::<Int64Type>().clone();
         let mut restored: Vec<KeyState> = Vec::with_capacity(keys.len());
         for i in 0..keys.len() {
-            let calls = self
-                .calls
-                .iter()
-                .map(|c| {
-                    Ok(CallState {
-                        acc: c.new_accumulator()?,
-                        rows: VecDeque::new(),
-                    })
-                })
-                .collect::<Result<_>>()?;
-            restored.push(KeyState {
-                calls,
-                last: last.value(i),
-            });
+            restored.push(self.new_key(last.value(i))?);
         }
         for (c, call) in self.calls.iter().enumerate() {
             let rows: usize = state.json()?;

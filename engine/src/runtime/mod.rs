@@ -68,6 +68,7 @@ pub fn start(
         None => None,
     };
     let mut resumed_sources: Vec<Option<SourceCheckpoint>> = vec![None; sources.len()];
+    let restoring = Instant::now();
     if let Some(store) = &store
         && let Some(loaded) = store.load_latest(&fingerprint)?
     {
@@ -96,7 +97,12 @@ pub fn start(
                 resumed_sources[i] = Some(state);
             }
         }
-        info!("resumed from checkpoint {id} ({})", store.dir().display());
+        info!(
+            "resumed from checkpoint {id} ({}): {} bytes of state read and restored in {} ms",
+            store.dir().display(),
+            loaded.bytes,
+            restoring.elapsed().as_millis()
+        );
     }
     let (requests_tx, requests) = watch::channel(barriers::Request::default());
     let (completed_tx, completed) = watch::channel(0u64);
@@ -781,8 +787,8 @@ async fn emit(to: &mut Emit, m: Message) -> Result<bool> {
     })
 }
 
-/// The barrier is in from every input: writes the query's state into the checkpoint, tells the
-/// coordinator, and passes the barrier on.
+/// The barrier is in from every input: takes the query's state, passes the barrier on, and goes
+/// on; the state is encoded and written (then the coordinator told) off the query's task.
 async fn checkpoint_query(
     query: &mut PlannedQuery,
     id: u64,
@@ -793,26 +799,40 @@ async fn checkpoint_query(
         return Ok(());
     };
     let mut state = StateWriter::new();
-    let written = query.pipeline.snapshot(&mut state).and_then(|()| {
-        let bytes = state.encode()?;
-        c.store.write_query(id, task.index, &bytes)
-    });
-    let ack = match written {
-        Ok(file) => Ack::Query {
-            index: task.index,
-            id,
-            label: query.label.clone(),
-            file,
-        },
-        Err(e) => {
-            error!(query = %query.label, "cannot write its state into checkpoint {id}: {e}");
-            Ack::Failed {
+    let taken = query.pipeline.snapshot(&mut state);
+    let (index, label, store, acks) = (
+        task.index,
+        query.label.clone(),
+        Arc::clone(&c.store),
+        c.acks.clone(),
+    );
+    tokio::spawn(async move {
+        let written = match taken {
+            Ok(()) => tokio::task::spawn_blocking(move || {
+                let bytes = state.encode()?;
+                store.write_query(id, index, &bytes)
+            })
+            .await
+            .unwrap_or_else(|e| Err(EngineError::Internal(format!("writing the state: {e}")))),
+            Err(e) => Err(e),
+        };
+        let ack = match written {
+            Ok(file) => Ack::Query {
+                index,
                 id,
-                reason: format!("query {}: {e}", query.label),
+                label,
+                file,
+            },
+            Err(e) => {
+                error!(query = %label, "cannot write its state into checkpoint {id}: {e}");
+                Ack::Failed {
+                    id,
+                    reason: format!("query {label}: {e}"),
+                }
             }
-        }
-    };
-    let _ = c.acks.send(ack);
+        };
+        let _ = acks.send(ack);
+    });
     emit(to, Message::Barrier(id)).await?;
     Ok(())
 }
