@@ -1,7 +1,8 @@
 //! Faults in the middle of a file replay with checkpoints (`--state-dir`):
 //! - `kill -9`, then a restart from the newest checkpoint: the alerts of the killed run and of the
 //!   restarted one, de-duplicated by `alert_id`, are exactly the alerts of an uninterrupted run,
-//!   at several kill points;
+//!   at several kill points (a HOP window, and a view with an OVER frame read by two queries, one of
+//!   them a window over the view: barriers pass through views);
 //! - SIGTERM: a last checkpoint is taken and the process exits 0; the restarted run writes every
 //!   remaining alert, and no alert is written twice;
 //! - a damaged checkpoint, or one taken for other queries, stops the restart with an error that
@@ -22,11 +23,16 @@ SELECT device_id, window_start, window_end, avg(temp) AS avg_temp, max(temp) AS 
 FROM HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '30' SECOND)
 GROUP BY device_id, window_start, window_end
 HAVING avg(temp) > 71;
+CREATE VIEW smoothed AS
+SELECT device_id, ts, avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+    ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS avg5
+FROM readings;
+INSERT INTO alerts SELECT device_id, ts, avg5 FROM smoothed WHERE avg5 > 80;
 INSERT INTO alerts
-SELECT device_id, ts, avg5
-FROM (SELECT device_id, ts, avg(temp) OVER (PARTITION BY device_id ORDER BY ts
-        ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS avg5 FROM readings)
-WHERE avg5 > 80;";
+SELECT device_id, window_start, max(avg5) AS peak_avg5
+FROM TUMBLE(smoothed, ts, INTERVAL '1' MINUTE)
+GROUP BY device_id, window_start, window_end
+HAVING max(avg5) > 81;";
 
 /// The alert lines of a file; a line cut by a kill is not an alert.
 fn alert_lines(path: &Path) -> Vec<String> {
@@ -234,6 +240,23 @@ fn a_damaged_or_foreign_checkpoint_is_refused_with_its_name() {
     std::fs::write(dir.path().join("q.sql"), QUERY).expect("query");
 
     // A state file cut short.
+    // A manifest of another version of Eddy.
+    let manifest = checkpoint.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(
+        &manifest,
+        text.replace(
+            &format!("\"eddy\": \"{}\"", env!("CARGO_PKG_VERSION")),
+            "\"eddy\": \"0.0.1\"",
+        ),
+    )
+    .expect("manifest written");
+    let run = run_with_state(dir.path(), &out, "state");
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(log.contains("it was taken by eddy 0.0.1"), "{log}");
+    std::fs::write(&manifest, text).expect("manifest restored");
+
     let state = checkpoint.join("query-0.state");
     let bytes = std::fs::read(&state).expect("state file");
     std::fs::write(&state, &bytes[..bytes.len() / 2]).expect("damage");

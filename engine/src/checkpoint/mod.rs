@@ -14,4 +14,6 @@ mod store;
 pub use state::{
     STATE_FORMAT, StateReader, StateWriter, key_bytes, key_bytes_column, scalars_column,
 };
-pub use store::{CheckpointStore, LoadedCheckpoint, Manifest, QueryCheckpoint, SourceCheckpoint};
+pub use store::{
+    CheckpointStore, EDDY_VERSION, LoadedCheckpoint, Manifest, QueryCheckpoint, SourceCheckpoint,
+};

@@ -19,6 +19,9 @@ use super::state::{STATE_FORMAT, StateReader};
 use crate::error::{EngineError, Result};
 use crate::time::Millis;
 
+/// The version written into manifests and required of the checkpoints resumed from.
+pub const EDDY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Complete checkpoints kept; older ones are removed.
 const KEEP: usize = 2;
 
@@ -27,6 +30,9 @@ const KEEP: usize = 2;
 pub struct Manifest {
     /// The version of the checkpoint format.
     pub format: u32,
+    /// The version of Eddy that took it: keys are stored in Arrow's row format, which only the
+    /// same build is sure to read alike.
+    pub eddy: String,
     pub id: u64,
     /// A fingerprint of the plan: the queries, their operators and schemas.
     pub plan: String,
@@ -188,6 +194,12 @@ impl CheckpointStore {
                     manifest.format
                 )));
             }
+            if manifest.eddy != EDDY_VERSION {
+                return Err(EngineError::Checkpoint(format!(
+                    "it was taken by eddy {}, this is eddy {EDDY_VERSION}",
+                    manifest.eddy
+                )));
+            }
             if manifest.plan != plan {
                 return Err(EngineError::Checkpoint(
                     "it was taken for other queries (the query file changed since)".into(),
@@ -237,6 +249,7 @@ mod tests {
     fn manifest(id: u64) -> Manifest {
         Manifest {
             format: STATE_FORMAT,
+            eddy: EDDY_VERSION.into(),
             id,
             plan: "p".into(),
             taken_at: 0,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::checkpoint::{
-    CheckpointStore, Manifest, QueryCheckpoint, STATE_FORMAT, SourceCheckpoint,
+    CheckpointStore, EDDY_VERSION, Manifest, QueryCheckpoint, STATE_FORMAT, SourceCheckpoint,
 };
 use crate::error::Result;
 
@@ -223,6 +223,7 @@ impl Coordinator {
         }
         let manifest = Manifest {
             format: STATE_FORMAT,
+            eddy: EDDY_VERSION.into(),
             id,
             plan: self.plan.clone(),
             taken_at: super::now_millis(),
