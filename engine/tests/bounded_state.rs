@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use eddy_engine::Planner;
 use eddy_engine::runtime::Message;
 
-const QUERIES: [(&str, &str); 5] = [
+const QUERIES: [(&str, &str); 6] = [
     (
         "tumble",
         "SELECT device_id, window_start, avg(temp) AS a FROM TUMBLE(readings, ts, INTERVAL '10' SECOND) GROUP BY device_id, window_start, window_end",
@@ -28,6 +28,10 @@ const QUERIES: [(&str, &str); 5] = [
     (
         "over range",
         "SELECT device_id, ts, avg(temp) OVER (PARTITION BY device_id ORDER BY ts RANGE BETWEEN INTERVAL '20' SECOND PRECEDING AND CURRENT ROW) AS a FROM readings",
+    ),
+    (
+        "match_recognize",
+        "SELECT * FROM readings MATCH_RECOGNIZE (PARTITION BY device_id ORDER BY ts MEASURES LAST(B.ts) AS t ONE ROW PER MATCH AFTER MATCH SKIP PAST LAST ROW PATTERN (A B+ C) WITHIN INTERVAL '20' SECOND DEFINE B AS B.temp > 25, C AS C.temp > 100)",
     ),
     (
         "interval join",

@@ -78,6 +78,8 @@ struct KeyState {
     key: Vec<ScalarValue>,
     matches: i64,
     warned: bool,
+    /// Rows and partial matches held, as last counted into [`MatchRecognize::held`].
+    counted: usize,
 }
 
 pub struct MatchRecognize {
@@ -89,6 +91,9 @@ pub struct MatchRecognize {
     prev_columns: Vec<(usize, u32)>,
     /// Variables whose rows some condition reads.
     read: Vec<bool>,
+    /// Rows and partial matches all partitions hold: counted as they change, so that asking
+    /// costs nothing however many partitions there are.
+    held: usize,
 }
 
 /// A found match, with what its measures need.
@@ -127,6 +132,7 @@ impl MatchRecognize {
             converter: None,
             prev_columns,
             read,
+            held: 0,
         }
     }
 
@@ -262,7 +268,7 @@ impl MatchRecognize {
                     self.spec.max_partial_matches
                 );
             }
-            release_rows(state);
+            release_rows(state, &mut self.held);
         }
         Ok(())
     }
@@ -285,7 +291,7 @@ impl MatchRecognize {
             for m in matches.drain(..) {
                 found.push(measure(&self.spec, state, &m)?);
             }
-            release_rows(state);
+            release_rows(state, &mut self.held);
         }
         Ok(())
     }
@@ -468,13 +474,17 @@ fn stored_row(
     Ok((b.as_ref(), *r as usize))
 }
 
-/// Drops the rows no partial match or undecided match can still read.
-fn release_rows(state: &mut KeyState) {
+/// Drops the rows no partial match or undecided match can still read, and brings the count of
+/// what the partitions hold (`held`) up to date.
+fn release_rows(state: &mut KeyState, held: &mut usize) {
     let keep_from = state.matcher.oldest_needed();
     while state.first < keep_from && !state.rows.is_empty() {
         state.rows.pop_front();
         state.first += 1;
     }
+    let now = state.rows.len() + state.matcher.partial_matches();
+    *held = *held + now - state.counted;
+    state.counted = now;
 }
 
 /// The row of sequence number `seq`.
@@ -584,6 +594,7 @@ impl MatchRecognize {
             key,
             matches: 0,
             warned: false,
+            counted: 0,
         }
     }
 }
@@ -704,6 +715,7 @@ impl Operator for MatchRecognize {
                     history_at[h] += 1;
                 }
             }
+            release_rows(&mut p, &mut self.held);
             self.keys.insert(bytes, p);
         }
         Ok(())
@@ -728,12 +740,7 @@ impl Operator for MatchRecognize {
     }
 
     fn state_rows(&self) -> usize {
-        self.buffer.rows()
-            + self
-                .keys
-                .values()
-                .map(|k| k.rows.len() + k.matcher.partial_matches())
-                .sum::<usize>()
+        self.buffer.rows() + self.held
     }
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {

@@ -713,6 +713,14 @@ async fn run_query(
         }
         let message = match message {
             Message::Barrier(id) => {
+                match align.barrier {
+                    // Left over from a checkpoint that was abandoned: not waited for.
+                    Some(current) if id < current => continue,
+                    // A newer checkpoint: the one being aligned was abandoned (its barrier will
+                    // not come on every input); what the inputs held back for it goes on.
+                    Some(current) if id > current => release_held(&mut align, &mut ready),
+                    _ => {}
+                }
                 align.barrier = Some(id);
                 align.arrived[i] = true;
                 if align.complete() {
