@@ -264,7 +264,7 @@ fn a_damaged_or_foreign_checkpoint_is_refused_with_its_name() {
     let log = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(
-        log.contains("query-0.state") && log.contains("cut short"),
+        log.contains("query-0.state") && log.contains("is damaged"),
         "{log}"
     );
 

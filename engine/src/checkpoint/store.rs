@@ -60,6 +60,8 @@ pub struct QueryCheckpoint {
     pub index: usize,
     pub label: String,
     pub file: String,
+    /// FNV-1a (64 bits, hex) of the file's bytes: damage is found before anything is decoded.
+    pub checksum: String,
 }
 
 /// A state directory.
@@ -138,11 +140,23 @@ impl CheckpointStore {
         Ok(dir)
     }
 
-    /// Writes one query's state into pending checkpoint `id`.
-    pub fn write_query(&self, id: u64, query: usize, bytes: &[u8]) -> Result<String> {
-        let file = format!("query-{query}.state");
+    /// Writes the state of query `index` into pending checkpoint `id`: what the manifest says
+    /// of it.
+    pub fn write_query(
+        &self,
+        id: u64,
+        index: usize,
+        label: &str,
+        bytes: &[u8],
+    ) -> Result<QueryCheckpoint> {
+        let file = format!("query-{index}.state");
         write_synced(&self.pending_dir(id).join(&file), bytes)?;
-        Ok(file)
+        Ok(QueryCheckpoint {
+            index,
+            label: label.to_string(),
+            file,
+            checksum: checksum(bytes),
+        })
     }
 
     /// Completes checkpoint `manifest.id`: its manifest is written, and the pending directory
@@ -210,6 +224,12 @@ impl CheckpointStore {
             for q in &manifest.queries {
                 let path = dir.join(&q.file);
                 let bytes = fs::read(&path).map_err(|e| io_error(&path, "cannot read", e))?;
+                if checksum(&bytes) != q.checksum {
+                    return Err(EngineError::Checkpoint(format!(
+                        "{} is damaged: its checksum differs from the manifest's",
+                        path.display()
+                    )));
+                }
                 total += bytes.len() as u64;
                 let state = StateReader::decode(&bytes)
                     .map_err(|e| EngineError::Checkpoint(format!("{}: {}", path.display(), e)))?;
@@ -223,6 +243,13 @@ impl CheckpointStore {
         };
         load().map(Some).map_err(within)
     }
+}
+
+fn checksum(bytes: &[u8]) -> String {
+    format!(
+        "{:016x}",
+        crate::runtime::fnv1a(0xcbf2_9ce4_8422_2325, bytes)
+    )
 }
 
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> EngineError {
@@ -246,7 +273,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn manifest(id: u64) -> Manifest {
+    fn manifest(id: u64, query: QueryCheckpoint) -> Manifest {
         Manifest {
             format: STATE_FORMAT,
             eddy: EDDY_VERSION.into(),
@@ -254,11 +281,7 @@ mod tests {
             plan: "p".into(),
             taken_at: 0,
             sources: Vec::new(),
-            queries: vec![QueryCheckpoint {
-                index: 0,
-                label: "q".into(),
-                file: "query-0.state".into(),
-            }],
+            queries: vec![query],
         }
     }
 
@@ -271,12 +294,12 @@ mod tests {
         let state = super::super::StateWriter::new().encode().unwrap();
         for id in 1..=3 {
             store.begin(id).unwrap();
-            store.write_query(id, 0, &state).unwrap();
-            store.commit(&manifest(id)).unwrap();
+            let q = store.write_query(id, 0, "q", &state).unwrap();
+            store.commit(&manifest(id, q)).unwrap();
         }
         // Checkpoint 4 never completes.
         store.begin(4).unwrap();
-        store.write_query(4, 0, &state).unwrap();
+        store.write_query(4, 0, "q", &state).unwrap();
         assert_eq!(store.complete_ids().unwrap(), [2, 3]);
         let loaded = store.load_latest("p").unwrap().unwrap();
         assert_eq!(loaded.manifest.id, 3);
@@ -293,7 +316,7 @@ mod tests {
         .unwrap();
         let e = store.load_latest("p").err().unwrap().to_string();
         assert!(
-            e.contains("query-0.state") && e.contains("not an Eddy state file"),
+            e.contains("query-0.state") && e.contains("checksum differs"),
             "{e}"
         );
         // Reopening removes the pending checkpoint.

@@ -48,10 +48,8 @@ pub enum Ack {
         state: SourceCheckpoint,
     },
     Query {
-        index: usize,
         id: u64,
-        label: String,
-        file: String,
+        state: QueryCheckpoint,
     },
     Sink {
         id: u64,
@@ -181,7 +179,7 @@ impl Coordinator {
             sinks,
         } = self.expected;
         let mut source_states: BTreeMap<usize, SourceCheckpoint> = BTreeMap::new();
-        let mut query_files: BTreeMap<usize, (String, String)> = BTreeMap::new();
+        let mut query_files: BTreeMap<usize, QueryCheckpoint> = BTreeMap::new();
         let mut sinks_done = 0;
         let deadline = tokio::time::sleep(answer_timeout(self.config.interval));
         tokio::pin!(deadline);
@@ -207,13 +205,8 @@ impl Coordinator {
                 }) if a == id => {
                     source_states.insert(index, state);
                 }
-                Some(Ack::Query {
-                    index,
-                    id: a,
-                    label,
-                    file,
-                }) if a == id => {
-                    query_files.insert(index, (label, file));
+                Some(Ack::Query { id: a, state }) if a == id => {
+                    query_files.insert(state.index, state);
                 }
                 Some(Ack::Sink { id: a }) if a == id => sinks_done += 1,
                 Some(Ack::Failed { id: a, reason }) if a == id => return Err(reason),
@@ -242,10 +235,7 @@ impl Coordinator {
                         })
                 })
                 .collect(),
-            queries: query_files
-                .into_iter()
-                .map(|(index, (label, file))| QueryCheckpoint { index, label, file })
-                .collect(),
+            queries: query_files.into_values().collect(),
         };
         let pending = self.store.pending_dir(id);
         let bytes = dir_bytes(&pending);

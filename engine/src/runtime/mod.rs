@@ -79,18 +79,24 @@ pub fn start(
                     "checkpoint {id} has state of a query {index} the file does not have"
                 ))
             })?;
-            query
-                .pipeline
-                .restore(&mut state)
-                .and_then(|()| state.finish())
-                .map_err(|e| {
-                    EngineError::Checkpoint(format!(
-                        "cannot restore query {} from {}: {}",
-                        query.label,
-                        store.dir().display(),
-                        e
-                    ))
-                })?;
+            // State that passed the checksum but does not fit the operators (it should not
+            // happen) is an error, not a crash.
+            let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                query.pipeline.restore(&mut state)
+            }))
+            .unwrap_or_else(|_| {
+                Err(EngineError::Checkpoint(
+                    "its state does not fit the query's operators".into(),
+                ))
+            });
+            restored.and_then(|()| state.finish()).map_err(|e| {
+                EngineError::Checkpoint(format!(
+                    "cannot restore query {} from {}: {}",
+                    query.label,
+                    store.dir().display(),
+                    e
+                ))
+            })?;
         }
         for state in loaded.manifest.sources {
             if let Some(i) = sources.iter().position(|s| s.name == state.name) {
@@ -814,23 +820,19 @@ async fn checkpoint_query(
         Arc::clone(&c.store),
         c.acks.clone(),
     );
+    let label_of_file = label.clone();
     tokio::spawn(async move {
         let written = match taken {
             Ok(()) => tokio::task::spawn_blocking(move || {
                 let bytes = state.encode()?;
-                store.write_query(id, index, &bytes)
+                store.write_query(id, index, &label_of_file, &bytes)
             })
             .await
             .unwrap_or_else(|e| Err(EngineError::Internal(format!("writing the state: {e}")))),
             Err(e) => Err(e),
         };
         let ack = match written {
-            Ok(file) => Ack::Query {
-                index,
-                id,
-                label,
-                file,
-            },
+            Ok(state) => Ack::Query { id, state },
             Err(e) => {
                 error!(query = %label, "cannot write its state into checkpoint {id}: {e}");
                 Ack::Failed {
