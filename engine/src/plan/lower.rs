@@ -87,6 +87,23 @@ struct Stage {
     aggregated: bool,
 }
 
+impl Stage {
+    /// Rows of HOP and SESSION get their window only when aggregated: they cannot go on to `then`
+    /// (a UNION, a join) before that.
+    fn require_aggregated(&self, then: &str) -> Result<(), SqlError> {
+        match &self.window {
+            Some(call) if call.kind.assigned_by_aggregate() => Err(SqlError::new(
+                call.location,
+                format!(
+                    "rows of {}(...) get their window when they are aggregated: {then}",
+                    call.function()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 pub fn lower_query(
     plan: &LogicalPlan,
     planner: &Planner,
@@ -252,17 +269,9 @@ impl Walk<'_, '_> {
                     if stage.inputs.len() != 1 {
                         return Err(self.error("a UNION inside a UNION branch is not supported; list every branch in one UNION ALL"));
                     }
-                    if let Some(call) = &stage.window
-                        && call.kind.assigned_by_aggregate()
-                    {
-                        return Err(SqlError::new(
-                            call.location,
-                            format!(
-                                "rows of {}(...) get their window when they are aggregated: GROUP BY ..., window_start, window_end before the UNION",
-                                call.function()
-                            ),
-                        ));
-                    }
+                    stage.require_aggregated(
+                        "GROUP BY ..., window_start, window_end before the UNION",
+                    )?;
                     inputs.extend(stage.inputs);
                     branches.push(stage.ops);
                 }
@@ -530,17 +539,7 @@ impl Walk<'_, '_> {
             }
         };
         let mut stage = self.lower(stream_plan)?;
-        if let Some(call) = &stage.window
-            && call.kind.assigned_by_aggregate()
-        {
-            return Err(SqlError::new(
-                call.location,
-                format!(
-                    "rows of {}(...) get their window when they are aggregated: aggregate them before joining",
-                    call.function()
-                ),
-            ));
-        }
+        stage.require_aggregated("aggregate them before joining")?;
         let stream_schema = stream_plan.schema();
         let stream_keys = stream_keys
             .iter()
@@ -666,17 +665,7 @@ impl Walk<'_, '_> {
             if side.inputs.len() != 1 || side.join.is_some() {
                 return Err(self.error("an interval join joins two streams, each one source or view; put a UNION ALL or another join in a view first"));
             }
-            if let Some(call) = &side.window
-                && call.kind.assigned_by_aggregate()
-            {
-                return Err(SqlError::new(
-                    call.location,
-                    format!(
-                        "rows of {}(...) get their window when they are aggregated: aggregate them before joining",
-                        call.function()
-                    ),
-                ));
-            }
+            side.require_aggregated("aggregate them before joining")?;
         }
         // `right time - left time` must lie in [lower, upper].
         let (mut lower, mut upper) = (None::<Millis>, None::<Millis>);
