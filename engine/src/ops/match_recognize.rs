@@ -47,6 +47,7 @@ pub struct Nav {
 }
 
 /// Everything the operator needs of a planned `MATCH_RECOGNIZE`.
+#[derive(Clone)]
 pub struct MatchSpec {
     pub vars: Vec<String>,
     pub program: Arc<Program>,

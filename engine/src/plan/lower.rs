@@ -20,9 +20,9 @@ use super::session::Planner;
 use super::windows::WindowCall;
 use crate::error::{Location, SqlError};
 use crate::ops::{
-    AggregateCall, Filter, Frame, IntervalJoin, LookupJoin, MatchRecognize, MatchSpec, Operator,
-    OutputColumn, OverCall, OverWindow, Pipeline, Project, ScanColumn, ScanTime, SessionAggregate,
-    SourceScan, TableRead, WindowAggregate, WindowColumns, WindowKind, with_event_time,
+    AggregateCall, Filter, Frame, IntervalJoin, LookupJoin, MatchRecognize, Operator, OutputColumn,
+    OverCall, OverWindow, Pipeline, Project, ScanColumn, ScanTime, SessionAggregate, SourceScan,
+    TableRead, WindowAggregate, WindowColumns, WindowKind, with_event_time,
 };
 use crate::time::Millis;
 
@@ -599,22 +599,7 @@ impl Walk<'_, '_> {
             None,
             with_event_time(input_schema),
         );
-        let matcher = MatchRecognize::new(MatchSpec {
-            vars: call.vars.clone(),
-            program: Arc::clone(&call.program),
-            partition: call.partition.clone(),
-            prev: call.prev.clone(),
-            defines: call.defines.clone(),
-            ctx: call.ctx.clone(),
-            define_ctx: call.define_ctx.clone(),
-            navs: call.navs.clone(),
-            measure_schema: Arc::clone(&call.measure_schema),
-            measures: call.measures.clone(),
-            skip: call.skip,
-            within: call.within,
-            schema: with_event_time(&call.schema),
-            max_partial_matches: MAX_PARTIAL_MATCHES,
-        });
+        let matcher = MatchRecognize::new(call.spec.clone());
         let mut ops: Vec<Box<dyn Operator>> = vec![Box::new(scan_op), Box::new(matcher)];
         let n = call.schema.fields().len();
         let projection = scan.projection.clone().unwrap_or_else(|| (0..n).collect());
@@ -967,9 +952,6 @@ impl Walk<'_, '_> {
         Ok(())
     }
 }
-
-/// Partial matches alive at once in one partition of a `MATCH_RECOGNIZE`.
-const MAX_PARTIAL_MATCHES: usize = 10_000;
 
 /// The length of an interval literal in milliseconds (days and less: months have no fixed length).
 fn interval_millis(v: &ScalarValue) -> Option<Millis> {

@@ -21,9 +21,8 @@ use super::session::Planner;
 use super::statements::{location_of, normalize};
 use crate::error::{Location, SqlError};
 use crate::ops::pattern::{Pattern, Program, SkipTo};
-use crate::ops::{Nav, NavKind};
+use crate::ops::{MatchSpec, Nav, NavKind, with_event_time};
 use crate::sql::parser::WITHIN_SYMBOL;
-use crate::time::Millis;
 
 /// A planned `MATCH_RECOGNIZE`.
 #[derive(Clone)]
@@ -31,26 +30,14 @@ pub struct MatchCall {
     pub input: Input,
     /// The input's event-time column.
     pub time_index: usize,
-    pub partition: Vec<usize>,
-    pub vars: Vec<String>,
-    pub program: Arc<Program>,
-    /// `PREV(col, n)` columns the conditions read, appended after the input's columns.
-    pub prev: Vec<(usize, u32)>,
-    /// The condition of each variable (none: any row), over the input's, the `prev` and the
-    /// `ctx` columns.
-    pub defines: Vec<Option<Arc<dyn PhysicalExpr>>>,
-    /// What conditions read of the partial match, and which of them each variable's reads.
-    pub ctx: Vec<Nav>,
-    pub define_ctx: Vec<Vec<usize>>,
-    pub navs: Vec<Nav>,
-    /// Over the partition columns, then one column per nav.
-    pub measure_schema: SchemaRef,
-    pub measures: Vec<Arc<dyn PhysicalExpr>>,
-    pub skip: SkipTo,
-    pub within: Option<Millis>,
-    /// Partition columns, then measures.
+    /// What the operator runs: the pattern, conditions, measures.
+    pub spec: MatchSpec,
+    /// Partition columns, then measures: what the enclosing query reads.
     pub schema: SchemaRef,
 }
+
+/// Partial matches alive at once in one partition of a `MATCH_RECOGNIZE`.
+const MAX_PARTIAL_MATCHES: usize = 10_000;
 
 fn err(at: Location, m: impl Into<String>) -> SqlError {
     SqlError::new(at, m)
@@ -294,22 +281,27 @@ pub fn plan_match_recognize(
         Some(AfterMatchSkip::ToFirst(v)) => SkipTo::FirstOf(var_index(v)?),
         Some(AfterMatchSkip::ToLast(v)) => SkipTo::LastOf(var_index(v)?),
     };
+    let schema = Arc::new(Schema::new(out_fields));
     Ok(MatchCall {
         input,
         time_index,
-        partition,
-        vars,
-        program,
-        prev,
-        defines,
-        ctx,
-        define_ctx,
-        navs,
-        measure_schema,
-        measures: measure_exprs,
-        skip,
-        within,
-        schema: Arc::new(Schema::new(out_fields)),
+        spec: MatchSpec {
+            vars,
+            program,
+            partition,
+            prev,
+            defines,
+            ctx,
+            define_ctx,
+            navs,
+            measure_schema,
+            measures: measure_exprs,
+            skip,
+            within,
+            schema: with_event_time(&schema),
+            max_partial_matches: MAX_PARTIAL_MATCHES,
+        },
+        schema,
     })
 }
 
