@@ -63,6 +63,11 @@ struct OutputArgs {
     /// patterns); a query that needs more stops with an error instead of exhausting memory.
     #[arg(long, default_value_t = 10_000_000)]
     max_state_rows: usize,
+    /// Release the state a query keeps per key (OVER frames, MATCH_RECOGNIZE partitions with
+    /// their PREV history and partial matches) for keys without a reading for this long in event
+    /// time: 1h, 30min. A key that comes back starts afresh. Without it those keys are kept.
+    #[arg(long, value_name = "DURATION", value_parser = eddy_engine::options::parse_duration)]
+    key_idle_timeout: Option<std::time::Duration>,
     /// Take checkpoints into this directory, and resume from the newest one there at start
     /// (the state of every window, session, join and pattern, and each source's position).
     #[arg(long, value_name = "DIR")]
@@ -175,6 +180,7 @@ async fn run(file: &Path, replay: &[(String, String)], output: OutputArgs) -> Re
         }
     };
     plan.limits.max_state_rows = output.max_state_rows;
+    plan.limits.key_idle_timeout = output.key_idle_timeout.map(|d| d.as_millis() as i64);
     let checkpoints = output
         .state_dir
         .as_ref()

@@ -2,7 +2,8 @@
 //! kind (tumbling and hopping windows, sessions, OVER frames, interval joins, UNION ALL,
 //! MATCH_RECOGNIZE) runs over out-of-order readings once without interruption, and once with its
 //! state written, encoded, decoded and restored into a freshly planned pipeline every few
-//! batches. Both runs must give the same rows.
+//! batches. Both runs must give the same rows. (The same input also checks that releasing idle
+//! keys leaves the keys that keep reporting alone.)
 
 mod common;
 
@@ -258,6 +259,29 @@ async fn a_snapshot_does_not_disturb_the_query_that_took_it() {
             for (q, out) in [(&mut whole, &mut expected), (&mut query, &mut got)] {
                 push_all(q, Message::Watermark(*watermark), out);
             }
+        }
+        push_all(&mut whole, Message::End, &mut expected);
+        push_all(&mut query, Message::End, &mut got);
+        same(&lines(&got), &lines(&expected), name);
+    }
+}
+
+/// `--key-idle-timeout` releases only keys gone quiet: with every device reporting every few
+/// seconds, releasing keys idle for 5 s after each watermark changes no row.
+#[tokio::test]
+async fn releasing_idle_keys_leaves_active_ones_alone() {
+    let input = input();
+    for &(name, select) in QUERIES {
+        let mut whole = plan(select).await;
+        let mut expected = Vec::new();
+        let mut query = plan(select).await;
+        let mut got = Vec::new();
+        for (batch, watermark) in &input {
+            for (q, out) in [(&mut whole, &mut expected), (&mut query, &mut got)] {
+                push_all(q, Message::Batch(batch.clone()), out);
+                push_all(q, Message::Watermark(*watermark), out);
+            }
+            query.pipeline.release_keys_idle_since(watermark - 5_000);
         }
         push_all(&mut whole, Message::End, &mut expected);
         push_all(&mut query, Message::End, &mut got);

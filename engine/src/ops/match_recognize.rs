@@ -81,6 +81,8 @@ struct KeyState {
     warned: bool,
     /// Rows and partial matches held, as last counted into [`MatchRecognize::held`].
     counted: usize,
+    /// The event time of the partition's newest row.
+    last_time: Millis,
 }
 
 pub struct MatchRecognize {
@@ -226,6 +228,7 @@ impl MatchRecognize {
                 .keys
                 .get_mut(&key)
                 .ok_or_else(|| EngineError::Internal("partition vanished".into()))?;
+            state.last_time = state.last_time.max(times[e - 1]);
             for (i, &time) in times.iter().enumerate().take(e).skip(s) {
                 state.rows.push_back((Arc::clone(&batch), i as u32));
                 let KeyState {
@@ -569,6 +572,8 @@ fn measure(spec: &MatchSpec, state: &mut KeyState, m: &Match) -> Result<Found> {
 /// What a checkpoint keeps of a partition besides its key and rows.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PartitionState {
+    #[serde(default)]
+    last_time: Millis,
     first: u64,
     matches: i64,
     warned: bool,
@@ -596,6 +601,7 @@ impl MatchRecognize {
             matches: 0,
             warned: false,
             counted: 0,
+            last_time: Millis::MIN,
         }
     }
 }
@@ -609,6 +615,7 @@ impl Operator for MatchRecognize {
         let meta: Vec<PartitionState> = parts
             .iter()
             .map(|(_, k)| PartitionState {
+                last_time: k.last_time,
                 first: k.first,
                 matches: k.matches,
                 warned: k.warned,
@@ -698,6 +705,7 @@ impl Operator for MatchRecognize {
                 .collect::<datafusion::error::Result<_>>()?;
             let mut p = self.new_partition(key);
             p.first = m.first;
+            p.last_time = m.last_time;
             p.matches = m.matches;
             p.warned = m.warned;
             p.matcher.restore(m.matcher);
@@ -740,8 +748,23 @@ impl Operator for MatchRecognize {
         )
     }
 
+    /// Rows waiting, rows and partial matches of the partitions, and the partitions themselves
+    /// (each keeps its `PREV` history and match count): a flood of new keys counts.
     fn state_rows(&self) -> usize {
-        self.buffer.rows() + self.held
+        self.buffer.rows() + self.held + self.keys.len()
+    }
+
+    fn release_keys_idle_since(&mut self, before: Millis) {
+        let held = &mut self.held;
+        self.keys.retain(|_, k| {
+            // Partial matches of a key gone quiet go with it; a found match still undecided
+            // keeps its partition until it is decided.
+            let keep = k.matcher.has_undecided_match() || k.last_time >= before;
+            if !keep {
+                *held -= k.counted;
+            }
+            keep
+        });
     }
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {

@@ -62,6 +62,11 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Releases what the operator keeps for keys that have had no row since `before` (event
+    /// time): `eddy run --key-idle-timeout`. A key that comes back afterwards starts afresh. State
+    /// the watermark releases by itself (windows, sessions, join sides) is not touched.
+    fn release_keys_idle_since(&mut self, _before: Millis) {}
+
     /// Writes what the operator holds into a checkpoint (stateless operators write nothing).
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()>;
 
@@ -232,6 +237,18 @@ impl Pipeline {
         let result = run(&mut self.operators, merged)?;
         out.extend(result);
         Ok(())
+    }
+
+    /// See [`Operator::release_keys_idle_since`].
+    pub fn release_keys_idle_since(&mut self, before: Millis) {
+        for op in self
+            .branches
+            .iter_mut()
+            .flat_map(|b| &mut b.operators)
+            .chain(&mut self.operators)
+        {
+            op.release_keys_idle_since(before);
+        }
     }
 
     /// Writes the state of every operator, in pipeline order, and of the branches' watermarks.

@@ -307,6 +307,10 @@ fn retract_front(state: &mut CallState) -> Result<()> {
 }
 
 impl Operator for OverWindow {
+    fn release_keys_idle_since(&mut self, before: Millis) {
+        self.keys.retain(|_, k| k.last >= before);
+    }
+
     /// Per key: its bytes and last time; per call, the rows of each key's bounded frame (an
     /// accumulator over them is rebuilt on restore) or the state of its unbounded accumulator.
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {

@@ -33,12 +33,16 @@ pub struct Plan {
 pub struct Limits {
     /// Most rows, groups and keys one query may hold in state.
     pub max_state_rows: usize,
+    /// Keys without a row for this long (event time) are released by the operators that would
+    /// otherwise keep them (OVER frames, MATCH_RECOGNIZE partitions); `None` keeps them.
+    pub key_idle_timeout: Option<crate::time::Millis>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_state_rows: 10_000_000,
+            key_idle_timeout: None,
         }
     }
 }

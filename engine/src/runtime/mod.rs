@@ -233,6 +233,7 @@ pub fn start(
             index,
             metrics: m,
             max_state_rows: limits.max_state_rows,
+            key_idle_timeout: limits.key_idle_timeout,
             checkpointing: checkpointing.clone(),
         };
         tasks.spawn(run_query(q, rx, to, task));
@@ -666,7 +667,51 @@ struct QueryTask {
     index: usize,
     metrics: Arc<QueryMetrics>,
     max_state_rows: usize,
+    key_idle_timeout: Option<crate::time::Millis>,
     checkpointing: Option<Checkpointing>,
+}
+
+/// When to release idle keys (`--key-idle-timeout`): the query's watermark (the smallest of its
+/// inputs') minus the timeout, swept each time the watermark has moved a tenth of the timeout.
+struct IdleKeys {
+    timeout: Option<crate::time::Millis>,
+    watermarks: Vec<Option<crate::time::Millis>>,
+    ended: Vec<bool>,
+    swept: crate::time::Millis,
+}
+
+impl IdleKeys {
+    fn new(inputs: usize, timeout: Option<crate::time::Millis>) -> Self {
+        Self {
+            timeout,
+            watermarks: vec![None; inputs],
+            ended: vec![false; inputs],
+            swept: crate::time::Millis::MIN,
+        }
+    }
+
+    fn ended(&mut self, input: usize) {
+        self.ended[input] = true;
+    }
+
+    /// Input `input` reached watermark `w`: the time keys must have had a row since, when a sweep
+    /// is due.
+    fn watermark(&mut self, input: usize, w: crate::time::Millis) -> Option<crate::time::Millis> {
+        let timeout = self.timeout?;
+        self.watermarks[input] = Some(w);
+        let now = self
+            .watermarks
+            .iter()
+            .zip(&self.ended)
+            .filter(|(_, e)| !**e)
+            .map(|(w, _)| *w)
+            .try_fold(crate::time::END_OF_TIME, |lo, w| w.map(|w| lo.min(w)))?;
+        if now.saturating_sub(self.swept) < (timeout / 10).max(1) {
+            return None;
+        }
+        self.swept = now;
+        Some(now.saturating_sub(timeout))
+    }
 }
 
 /// Barrier alignment: which inputs have delivered the barrier being aligned, and what arrived on
@@ -703,6 +748,7 @@ async fn run_query(
     let mut out = Vec::new();
     let mut messages = 0u64;
     let mut align = Alignment::new(query.inputs.len());
+    let mut idle_keys = IdleKeys::new(query.inputs.len(), task.key_idle_timeout);
     // Messages released after an alignment, taken before the channel.
     let mut ready: std::collections::VecDeque<Tagged> = Default::default();
     loop {
@@ -737,8 +783,17 @@ async fn run_query(
             }
             m => m,
         };
-        if matches!(message, Message::End) {
-            align.ended[i] = true;
+        match message {
+            Message::End => {
+                align.ended[i] = true;
+                idle_keys.ended(i);
+            }
+            Message::Watermark(w) => {
+                if let Some(before) = idle_keys.watermark(i, w) {
+                    query.pipeline.release_keys_idle_since(before);
+                }
+            }
+            _ => {}
         }
         messages += 1;
         // Counting state walks the keys of some operators: every 16 messages is enough.

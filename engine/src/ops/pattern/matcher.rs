@@ -215,6 +215,11 @@ impl Matcher {
         self.threads.len() + self.recorded.len()
     }
 
+    /// A match has been found that waits for more preferred partial matches to fail.
+    pub fn has_undecided_match(&self) -> bool {
+        !self.recorded.is_empty()
+    }
+
     pub fn is_idle(&self) -> bool {
         self.threads.is_empty() && self.recorded.is_empty()
     }
