@@ -49,10 +49,20 @@ pub struct MqttSourceConfig {
     /// arrive while Eddy is away) under `client_id`.
     #[serde(default = "default_true")]
     pub clean_session: bool,
+    /// With checkpoints (`--state-dir`) and `qos = 1`: messages handed on but not yet acknowledged
+    /// (they wait for a checkpoint) before the source asks for a checkpoint at once. Set it to the
+    /// broker's in-flight window: the broker sends no more until some are acknowledged.
+    #[serde(default = "default_max_unacked")]
+    pub max_unacked: usize,
 }
 
 fn default_true() -> bool {
     true
+}
+
+/// Mosquitto's default `max_inflight_messages`.
+fn default_max_unacked() -> usize {
+    20
 }
 
 /// `CREATE SINK ... WITH (connector = 'mqtt', ...)`.

@@ -109,6 +109,11 @@ impl MqttSource {
                 let covered_by = ctx.last_barrier().await + 1;
                 acks.waiting
                     .extend(pending.drain(..).map(|p| (covered_by, p)));
+                // The broker's in-flight window is full, or soon: a checkpoint lets it go on.
+                if acks.waiting.len() >= acks.max && !acks.asked {
+                    acks.asked = true;
+                    ctx.request_checkpoint();
+                }
             }
             _ => pending.clear(),
         }
@@ -178,6 +183,8 @@ impl Source for MqttSource {
             Some(completed) if self.qos != QoS::AtMostOnce => Some(Acks {
                 completed,
                 waiting: std::collections::VecDeque::new(),
+                max: self.config.max_unacked.max(1),
+                asked: false,
             }),
             _ => None,
         };
@@ -201,6 +208,11 @@ impl Source for MqttSource {
                 Some(done) = completed_checkpoint(&mut acks) => {
                     if let Some(acks) = &mut acks {
                         acks.acknowledge(done, &client).await;
+                        // Still a full window (the checkpoint began before these arrived).
+                        if acks.waiting.len() >= acks.max {
+                            acks.asked = true;
+                            ctx.request_checkpoint();
+                        }
                     }
                 }
                 event = polled.recv() => match event {
@@ -255,11 +267,16 @@ struct Acks {
     completed: tokio::sync::watch::Receiver<u64>,
     /// Each message with the id of the first checkpoint that covers it, oldest first.
     waiting: std::collections::VecDeque<(u64, Publish)>,
+    /// `max_unacked`: this many waiting, a checkpoint is asked for.
+    max: usize,
+    /// A checkpoint has been asked for and none has completed since.
+    asked: bool,
 }
 
 impl Acks {
     /// Checkpoint `done` has completed: acknowledges every message it covers.
     async fn acknowledge(&mut self, done: u64, client: &AsyncClient) {
+        self.asked = false;
         while self.waiting.front().is_some_and(|(id, _)| *id <= done) {
             if let Some((_, p)) = self.waiting.pop_front()
                 && let Err(e) = client.ack(&p).await

@@ -73,6 +73,9 @@ pub struct Checkpointing {
     /// Completed checkpoint ids: sources that acknowledge their input (MQTT) wait for them.
     pub completed: watch::Receiver<u64>,
     pub acks: mpsc::UnboundedSender<Ack>,
+    /// Sources ask for a checkpoint before the interval is up (MQTT: too many messages wait for
+    /// their acknowledgement).
+    pub wanted: Arc<tokio::sync::Notify>,
 }
 
 /// Checkpoints taken and how long and large the last one was.
@@ -107,6 +110,7 @@ pub struct Coordinator {
     pub requests: watch::Sender<Request>,
     pub completed: watch::Sender<u64>,
     pub acks: mpsc::UnboundedReceiver<Ack>,
+    pub wanted: Arc<tokio::sync::Notify>,
     pub metrics: Arc<CheckpointMetrics>,
     /// Cancelled when the engine is asked to stop: one last checkpoint is taken.
     pub shutdown: CancellationToken,
@@ -120,9 +124,11 @@ impl Coordinator {
     pub async fn run(mut self) -> Result<()> {
         let mut next = self.store.next_id()?;
         let mut ended = false;
+        let wanted = Arc::clone(&self.wanted);
         loop {
             let last = tokio::select! {
                 _ = tokio::time::sleep(self.config.interval) => false,
+                _ = wanted.notified() => false,
                 _ = self.shutdown.cancelled() => true,
                 _ = self.done.cancelled() => return Ok(()),
                 ack = self.acks.recv() => {

@@ -113,11 +113,13 @@ pub fn start(
     let (requests_tx, requests) = watch::channel(barriers::Request::default());
     let (completed_tx, completed) = watch::channel(0u64);
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let wanted = Arc::new(tokio::sync::Notify::new());
     let checkpointing = store.as_ref().map(|store| Checkpointing {
         store: Arc::clone(store),
         requests,
         completed,
         acks: acks_tx,
+        wanted: Arc::clone(&wanted),
     });
 
     // Reference tables load before any source starts, so no row misses its lookup.
@@ -286,7 +288,7 @@ pub fn start(
             ctx = ctx.restored(state);
         }
         if let Some(c) = &checkpointing {
-            ctx = ctx.with_completed_checkpoints(c.completed.clone());
+            ctx = ctx.with_checkpoints(c.completed.clone(), Arc::clone(&c.wanted));
         }
         let connector = s.connector;
         let name = s.name;
@@ -376,6 +378,7 @@ pub fn start(
                 requests: requests_tx,
                 completed: completed_tx,
                 acks: acks_rx,
+                wanted,
                 metrics: Arc::clone(&checkpoint_metrics),
                 shutdown: shutdown.clone(),
                 done: done.clone(),

@@ -61,8 +61,9 @@ pub struct SourceContext {
     late_tx: Option<mpsc::Sender<SinkInput>>,
     /// The position a restored source resumes from.
     resume_from: Option<serde_json::Value>,
-    /// The ids of completed checkpoints, when checkpoints are taken.
+    /// The ids of completed checkpoints, and where to ask for one, when checkpoints are taken.
     completed: Option<tokio::sync::watch::Receiver<u64>>,
+    wanted: Option<Arc<tokio::sync::Notify>>,
     /// Rows stamped further ahead of the clock than this are dead letters.
     max_future: Option<Millis>,
     shutdown: CancellationToken,
@@ -189,6 +190,7 @@ impl SourceContext {
             late_tx: None,
             resume_from: None,
             completed: None,
+            wanted: None,
             max_future: None,
             shutdown,
         }
@@ -210,12 +212,22 @@ impl SourceContext {
         self
     }
 
-    pub(crate) fn with_completed_checkpoints(
+    pub(crate) fn with_checkpoints(
         mut self,
         completed: tokio::sync::watch::Receiver<u64>,
+        wanted: Arc<tokio::sync::Notify>,
     ) -> Self {
         self.completed = Some(completed);
+        self.wanted = Some(wanted);
         self
+    }
+
+    /// Asks for a checkpoint now rather than at the end of the interval (one is taken at a
+    /// time; asking again meanwhile asks for the next). Nothing happens without checkpoints.
+    pub fn request_checkpoint(&self) {
+        if let Some(w) = &self.wanted {
+            w.notify_one();
+        }
     }
 
     /// The id of the newest completed checkpoint, as it changes; `None` when the engine takes no
