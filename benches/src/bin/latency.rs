@@ -39,6 +39,13 @@ struct Args {
     /// Print Eddy's resident memory every this many seconds (a soak test).
     #[arg(long)]
     rss_every: Option<u64>,
+    /// Checkpoints this often (`--state-dir`), with readings published and subscribed at QoS 1
+    /// on a persistent session, so that Eddy acknowledges them after the checkpoints.
+    #[arg(long, value_name = "DURATION")]
+    checkpoint_interval: Option<String>,
+    /// The source's `max_unacked` with checkpoints (the embedded broker sends 200 at most).
+    #[arg(long, default_value_t = 100)]
+    max_unacked: usize,
 }
 
 /// Resident memory of a process, from /proc, in bytes.
@@ -91,12 +98,25 @@ async fn main() -> Result<()> {
     let url = broker.url();
     let dir = tempfile_dir()?;
     let query = dir.join("latency.sql");
+    let acks = if args.checkpoint_interval.is_some() {
+        format!(
+            ", qos = 1, clean_session = false, client_id = 'latency-eddy', max_unacked = '{}'",
+            args.max_unacked
+        )
+    } else {
+        String::new()
+    };
+    let qos = if args.checkpoint_interval.is_some() {
+        QoS::AtLeastOnce
+    } else {
+        QoS::AtMostOnce
+    };
     std::fs::write(
         &query,
         format!(
             "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '{BOUND_MS}' MILLISECOND)
-  WITH (connector = 'mqtt', url = '{url}', topic = 'bench/+/reading', linger = '5ms');
+  WITH (connector = 'mqtt', url = '{url}', topic = 'bench/+/reading', linger = '5ms'{acks});
 CREATE SINK alerts WITH (connector = 'mqtt', url = '{url}', topic = 'bench-alerts/{{device_id}}');
 INSERT INTO alerts
 SELECT device_id, window_start, window_end, avg(temp) AS avg_temp, count(*) AS readings
@@ -139,9 +159,17 @@ GROUP BY device_id, window_start, window_end;
         latencies
     });
 
-    let mut child = Command::new(&eddy)
-        .args(["run", "--quiet", "--stats"])
-        .arg(&query)
+    let mut command = Command::new(&eddy);
+    command.args(["run", "--quiet", "--stats"]).arg(&query);
+    if let Some(every) = &args.checkpoint_interval {
+        let state = dir.join("state");
+        let _ = std::fs::remove_dir_all(&state);
+        command
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--checkpoint-interval", every]);
+    }
+    let mut child = command
         .env("EDDY_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -194,12 +222,7 @@ GROUP BY device_id, window_start, window_end;
                 20 + device % 50
             );
             publisher
-                .publish(
-                    format!("bench/{device}/reading"),
-                    QoS::AtMostOnce,
-                    false,
-                    payload,
-                )
+                .publish(format!("bench/{device}/reading"), qos, false, payload)
                 .await?;
             published += 1;
         }
