@@ -223,7 +223,14 @@ impl Source for MqttSource {
                             self.hand_on(&mut pending, &mut acks, ctx).await?;
                         }
                     }
-                    Some(Polled::Event(Event::Incoming(Packet::ConnAck(_)))) => {
+                    Some(Polled::Event(Event::Incoming(Packet::ConnAck(connack)))) => {
+                        // Without the old session the broker forgot the messages waiting for an
+                        // acknowledgement, and their packet ids will be given to new ones.
+                        if let Some(acks) = &mut acks
+                            && !connack.session_present
+                        {
+                            acks.waiting.clear();
+                        }
                         if connected_before {
                             let n = ctx.metrics().reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                             info!(source = %ctx.name(), "reconnected to {address} ({n} reconnects so far)");
