@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use eddy_engine::Planner;
 use eddy_engine::runtime::Message;
 
 const QUERIES: [(&str, &str); 6] = [
@@ -73,19 +72,8 @@ fn second(s: i64) -> RecordBatch {
 
 #[tokio::test]
 async fn state_does_not_grow_with_devices_that_went_quiet() {
-    let registry = common::driven();
     for (name, select) in QUERIES {
-        let sql = format!(
-            "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
-                WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'driven');
-             CREATE SINK out WITH (connector = 'driven');
-             INSERT INTO out {select};"
-        );
-        let mut plan = Planner::new("state.sql", &registry)
-            .plan(&sql)
-            .await
-            .unwrap_or_else(|d| panic!("{name}: {d}"));
-        let mut query = plan.queries.remove(0);
+        let mut query = common::plan_readings_query(select).await;
         let inputs = query.inputs.len();
         let mut out = Vec::new();
         let (mut early, mut late) = (0usize, 0usize);

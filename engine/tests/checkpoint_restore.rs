@@ -12,7 +12,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::util::display::array_value_to_string;
-use eddy_engine::Planner;
 use eddy_engine::checkpoint::{StateReader, StateWriter};
 use eddy_engine::plan::PlannedQuery;
 use eddy_engine::runtime::Message;
@@ -137,18 +136,7 @@ fn input() -> Vec<(RecordBatch, i64)> {
 }
 
 async fn plan(select: &str) -> PlannedQuery {
-    let registry = common::driven();
-    let sql = format!(
-        "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
-            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'driven');
-         CREATE SINK out WITH (connector = 'driven');
-         INSERT INTO out {select};"
-    );
-    let mut plan = Planner::new("restore.sql", &registry)
-        .plan(&sql)
-        .await
-        .unwrap_or_else(|d| panic!("{d}"));
-    plan.queries.remove(0)
+    common::plan_readings_query(select).await
 }
 
 /// Output rows as text, floats to 9 significant digits (a frame's sum rebuilt on restore may
@@ -240,8 +228,10 @@ async fn a_restored_query_gives_the_rows_of_an_uninterrupted_one() {
     }
 }
 
-#[tokio::test]
-async fn a_snapshot_does_not_disturb_the_query_that_took_it() {
+/// Runs each query twice over the same input, once as it is and once with `between` applied to
+/// it after each batch (and, with `after_watermark`, after the batch's watermark): both must
+/// give the same rows.
+async fn side_by_side(after_watermark: bool, between: impl Fn(&mut PlannedQuery, i64)) {
     let input = input();
     for &(name, select) in QUERIES {
         let mut whole = plan(select).await;
@@ -252,12 +242,14 @@ async fn a_snapshot_does_not_disturb_the_query_that_took_it() {
             for (q, out) in [(&mut whole, &mut expected), (&mut query, &mut got)] {
                 push_all(q, Message::Batch(batch.clone()), out);
             }
-            query
-                .pipeline
-                .snapshot(&mut StateWriter::new())
-                .expect("snapshot");
+            if !after_watermark {
+                between(&mut query, *watermark);
+            }
             for (q, out) in [(&mut whole, &mut expected), (&mut query, &mut got)] {
                 push_all(q, Message::Watermark(*watermark), out);
+            }
+            if after_watermark {
+                between(&mut query, *watermark);
             }
         }
         push_all(&mut whole, Message::End, &mut expected);
@@ -266,25 +258,23 @@ async fn a_snapshot_does_not_disturb_the_query_that_took_it() {
     }
 }
 
+#[tokio::test]
+async fn a_snapshot_does_not_disturb_the_query_that_took_it() {
+    side_by_side(false, |query, _| {
+        query
+            .pipeline
+            .snapshot(&mut StateWriter::new())
+            .expect("snapshot");
+    })
+    .await;
+}
+
 /// `--key-idle-timeout` releases only keys gone quiet: with every device reporting every few
 /// seconds, releasing keys idle for 5 s after each watermark changes no row.
 #[tokio::test]
 async fn releasing_idle_keys_leaves_active_ones_alone() {
-    let input = input();
-    for &(name, select) in QUERIES {
-        let mut whole = plan(select).await;
-        let mut expected = Vec::new();
-        let mut query = plan(select).await;
-        let mut got = Vec::new();
-        for (batch, watermark) in &input {
-            for (q, out) in [(&mut whole, &mut expected), (&mut query, &mut got)] {
-                push_all(q, Message::Batch(batch.clone()), out);
-                push_all(q, Message::Watermark(*watermark), out);
-            }
-            query.pipeline.release_keys_idle_since(watermark - 5_000);
-        }
-        push_all(&mut whole, Message::End, &mut expected);
-        push_all(&mut query, Message::End, &mut got);
-        same(&lines(&got), &lines(&expected), name);
-    }
+    side_by_side(true, |query, watermark| {
+        query.pipeline.release_keys_idle_since(watermark - 5_000);
+    })
+    .await;
 }

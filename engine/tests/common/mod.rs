@@ -5,8 +5,9 @@
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
+use eddy_engine::plan::PlannedQuery;
 use eddy_engine::{
-    ConnectorError, ConnectorRegistry, Sink, SinkSpec, Source, SourceContext, SourceSpec,
+    ConnectorError, ConnectorRegistry, Planner, Sink, SinkSpec, Source, SourceContext, SourceSpec,
 };
 
 /// The planner needs connectors for a file's sources and sinks; these are never run.
@@ -42,4 +43,20 @@ pub fn driven() -> ConnectorRegistry {
         Ok(Box::new(Unused) as Box<dyn Sink>)
     });
     registry
+}
+
+/// The one query of `INSERT INTO out {select}` over `readings (device_id TEXT, temp DOUBLE, ts
+/// TIMESTAMP)` with a 2-second watermark bound, planned with the driven connectors.
+pub async fn plan_readings_query(select: &str) -> PlannedQuery {
+    let sql = format!(
+        "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
+            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'driven');
+         CREATE SINK out WITH (connector = 'driven');
+         INSERT INTO out {select};"
+    );
+    let mut plan = Planner::new("readings.sql", &driven())
+        .plan(&sql)
+        .await
+        .unwrap_or_else(|d| panic!("{d}"));
+    plan.queries.remove(0)
 }
