@@ -315,27 +315,26 @@ impl Operator for OverWindow {
     /// accumulator over them is rebuilt on restore) or the state of its unbounded accumulator.
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
         self.buffer.snapshot(state)?;
-        let keys: Vec<Box<[u8]>> = self.keys.keys().cloned().collect();
-        state.json(&(self.last_sweep, keys.len()))?;
-        if keys.is_empty() {
+        // The map is not changed in between, so each pass visits the keys in the same order.
+        state.json(&(self.last_sweep, self.keys.len()))?;
+        if self.keys.is_empty() {
             return Ok(());
         }
-        let last = Int64Array::from_iter_values(keys.iter().map(|k| self.keys[k].last));
+        let last = Int64Array::from_iter_values(self.keys.values().map(|k| k.last));
         state.columns(vec![
-            ("key", key_bytes_column(keys.iter().map(|k| k.as_ref()))),
+            (
+                "key",
+                key_bytes_column(self.keys.keys().map(|k| k.as_ref())),
+            ),
             ("last", Arc::new(last)),
         ])?;
         for (c, call) in self.calls.iter().enumerate() {
             let mut columns: Vec<(String, Vec<ScalarValue>)> = Vec::new();
             let mut key_index = Vec::new();
             let mut times = Vec::new();
-            for (i, k) in keys.iter().enumerate() {
-                let cs = self
-                    .keys
-                    .get_mut(k)
-                    .map(|s| &mut s.calls[c])
-                    .ok_or_else(|| crate::error::EngineError::Internal("key vanished".into()))?;
-                let values: Vec<ScalarValue> = if call.frame.bounded() {
+            for (i, key) in self.keys.values_mut().enumerate() {
+                let cs = &mut key.calls[c];
+                if call.frame.bounded() {
                     for (t, args) in &cs.rows {
                         key_index.push(i as u32);
                         times.push(*t);
@@ -344,12 +343,10 @@ impl Operator for OverWindow {
                         }
                     }
                     continue;
-                } else {
-                    cs.acc.state()?
-                };
+                }
                 key_index.push(i as u32);
                 times.push(0);
-                for (j, v) in values.into_iter().enumerate() {
+                for (j, v) in cs.acc.state()?.into_iter().enumerate() {
                     push_value(&mut columns, j, "state", v);
                 }
             }
@@ -357,16 +354,16 @@ impl Operator for OverWindow {
             if key_index.is_empty() {
                 continue;
             }
-            let mut batch: Vec<(&str, ArrayRef)> = vec![
-                ("key", Arc::new(UInt32Array::from(key_index))),
-                ("time", Arc::new(Int64Array::from(times))),
+            let mut batch: Vec<(String, ArrayRef)> = vec![
+                ("key".into(), Arc::new(UInt32Array::from(key_index))),
+                ("time".into(), Arc::new(Int64Array::from(times))),
             ];
-            for (name, values) in &columns {
-                if let Some(a) = scalars_column(values.clone())? {
-                    batch.push((name.as_str(), a));
+            for (name, values) in columns {
+                if let Some(a) = scalars_column(values)? {
+                    batch.push((name, a));
                 }
             }
-            state.columns(batch)?;
+            state.batch(RecordBatch::try_from_iter(batch)?);
         }
         Ok(())
     }

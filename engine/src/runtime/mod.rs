@@ -871,7 +871,9 @@ async fn checkpoint_query(
         return Ok(());
     };
     let mut state = StateWriter::new();
+    let pause = Instant::now();
     let taken = query.pipeline.snapshot(&mut state);
+    tracing::debug!(query = %query.label, "state for checkpoint {id} taken in {} ms", pause.elapsed().as_millis());
     let (index, label, store, acks) = (
         task.index,
         query.label.clone(),
@@ -882,8 +884,17 @@ async fn checkpoint_query(
     tokio::spawn(async move {
         let written = match taken {
             Ok(()) => tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
                 let bytes = state.encode()?;
-                store.write_query(id, index, &label_of_file, &bytes)
+                let encoded = started.elapsed();
+                let written = store.write_query(id, index, &label_of_file, &bytes);
+                tracing::debug!(
+                    "checkpoint {id}, query {index}: {} bytes encoded in {} ms, written in {} ms",
+                    bytes.len(),
+                    encoded.as_millis(),
+                    (started.elapsed() - encoded).as_millis()
+                );
+                written
             })
             .await
             .unwrap_or_else(|e| Err(EngineError::Internal(format!("writing the state: {e}")))),
