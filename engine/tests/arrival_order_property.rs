@@ -1,0 +1,140 @@
+//! Property (proptest): any arrival order within the watermark bound gives the same rows. Random
+//! readings (4 devices, a minute of event time, temperatures in quarter degrees so that sums are
+//! exact whatever the order) each arrive up to 2 s late (the bound), in batches of random size,
+//! with the watermark after each batch; every query kind must give the rows it gives when all
+//! readings arrive at once.
+
+mod common;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::util::display::array_value_to_string;
+use eddy_engine::runtime::Message;
+use proptest::prelude::*;
+
+const QUERIES: &[&str] = &[
+    "SELECT device_id, window_start, avg(temp) AS a, max(temp) AS m, count(*) AS n
+     FROM TUMBLE(readings, ts, INTERVAL '5' SECOND) GROUP BY device_id, window_start, window_end",
+    "SELECT device_id, window_start, sum(temp) AS s, min(temp) AS lo
+     FROM HOP(readings, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) GROUP BY device_id, window_start, window_end",
+    "SELECT device_id, window_start, window_end, count(*) AS n, sum(temp) AS s
+     FROM SESSION(readings, ts, INTERVAL '3' SECOND) GROUP BY device_id, window_start, window_end",
+    "SELECT device_id, ts, sum(temp) OVER (PARTITION BY device_id ORDER BY ts
+       ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS s4 FROM readings",
+    "SELECT a.device_id, a.ts, b.ts AS later FROM readings a JOIN readings b
+     ON a.device_id = b.device_id AND b.ts BETWEEN a.ts + INTERVAL '1' MILLISECOND AND a.ts + INTERVAL '2' SECOND",
+    "SELECT * FROM readings MATCH_RECOGNIZE (PARTITION BY device_id ORDER BY ts
+       MEASURES FIRST(A.ts) AS s, LAST(B.ts) AS e, COUNT(B.*) AS n
+       AFTER MATCH SKIP PAST LAST ROW PATTERN (A B+) DEFINE B AS B.temp > PREV(B.temp))",
+];
+
+const T0: i64 = 1_767_225_600_000;
+const BOUND: i64 = 2_000;
+
+fn batch(rows: &[(u8, i64, u8)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, true),
+        Field::new("temp", DataType::Float64, true),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| format!("d{}", r.0)),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| 60.0 + r.2 as f64 / 4.0),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| T0 + r.1),
+            )),
+        ],
+    )
+    .expect("a batch")
+}
+
+/// Every output row as text, sorted: the same rows in any order compare equal.
+fn sorted_rows(out: &[Message]) -> Vec<String> {
+    let mut rows = Vec::new();
+    for m in out {
+        let Message::Batch(b) = m else { continue };
+        for r in 0..b.num_rows() {
+            let fields: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| array_value_to_string(c, r).expect("a value"))
+                .collect();
+            rows.push(fields.join(", "));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Runs `select` over the readings delivered in `batches`, each followed by the watermark the
+/// source would send (the newest event time so far minus the bound), then the end.
+fn run(
+    runtime: &tokio::runtime::Runtime,
+    select: &str,
+    batches: &[Vec<(u8, i64, u8)>],
+) -> Vec<String> {
+    let mut query = runtime.block_on(common::plan_readings_query(select));
+    let mut out = Vec::new();
+    let mut newest = i64::MIN;
+    for rows in batches {
+        newest = newest.max(rows.iter().map(|r| T0 + r.1).max().unwrap_or(i64::MIN));
+        for input in 0..query.inputs.len() {
+            for m in [
+                Message::Batch(batch(rows)),
+                Message::Watermark(newest - BOUND),
+            ] {
+                query
+                    .pipeline
+                    .push(input, m, &mut out)
+                    .expect("the pipeline runs");
+            }
+        }
+    }
+    for input in 0..query.inputs.len() {
+        query
+            .pipeline
+            .push(input, Message::End, &mut out)
+            .expect("the pipeline runs");
+    }
+    sorted_rows(&out)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_arrival_order_within_the_bound_gives_the_same_rows(
+        readings in prop::collection::vec((0u8..4, 0i64..60_000, 0u8..80, 0i64..BOUND), 1..250),
+        batch_size in 1usize..40,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+        let rows: Vec<(u8, i64, u8)> = readings.iter().map(|&(d, t, v, _)| (d, t, v)).collect();
+        // Arrival: each reading at its event time plus its delay (less than the bound).
+        let mut arriving: Vec<(i64, usize)> = readings
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, t, _, delay))| (t + delay, i))
+            .collect();
+        arriving.sort();
+        let in_arrival_order: Vec<(u8, i64, u8)> = arriving.iter().map(|&(_, i)| rows[i]).collect();
+        let batches: Vec<Vec<(u8, i64, u8)>> =
+            in_arrival_order.chunks(batch_size).map(<[_]>::to_vec).collect();
+        for select in QUERIES {
+            let at_once = run(&runtime, select, std::slice::from_ref(&rows));
+            let arrived = run(&runtime, select, &batches);
+            prop_assert_eq!(arrived, at_once, "{}", select);
+        }
+    }
+}
