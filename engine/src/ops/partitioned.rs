@@ -22,7 +22,8 @@ pub(crate) struct Partitioned {
 }
 
 impl Partitioned {
-    /// Sorts `batch` (its event time last) by `keys` (one array per key column), then by time.
+    /// Sorts `batch` (its event time last) by `keys` (one array per key column), then by time,
+    /// then by the other columns.
     /// `converter` is created on first use and kept by the operator.
     pub fn sort(
         batch: &RecordBatch,
@@ -41,7 +42,21 @@ impl Partitioned {
             values: Arc::clone(batch.column(time_column)),
             options: None,
         });
-        let order = lexsort_to_indices(&sort, None)?;
+        // Rows of one key with the same time are taken in the order of their values, not of
+        // their arrival: a ROWS frame or a pattern over tied rows gives the same answer whatever
+        // order they came in. (Columns that cannot be compared are left out.)
+        let with_ties: Vec<SortColumn> = sort
+            .iter()
+            .cloned()
+            .chain(batch.columns()[..time_column].iter().map(|c| SortColumn {
+                values: Arc::clone(c),
+                options: None,
+            }))
+            .collect();
+        let order = match lexsort_to_indices(&with_ties, None) {
+            Ok(order) => order,
+            Err(_) => lexsort_to_indices(&sort, None)?,
+        };
         let batch = take_record_batch(batch, &order)?;
         let keys: Vec<ArrayRef> = keys
             .iter()
