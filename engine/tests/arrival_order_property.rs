@@ -1,8 +1,8 @@
-//! Property (proptest): any arrival order within the watermark bound gives the same rows. Random
-//! readings (4 devices, a minute of event time, temperatures in quarter degrees so that sums are
-//! exact whatever the order) each arrive up to 2 s late (the bound), in batches of random size,
-//! with the watermark after each batch; every query kind must give the rows it gives when all
-//! readings arrive at once.
+//! Properties (proptest) over random readings (4 devices, a minute of event time, temperatures in
+//! quarter degrees so that sums are exact whatever the order), each arriving up to 2 s late (the
+//! bound), in batches of random size, with the watermark after each batch:
+//! - every query kind gives the rows it gives when all readings arrive at once;
+//! - a checkpoint taken at any point and restored into a freshly planned query changes no row.
 
 mod common;
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::util::display::array_value_to_string;
+use eddy_engine::checkpoint::{StateReader, StateWriter};
 use eddy_engine::runtime::Message;
 use proptest::prelude::*;
 
@@ -85,21 +86,42 @@ fn run(
     select: &str,
     batches: &[Vec<(u8, i64, u8)>],
 ) -> Vec<String> {
+    run_restored_at(runtime, select, batches, None)
+}
+
+/// [`run`], with the query checkpointed after batch `cut` (before its watermark) and restored
+/// into a freshly planned one that goes on.
+fn run_restored_at(
+    runtime: &tokio::runtime::Runtime,
+    select: &str,
+    batches: &[Vec<(u8, i64, u8)>],
+    cut: Option<usize>,
+) -> Vec<String> {
     let mut query = runtime.block_on(common::plan_readings_query(select));
     let mut out = Vec::new();
     let mut newest = i64::MIN;
-    for rows in batches {
+    for (i, rows) in batches.iter().enumerate() {
         newest = newest.max(rows.iter().map(|r| T0 + r.1).max().unwrap_or(i64::MIN));
         for input in 0..query.inputs.len() {
-            for m in [
-                Message::Batch(batch(rows)),
-                Message::Watermark(newest - BOUND),
-            ] {
-                query
-                    .pipeline
-                    .push(input, m, &mut out)
-                    .expect("the pipeline runs");
-            }
+            query
+                .pipeline
+                .push(input, Message::Batch(batch(rows)), &mut out)
+                .expect("the pipeline runs");
+        }
+        if cut == Some(i) {
+            let mut state = StateWriter::new();
+            query.pipeline.snapshot(&mut state).expect("snapshot");
+            let bytes = state.encode().expect("encode");
+            query = runtime.block_on(common::plan_readings_query(select));
+            let mut reader = StateReader::decode(&bytes).expect("decode");
+            query.pipeline.restore(&mut reader).expect("restore");
+            reader.finish().expect("every part read");
+        }
+        for input in 0..query.inputs.len() {
+            query
+                .pipeline
+                .push(input, Message::Watermark(newest - BOUND), &mut out)
+                .expect("the pipeline runs");
         }
     }
     for input in 0..query.inputs.len() {
@@ -135,6 +157,28 @@ proptest! {
             let at_once = run(&runtime, select, std::slice::from_ref(&rows));
             let arrived = run(&runtime, select, &batches);
             prop_assert_eq!(arrived, at_once, "{}", select);
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_anywhere_restores_the_same_rows(
+        readings in prop::collection::vec((0u8..4, 0i64..60_000, 0u8..80, 0i64..BOUND), 1..250),
+        batch_size in 1usize..40,
+        cut in 0usize..250,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+        let mut arriving: Vec<(i64, (u8, i64, u8))> = readings
+            .iter()
+            .map(|&(d, t, v, delay)| (t + delay, (d, t, v)))
+            .collect();
+        arriving.sort();
+        let rows: Vec<(u8, i64, u8)> = arriving.into_iter().map(|(_, r)| r).collect();
+        let batches: Vec<Vec<(u8, i64, u8)>> = rows.chunks(batch_size).map(<[_]>::to_vec).collect();
+        let cut = cut % batches.len();
+        for select in QUERIES {
+            let whole = run(&runtime, select, &batches);
+            let restored = run_restored_at(&runtime, select, &batches, Some(cut));
+            prop_assert_eq!(restored, whole, "{} restored after batch {}", select, cut);
         }
     }
 }
