@@ -1,0 +1,340 @@
+//! A query's task: its pipeline over the messages of its inputs, barrier alignment and its share
+//! of checkpoints, the release of idle keys, and where its rows go (a sink, with alert ids, or
+//! the readers of a view).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use tokio::sync::mpsc;
+use tracing::error;
+
+use super::barriers::{Ack, Checkpointing};
+use super::{Fanout, Message, QueryMetrics, SinkInput, Tagged, fnv1a};
+use crate::checkpoint::StateWriter;
+use crate::error::{EngineError, Result};
+use crate::ops::without_event_time;
+use crate::plan::PlannedQuery;
+
+/// Deterministic alert ids: a hash of the query and of the row's values, so that the same alert
+/// (same query, key, window or match, same values) computed twice carries the same id and a
+/// consumer can drop the second.
+pub(super) struct AlertIds {
+    query: u64,
+    converter: Option<datafusion::arrow::row::RowConverter>,
+}
+
+impl AlertIds {
+    pub(super) fn new(label: &str) -> Self {
+        Self {
+            query: fnv1a(0xcbf2_9ce4_8422_2325, label.as_bytes()),
+            converter: None,
+        }
+    }
+
+    fn add(&mut self, rows: &RecordBatch) -> Result<RecordBatch> {
+        use datafusion::arrow::row::{RowConverter, SortField};
+        if self.converter.is_none() {
+            let fields = rows
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect();
+            self.converter = Some(RowConverter::new(fields)?);
+        }
+        let converter = self
+            .converter
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
+        let encoded = converter.convert_columns(rows.columns())?;
+        let ids: datafusion::arrow::array::StringArray = (0..rows.num_rows())
+            .map(|i| Some(format!("{:016x}", fnv1a(self.query, encoded.row(i).data()))))
+            .collect();
+        let mut fields: Vec<_> = rows.schema().fields().to_vec();
+        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+            "alert_id",
+            datafusion::arrow::datatypes::DataType::Utf8,
+            false,
+        )));
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(ids));
+        Ok(RecordBatch::try_new(
+            Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+            columns,
+        )?)
+    }
+}
+
+/// Where a query's output goes.
+pub(super) enum Emit {
+    /// Rows to a sink, without their event time, with an `alert_id` if the sink asks.
+    Sink(mpsc::Sender<SinkInput>, Option<AlertIds>),
+    /// Rows, watermarks and the end to the queries reading a view.
+    View(Fanout),
+}
+
+/// What a query task needs besides its query and channels.
+pub(super) struct QueryTask {
+    pub(super) index: usize,
+    pub(super) metrics: Arc<QueryMetrics>,
+    pub(super) max_state_rows: usize,
+    pub(super) key_idle_timeout: Option<crate::time::Millis>,
+    pub(super) checkpointing: Option<Checkpointing>,
+}
+
+/// When to release idle keys (`--key-idle-timeout`): the query's watermark (the smallest of its
+/// inputs') minus the timeout, swept each time the watermark has moved a tenth of the timeout.
+struct IdleKeys {
+    timeout: Option<crate::time::Millis>,
+    watermarks: Vec<Option<crate::time::Millis>>,
+    ended: Vec<bool>,
+    swept: crate::time::Millis,
+}
+
+impl IdleKeys {
+    fn new(inputs: usize, timeout: Option<crate::time::Millis>) -> Self {
+        Self {
+            timeout,
+            watermarks: vec![None; inputs],
+            ended: vec![false; inputs],
+            swept: crate::time::Millis::MIN,
+        }
+    }
+
+    fn ended(&mut self, input: usize) {
+        self.ended[input] = true;
+    }
+
+    /// Input `input` reached watermark `w`: the time keys must have had a row since, when a sweep
+    /// is due.
+    fn watermark(&mut self, input: usize, w: crate::time::Millis) -> Option<crate::time::Millis> {
+        let timeout = self.timeout?;
+        self.watermarks[input] = Some(w);
+        let now = self
+            .watermarks
+            .iter()
+            .zip(&self.ended)
+            .filter(|(_, e)| !**e)
+            .map(|(w, _)| *w)
+            .try_fold(crate::time::END_OF_TIME, |lo, w| w.map(|w| lo.min(w)))?;
+        if now.saturating_sub(self.swept) < (timeout / 10).max(1) {
+            return None;
+        }
+        self.swept = now;
+        Some(now.saturating_sub(timeout))
+    }
+}
+
+/// Barrier alignment: which inputs have delivered the barrier being aligned, and what arrived on
+/// them behind it (held back until the barrier has arrived on every input).
+struct Alignment {
+    barrier: Option<u64>,
+    arrived: Vec<bool>,
+    ended: Vec<bool>,
+    held: Vec<std::collections::VecDeque<Message>>,
+}
+
+impl Alignment {
+    fn new(inputs: usize) -> Self {
+        Self {
+            barrier: None,
+            arrived: vec![false; inputs],
+            ended: vec![false; inputs],
+            held: vec![Default::default(); inputs],
+        }
+    }
+
+    /// Every input still running has delivered the barrier.
+    fn complete(&self) -> bool {
+        self.barrier.is_some() && self.arrived.iter().zip(&self.ended).all(|(&a, &e)| a || e)
+    }
+}
+
+pub(super) async fn run_query(
+    mut query: PlannedQuery,
+    mut input: mpsc::Receiver<Tagged>,
+    mut to: Emit,
+    task: QueryTask,
+) -> Result<()> {
+    let mut out = Vec::new();
+    let mut messages = 0u64;
+    let mut align = Alignment::new(query.inputs.len());
+    let mut idle_keys = IdleKeys::new(query.inputs.len(), task.key_idle_timeout);
+    // Messages released after an alignment, taken before the channel.
+    let mut ready: std::collections::VecDeque<Tagged> = Default::default();
+    loop {
+        let (i, message) = match ready.pop_front() {
+            Some(m) => m,
+            None => match input.recv().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        if align.arrived.get(i).copied().unwrap_or(false) {
+            align.held[i].push_back(message);
+            continue;
+        }
+        let message = match message {
+            Message::Barrier(id) => {
+                match align.barrier {
+                    // Left over from a checkpoint that was abandoned: not waited for.
+                    Some(current) if id < current => continue,
+                    // A newer checkpoint: the one being aligned was abandoned (its barrier will
+                    // not come on every input); what the inputs held back for it goes on.
+                    Some(current) if id > current => release_held(&mut align, &mut ready),
+                    _ => {}
+                }
+                align.barrier = Some(id);
+                align.arrived[i] = true;
+                if align.complete() {
+                    checkpoint_query(&mut query, id, &task, &mut to).await?;
+                    release_held(&mut align, &mut ready);
+                }
+                continue;
+            }
+            m => m,
+        };
+        match message {
+            Message::End => {
+                align.ended[i] = true;
+                idle_keys.ended(i);
+            }
+            Message::Watermark(w) => {
+                if let Some(before) = idle_keys.watermark(i, w) {
+                    query.pipeline.release_keys_idle_since(before);
+                }
+            }
+            _ => {}
+        }
+        messages += 1;
+        // Counting state walks the keys of some operators: every 16 messages is enough.
+        if messages.is_multiple_of(16) {
+            let held = query.pipeline.state_rows();
+            if held > task.max_state_rows {
+                let e = EngineError::Limit(format!(
+                    "query {} holds {held} rows of state, more than the limit of {} (--max-state-rows): too many distinct keys or open windows; raise the limit, shorten the windows or filter the keys",
+                    query.label, task.max_state_rows
+                ));
+                error!(query = %query.label, "{e}");
+                return Err(e);
+            }
+        }
+        if let Err(e) = query.pipeline.push(i, message, &mut out) {
+            task.metrics
+                .errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            error!(query = %query.label, "a batch failed and was skipped: {e}");
+        }
+        let mut end = false;
+        for m in out.drain(..) {
+            end |= matches!(m, Message::End);
+            if !emit(&mut to, m).await? {
+                return Err(EngineError::Internal(format!(
+                    "query {}: what reads its rows has stopped",
+                    query.label
+                )));
+            }
+        }
+        if end {
+            break;
+        }
+        // An input that ended may complete an alignment the others were waiting in.
+        if let Some(id) = align.barrier
+            && align.complete()
+        {
+            checkpoint_query(&mut query, id, &task, &mut to).await?;
+            release_held(&mut align, &mut ready);
+        }
+    }
+    Ok(())
+}
+
+/// Sends one message of a query's output on; false when nothing reads it any more.
+async fn emit(to: &mut Emit, m: Message) -> Result<bool> {
+    Ok(match (to, m) {
+        (Emit::Sink(sink, ids), Message::Batch(b)) => {
+            let mut rows = without_event_time(&b)?;
+            if let Some(ids) = ids {
+                rows = ids.add(&rows)?;
+            }
+            sink.send(SinkInput::Rows(rows)).await.is_ok()
+        }
+        (Emit::Sink(sink, _), Message::Barrier(id)) => {
+            sink.send(SinkInput::Barrier(id)).await.is_ok()
+        }
+        (Emit::Sink(..), _) => true,
+        (Emit::View(readers), m) => readers.send(m).await,
+    })
+}
+
+/// The barrier is in from every input: takes the query's state, passes the barrier on, and goes
+/// on; the state is encoded and written (then the coordinator told) off the query's task.
+async fn checkpoint_query(
+    query: &mut PlannedQuery,
+    id: u64,
+    task: &QueryTask,
+    to: &mut Emit,
+) -> Result<()> {
+    let Some(c) = &task.checkpointing else {
+        return Ok(());
+    };
+    let mut state = StateWriter::new();
+    let pause = Instant::now();
+    let taken = query.pipeline.snapshot(&mut state);
+    tracing::debug!(query = %query.label, "state for checkpoint {id} taken in {} ms", pause.elapsed().as_millis());
+    let (index, label, store, acks) = (
+        task.index,
+        query.label.clone(),
+        Arc::clone(&c.store),
+        c.acks.clone(),
+    );
+    let label_of_file = label.clone();
+    tokio::spawn(async move {
+        let written = match taken {
+            Ok(()) => tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let bytes = state.encode()?;
+                let encoded = started.elapsed();
+                let written = store.write_query(id, index, &label_of_file, &bytes);
+                tracing::debug!(
+                    "checkpoint {id}, query {index}: {} bytes encoded in {} ms, written in {} ms",
+                    bytes.len(),
+                    encoded.as_millis(),
+                    (started.elapsed() - encoded).as_millis()
+                );
+                written
+            })
+            .await
+            .unwrap_or_else(|e| Err(EngineError::Internal(format!("writing the state: {e}")))),
+            Err(e) => Err(e),
+        };
+        let ack = match written {
+            Ok(state) => Ack::Query { id, state },
+            Err(e) => {
+                error!(query = %label, "cannot write its state into checkpoint {id}: {e}");
+                Ack::Failed {
+                    id,
+                    reason: format!("query {label}: {e}"),
+                }
+            }
+        };
+        let _ = acks.send(ack);
+    });
+    emit(to, Message::Barrier(id)).await?;
+    Ok(())
+}
+
+/// After an alignment: what the inputs held back goes first, in each input's order.
+fn release_held(align: &mut Alignment, ready: &mut std::collections::VecDeque<Tagged>) {
+    align.barrier = None;
+    let mut released: Vec<Tagged> = Vec::new();
+    for (i, held) in align.held.iter_mut().enumerate() {
+        released.extend(held.drain(..).map(|m| (i, m)));
+    }
+    align.arrived.iter_mut().for_each(|a| *a = false);
+    for m in released.into_iter().rev() {
+        ready.push_front(m);
+    }
+}
