@@ -43,6 +43,10 @@ struct Args {
     /// on a persistent session, so that Eddy acknowledges them after the checkpoints.
     #[arg(long, value_name = "DURATION")]
     checkpoint_interval: Option<String>,
+    /// With checkpoints, the QoS of the readings: 1 (the default) exercises the acknowledgements
+    /// after checkpoints, 0 the snapshots alone.
+    #[arg(long, default_value_t = 1)]
+    checkpoint_qos: u8,
     /// The source's `max_unacked` with checkpoints (the embedded broker sends 200 at most).
     #[arg(long, default_value_t = 100)]
     max_unacked: usize,
@@ -98,7 +102,7 @@ async fn main() -> Result<()> {
     let url = broker.url();
     let dir = tempfile_dir()?;
     let query = dir.join("latency.sql");
-    let acks = if args.checkpoint_interval.is_some() {
+    let acks = if args.checkpoint_interval.is_some() && args.checkpoint_qos > 0 {
         format!(
             ", qos = 1, clean_session = false, client_id = 'latency-eddy', max_unacked = '{}'",
             args.max_unacked
@@ -106,7 +110,7 @@ async fn main() -> Result<()> {
     } else {
         String::new()
     };
-    let qos = if args.checkpoint_interval.is_some() {
+    let qos = if args.checkpoint_interval.is_some() && args.checkpoint_qos > 0 {
         QoS::AtLeastOnce
     } else {
         QoS::AtMostOnce
