@@ -6,11 +6,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::arrow::array::RecordBatch;
 use eddy_engine::checkpoint::{StateReader, StateWriter};
 use eddy_engine::runtime::Message;
 use proptest::prelude::*;
@@ -35,46 +31,16 @@ const T0: i64 = 1_767_225_600_000;
 const BOUND: i64 = 2_000;
 
 fn batch(rows: &[(u8, i64, u8)]) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("device_id", DataType::Utf8, true),
-        Field::new("temp", DataType::Float64, true),
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        ),
-    ]));
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| format!("d{}", r.0)),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                rows.iter().map(|r| 60.0 + r.2 as f64 / 4.0),
-            )),
-            Arc::new(TimestampMillisecondArray::from_iter_values(
-                rows.iter().map(|r| T0 + r.1),
-            )),
-        ],
+    common::readings(
+        rows.iter().map(|r| format!("d{}", r.0)).collect(),
+        rows.iter().map(|r| 60.0 + r.2 as f64 / 4.0).collect(),
+        rows.iter().map(|r| T0 + r.1).collect(),
     )
-    .expect("a batch")
 }
 
 /// Every output row as text, sorted: the same rows in any order compare equal.
 fn sorted_rows(out: &[Message]) -> Vec<String> {
-    let mut rows = Vec::new();
-    for m in out {
-        let Message::Batch(b) = m else { continue };
-        for r in 0..b.num_rows() {
-            let fields: Vec<String> = b
-                .columns()
-                .iter()
-                .map(|c| array_value_to_string(c, r).expect("a value"))
-                .collect();
-            rows.push(fields.join(", "));
-        }
-    }
+    let mut rows = common::rows_as_text(out, false);
     rows.sort();
     rows
 }

@@ -6,10 +6,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::array::RecordBatch;
 use eddy_engine::runtime::Message;
 
 const QUERIES: [(&str, &str); 6] = [
@@ -51,23 +48,7 @@ fn second(s: i64) -> RecordBatch {
         .map(|k| T0 + s * 1_000 + (k * 7_919 % 1_000))
         .collect();
     let temps: Vec<f64> = (0..100).map(|k| 20.0 + (k % 13) as f64).collect();
-    RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("device_id", DataType::Utf8, true),
-            Field::new("temp", DataType::Float64, true),
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-                false,
-            ),
-        ])),
-        vec![
-            Arc::new(StringArray::from(ids)),
-            Arc::new(Float64Array::from(temps)),
-            Arc::new(TimestampMillisecondArray::from(ts)),
-        ],
-    )
-    .expect("a second of readings")
+    common::readings(ids, temps, ts)
 }
 
 #[tokio::test]

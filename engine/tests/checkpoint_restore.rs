@@ -7,11 +7,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::arrow::array::RecordBatch;
 use eddy_engine::checkpoint::{StateReader, StateWriter};
 use eddy_engine::plan::PlannedQuery;
 use eddy_engine::runtime::Message;
@@ -97,15 +93,6 @@ impl Lcg {
 /// the watermark after it.
 fn input() -> Vec<(RecordBatch, i64)> {
     let mut rng = Lcg(7);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("device_id", DataType::Utf8, true),
-        Field::new("temp", DataType::Float64, true),
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        ),
-    ]));
     let mut batches = Vec::new();
     let mut newest = 0;
     for b in 0..240i64 {
@@ -121,15 +108,7 @@ fn input() -> Vec<(RecordBatch, i64)> {
             ts.push(t.max(newest - BOUND_MS));
         }
         newest = newest.max(ts.iter().copied().max().unwrap_or(0));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(StringArray::from(ids)),
-                Arc::new(Float64Array::from(temps)),
-                Arc::new(TimestampMillisecondArray::from(ts)),
-            ],
-        )
-        .expect("a batch of readings");
+        let batch = common::readings(ids, temps, ts);
         batches.push((batch, newest - BOUND_MS));
     }
     batches
@@ -142,25 +121,7 @@ async fn plan(select: &str) -> PlannedQuery {
 /// Output rows as text, floats to 9 significant digits (a frame's sum rebuilt on restore may
 /// differ from the slid one in the last bits).
 fn lines(out: &[Message]) -> Vec<String> {
-    let mut lines = Vec::new();
-    for m in out {
-        let Message::Batch(b) = m else { continue };
-        for row in 0..b.num_rows() {
-            let fields: Vec<String> = b
-                .columns()
-                .iter()
-                .map(|c| {
-                    let text = array_value_to_string(c, row).expect("a value");
-                    match (c.data_type(), text.parse::<f64>()) {
-                        (DataType::Float64, Ok(v)) => format!("{v:.9e}"),
-                        _ => text,
-                    }
-                })
-                .collect();
-            lines.push(fields.join(", "));
-        }
-    }
-    lines
+    common::rows_as_text(out, true)
 }
 
 /// The first difference, if any, rather than two long lists.
