@@ -231,7 +231,14 @@ impl CheckpointStore {
                     )));
                 }
                 total += bytes.len() as u64;
-                let state = StateReader::decode(&bytes)
+                // Arrow's IPC reader trusts the lengths it reads: bytes that pass the checksum
+                // but were not written by Eddy must not crash the start.
+                let state = std::panic::catch_unwind(|| StateReader::decode(&bytes))
+                    .unwrap_or_else(|_| {
+                        Err(EngineError::Checkpoint(
+                            "not a state file Eddy wrote".into(),
+                        ))
+                    })
                     .map_err(|e| EngineError::Checkpoint(format!("{}: {}", path.display(), e)))?;
                 queries.push((q.index, state));
             }
