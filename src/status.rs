@@ -89,7 +89,7 @@ fn line(t: &Totals, rate: f64) -> String {
         s.push_str(&format!(
             " | read {:.0}% of {}",
             100.0 * t.bytes_read as f64 / t.bytes_total as f64,
-            bytes(t.bytes_total)
+            eddy_engine::runtime::show_bytes(t.bytes_total)
         ));
     } else if let Some(w) = t.watermark {
         let now = chrono::Utc::now().timestamp_millis();
@@ -107,14 +107,6 @@ fn count(n: u64) -> String {
         0..1_000 => n.to_string(),
         1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
         _ => format!("{:.1}M", n as f64 / 1e6),
-    }
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        0..1_048_576 => format!("{:.0} KiB", n as f64 / 1024.0),
-        1_048_576..1_073_741_824 => format!("{:.1} MiB", n as f64 / 1_048_576.0),
-        _ => format!("{:.2} GiB", n as f64 / 1_073_741_824.0),
     }
 }
 

@@ -109,11 +109,7 @@ impl MqttSource {
                 let covered_by = ctx.last_barrier().await + 1;
                 acks.waiting
                     .extend(pending.drain(..).map(|p| (covered_by, p)));
-                // The broker's in-flight window is full, or soon: a checkpoint lets it go on.
-                if acks.waiting.len() >= acks.max && !acks.asked {
-                    acks.asked = true;
-                    ctx.request_checkpoint();
-                }
+                acks.ask_if_full(ctx);
             }
             _ => pending.clear(),
         }
@@ -208,11 +204,8 @@ impl Source for MqttSource {
                 Some(done) = completed_checkpoint(&mut acks) => {
                     if let Some(acks) = &mut acks {
                         acks.acknowledge(done, &client).await;
-                        // Still a full window (the checkpoint began before these arrived).
-                        if acks.waiting.len() >= acks.max {
-                            acks.asked = true;
-                            ctx.request_checkpoint();
-                        }
+                        // Still full: the checkpoint began before these arrived.
+                        acks.ask_if_full(ctx);
                     }
                 }
                 event = polled.recv() => match event {
@@ -281,6 +274,15 @@ struct Acks {
 }
 
 impl Acks {
+    /// The broker's in-flight window is full, or soon: asks for a checkpoint (once until one
+    /// completes), which lets the broker go on.
+    fn ask_if_full(&mut self, ctx: &SourceContext) {
+        if self.waiting.len() >= self.max && !self.asked {
+            self.asked = true;
+            ctx.request_checkpoint();
+        }
+    }
+
     /// Checkpoint `done` has completed: acknowledges every message it covers.
     async fn acknowledge(&mut self, done: u64, client: &AsyncClient) {
         self.asked = false;

@@ -83,7 +83,6 @@ pub struct Checkpointing {
 pub struct CheckpointMetrics {
     pub completed: AtomicU64,
     pub failed: AtomicU64,
-    pub last_id: AtomicU64,
     pub last_millis: AtomicU64,
     pub last_bytes: AtomicU64,
 }
@@ -250,7 +249,6 @@ impl Coordinator {
         let took = started.elapsed();
         let m = &self.metrics;
         m.completed.fetch_add(1, Ordering::Relaxed);
-        m.last_id.store(id, Ordering::Relaxed);
         m.last_millis
             .store(took.as_millis() as u64, Ordering::Relaxed);
         m.last_bytes.store(bytes, Ordering::Relaxed);
@@ -261,7 +259,7 @@ impl Coordinator {
             } else {
                 ""
             },
-            show_bytes(bytes),
+            super::show_bytes(bytes),
             took.as_millis(),
             dir.display()
         );
@@ -279,12 +277,4 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-fn show_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / (1 << 10) as f64),
-        n => format!("{n} bytes"),
-    }
 }

@@ -50,12 +50,31 @@ impl SourceMetrics {
     }
 }
 
+/// `512 KiB`, `38.2 MiB`, `1.25 GiB`: sizes as logs and the status line show them.
+pub fn show_bytes(n: u64) -> String {
+    match n {
+        0..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+        _ => format!("{:.2} GiB", n as f64 / 1_073_741_824.0),
+    }
+}
+
 /// One sink's counters.
 #[derive(Debug)]
 pub struct SinkMetrics {
     pub name: String,
     pub rows: AtomicU64,
     pub errors: AtomicU64,
+}
+
+impl SinkMetrics {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            rows: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
 }
 
 /// One query's counters.

@@ -25,7 +25,7 @@ use tracing::{error, info};
 pub use barriers::{CheckpointConfig, CheckpointMetrics};
 pub use fanout::{Fanout, Subscriber, Tagged};
 pub use message::{Message, SinkInput};
-pub use metrics::{EngineMetrics, QueryMetrics, SinkMetrics, SourceMetrics, Totals};
+pub use metrics::{EngineMetrics, QueryMetrics, SinkMetrics, SourceMetrics, Totals, show_bytes};
 pub(crate) use source_context::now_millis;
 pub use source_context::{DEAD_LETTER_SCHEMA, EventTime, SourceContext};
 
@@ -59,7 +59,8 @@ pub fn start(
     shutdown: CancellationToken,
     checkpoints: Option<CheckpointConfig>,
 ) -> Result<RunningEngine> {
-    let fingerprint = plan.fingerprint();
+    // The plan's fingerprint, which checkpoints must match, only when there are checkpoints.
+    let fingerprint = checkpoints.as_ref().map(|_| plan.fingerprint());
     let Plan {
         sources,
         sinks,
@@ -69,54 +70,14 @@ pub fn start(
     } = plan;
     let mut tasks = JoinSet::new();
 
-    // Resume: every query's state and every source's position, read whole before anything runs.
     let store = match &checkpoints {
         Some(c) => Some(Arc::new(CheckpointStore::open(&c.dir)?)),
         None => None,
     };
-    let mut resumed_sources: Vec<Option<SourceCheckpoint>> = vec![None; sources.len()];
-    let restoring = Instant::now();
-    if let Some(store) = &store
-        && let Some(loaded) = store.load_latest(&fingerprint)?
-    {
-        let id = loaded.manifest.id;
-        for (index, mut state) in loaded.queries {
-            let query = queries.get_mut(index).ok_or_else(|| {
-                EngineError::Checkpoint(format!(
-                    "checkpoint {id} has state of a query {index} the file does not have"
-                ))
-            })?;
-            // State that passed the checksum but does not fit the operators (it should not
-            // happen) is an error, not a crash.
-            let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                query.pipeline.restore(&mut state)
-            }))
-            .unwrap_or_else(|_| {
-                Err(EngineError::Checkpoint(
-                    "its state does not fit the query's operators".into(),
-                ))
-            });
-            restored.and_then(|()| state.finish()).map_err(|e| {
-                EngineError::Checkpoint(format!(
-                    "cannot restore query {} from {}: {}",
-                    query.label,
-                    store.dir().display(),
-                    e
-                ))
-            })?;
-        }
-        for state in loaded.manifest.sources {
-            if let Some(i) = sources.iter().position(|s| s.name == state.name) {
-                resumed_sources[i] = Some(state);
-            }
-        }
-        info!(
-            "resumed from checkpoint {id} ({}): {} bytes of state read and restored in {} ms",
-            store.dir().display(),
-            loaded.bytes,
-            restoring.elapsed().as_millis()
-        );
-    }
+    let resumed_sources = match (&store, &fingerprint) {
+        (Some(store), Some(fingerprint)) => resume(store, fingerprint, &mut queries, &sources)?,
+        _ => vec![None; sources.len()],
+    };
     let (requests_tx, requests) = watch::channel(barriers::Request::default());
     let (completed_tx, completed) = watch::channel(0u64);
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
@@ -168,10 +129,16 @@ pub fn start(
             writers[k] += 1;
         }
     }
-    let mut expected = Expected {
+    // Sinks with writers, and the dead-letter sinks of the sources that run.
+    let dead_letter_sinks = sources
+        .iter()
+        .zip(&started)
+        .filter(|(s, started)| **started && s.dead_letter.is_some())
+        .count();
+    let expected = Expected {
         sources: started.iter().filter(|&&s| s).count(),
         queries: live.iter().filter(|&&l| l).count(),
-        sinks: writers.iter().filter(|&&w| w > 0).count(),
+        sinks: writers.iter().filter(|&&w| w > 0).count() + dead_letter_sinks,
     };
 
     // Sinks first: queries need their senders.
@@ -180,11 +147,7 @@ pub fn start(
     let alert_ids: Vec<bool> = sinks.iter().map(|s| s.alert_id).collect();
     for (s, w) in sinks.into_iter().zip(&writers) {
         let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
-        let m = Arc::new(SinkMetrics {
-            name: s.name.clone(),
-            rows: Default::default(),
-            errors: Default::default(),
-        });
+        let m = Arc::new(SinkMetrics::new(&s.name));
         sink_senders.push(tx);
         sink_metrics.push(Arc::clone(&m));
         let failed = FailedRows {
@@ -263,13 +226,8 @@ pub fn start(
         }
         let dead_letter_tx = s.dead_letter.map(|sink| {
             let (tx, rx) = mpsc::channel(SINK_CHANNEL);
-            let dm = Arc::new(SinkMetrics {
-                name: format!("{} dead letters", s.name),
-                rows: Default::default(),
-                errors: Default::default(),
-            });
+            let dm = Arc::new(SinkMetrics::new(&format!("{} dead letters", s.name)));
             let barriers = checkpointing.as_ref().map(|c| (1, c.acks.clone()));
-            expected.sinks += usize::from(barriers.is_some());
             tasks.spawn(run_sink(
                 format!("{}.dead_letter", s.name),
                 sink,
@@ -379,7 +337,7 @@ pub fn start(
             let c = Coordinator {
                 config,
                 store,
-                plan: fingerprint,
+                plan: fingerprint.unwrap_or_default(),
                 source_names,
                 expected,
                 requests: requests_tx,
@@ -406,6 +364,59 @@ pub fn start(
         tasks,
         coordinator,
     })
+}
+
+/// Resumes from the newest checkpoint in `store`, if there is one: every query's state restored,
+/// read whole and checked before anything runs; what each source records, by source index.
+fn resume(
+    store: &CheckpointStore,
+    fingerprint: &str,
+    queries: &mut [crate::plan::PlannedQuery],
+    sources: &[crate::plan::PlannedSource],
+) -> Result<Vec<Option<SourceCheckpoint>>> {
+    let mut resumed = vec![None; sources.len()];
+    let restoring = Instant::now();
+    let Some(loaded) = store.load_latest(fingerprint)? else {
+        return Ok(resumed);
+    };
+    let id = loaded.manifest.id;
+    for (index, mut state) in loaded.queries {
+        let query = queries.get_mut(index).ok_or_else(|| {
+            EngineError::Checkpoint(format!(
+                "checkpoint {id} has state of a query {index} the file does not have"
+            ))
+        })?;
+        // State that passed the checksum but does not fit the operators (it should not happen)
+        // is an error, not a crash.
+        let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            query.pipeline.restore(&mut state)
+        }))
+        .unwrap_or_else(|_| {
+            Err(EngineError::Checkpoint(
+                "its state does not fit the query's operators".into(),
+            ))
+        });
+        restored.and_then(|()| state.finish()).map_err(|e| {
+            EngineError::Checkpoint(format!(
+                "cannot restore query {} from {}: {}",
+                query.label,
+                store.dir().display(),
+                e
+            ))
+        })?;
+    }
+    for state in loaded.manifest.sources {
+        if let Some(i) = sources.iter().position(|s| s.name == state.name) {
+            resumed[i] = Some(state);
+        }
+    }
+    info!(
+        "resumed from checkpoint {id} ({}): {} bytes of state read and restored in {} ms",
+        store.dir().display(),
+        loaded.bytes,
+        restoring.elapsed().as_millis()
+    );
+    Ok(resumed)
 }
 
 /// Sends a source's barriers: for each checkpoint asked, under the lock the source's rows go out

@@ -159,7 +159,6 @@ pub(super) async fn run_query(
     task: QueryTask,
 ) -> Result<()> {
     let mut out = Vec::new();
-    let mut messages = 0u64;
     let mut align = Alignment::new(query.inputs.len());
     let mut idle_keys = IdleKeys::new(query.inputs.len(), task.key_idle_timeout);
     // Messages released after an alignment, taken before the channel.
@@ -208,18 +207,15 @@ pub(super) async fn run_query(
             }
             _ => {}
         }
-        messages += 1;
-        // Counting state walks the keys of some operators: every 16 messages is enough.
-        if messages.is_multiple_of(16) {
-            let held = query.pipeline.state_rows();
-            if held > task.max_state_rows {
-                let e = EngineError::Limit(format!(
-                    "query {} holds {held} rows of state, more than the limit of {} (--max-state-rows): too many distinct keys or open windows; raise the limit, shorten the windows or filter the keys",
-                    query.label, task.max_state_rows
-                ));
-                error!(query = %query.label, "{e}");
-                return Err(e);
-            }
+        // Operators keep their counts as they go: asking costs no walk over the keys.
+        let held = query.pipeline.state_rows();
+        if held > task.max_state_rows {
+            let e = EngineError::Limit(format!(
+                "query {} holds {held} rows of state, more than the limit of {} (--max-state-rows): too many distinct keys or open windows; raise the limit, shorten the windows or filter the keys",
+                query.label, task.max_state_rows
+            ));
+            error!(query = %query.label, "{e}");
+            return Err(e);
         }
         if let Err(e) = query.pipeline.push(i, message, &mut out) {
             task.metrics
