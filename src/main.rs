@@ -63,6 +63,12 @@ struct OutputArgs {
     /// patterns); a query that needs more stops with an error instead of exhausting memory.
     #[arg(long, default_value_t = 10_000_000)]
     max_state_rows: usize,
+    /// Most memory one query's state may take (window groups and accumulators, OVER frames,
+    /// session and join rows, pattern partitions, rows waiting for the watermark), as its
+    /// operators estimate it once a second: 512MiB, 2GB. A query that needs more stops with an
+    /// error instead of exhausting memory.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = eddy_engine::options::parse_bytes)]
+    max_state_bytes: usize,
     /// Release the state a query keeps per key (OVER frames, MATCH_RECOGNIZE partitions with
     /// their PREV history and partial matches) for keys without a reading for this long in event
     /// time: 1h, 30min. A key that comes back starts afresh. Without it those keys are kept.
@@ -180,6 +186,7 @@ async fn run(file: &Path, replay: &[(String, String)], output: OutputArgs) -> Re
         }
     };
     plan.limits.max_state_rows = output.max_state_rows;
+    plan.limits.max_state_bytes = output.max_state_bytes;
     plan.limits.key_idle_timeout = output.key_idle_timeout.map(|d| d.as_millis() as i64);
     let checkpoints = output
         .state_dir

@@ -51,6 +51,12 @@ impl Status {
         if json {
             use std::sync::atomic::Ordering::Relaxed;
             let c = &self.metrics.checkpoints;
+            let state: serde_json::Map<String, serde_json::Value> = self
+                .metrics
+                .queries
+                .iter()
+                .map(|q| (q.label.clone(), q.peak_state_bytes.load(Relaxed).into()))
+                .collect();
             eprintln!(
                 "{}",
                 serde_json::json!({
@@ -62,6 +68,7 @@ impl Status {
                     "elapsed_s": elapsed,
                     "events_per_s": rate,
                     "peak_rss_bytes": peak_rss_bytes(),
+                    "peak_state_bytes": state,
                     "checkpoints": c.completed.load(Relaxed),
                     "checkpoints_failed": c.failed.load(Relaxed),
                     "last_checkpoint_ms": c.last_millis.load(Relaxed),

@@ -112,3 +112,61 @@ fn keys_gone_quiet_are_released_after_the_idle_timeout() {
         );
     }
 }
+
+/// `--max-state-bytes` bounds the memory a query's state takes, whatever its row count: 50,000
+/// devices each starting an OVER frame (one every 10 ms of event time, so the watermark lets
+/// them in as they come) stay within the row limit but not within 2 MiB. Without the byte limit
+/// the run ends well and `--stats` reports the query's peak.
+#[test]
+fn state_past_the_byte_limit_stops_the_query() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lines: Vec<String> = (0..50_000)
+        .map(|i| {
+            format!(
+                r#"{{"device_id":"dev-{i}","temp":{},"ts":{}}}"#,
+                i % 7,
+                1_767_225_600_000i64 + i * 10
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("input.jsonl"), lines.join("\n")).expect("input");
+    std::fs::write(
+        dir.path().join("q.sql"),
+        "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
+            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+          WITH (connector = 'file', path = 'input.jsonl', batch_size = '1000');
+         CREATE SINK out WITH (connector = 'file', path = 'out.jsonl');
+         INSERT INTO out SELECT device_id, ts, avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+           ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS a FROM readings;",
+    )
+    .expect("query");
+    let limited = common::run_eddy(
+        dir.path(),
+        &["run", "q.sql", "--quiet", "--max-state-bytes", "2MiB"],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&limited.stderr);
+    assert_eq!(limited.status.code(), Some(1), "{stderr}");
+    // The error Eddy ends with is the query's, not the source's that stopped after it.
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: query q.sql:5 holds")
+            && last.contains("of state, more than the limit of 2.0 MiB (--max-state-bytes)"),
+        "{stderr}"
+    );
+
+    let unlimited = common::run_eddy(dir.path(), &["run", "q.sql", "--quiet", "--stats"], &[]);
+    let stderr = String::from_utf8_lossy(&unlimited.stderr);
+    assert!(unlimited.status.success(), "{stderr}");
+    let stats: serde_json::Value = stderr
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON summary in {stderr}"));
+    let peaks = stats["peak_state_bytes"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no peak_state_bytes in {stats}"));
+    assert_eq!(peaks.len(), 1, "{stats}");
+    let peak = peaks.values().next().and_then(|v| v.as_u64()).unwrap_or(0);
+    assert!(peak > 2 << 20, "peak state {peak} bytes: {stats}");
+}

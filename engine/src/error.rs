@@ -107,6 +107,9 @@ pub enum EngineError {
     /// A checkpoint could not be written, or cannot be resumed from.
     #[error("{0}")]
     Checkpoint(String),
+    /// A part stopped because the part it feeds had stopped: that part's error tells why.
+    #[error("{0}")]
+    Stopped(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -369,6 +369,40 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(number * seconds))
 }
 
+/// Parses a size such as `512MiB`, `2 GB`, `64k` or `1048576` (bytes): decimal units (kB, MB, GB)
+/// count in thousands, binary ones (KiB, MiB, GiB) and the bare letters (k, m, g) in 1024s.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a size such as '512MiB' or '2GB', found '{text}'"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" | "byte" | "bytes" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{text}'; use B, kB, MB, GB, KiB, MiB or GiB"
+            ));
+        }
+    };
+    let bytes = number * scale;
+    if !bytes.is_finite() || bytes > usize::MAX as f64 {
+        return Err(format!("size '{text}' is too large"));
+    }
+    Ok(bytes as usize)
+}
+
 /// `#[serde(deserialize_with = "eddy_engine::options::duration")]` for duration-valued options.
 pub fn duration<'de, D: de::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = <String as serde::Deserialize>::deserialize(d)?;
@@ -471,6 +505,16 @@ mod tests {
     #[test]
     fn durations_take_common_units() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("2 GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_bytes("1.5k").unwrap(), 1536);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert!(
+            parse_bytes("12 parsecs")
+                .unwrap_err()
+                .contains("unknown size unit 'parsecs'")
+        );
+        assert!(parse_bytes("MiB").unwrap_err().contains("expected a size"));
         assert_eq!(parse_duration("2 s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("1 minute").unwrap(), Duration::from_secs(60));
         assert!(parse_duration("3 weeks").is_err());

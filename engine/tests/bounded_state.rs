@@ -1,7 +1,7 @@
 //! State stays bounded on a long stream whose devices come and go: every minute a new set of
 //! devices reports once a second and the previous set goes quiet for good. Windows fire, sessions
 //! close, join sides and moving-aggregate keys are released, so what an hour leaves in state is no
-//! more than what ten minutes do. (MATCH_RECOGNIZE keeps each partition's PREV history whatever
+//! more than what ten minutes do, in rows and in bytes. (MATCH_RECOGNIZE keeps each partition's PREV history whatever
 //! the watermark: there it is `--key-idle-timeout` that releases the devices gone quiet.)
 
 mod common;
@@ -58,6 +58,7 @@ async fn state_does_not_grow_with_devices_that_went_quiet() {
         let inputs = query.inputs.len();
         let mut out = Vec::new();
         let (mut early, mut late) = (0usize, 0usize);
+        let (mut early_bytes, mut late_bytes) = (0usize, 0usize);
         for s in 0..3_600i64 {
             let watermark = T0 + s * 1_000 + 999 - BOUND_MS;
             for input in 0..inputs {
@@ -77,14 +78,25 @@ async fn state_does_not_grow_with_devices_that_went_quiet() {
             }
             out.clear();
             let held = query.pipeline.state_rows();
+            let bytes = query.pipeline.state_bytes();
             if (300..600).contains(&s) {
                 early = early.max(held);
+                early_bytes = early_bytes.max(bytes);
             }
             if s >= 3_300 {
                 late = late.max(held);
+                late_bytes = late_bytes.max(bytes);
             }
         }
         assert!(early > 0, "{name}: no state at all?");
+        assert!(
+            early_bytes >= early * 8,
+            "{name}: {early} rows of state measured as {early_bytes} bytes"
+        );
+        assert!(
+            late_bytes <= early_bytes + early_bytes / 2,
+            "{name}: state grew from {early_bytes} bytes (minutes 5-10) to {late_bytes} (minutes 55-60) though 5,400 devices had gone quiet"
+        );
         assert!(
             late <= early + early / 2,
             "{name}: state grew from {early} (minutes 5-10) to {late} (minutes 55-60) though 5,400 devices had gone quiet"

@@ -89,6 +89,27 @@ impl IntervalJoin {
         (self.sides[0].stored, self.sides[1].stored)
     }
 
+    /// Memory of the rows held on both sides (a stored row keeps its whole batch).
+    pub fn state_bytes(&self) -> usize {
+        let maps: usize = self
+            .sides
+            .iter()
+            .map(|s| {
+                super::map_bytes(&s.rows)
+                    + s.rows
+                        .iter()
+                        .map(|(k, v)| k.len() + v.capacity() * size_of::<Stored>())
+                        .sum::<usize>()
+            })
+            .sum();
+        let batches = super::shared_batches_bytes(
+            self.sides
+                .iter()
+                .flat_map(|s| s.rows.values().flatten().map(|(_, b, _)| b)),
+        );
+        maps + batches
+    }
+
     pub fn process(
         &mut self,
         input: usize,

@@ -754,6 +754,36 @@ impl Operator for MatchRecognize {
         self.buffer.rows() + self.held + self.keys.len()
     }
 
+    fn state_bytes(&self) -> usize {
+        let partitions: usize = self
+            .keys
+            .iter()
+            .map(|(bytes, k)| {
+                let history: usize = k
+                    .history
+                    .iter()
+                    .map(|h| {
+                        h.capacity() * size_of::<ScalarValue>()
+                            + h.iter()
+                                .map(|v| v.size() - size_of::<ScalarValue>())
+                                .sum::<usize>()
+                    })
+                    .sum();
+                bytes.len()
+                    + k.rows.capacity() * size_of::<(Arc<RecordBatch>, u32)>()
+                    + history
+                    + ScalarValue::size_of_vec(&k.key)
+                    + k.matcher.bytes()
+            })
+            .sum();
+        let rows = super::shared_batches_bytes(
+            self.keys
+                .values()
+                .flat_map(|k| k.rows.iter().map(|(b, _)| b)),
+        );
+        super::map_bytes(&self.keys) + partitions + rows + self.buffer.bytes()
+    }
+
     fn release_keys_idle_since(&mut self, before: Millis) {
         let held = &mut self.held;
         self.keys.retain(|_, k| {

@@ -56,6 +56,13 @@ pub trait Operator: Send {
         0
     }
 
+    /// Memory the operator's state takes, in bytes, as Arrow and DataFusion count it (buffers,
+    /// accumulators, keys): an estimate that walks the state, so the query asks at most once a
+    /// second (`eddy run --max-state-bytes`).
+    fn state_bytes(&self) -> usize {
+        0
+    }
+
     /// The watermark passed `watermark`; stateful operators emit what it completes.
     fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
         out.push(Message::Watermark(watermark));
@@ -174,6 +181,17 @@ impl Pipeline {
             .map(|op| op.state_rows())
             .sum::<usize>()
             + join
+    }
+
+    /// Memory held by every operator of the pipeline: see [`Operator::state_bytes`].
+    pub fn state_bytes(&self) -> usize {
+        self.branches
+            .iter()
+            .flat_map(|b| &b.operators)
+            .chain(&self.operators)
+            .map(|op| op.state_bytes())
+            .sum::<usize>()
+            + self.join.as_ref().map_or(0, IntervalJoin::state_bytes)
     }
 
     /// Runs one message of input `input` through the pipeline; what comes out lands in `out`.
@@ -360,6 +378,20 @@ pub fn event_times(batch: &RecordBatch) -> Result<&[Millis]> {
     last.as_primitive_opt::<TimestampMillisecondType>()
         .map(|a| a.values().as_ref())
         .ok_or_else(|| EngineError::Internal("a pipeline batch without event time".into()))
+}
+
+/// Bytes of the distinct batches among `batches` (rows held by reference keep their whole batch).
+fn shared_batches_bytes<'a>(batches: impl Iterator<Item = &'a Arc<RecordBatch>>) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    batches
+        .filter(|b| seen.insert(Arc::as_ptr(b)))
+        .map(|b| b.get_array_memory_size())
+        .sum()
+}
+
+/// Bytes of a map's own table: its keys and values as laid out, not what they point to.
+fn map_bytes<K, V>(map: &std::collections::HashMap<K, V>) -> usize {
+    map.capacity() * (size_of::<K>() + size_of::<V>() + 1)
 }
 
 /// Drops the hidden event-time column: what sinks receive.

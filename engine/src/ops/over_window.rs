@@ -430,6 +430,29 @@ impl Operator for OverWindow {
         keys + buffered
     }
 
+    fn state_bytes(&self) -> usize {
+        let keys: usize = self
+            .keys
+            .iter()
+            .map(|(bytes, k)| {
+                let calls: usize = k
+                    .calls
+                    .iter()
+                    .map(|c| {
+                        c.acc.size()
+                            + c.rows.capacity() * size_of::<(Millis, Vec<ScalarValue>)>()
+                            + c.rows
+                                .iter()
+                                .map(|(_, values)| ScalarValue::size_of_vec(values))
+                                .sum::<usize>()
+                    })
+                    .sum();
+                bytes.len() + k.calls.capacity() * size_of::<CallState>() + calls
+            })
+            .sum();
+        super::map_bytes(&self.keys) + keys + self.buffer.bytes()
+    }
+
     fn describe(&self) -> String {
         let keys: Vec<String> = self.partition.iter().map(|k| k.to_string()).collect();
         let calls: Vec<String> = self

@@ -339,6 +339,24 @@ impl Operator for SessionAggregate {
         open + buffered
     }
 
+    fn state_bytes(&self) -> usize {
+        let sessions: usize = self
+            .sessions
+            .values()
+            .map(|s| {
+                // The key's bytes twice: in the session and in the map of open sessions.
+                2 * s.key_bytes.len()
+                    + ScalarValue::size_of_vec(&s.key)
+                    + s.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            })
+            .sum();
+        super::map_bytes(&self.open)
+            + super::map_bytes(&self.sessions)
+            + self.ends.len() * size_of::<(Millis, u64)>()
+            + sessions
+            + self.buffer.bytes()
+    }
+
     fn describe(&self) -> String {
         let keys: Vec<String> = self.keys.iter().map(|k| k.to_string()).collect();
         let calls: Vec<&str> = self.calls.iter().map(AggregateCall::name).collect();

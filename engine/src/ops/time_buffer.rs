@@ -52,6 +52,14 @@ impl EventTimeBuffer {
         self.rows
     }
 
+    /// Memory of the batches held.
+    pub fn bytes(&self) -> usize {
+        self.batches
+            .iter()
+            .map(|(b, _, _)| b.get_array_memory_size())
+            .sum()
+    }
+
     /// Removes and returns the rows older than `watermark` (all of them at the end of time).
     pub fn take_ready(&mut self, watermark: Millis) -> Result<Option<RecordBatch>> {
         let Some(schema) = self.batches.first().map(|(b, _, _)| b.schema()) else {

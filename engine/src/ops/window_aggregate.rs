@@ -363,6 +363,21 @@ impl Operator for WindowAggregate {
             + self.sealed.values().map(|p| p.groups).sum::<usize>()
     }
 
+    fn state_bytes(&self) -> usize {
+        let open: usize = self
+            .open
+            .values()
+            .map(|p| p.groups.size() + p.accumulators.iter().map(|a| a.size()).sum::<usize>())
+            .sum();
+        let sealed: usize = self
+            .sealed
+            .values()
+            .flat_map(|p| p.keys.iter().chain(p.states.iter().flatten()))
+            .map(|a| a.get_array_memory_size())
+            .sum();
+        open + sealed
+    }
+
     fn describe(&self) -> String {
         let window = match self.kind {
             WindowKind::Tumble { size } => format!("TUMBLE size {}", show_duration(size)),

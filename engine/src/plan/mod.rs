@@ -33,6 +33,8 @@ pub struct Plan {
 pub struct Limits {
     /// Most rows, groups and keys one query may hold in state.
     pub max_state_rows: usize,
+    /// Most memory one query's state may take, in bytes, as its operators estimate it.
+    pub max_state_bytes: usize,
     /// Keys without a row for this long (event time) are released by the operators that would
     /// otherwise keep them (OVER frames, MATCH_RECOGNIZE partitions); `None` keeps them.
     pub key_idle_timeout: Option<crate::time::Millis>,
@@ -42,6 +44,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_state_rows: 10_000_000,
+            max_state_bytes: 4 << 30,
             key_idle_timeout: None,
         }
     }

@@ -192,6 +192,7 @@ pub fn start(
         let m = Arc::new(QueryMetrics {
             label: q.label.clone(),
             errors: Default::default(),
+            peak_state_bytes: Default::default(),
         });
         query_metrics.push(Arc::clone(&m));
         let to = match q.output {
@@ -204,8 +205,7 @@ pub fn start(
         let task = QueryTask {
             index,
             metrics: m,
-            max_state_rows: limits.max_state_rows,
-            key_idle_timeout: limits.key_idle_timeout,
+            limits,
             checkpointing: checkpointing.clone(),
         };
         tasks.spawn(run_query(q, rx, to, task));
@@ -317,6 +317,12 @@ pub fn start(
                     finished.cancel();
                     if let Some(acks) = &acks {
                         let _ = acks.send(Ack::SourceEnded { name: name.clone() });
+                    }
+                    if ctx.unread().await {
+                        return Err(EngineError::Stopped(format!(
+                            "source {name}: {}",
+                            e.message
+                        )));
                     }
                     error!(source = %name, "stopped: {e}");
                     Err(EngineError::Connector(ConnectorError {
@@ -469,13 +475,11 @@ impl RunningEngine {
 
     /// Waits until every task has stopped; the first error, if any.
     pub async fn wait(mut self) -> Result<()> {
-        let mut first_error = None;
+        let mut errors = FirstError::default();
         while let Some(joined) = self.tasks.join_next().await {
             let result = joined.map_err(|e| EngineError::Internal(format!("a task failed: {e}")));
-            if let Err(e) = result.and_then(|r| r)
-                && first_error.is_none()
-            {
-                first_error = Some(e);
+            if let Err(e) = result.and_then(|r| r) {
+                errors.add(e);
             }
         }
         if let Some((coordinator, done)) = self.coordinator {
@@ -483,13 +487,29 @@ impl RunningEngine {
             let result = coordinator
                 .await
                 .map_err(|e| EngineError::Internal(format!("the checkpoints failed: {e}")));
-            if let Err(e) = result.and_then(|r| r)
-                && first_error.is_none()
-            {
-                first_error = Some(e);
+            if let Err(e) = result.and_then(|r| r) {
+                errors.add(e);
             }
         }
-        first_error.map_or(Ok(()), Err)
+        errors.0.map_or(Ok(()), Err)
+    }
+}
+
+/// The error a stopped engine reports: the first that says why, before any that only says a part
+/// stopped because what it feeds had stopped ([`EngineError::Stopped`]).
+#[derive(Default)]
+struct FirstError(Option<EngineError>);
+
+impl FirstError {
+    fn add(&mut self, e: EngineError) {
+        let replace = match &self.0 {
+            None => true,
+            Some(EngineError::Stopped(_)) => !matches!(e, EngineError::Stopped(_)),
+            Some(_) => false,
+        };
+        if replace {
+            self.0 = Some(e);
+        }
     }
 }
 

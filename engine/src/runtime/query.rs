@@ -14,8 +14,9 @@ use super::barriers::{Ack, Checkpointing};
 use super::{Fanout, Message, QueryMetrics, SinkInput, Tagged, fnv1a};
 use crate::checkpoint::StateWriter;
 use crate::error::{EngineError, Result};
+use crate::ops::Pipeline;
 use crate::ops::without_event_time;
-use crate::plan::PlannedQuery;
+use crate::plan::{Limits, PlannedQuery};
 
 /// Deterministic alert ids: a hash of the query and of the row's values, so that the same alert
 /// (same query, key, window or match, same values) computed twice carries the same id and a
@@ -79,9 +80,62 @@ pub(super) enum Emit {
 pub(super) struct QueryTask {
     pub(super) index: usize,
     pub(super) metrics: Arc<QueryMetrics>,
-    pub(super) max_state_rows: usize,
-    pub(super) key_idle_timeout: Option<crate::time::Millis>,
+    pub(super) limits: Limits,
     pub(super) checkpointing: Option<Checkpointing>,
+}
+
+/// How often a query measures the memory its state takes (a walk over its keys)...
+const MEASURE_STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// ... and, sooner, once its rows of state have doubled past this many since the last measure:
+/// a burst of new keys is caught within the second, and the walks cost O(1) a row.
+const MEASURE_STATE_FROM_ROWS: usize = 4096;
+
+/// The limits on a query's state: rows on every message (operators keep their counts as they go,
+/// so asking costs no walk over the keys), bytes every [`MEASURE_STATE_EVERY`] or when the rows
+/// have doubled.
+struct StateLimits {
+    limits: Limits,
+    measured: Instant,
+    /// Rows of state at the last measure.
+    measured_rows: usize,
+}
+
+impl StateLimits {
+    fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            measured: Instant::now(),
+            measured_rows: 0,
+        }
+    }
+
+    fn check(&mut self, label: &str, pipeline: &Pipeline, metrics: &QueryMetrics) -> Result<()> {
+        let rows = pipeline.state_rows();
+        if rows > self.limits.max_state_rows {
+            return Err(EngineError::Limit(format!(
+                "query {label} holds {rows} rows of state, more than the limit of {} (--max-state-rows): too many distinct keys or open windows; raise the limit, shorten the windows or filter the keys",
+                self.limits.max_state_rows
+            )));
+        }
+        let doubled = rows >= MEASURE_STATE_FROM_ROWS.max(2 * self.measured_rows);
+        if !doubled && self.measured.elapsed() < MEASURE_STATE_EVERY {
+            return Ok(());
+        }
+        self.measured = Instant::now();
+        self.measured_rows = rows;
+        let bytes = pipeline.state_bytes();
+        metrics
+            .peak_state_bytes
+            .fetch_max(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        if bytes > self.limits.max_state_bytes {
+            return Err(EngineError::Limit(format!(
+                "query {label} holds {} of state, more than the limit of {} (--max-state-bytes): too many distinct keys, open windows or rows waiting; raise the limit, shorten the windows or frames, or filter the keys",
+                super::show_bytes(bytes as u64),
+                super::show_bytes(self.limits.max_state_bytes as u64)
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// When to release idle keys (`--key-idle-timeout`): the query's watermark (the smallest of its
@@ -160,7 +214,8 @@ pub(super) async fn run_query(
 ) -> Result<()> {
     let mut out = Vec::new();
     let mut align = Alignment::new(query.inputs.len());
-    let mut idle_keys = IdleKeys::new(query.inputs.len(), task.key_idle_timeout);
+    let mut idle_keys = IdleKeys::new(query.inputs.len(), task.limits.key_idle_timeout);
+    let mut state_limits = StateLimits::new(task.limits);
     // Messages released after an alignment, taken before the channel.
     let mut ready: std::collections::VecDeque<Tagged> = Default::default();
     loop {
@@ -207,13 +262,7 @@ pub(super) async fn run_query(
             }
             _ => {}
         }
-        // Operators keep their counts as they go: asking costs no walk over the keys.
-        let held = query.pipeline.state_rows();
-        if held > task.max_state_rows {
-            let e = EngineError::Limit(format!(
-                "query {} holds {held} rows of state, more than the limit of {} (--max-state-rows): too many distinct keys or open windows; raise the limit, shorten the windows or filter the keys",
-                query.label, task.max_state_rows
-            ));
+        if let Err(e) = state_limits.check(&query.label, &query.pipeline, &task.metrics) {
             error!(query = %query.label, "{e}");
             return Err(e);
         }
@@ -227,7 +276,7 @@ pub(super) async fn run_query(
         for m in out.drain(..) {
             end |= matches!(m, Message::End);
             if !emit(&mut to, m).await? {
-                return Err(EngineError::Internal(format!(
+                return Err(EngineError::Stopped(format!(
                     "query {}: what reads its rows has stopped",
                     query.label
                 )));

@@ -90,10 +90,7 @@ pub(crate) struct Emitter {
 impl Emitter {
     async fn broadcast(&mut self, message: Message) -> Result<(), ConnectorError> {
         if !self.outputs.send(message).await {
-            return Err(ConnectorError::fatal(format!(
-                "source {}: no query reads it any more",
-                self.name
-            )));
+            return Err(ConnectorError::fatal("no query reads it any more"));
         }
         Ok(())
     }
@@ -421,6 +418,11 @@ impl SourceContext {
     /// The shared state the idle clock advances.
     pub(crate) fn emitter(&self) -> Arc<tokio::sync::Mutex<Emitter>> {
         Arc::clone(&self.emitter)
+    }
+
+    /// Every query reading the source has stopped (found when a batch could not be sent).
+    pub(crate) async fn unread(&self) -> bool {
+        self.emitter.lock().await.outputs.is_empty()
     }
 
     /// Records a record that could not be decoded: counted, logged (the first few), and written to

@@ -169,6 +169,29 @@ impl Matcher {
         }
     }
 
+    /// Memory of the partial matches (their paths share steps: each is counted once) and of the
+    /// undecided matches.
+    pub fn bytes(&self) -> usize {
+        let mut steps = std::collections::HashSet::new();
+        for t in &self.threads {
+            let mut at = t.path.as_ref();
+            while let Some(step) = at {
+                if !steps.insert(Arc::as_ptr(step)) {
+                    break;
+                }
+                at = step.prev.as_ref();
+            }
+        }
+        let recorded: usize = self
+            .recorded
+            .values()
+            .map(|m| size_of::<(u64, Match)>() + m.rows.capacity() * size_of::<(u64, usize)>())
+            .sum();
+        self.threads.capacity() * size_of::<Thread>()
+            + steps.len() * (size_of::<Step>() + 2 * size_of::<usize>())
+            + recorded
+    }
+
     /// Takes back what [`Self::state`] gave, into a matcher of the same pattern.
     pub fn restore(&mut self, state: MatcherState) {
         self.threads = state
