@@ -65,7 +65,7 @@ struct OutputArgs {
     max_state_rows: usize,
     /// Most memory one query's state may take (window groups and accumulators, OVER frames,
     /// session and join rows, pattern partitions, rows waiting for the watermark), as its
-    /// operators estimate it once a second: 512MiB, 2GB. A query that needs more stops with an
+    /// operators estimate it (every 10 s, and sooner when its rows of state double): 512MiB, 2GB. A query that needs more stops with an
     /// error instead of exhausting memory.
     #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = eddy_engine::options::parse_bytes)]
     max_state_bytes: usize,

@@ -763,10 +763,9 @@ impl Operator for MatchRecognize {
                     .history
                     .iter()
                     .map(|h| {
-                        h.capacity() * size_of::<ScalarValue>()
-                            + h.iter()
-                                .map(|v| v.size() - size_of::<ScalarValue>())
-                                .sum::<usize>()
+                        // Values of one column: each taken to be the size of the oldest.
+                        let heap = h.front().map_or(0, |v| v.size() - size_of::<ScalarValue>());
+                        h.capacity() * size_of::<ScalarValue>() + h.len() * heap
                     })
                     .sum();
                 bytes.len()

@@ -57,8 +57,8 @@ pub trait Operator: Send {
     }
 
     /// Memory the operator's state takes, in bytes, as Arrow and DataFusion count it (buffers,
-    /// accumulators, keys): an estimate that walks the state, so the query asks at most once a
-    /// second (`eddy run --max-state-bytes`).
+    /// accumulators, keys): an estimate that walks the state, so the query asks now and then
+    /// (`eddy run --max-state-bytes`).
     fn state_bytes(&self) -> usize {
         0
     }

@@ -439,12 +439,15 @@ impl Operator for OverWindow {
                     .calls
                     .iter()
                     .map(|c| {
+                        // The rows of a frame hold values of the same types: each is taken to
+                        // be the size of the oldest, so the walk is one step a key.
+                        let row = c
+                            .rows
+                            .front()
+                            .map_or(0, |(_, values)| ScalarValue::size_of_vec(values));
                         c.acc.size()
                             + c.rows.capacity() * size_of::<(Millis, Vec<ScalarValue>)>()
-                            + c.rows
-                                .iter()
-                                .map(|(_, values)| ScalarValue::size_of_vec(values))
-                                .sum::<usize>()
+                            + c.rows.len() * row
                     })
                     .sum();
                 bytes.len() + k.calls.capacity() * size_of::<CallState>() + calls

@@ -83,7 +83,7 @@ pub struct QueryMetrics {
     pub label: String,
     /// Batches that failed to evaluate (each is logged with its error).
     pub errors: AtomicU64,
-    /// The most memory its state took, measured once a second (see `--max-state-bytes`).
+    /// The most memory its state took when measured (see `--max-state-bytes`).
     pub peak_state_bytes: AtomicU64,
 }
 

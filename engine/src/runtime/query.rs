@@ -8,7 +8,7 @@ use std::time::Instant;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use tokio::sync::mpsc;
-use tracing::error;
+use tracing::{debug, error};
 
 use super::barriers::{Ack, Checkpointing};
 use super::{Fanout, Message, QueryMetrics, SinkInput, Tagged, fnv1a};
@@ -84,20 +84,26 @@ pub(super) struct QueryTask {
     pub(super) checkpointing: Option<Checkpointing>,
 }
 
-/// How often a query measures the memory its state takes (a walk over its keys)...
-const MEASURE_STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-/// ... and, sooner, once its rows of state have doubled past this many since the last measure:
-/// a burst of new keys is caught within the second, and the walks cost O(1) a row.
-const MEASURE_STATE_FROM_ROWS: usize = 4096;
+/// Most rows in one batch a query sends to its sink.
+const SINK_BATCH_ROWS: usize = 4096;
 
-/// The limits on a query's state: rows on every message (operators keep their counts as they go,
-/// so asking costs no walk over the keys), bytes every [`MEASURE_STATE_EVERY`] or when the rows
-/// have doubled.
+/// How often a query measures the memory its state takes (a walk over its keys)...
+const MEASURE_STATE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// ... sooner once its rows of state have doubled since the last measure (from this many rows
+/// on), so that a burst of new keys is caught at once and the walks cost O(1) a row...
+const MEASURE_STATE_FROM_ROWS: usize = 4096;
+/// ... and as often as this while its rows, at the last measure's bytes a row, pass the limit.
+const MEASURE_NEAR_LIMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The limits on a query's state. Rows are checked on every message (operators keep their counts
+/// as they go, so asking costs no walk over the keys); bytes are measured by a walk over the
+/// state now and then, and estimated in between from the rows.
 struct StateLimits {
     limits: Limits,
     measured: Instant,
-    /// Rows of state at the last measure.
+    /// Rows of state at the last measure, and the bytes a row took then.
     measured_rows: usize,
+    bytes_per_row: f64,
 }
 
 impl StateLimits {
@@ -106,6 +112,7 @@ impl StateLimits {
             limits,
             measured: Instant::now(),
             measured_rows: 0,
+            bytes_per_row: 0.0,
         }
     }
 
@@ -117,13 +124,25 @@ impl StateLimits {
                 self.limits.max_state_rows
             )));
         }
-        let doubled = rows >= MEASURE_STATE_FROM_ROWS.max(2 * self.measured_rows);
-        if !doubled && self.measured.elapsed() < MEASURE_STATE_EVERY {
+        let since = self.measured.elapsed();
+        let near_limit = rows as f64 * self.bytes_per_row > self.limits.max_state_bytes as f64;
+        let due = since >= MEASURE_STATE_EVERY
+            || rows >= MEASURE_STATE_FROM_ROWS.max(2 * self.measured_rows)
+            || (near_limit && since >= MEASURE_NEAR_LIMIT_EVERY);
+        if !due {
             return Ok(());
         }
+        let started = Instant::now();
+        let bytes = pipeline.state_bytes();
         self.measured = Instant::now();
         self.measured_rows = rows;
-        let bytes = pipeline.state_bytes();
+        self.bytes_per_row = bytes as f64 / rows.max(1) as f64;
+        debug!(
+            query = %label,
+            "state: {rows} rows, {} (measured in {:.1} ms)",
+            super::show_bytes(bytes as u64),
+            (self.measured - started).as_secs_f64() * 1e3
+        );
         metrics
             .peak_state_bytes
             .fetch_max(bytes as u64, std::sync::atomic::Ordering::Relaxed);
@@ -304,7 +323,19 @@ async fn emit(to: &mut Emit, m: Message) -> Result<bool> {
             if let Some(ids) = ids {
                 rows = ids.add(&rows)?;
             }
-            sink.send(SinkInput::Rows(rows)).await.is_ok()
+            // A window firing for every key is one batch of them all: sent in slices, so that
+            // what waits in the sink's channel is bounded in rows, not only in batches.
+            for start in (0..rows.num_rows()).step_by(SINK_BATCH_ROWS) {
+                let len = SINK_BATCH_ROWS.min(rows.num_rows() - start);
+                if sink
+                    .send(SinkInput::Rows(rows.slice(start, len)))
+                    .await
+                    .is_err()
+                {
+                    return Ok(false);
+                }
+            }
+            true
         }
         (Emit::Sink(sink, _), Message::Barrier(id)) => {
             sink.send(SinkInput::Barrier(id)).await.is_ok()
@@ -343,7 +374,7 @@ async fn checkpoint_query(
                 let bytes = state.encode()?;
                 let encoded = started.elapsed();
                 let written = store.write_query(id, index, &label_of_file, &bytes);
-                tracing::debug!(
+                debug!(
                     "checkpoint {id}, query {index}: {} bytes encoded in {} ms, written in {} ms",
                     bytes.len(),
                     encoded.as_millis(),
