@@ -596,3 +596,24 @@ pub(crate) fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     }
     hash
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_that_says_why_is_reported_before_the_ones_it_caused() {
+        let mut errors = FirstError::default();
+        errors.add(EngineError::Stopped(
+            "source readings: no query reads it".into(),
+        ));
+        errors.add(EngineError::Limit("query q.sql:5 holds too much".into()));
+        errors.add(EngineError::Internal("later".into()));
+        assert!(matches!(errors.0, Some(EngineError::Limit(_))));
+
+        let mut only_stopped = FirstError::default();
+        only_stopped.add(EngineError::Stopped("first".into()));
+        only_stopped.add(EngineError::Stopped("second".into()));
+        assert_eq!(only_stopped.0.map(|e| e.to_string()), Some("first".into()));
+    }
+}

@@ -100,6 +100,9 @@ const MEASURE_NEAR_LIMIT_EVERY: std::time::Duration = std::time::Duration::from_
 /// state now and then, and estimated in between from the rows.
 struct StateLimits {
     limits: Limits,
+    /// [`MEASURE_STATE_EVERY`] and [`MEASURE_NEAR_LIMIT_EVERY`].
+    every: std::time::Duration,
+    near_limit_every: std::time::Duration,
     measured: Instant,
     /// Rows of state at the last measure, and the bytes a row took then.
     measured_rows: usize,
@@ -110,6 +113,8 @@ impl StateLimits {
     fn new(limits: Limits) -> Self {
         Self {
             limits,
+            every: MEASURE_STATE_EVERY,
+            near_limit_every: MEASURE_NEAR_LIMIT_EVERY,
             measured: Instant::now(),
             measured_rows: 0,
             bytes_per_row: 0.0,
@@ -126,9 +131,9 @@ impl StateLimits {
         }
         let since = self.measured.elapsed();
         let near_limit = rows as f64 * self.bytes_per_row > self.limits.max_state_bytes as f64;
-        let due = since >= MEASURE_STATE_EVERY
+        let due = since >= self.every
             || rows >= MEASURE_STATE_FROM_ROWS.max(2 * self.measured_rows)
-            || (near_limit && since >= MEASURE_NEAR_LIMIT_EVERY);
+            || (near_limit && since >= self.near_limit_every);
         if !due {
             return Ok(());
         }
@@ -412,5 +417,137 @@ fn release_held(align: &mut Alignment, ready: &mut std::collections::VecDeque<Ta
     align.arrived.iter_mut().for_each(|a| *a = false);
     for m in released.into_iter().rev() {
         ready.push_front(m);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::checkpoint::StateReader;
+    use crate::ops::Operator;
+
+    /// An operator that holds the rows and bytes it is told to.
+    struct Holds(Arc<(AtomicUsize, AtomicUsize)>);
+
+    impl Operator for Holds {
+        fn describe(&self) -> String {
+            "holds".into()
+        }
+        fn process_batch(&mut self, _: RecordBatch, _: &mut Vec<Message>) -> Result<()> {
+            Ok(())
+        }
+        fn state_rows(&self) -> usize {
+            self.0.0.load(Ordering::Relaxed)
+        }
+        fn state_bytes(&self) -> usize {
+            self.0.1.load(Ordering::Relaxed)
+        }
+        fn snapshot(&mut self, _: &mut StateWriter) -> Result<()> {
+            Ok(())
+        }
+        fn restore(&mut self, _: &mut StateReader) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A pipeline whose state is set by the returned closure, limits of 1,000,000 bytes measured
+    /// on their own schedule (`every`, `near_limit_every`), and the query's metrics.
+    fn setup(
+        every: Duration,
+        near_limit_every: Duration,
+    ) -> (Pipeline, impl Fn(usize, usize), StateLimits, QueryMetrics) {
+        let held = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let pipeline = Pipeline::new(vec![Box::new(Holds(Arc::clone(&held)))]);
+        let set = move |rows: usize, bytes: usize| {
+            held.0.store(rows, Ordering::Relaxed);
+            held.1.store(bytes, Ordering::Relaxed);
+        };
+        let limits = StateLimits {
+            every,
+            near_limit_every,
+            ..StateLimits::new(Limits {
+                max_state_bytes: 1_000_000,
+                ..Limits::default()
+            })
+        };
+        let metrics = QueryMetrics {
+            label: "q".into(),
+            errors: Default::default(),
+            peak_state_bytes: Default::default(),
+        };
+        (pipeline, set, limits, metrics)
+    }
+
+    fn peak(m: &QueryMetrics) -> u64 {
+        m.peak_state_bytes.load(Ordering::Relaxed)
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn bytes_are_measured_when_the_rows_of_state_double() {
+        let (p, set, mut limits, m) = setup(HOUR, HOUR);
+        set(100, 2_000_000);
+        limits
+            .check("q", &p, &m)
+            .expect("not measured below 4096 rows");
+        assert_eq!(peak(&m), 0);
+        set(4_096, 500_000);
+        limits.check("q", &p, &m).expect("under the limit");
+        assert_eq!(peak(&m), 500_000);
+        // 8,000 rows at the 122 bytes a row of the last measure: under the limit, not measured.
+        set(8_000, 2_000_000);
+        limits.check("q", &p, &m).expect("not measured");
+        assert_eq!(peak(&m), 500_000);
+        set(8_192, 2_000_000);
+        let e = limits
+            .check("q", &p, &m)
+            .expect_err("measured: past the limit");
+        assert!(
+            e.to_string().contains(
+                "holds 1.9 MiB of state, more than the limit of 976.6 KiB (--max-state-bytes)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rows_whose_estimate_passes_the_limit_are_measured() {
+        let (p, set, mut limits, m) = setup(HOUR, Duration::ZERO);
+        set(4_096, 900_000);
+        limits.check("q", &p, &m).expect("under the limit");
+        // Estimated at 1,010,000 bytes: measured, and found under the limit.
+        set(4_600, 950_000);
+        limits.check("q", &p, &m).expect("under the limit");
+        assert_eq!(peak(&m), 950_000);
+        // Estimated at the new bytes a row (950,000): not measured.
+        set(4_600, 1_100_000);
+        limits.check("q", &p, &m).expect("not measured");
+        assert_eq!(peak(&m), 950_000);
+        // Estimated at 1,032,000 bytes: measured, and found past the limit.
+        set(5_000, 1_100_000);
+        let e = limits
+            .check("q", &p, &m)
+            .expect_err("estimated past: measured");
+        assert!(e.to_string().contains("(--max-state-bytes)"), "{e}");
+    }
+
+    #[test]
+    fn bytes_are_measured_every_interval_whatever_the_rows() {
+        let (p, set, mut limits, m) = setup(Duration::ZERO, HOUR);
+        set(10, 2_000_000);
+        assert!(limits.check("q", &p, &m).is_err());
+    }
+
+    #[test]
+    fn rows_past_their_limit_stop_the_query_at_once() {
+        let (p, set, mut limits, m) = setup(HOUR, HOUR);
+        limits.limits.max_state_rows = 1_000;
+        set(1_001, 0);
+        let e = limits.check("q", &p, &m).expect_err("past the row limit");
+        assert!(e.to_string().contains("holds 1001 rows of state"), "{e}");
     }
 }
