@@ -138,12 +138,20 @@ pub fn run_with_until_logged(file: &Path, args: &[&str], ready: &str) -> Running
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
-            Ok(line) if line.contains(ready) => break,
-            Ok(_) => {}
+            Ok(line) if line.contains(ready) => {
+                eprintln!("eddy: {line}");
+                break;
+            }
+            Ok(line) => eprintln!("eddy: {line}"),
             Err(_) => panic!("eddy did not log '{ready}' within 30 s"),
         }
     }
-    std::thread::spawn(move || while rx.recv().is_ok() {});
+    // The rest of its log goes with the test's output (shown when the test fails).
+    std::thread::spawn(move || {
+        while let Ok(line) = rx.recv() {
+            eprintln!("eddy: {line}");
+        }
+    });
     running
 }
 

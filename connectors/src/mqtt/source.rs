@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Source, SourceContext, SourceSpec};
 use rumqttc::{AsyncClient, Event, Packet, Publish, QoS, SubscribeReasonCode};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::config::MqttSourceConfig;
 use super::connection::{Backoff, Connection, ConnectionOptions, qos};
@@ -101,7 +101,11 @@ impl MqttSource {
         acks: &mut Option<Acks>,
         ctx: &mut SourceContext,
     ) -> Result<(), ConnectorError> {
-        self.decode_and_send(pending, ctx).await?;
+        // With acknowledgements after checkpoints, a checkpoint taken after these rows records
+        // the messages it covers that may still be unacknowledged: a restarted instance drops
+        // their redeliveries (see [`Acks::redelivered`]).
+        let position = acks.as_ref().map(|a| a.position(pending));
+        self.decode_and_send(pending, position, ctx).await?;
         match acks {
             Some(acks) if !pending.is_empty() => {
                 // Sent before the next barrier at the latest: the checkpoint after the last
@@ -119,10 +123,14 @@ impl MqttSource {
     async fn decode_and_send(
         &mut self,
         pending: &[Publish],
+        position: Option<serde_json::Value>,
         ctx: &mut SourceContext,
     ) -> Result<(), ConnectorError> {
         if pending.is_empty() {
-            return ctx.flush().await;
+            return match position {
+                Some(p) => ctx.flush_from(p).await,
+                None => ctx.flush().await,
+            };
         }
         let records: Vec<&[u8]> = pending.iter().map(|p| p.payload.as_ref()).collect();
         let decoded = self
@@ -148,9 +156,10 @@ impl MqttSource {
             }
             (b, _) => b,
         };
-        match batch {
-            Some(b) => ctx.send(b).await,
-            None => ctx.flush().await,
+        match (batch, position) {
+            (Some(b), position) => ctx.send_from(b, position).await,
+            (None, Some(p)) => ctx.flush_from(p).await,
+            (None, None) => ctx.flush().await,
         }
     }
 }
@@ -181,6 +190,7 @@ impl Source for MqttSource {
                 waiting: std::collections::VecDeque::new(),
                 max: self.config.max_unacked.max(1),
                 asked: false,
+                restored: restored_unacked(ctx)?,
             }),
             _ => None,
         };
@@ -211,6 +221,11 @@ impl Source for MqttSource {
                 event = polled.recv() => match event {
                     None => break,
                     Some(Polled::Event(Event::Incoming(Packet::Publish(p)))) => {
+                        if let Some(acks) = &mut acks
+                            && acks.redelivered(&p, &pending, &client).await
+                        {
+                            continue;
+                        }
                         pending.push(p);
                         if pending.len() >= self.config.batch_size {
                             self.hand_on(&mut pending, &mut acks, ctx).await?;
@@ -223,6 +238,7 @@ impl Source for MqttSource {
                             && !connack.session_present
                         {
                             acks.waiting.clear();
+                            acks.restored.clear();
                         }
                         if connected_before {
                             let n = ctx.metrics().reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -271,6 +287,37 @@ struct Acks {
     max: usize,
     /// A checkpoint has been asked for and none has completed since.
     asked: bool,
+    /// Messages the restored checkpoint covers that may not have been acknowledged before the
+    /// last instance stopped: the broker sends them again.
+    restored: std::collections::HashSet<MessageId>,
+}
+
+/// A message as a broker sends it again: an unacknowledged QoS 1 message goes out again with
+/// its packet id and the DUP flag (MQTT 3.1.1, 4.4); the topic and payload are hashed in.
+type MessageId = (u16, u64);
+
+fn message_id(p: &Publish) -> MessageId {
+    let hash = eddy_engine::runtime::fnv1a(0xcbf2_9ce4_8422_2325, p.topic.as_bytes());
+    (p.pkid, eddy_engine::runtime::fnv1a(hash, &p.payload))
+}
+
+/// The messages a restored checkpoint records as covered but perhaps unacknowledged.
+fn restored_unacked(
+    ctx: &SourceContext,
+) -> Result<std::collections::HashSet<MessageId>, ConnectorError> {
+    let Some(position) = ctx.resume_from() else {
+        return Ok(Default::default());
+    };
+    let ids: Vec<MessageId> = position
+        .get("unacked")
+        .cloned()
+        .and_then(|u| serde_json::from_value(u).ok())
+        .ok_or_else(|| {
+            ConnectorError::fatal(format!(
+                "the checkpoint's position {position} is not an MQTT position"
+            ))
+        })?;
+    Ok(ids.into_iter().collect())
 }
 
 impl Acks {
@@ -281,6 +328,60 @@ impl Acks {
             self.asked = true;
             ctx.request_checkpoint();
         }
+    }
+
+    /// What a checkpoint taken after `pending` is handed on records: every message it covers
+    /// that may not be acknowledged yet.
+    fn position(&self, pending: &[Publish]) -> serde_json::Value {
+        let unacked: Vec<MessageId> = self
+            .restored
+            .iter()
+            .copied()
+            .chain(self.waiting.iter().map(|(_, p)| message_id(p)))
+            .chain(pending.iter().map(message_id))
+            .collect();
+        serde_json::json!({ "unacked": unacked })
+    }
+
+    /// `p` is a message sent again that was already taken: one the restored checkpoint covers
+    /// (acknowledged now, its rows are in the restored state) or one this instance has handed on
+    /// and not acknowledged yet (after a reconnect; acknowledged with its checkpoint).
+    async fn redelivered(
+        &mut self,
+        p: &Publish,
+        pending: &[Publish],
+        client: &AsyncClient,
+    ) -> bool {
+        if !p.dup {
+            // A broker resends what was in flight first, then goes on with new messages: the
+            // restored ones not sent again by now had been acknowledged.
+            self.restored.clear();
+            return false;
+        }
+        let id = message_id(p);
+        if self.restored.remove(&id) {
+            debug!(
+                "message {} on {} sent again is in the restored checkpoint: acknowledged, not taken again",
+                p.pkid, p.topic
+            );
+            if let Err(e) = client.ack(p).await {
+                warn!("cannot acknowledge a message: {e}; the broker will send it again");
+            }
+            return true;
+        }
+        let taken = self
+            .waiting
+            .iter()
+            .map(|(_, w)| w)
+            .chain(pending)
+            .any(|w| message_id(w) == id);
+        if taken {
+            debug!(
+                "message {} on {} sent again was taken already: not taken twice",
+                p.pkid, p.topic
+            );
+        }
+        taken
     }
 
     /// Checkpoint `done` has completed: acknowledges every message it covers.

@@ -589,7 +589,7 @@ async fn idle_clock(
 }
 
 /// FNV-1a, 64 bits: stable across runs and versions, unlike the standard library's hasher.
-pub(crate) fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+pub fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
         hash ^= b as u64;
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
