@@ -305,9 +305,14 @@ fn message_id(p: &Publish) -> MessageId {
 fn restored_unacked(
     ctx: &SourceContext,
 ) -> Result<std::collections::HashSet<MessageId>, ConnectorError> {
-    let Some(position) = ctx.resume_from() else {
-        return Ok(Default::default());
-    };
+    ctx.resume_from()
+        .map_or_else(|| Ok(Default::default()), unacked_in)
+}
+
+/// The `unacked` list of an MQTT source's checkpoint position (see [`Acks::position`]).
+fn unacked_in(
+    position: &serde_json::Value,
+) -> Result<std::collections::HashSet<MessageId>, ConnectorError> {
     let ids: Vec<MessageId> = position
         .get("unacked")
         .cloned()
@@ -441,5 +446,81 @@ async fn poll_events(mut events: rumqttc::EventLoop, out: tokio::sync::mpsc::Sen
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(pkid: u16, payload: &str, dup: bool) -> Publish {
+        let mut p = Publish::new(
+            "plant/reading",
+            QoS::AtLeastOnce,
+            payload.as_bytes().to_vec(),
+        );
+        p.pkid = pkid;
+        p.dup = dup;
+        p
+    }
+
+    fn acks(restored: &[&Publish], waiting: &[&Publish]) -> Acks {
+        let (_, completed) = tokio::sync::watch::channel(0);
+        Acks {
+            completed,
+            waiting: waiting.iter().map(|&p| (1, p.clone())).collect(),
+            max: 20,
+            asked: false,
+            restored: restored.iter().map(|&p| message_id(p)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_position_lists_every_message_not_known_to_be_acknowledged_and_reads_back() {
+        let (a, b, c) = (
+            message(1, "a", false),
+            message(2, "b", false),
+            message(3, "c", false),
+        );
+        let acks = acks(&[&a], &[&b]);
+        let position = acks.position(std::slice::from_ref(&c));
+        let read = unacked_in(&position).expect("an MQTT position");
+        let expected: std::collections::HashSet<MessageId> =
+            [&a, &b, &c].into_iter().map(message_id).collect();
+        assert_eq!(read, expected);
+        assert!(unacked_in(&serde_json::json!({"offset": 10})).is_err());
+    }
+
+    #[tokio::test]
+    async fn redeliveries_of_messages_taken_are_recognized() {
+        let options = rumqttc::MqttOptions::new("eddy-unit", "127.0.0.1", 1);
+        // The event loop is never polled: acknowledgements queue in the client's channel.
+        let (client, _events) = AsyncClient::new(options, 16);
+        let restored = message(7, r#"{"temp":1}"#, false);
+        let waiting = message(8, r#"{"temp":2}"#, false);
+        let mut acks = acks(&[&restored], &[&waiting]);
+
+        let again = |p: &Publish| Publish {
+            dup: true,
+            ..p.clone()
+        };
+        assert!(acks.redelivered(&again(&restored), &[], &client).await);
+        assert!(acks.restored.is_empty(), "taken once only");
+        assert!(acks.redelivered(&again(&waiting), &[], &client).await);
+        let pending = message(9, r#"{"temp":3}"#, false);
+        assert!(
+            acks.redelivered(&again(&pending), std::slice::from_ref(&pending), &client)
+                .await
+        );
+        // Same packet id, other payload: a different message.
+        assert!(
+            !acks
+                .redelivered(&message(8, r#"{"temp":5}"#, true), &[], &client)
+                .await
+        );
+        // Not a redelivery: taken, and the restored messages not sent again by now are forgotten.
+        let mut acks = self::acks(&[&restored], &[]);
+        assert!(!acks.redelivered(&waiting, &[], &client).await);
+        assert!(acks.restored.is_empty());
     }
 }
