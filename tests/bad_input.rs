@@ -7,13 +7,7 @@ mod common;
 
 use std::io::Write;
 
-fn stats(stderr: &str) -> serde_json::Value {
-    stderr
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .expect("--stats printed a summary")
-}
+use common::stats;
 
 #[test]
 fn each_kind_of_bad_line_is_a_dead_letter_with_its_reason() {

@@ -3,28 +3,50 @@
 
 mod common;
 
-#[test]
-fn too_many_keys_stop_the_query_with_a_clear_error() {
-    let dir = tempfile::tempdir().expect("temp dir");
+use std::path::Path;
+
+const T0: i64 = 1_767_225_600_000;
+
+/// Writes `input.jsonl`: 50,000 devices reporting once each, device `i` at `ts(i)` (ms) with a
+/// temperature of `i % 7`.
+fn write_readings(dir: &Path, ts: impl Fn(i64) -> i64) {
     let lines: Vec<String> = (0..50_000)
         .map(|i| {
             format!(
-                r#"{{"device_id":"dev-{i}","temp":1,"ts":{}}}"#,
-                1_767_225_600_000i64 + i / 100
+                r#"{{"device_id":"dev-{i}","temp":{},"ts":{}}}"#,
+                i % 7,
+                ts(i)
             )
         })
         .collect();
-    std::fs::write(dir.path().join("input.jsonl"), lines.join("\n")).expect("input");
+    std::fs::write(dir.join("input.jsonl"), lines.join("\n")).expect("input");
+}
+
+/// Writes `q.sql`: the readings source over `input.jsonl` (1,000-row batches, a 2 s watermark
+/// bound), an `out` file sink, and `insert` on line 5.
+fn write_query(dir: &Path, insert: &str) {
     std::fs::write(
-        dir.path().join("q.sql"),
-        "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
-            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
-          WITH (connector = 'file', path = 'input.jsonl', batch_size = '1000');
-         CREATE SINK out WITH (connector = 'file', path = 'out.jsonl');
-         INSERT INTO out SELECT device_id, count(*) AS n
-         FROM TUMBLE(readings, ts, INTERVAL '1' HOUR) GROUP BY device_id, window_start, window_end;",
+        dir.join("q.sql"),
+        format!(
+            "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
+                WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+              WITH (connector = 'file', path = 'input.jsonl', batch_size = '1000');
+             CREATE SINK out WITH (connector = 'file', path = 'out.jsonl');
+             {insert};"
+        ),
     )
     .expect("query");
+}
+
+#[test]
+fn too_many_keys_stop_the_query_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_readings(dir.path(), |i| T0 + i / 100);
+    write_query(
+        dir.path(),
+        "INSERT INTO out SELECT device_id, count(*) AS n
+         FROM TUMBLE(readings, ts, INTERVAL '1' HOUR) GROUP BY device_id, window_start, window_end",
+    );
     let limited = common::run_eddy(
         dir.path(),
         &["run", "q.sql", "--quiet", "--max-state-rows", "10000"],
@@ -50,16 +72,7 @@ fn too_many_keys_stop_the_query_with_a_clear_error() {
 #[test]
 fn keys_gone_quiet_are_released_after_the_idle_timeout() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let lines: Vec<String> = (0..50_000)
-        .map(|i| {
-            format!(
-                r#"{{"device_id":"dev-{i}","temp":{},"ts":{}}}"#,
-                i % 7,
-                1_767_225_600_000i64 + i * 100
-            )
-        })
-        .collect();
-    std::fs::write(dir.path().join("input.jsonl"), lines.join("\n")).expect("input");
+    write_readings(dir.path(), |i| T0 + i * 100);
     for (name, insert) in [
         (
             "match_recognize",
@@ -73,17 +86,7 @@ fn keys_gone_quiet_are_released_after_the_idle_timeout() {
                ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS a FROM readings",
         ),
     ] {
-        std::fs::write(
-            dir.path().join("q.sql"),
-            format!(
-                "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
-                    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
-                  WITH (connector = 'file', path = 'input.jsonl', batch_size = '1000');
-                 CREATE SINK out WITH (connector = 'file', path = 'out.jsonl');
-                 {insert};"
-            ),
-        )
-        .expect("query");
+        write_query(dir.path(), insert);
         let kept = common::run_eddy(
             dir.path(),
             &["run", "q.sql", "--quiet", "--max-state-rows", "10000"],
@@ -120,26 +123,12 @@ fn keys_gone_quiet_are_released_after_the_idle_timeout() {
 #[test]
 fn state_past_the_byte_limit_stops_the_query() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let lines: Vec<String> = (0..50_000)
-        .map(|i| {
-            format!(
-                r#"{{"device_id":"dev-{i}","temp":{},"ts":{}}}"#,
-                i % 7,
-                1_767_225_600_000i64 + i * 10
-            )
-        })
-        .collect();
-    std::fs::write(dir.path().join("input.jsonl"), lines.join("\n")).expect("input");
-    std::fs::write(
-        dir.path().join("q.sql"),
-        "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
-            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
-          WITH (connector = 'file', path = 'input.jsonl', batch_size = '1000');
-         CREATE SINK out WITH (connector = 'file', path = 'out.jsonl');
-         INSERT INTO out SELECT device_id, ts, avg(temp) OVER (PARTITION BY device_id ORDER BY ts
-           ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS a FROM readings;",
-    )
-    .expect("query");
+    write_readings(dir.path(), |i| T0 + i * 10);
+    write_query(
+        dir.path(),
+        "INSERT INTO out SELECT device_id, ts, avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+           ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS a FROM readings",
+    );
     let limited = common::run_eddy(
         dir.path(),
         &["run", "q.sql", "--quiet", "--max-state-bytes", "2MiB"],
@@ -158,11 +147,7 @@ fn state_past_the_byte_limit_stops_the_query() {
     let unlimited = common::run_eddy(dir.path(), &["run", "q.sql", "--quiet", "--stats"], &[]);
     let stderr = String::from_utf8_lossy(&unlimited.stderr);
     assert!(unlimited.status.success(), "{stderr}");
-    let stats: serde_json::Value = stderr
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON summary in {stderr}"));
+    let stats = common::stats(&stderr);
     let peaks = stats["peak_state_bytes"]
         .as_object()
         .unwrap_or_else(|| panic!("no peak_state_bytes in {stats}"));

@@ -344,8 +344,8 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'_> {
     }
 }
 
-/// Parses a duration such as `50ms`, `2 s`, `1 minute`, `1.5 hours`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// `1.5 hours` as 1.5 and `hours` (lower-cased); `what` names the quantity in the error.
+fn number_and_unit(text: &str, what: &str) -> Result<(f64, String), String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -353,8 +353,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = t.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("expected a duration such as '500ms' or '10 s', found '{text}'"))?;
-    let seconds = match unit.trim().to_ascii_lowercase().as_str() {
+        .map_err(|_| format!("expected {what}, found '{text}'"))?;
+    Ok((number, unit.trim().to_ascii_lowercase()))
+}
+
+/// Parses a duration such as `50ms`, `2 s`, `1 minute`, `1.5 hours`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = number_and_unit(text, "a duration such as '500ms' or '10 s'")?;
+    let seconds = match unit.as_str() {
         "ms" | "millis" | "millisecond" | "milliseconds" => 0.001,
         "" | "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
         "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
@@ -372,15 +378,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses a size such as `512MiB`, `2 GB`, `64k` or `1048576` (bytes): decimal units (kB, MB, GB)
 /// count in thousands, binary ones (KiB, MiB, GiB) and the bare letters (k, m, g) in 1024s.
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a size such as '512MiB' or '2GB', found '{text}'"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = number_and_unit(text, "a size such as '512MiB' or '2GB'")?;
+    let scale: f64 = match unit.as_str() {
         "" | "b" | "byte" | "bytes" => 1.0,
         "kb" => 1e3,
         "mb" => 1e6,

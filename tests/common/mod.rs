@@ -25,6 +25,15 @@ pub fn run_eddy(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("the eddy binary runs")
 }
 
+/// The JSON summary `eddy run --stats` prints last on stderr.
+pub fn stats(stderr: &str) -> Value {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("--stats printed a summary")
+}
+
 pub fn parse_lines(text: &str) -> Vec<Map<String, Value>> {
     text.lines()
         .filter(|l| !l.trim().is_empty())

@@ -104,15 +104,22 @@ impl MqttSource {
         // With acknowledgements after checkpoints, a checkpoint taken after these rows records
         // the messages it covers that may still be unacknowledged: a restarted instance drops
         // their redeliveries (see [`Acks::redelivered`]).
-        let position = acks.as_ref().map(|a| a.position(pending));
+        let ids: Vec<MessageId> = match acks {
+            Some(_) => pending.iter().map(message_id).collect(),
+            None => Vec::new(),
+        };
+        let position = acks.as_ref().map(|a| a.position(&ids));
         self.decode_and_send(pending, position, ctx).await?;
         match acks {
             Some(acks) if !pending.is_empty() => {
                 // Sent before the next barrier at the latest: the checkpoint after the last
                 // barrier sent covers them.
                 let covered_by = ctx.last_barrier().await + 1;
-                acks.waiting
-                    .extend(pending.drain(..).map(|p| (covered_by, p)));
+                acks.waiting.extend(
+                    ids.into_iter()
+                        .zip(pending.drain(..))
+                        .map(|(id, p)| (covered_by, id, p)),
+                );
                 acks.ask_if_full(ctx);
             }
             _ => pending.clear(),
@@ -282,7 +289,7 @@ impl Source for MqttSource {
 struct Acks {
     completed: tokio::sync::watch::Receiver<u64>,
     /// Each message with the id of the first checkpoint that covers it, oldest first.
-    waiting: std::collections::VecDeque<(u64, Publish)>,
+    waiting: std::collections::VecDeque<(u64, MessageId, Publish)>,
     /// `max_unacked`: this many waiting, a checkpoint is asked for.
     max: usize,
     /// A checkpoint has been asked for and none has completed since.
@@ -335,15 +342,15 @@ impl Acks {
         }
     }
 
-    /// What a checkpoint taken after `pending` is handed on records: every message it covers
-    /// that may not be acknowledged yet.
-    fn position(&self, pending: &[Publish]) -> serde_json::Value {
+    /// What a checkpoint taken after the messages `pending` (their ids) are handed on records:
+    /// every message it covers that may not be acknowledged yet.
+    fn position(&self, pending: &[MessageId]) -> serde_json::Value {
         let unacked: Vec<MessageId> = self
             .restored
             .iter()
+            .chain(self.waiting.iter().map(|(_, id, _)| id))
+            .chain(pending)
             .copied()
-            .chain(self.waiting.iter().map(|(_, p)| message_id(p)))
-            .chain(pending.iter().map(message_id))
             .collect();
         serde_json::json!({ "unacked": unacked })
     }
@@ -360,7 +367,9 @@ impl Acks {
         if !p.dup {
             // A broker resends what was in flight first, then goes on with new messages: the
             // restored ones not sent again by now had been acknowledged.
-            self.restored.clear();
+            if !self.restored.is_empty() {
+                self.restored.clear();
+            }
             return false;
         }
         let id = message_id(p);
@@ -374,12 +383,8 @@ impl Acks {
             }
             return true;
         }
-        let taken = self
-            .waiting
-            .iter()
-            .map(|(_, w)| w)
-            .chain(pending)
-            .any(|w| message_id(w) == id);
+        let taken = self.waiting.iter().any(|(_, w, _)| *w == id)
+            || pending.iter().any(|w| message_id(w) == id);
         if taken {
             debug!(
                 "message {} on {} sent again was taken already: not taken twice",
@@ -392,8 +397,8 @@ impl Acks {
     /// Checkpoint `done` has completed: acknowledges every message it covers.
     async fn acknowledge(&mut self, done: u64, client: &AsyncClient) {
         self.asked = false;
-        while self.waiting.front().is_some_and(|(id, _)| *id <= done) {
-            if let Some((_, p)) = self.waiting.pop_front()
+        while self.waiting.front().is_some_and(|(id, _, _)| *id <= done) {
+            if let Some((_, _, p)) = self.waiting.pop_front()
                 && let Err(e) = client.ack(&p).await
             {
                 warn!("cannot acknowledge a message: {e}; the broker will send it again");
@@ -468,7 +473,10 @@ mod tests {
         let (_, completed) = tokio::sync::watch::channel(0);
         Acks {
             completed,
-            waiting: waiting.iter().map(|&p| (1, p.clone())).collect(),
+            waiting: waiting
+                .iter()
+                .map(|&p| (1, message_id(p), p.clone()))
+                .collect(),
             max: 20,
             asked: false,
             restored: restored.iter().map(|&p| message_id(p)).collect(),
@@ -483,7 +491,7 @@ mod tests {
             message(3, "c", false),
         );
         let acks = acks(&[&a], &[&b]);
-        let position = acks.position(std::slice::from_ref(&c));
+        let position = acks.position(&[message_id(&c)]);
         let read = unacked_in(&position).expect("an MQTT position");
         let expected: std::collections::HashSet<MessageId> =
             [&a, &b, &c].into_iter().map(message_id).collect();

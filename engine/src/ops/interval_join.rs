@@ -12,7 +12,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{filter_record_batch, interleave, interleave_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::event_times;
@@ -225,18 +225,7 @@ impl IntervalJoin {
             .iter()
             .map(|k| Ok(k.evaluate(batch)?.into_array(n)?))
             .collect::<Result<Vec<_>>>()?;
-        if self.converter.is_none() {
-            let fields = keys
-                .iter()
-                .map(|k| SortField::new(k.data_type().clone()))
-                .collect();
-            self.converter = Some(RowConverter::new(fields)?);
-        }
-        let converter = self
-            .converter
-            .as_ref()
-            .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
-        let converted = converter.convert_columns(&keys)?;
+        let converted = super::row_converter(&mut self.converter, &keys)?.convert_columns(&keys)?;
         Ok((keys, converted))
     }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, filter_record_batch, take};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::Operator;
@@ -122,8 +122,8 @@ impl LookupJoin {
                 Ok(cast(&a, like.data_type())?)
             })
             .collect::<Result<Vec<_>>>()?;
-        let converter = self.converter(key_types)?;
-        let converted = converter.convert_columns(&keys)?;
+        let converted =
+            super::row_converter(&mut self.converter, key_types)?.convert_columns(&keys)?;
         let mut by_key: HashMap<Box<[u8]>, Vec<u32>> = HashMap::with_capacity(n);
         for j in 0..n {
             if keys.iter().any(|k| k.is_null(j)) {
@@ -140,19 +140,6 @@ impl LookupJoin {
             by_key,
         });
         Ok(())
-    }
-
-    fn converter(&mut self, key_types: &[ArrayRef]) -> Result<&RowConverter> {
-        if self.converter.is_none() {
-            let fields = key_types
-                .iter()
-                .map(|k| SortField::new(k.data_type().clone()))
-                .collect();
-            self.converter = Some(RowConverter::new(fields)?);
-        }
-        self.converter
-            .as_ref()
-            .ok_or_else(|| EngineError::Internal("no row converter".into()))
     }
 
     /// The joined rows for pairs of (stream row, table row or none).
@@ -220,7 +207,7 @@ impl Operator for LookupJoin {
             .map(|k| Ok(k.evaluate(&batch)?.into_array(n)?))
             .collect::<Result<Vec<_>>>()?;
         self.refresh(&keys)?;
-        let converted = self.converter(&keys)?.convert_columns(&keys)?;
+        let converted = super::row_converter(&mut self.converter, &keys)?.convert_columns(&keys)?;
         let indexed = self
             .indexed
             .as_ref()

@@ -20,9 +20,10 @@ mod window_aggregate;
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::row::{RowConverter, SortField};
 
 pub use accumulators::AggregateCall;
 pub use filter::Filter;
@@ -378,6 +379,22 @@ pub fn event_times(batch: &RecordBatch) -> Result<&[Millis]> {
     last.as_primitive_opt::<TimestampMillisecondType>()
         .map(|a| a.values().as_ref())
         .ok_or_else(|| EngineError::Internal("a pipeline batch without event time".into()))
+}
+
+/// The row converter kept in `slot` (comparable bytes for maps keyed by several columns),
+/// created on first use for the types of `like`.
+pub(crate) fn row_converter<'a>(
+    slot: &'a mut Option<RowConverter>,
+    like: &[ArrayRef],
+) -> Result<&'a RowConverter> {
+    if let Some(c) = slot {
+        return Ok(c);
+    }
+    let fields = like
+        .iter()
+        .map(|c| SortField::new(c.data_type().clone()))
+        .collect();
+    Ok(slot.insert(RowConverter::new(fields)?))
 }
 
 /// Bytes of the distinct batches among `batches` (rows held by reference keep their whole batch).

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{SortColumn, lexsort_to_indices, take, take_record_batch};
-use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::arrow::row::{RowConverter, Rows};
 
 use super::event_times;
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::time::Millis;
 
 pub(crate) struct Partitioned {
@@ -66,17 +66,7 @@ impl Partitioned {
         let rows = if keys.is_empty() {
             None
         } else {
-            if converter.is_none() {
-                let fields = keys
-                    .iter()
-                    .map(|k| SortField::new(k.data_type().clone()))
-                    .collect();
-                *converter = Some(RowConverter::new(fields)?);
-            }
-            let c = converter
-                .as_ref()
-                .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
-            Some(c.convert_columns(&keys)?)
+            Some(super::row_converter(converter, &keys)?.convert_columns(&keys)?)
         };
         Ok(Self {
             batch,

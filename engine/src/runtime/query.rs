@@ -35,21 +35,8 @@ impl AlertIds {
     }
 
     fn add(&mut self, rows: &RecordBatch) -> Result<RecordBatch> {
-        use datafusion::arrow::row::{RowConverter, SortField};
-        if self.converter.is_none() {
-            let fields = rows
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect();
-            self.converter = Some(RowConverter::new(fields)?);
-        }
-        let converter = self
-            .converter
-            .as_ref()
-            .ok_or_else(|| EngineError::Internal("no row converter".into()))?;
-        let encoded = converter.convert_columns(rows.columns())?;
+        let encoded = crate::ops::row_converter(&mut self.converter, rows.columns())?
+            .convert_columns(rows.columns())?;
         let ids: datafusion::arrow::array::StringArray = (0..rows.num_rows())
             .map(|i| Some(format!("{:016x}", fnv1a(self.query, encoded.row(i).data()))))
             .collect();
