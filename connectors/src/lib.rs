@@ -8,6 +8,7 @@
 //! - [`file`]: JSON-lines file source (a replay that ends) and sink.
 //! - [`stdout`]: standard-output sink, JSON or readable text.
 //! - [`format`]: JSON decoding into Arrow batches with per-record errors, and encoding of rows.
+//! - [`ingest_log`]: the log a source writes what it receives to before acknowledging it.
 //!
 //! Each connector folder has `config.rs` (its `WITH` options, one documented field each, unknown
 //! options refused), then `source.rs` and/or `sink.rs`.
@@ -16,6 +17,7 @@
 
 pub mod file;
 pub mod format;
+pub mod ingest_log;
 pub mod mqtt;
 pub mod stdout;
 

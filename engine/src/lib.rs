@@ -20,12 +20,14 @@
 //! - [`connector`]: the [`Source`] / [`Sink`] / [`Table`] traits and the [`ConnectorRegistry`].
 //! - [`options`]: `WITH (...)` options and their typed, option-naming deserialization.
 //! - [`error`]: [`SqlError`], [`Diagnostics`], [`EngineError`].
+//! - [`hash`]: FNV-1a, the stable hash of alert ids, fingerprints and checksums.
 
 #![deny(clippy::clone_on_ref_ptr)]
 
 pub mod checkpoint;
 pub mod connector;
 pub mod error;
+pub mod hash;
 pub mod ops;
 pub mod options;
 pub mod plan;

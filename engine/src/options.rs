@@ -408,6 +408,12 @@ pub fn duration<'de, D: de::Deserializer<'de>>(d: D) -> Result<Duration, D::Erro
     parse_duration(&s).map_err(de::Error::custom)
 }
 
+/// `#[serde(deserialize_with = "eddy_engine::options::bytes")]` for size-valued options.
+pub fn bytes<'de, D: de::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    parse_bytes(&s).map_err(de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

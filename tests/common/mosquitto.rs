@@ -22,6 +22,10 @@ impl Mosquitto {
         Self { child }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM: Mosquitto saves its sessions and queued messages, then exits.
     pub fn stop(mut self) {
         let _ = Command::new("kill")

@@ -1,5 +1,5 @@
 //! Alert latency over MQTT: readings stamped with the wall clock are published to an embedded
-//! broker at a steady rate, `eddy run` evaluates a 1-second tumbling window per device, and a
+//! broker (or the one given with `--broker`) at a steady rate, `eddy run` evaluates a 1-second tumbling window per device, and a
 //! subscriber measures, for each alert, how long after its window's end it arrived.
 //!
 //!     cargo build --release --workspace --bins
@@ -47,9 +47,13 @@ struct Args {
     /// after checkpoints, 0 the snapshots alone.
     #[arg(long, default_value_t = 1)]
     checkpoint_qos: u8,
-    /// The source's `max_unacked` with checkpoints (the embedded broker sends 200 at most).
-    #[arg(long, default_value_t = 100)]
-    max_unacked: usize,
+    /// An MQTT broker to use (host:port, e.g. Mosquitto's 127.0.0.1:1883) instead of the
+    /// embedded one.
+    #[arg(long)]
+    broker: Option<String>,
+    /// The source's MQTT version: v3.1.1 or v5.
+    #[arg(long, default_value = "v3.1.1")]
+    protocol: String,
 }
 
 /// Resident memory of a process, from /proc, in bytes.
@@ -98,15 +102,23 @@ async fn main() -> Result<()> {
             eddy.display()
         );
     }
-    let broker = EmbeddedBroker::start().await?;
-    let url = broker.url();
+    let embedded;
+    let (host, port) = match &args.broker {
+        Some(b) => b
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .context("--broker is host:port")?,
+        None => {
+            embedded = EmbeddedBroker::start().await?;
+            ("127.0.0.1".to_string(), embedded.port())
+        }
+    };
+    let url = format!("mqtt://{host}:{port}");
+    let run = std::process::id();
     let dir = tempfile_dir()?;
     let query = dir.join("latency.sql");
     let acks = if args.checkpoint_interval.is_some() && args.checkpoint_qos > 0 {
-        format!(
-            ", qos = 1, clean_session = false, client_id = 'latency-eddy', max_unacked = '{}'",
-            args.max_unacked
-        )
+        format!(", qos = 1, clean_session = false, client_id = 'latency-eddy-{run}'")
     } else {
         String::new()
     };
@@ -120,20 +132,22 @@ async fn main() -> Result<()> {
         format!(
             "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
     WATERMARK FOR ts AS ts - INTERVAL '{BOUND_MS}' MILLISECOND)
-  WITH (connector = 'mqtt', url = '{url}', topic = 'bench/+/reading', linger = '5ms'{acks});
-CREATE SINK alerts WITH (connector = 'mqtt', url = '{url}', topic = 'bench-alerts/{{device_id}}');
+  WITH (connector = 'mqtt', url = '{url}', topic = 'bench-{run}/+/reading', linger = '5ms',
+        protocol = '{}'{acks});
+CREATE SINK alerts WITH (connector = 'mqtt', url = '{url}', topic = 'bench-alerts-{run}/{{device_id}}');
 INSERT INTO alerts
 SELECT device_id, window_start, window_end, avg(temp) AS avg_temp, count(*) AS readings
 FROM TUMBLE(readings, ts, INTERVAL '1' SECOND)
 GROUP BY device_id, window_start, window_end;
-"
+",
+            args.protocol
         ),
     )?;
 
     // The subscriber: each alert's arrival time minus its window's end.
-    let (subscriber, mut sub_events) = client("latency-sub", broker.port());
+    let (subscriber, mut sub_events) = client(&format!("latency-sub-{run}"), &host, port);
     subscriber
-        .subscribe("bench-alerts/#", QoS::AtMostOnce)
+        .subscribe(format!("bench-alerts-{run}/#"), QoS::AtMostOnce)
         .await?;
     let measure_from = now_ms() + 2_000;
     let collector = tokio::spawn(async move {
@@ -194,7 +208,7 @@ GROUP BY device_id, window_start, window_end;
     std::thread::spawn(move || for _ in lines.by_ref() {});
 
     // The publisher: `rate` readings a second, in ticks of 10 ms, stamped with the clock.
-    let (publisher, mut pub_events) = client("latency-pub", broker.port());
+    let (publisher, mut pub_events) = client(&format!("latency-pub-{run}"), &host, port);
     tokio::spawn(async move { while pub_events.poll().await.is_ok() {} });
     let per_tick = (args.rate / 100).max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -226,7 +240,7 @@ GROUP BY device_id, window_start, window_end;
                 20 + device % 50
             );
             publisher
-                .publish(format!("bench/{device}/reading"), qos, false, payload)
+                .publish(format!("bench-{run}/{device}/reading"), qos, false, payload)
                 .await?;
             published += 1;
         }
@@ -265,9 +279,10 @@ GROUP BY device_id, window_start, window_end;
     Ok(())
 }
 
-fn client(id: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
-    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+fn client(id: &str, host: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
+    let mut options = MqttOptions::new(id, host, port);
     options.set_keep_alive(Duration::from_secs(30));
+    options.set_inflight(1000);
     options.set_max_packet_size(1 << 20, 1 << 20);
     AsyncClient::new(options, 10_000)
 }

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use eddy_engine::options::duration;
+use eddy_engine::OptionError;
+use eddy_engine::options::{bytes, duration};
 use serde::Deserialize;
 
+use super::event_loop::Protocol;
 use crate::format::Format;
 
 /// `CREATE SOURCE ... WITH (connector = 'mqtt', ...)`.
@@ -49,20 +51,51 @@ pub struct MqttSourceConfig {
     /// arrive while Eddy is away) under `client_id`.
     #[serde(default = "default_true")]
     pub clean_session: bool,
-    /// With checkpoints (`--state-dir`) and `qos = 1`: messages handed on but not yet acknowledged
-    /// (they wait for a checkpoint) before the source asks for a checkpoint at once. Set it to the
-    /// broker's in-flight window: the broker sends no more until some are acknowledged.
-    #[serde(default = "default_max_unacked")]
-    pub max_unacked: usize,
+    /// `v3.1.1` (the default) or `v5`. With MQTT 5 the source sets how many unacknowledged
+    /// QoS 1 messages the broker may send it at once (`receive_maximum`); an MQTT 3.1.1 client
+    /// gets the broker's window (Mosquitto: `max_inflight_messages`, 20).
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// MQTT 5's Receive Maximum: most QoS 1 messages the broker sends before it has their
+    /// acknowledgements.
+    #[serde(default = "default_receive_maximum")]
+    pub receive_maximum: u16,
+    /// With `--state-dir` and `qos = 1`, messages go through the source's ingest log: past this
+    /// many bytes of it that no completed checkpoint covers (a sink holds the queries back), the
+    /// source stops acknowledging, and the broker stops sending once its window is full.
+    #[serde(default = "default_max_log_bytes", deserialize_with = "bytes")]
+    pub max_log_bytes: usize,
+}
+
+impl MqttSourceConfig {
+    pub fn protocol(&self) -> Result<Protocol, OptionError> {
+        match self.protocol.to_ascii_lowercase().as_str() {
+            "v3.1.1" | "3.1.1" | "v3" | "3" => Ok(Protocol::V311),
+            "v5" | "5" | "5.0" => Ok(Protocol::V5),
+            other => Err(OptionError::invalid(
+                "protocol",
+                format!("'{other}' is not an MQTT version Eddy speaks; use 'v3.1.1' or 'v5'"),
+            )),
+        }
+    }
 }
 
 fn default_true() -> bool {
     true
 }
 
-/// Mosquitto's default `max_inflight_messages`.
-fn default_max_unacked() -> usize {
-    20
+fn default_protocol() -> String {
+    "v3.1.1".into()
+}
+
+/// Enough for tens of thousands of messages a second over a sync of several milliseconds, and a
+/// bound on what the broker can push at once.
+fn default_receive_maximum() -> u16 {
+    1000
+}
+
+fn default_max_log_bytes() -> usize {
+    1 << 30
 }
 
 /// `CREATE SINK ... WITH (connector = 'mqtt', ...)`.

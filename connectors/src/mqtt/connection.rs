@@ -177,6 +177,27 @@ impl Connection {
         }
         Ok(options)
     }
+
+    /// rumqttc's MQTT 5 options; reads the CA file for TLS. A persistent session
+    /// (`clean_session = false`) never expires, as an MQTT 3.1.1 one does not.
+    pub fn mqtt5_options(&self) -> Result<rumqttc::v5::MqttOptions, String> {
+        let mut options =
+            rumqttc::v5::MqttOptions::new(&self.client_id, &self.address.host, self.address.port);
+        options.set_keep_alive(self.keep_alive.max(Duration::from_secs(5)));
+        options.set_max_packet_size(Some(1 << 20));
+        options.set_clean_start(self.clean_session);
+        if !self.clean_session {
+            options.set_session_expiry_interval(Some(u32::MAX));
+        }
+        if let (Some(u), p) = (&self.username, &self.password) {
+            options.set_credentials(u, p.clone().unwrap_or_default());
+        }
+        if self.address.tls {
+            let ca = read_ca(self.ca_file.as_deref())?;
+            options.set_transport(Transport::tls(ca, None, None));
+        }
+        Ok(options)
+    }
 }
 
 /// The CA certificates for TLS: the given file, else the system's bundle.

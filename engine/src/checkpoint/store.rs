@@ -253,10 +253,7 @@ impl CheckpointStore {
 }
 
 fn checksum(bytes: &[u8]) -> String {
-    format!(
-        "{:016x}",
-        crate::runtime::fnv1a(0xcbf2_9ce4_8422_2325, bytes)
-    )
+    format!("{:016x}", crate::hash::fnv1a_of(bytes))
 }
 
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> EngineError {

@@ -167,10 +167,7 @@ impl Plan {
                 q.schema
             ));
         }
-        format!(
-            "{:016x}",
-            crate::runtime::fnv1a(0xcbf2_9ce4_8422_2325, text.as_bytes())
-        )
+        format!("{:016x}", crate::hash::fnv1a_of(text.as_bytes()))
     }
 }
 

@@ -252,8 +252,10 @@ pub fn start(
         if let Some(state) = &resumed {
             ctx = ctx.restored(state);
         }
-        if let Some(c) = &checkpointing {
-            ctx = ctx.with_checkpoints(c.completed.clone(), Arc::clone(&c.wanted));
+        if let (Some(c), Some(config)) = (&checkpointing, &checkpoints) {
+            ctx = ctx
+                .with_checkpoints(c.completed.clone(), Arc::clone(&c.wanted))
+                .with_durable_dir(source_dir(&config.dir, &s.name));
         }
         let connector = s.connector;
         let name = s.name;
@@ -560,6 +562,22 @@ async fn load_table(
     }
 }
 
+/// The directory of a source's own files under the state directory: `DIR/sources/<name>`, the
+/// name kept to letters, digits, `-` and `_`.
+fn source_dir(state: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    state.join("sources").join(safe)
+}
+
 /// Advances a silent source's watermark with the clock, until the source ends.
 async fn idle_clock(
     emitter: Arc<tokio::sync::Mutex<source_context::Emitter>>,
@@ -586,15 +604,6 @@ async fn idle_clock(
             return Ok(());
         }
     }
-}
-
-/// FNV-1a, 64 bits: stable across runs and versions, unlike the standard library's hasher.
-pub fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        hash ^= b as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use tokio::sync::mpsc;
 use tracing::{debug, error};
 
 use super::barriers::{Ack, Checkpointing};
-use super::{Fanout, Message, QueryMetrics, SinkInput, Tagged, fnv1a};
+use super::{Fanout, Message, QueryMetrics, SinkInput, Tagged};
 use crate::checkpoint::StateWriter;
 use crate::error::{EngineError, Result};
+use crate::hash::{fnv1a, fnv1a_of};
 use crate::ops::Pipeline;
 use crate::ops::without_event_time;
 use crate::plan::{Limits, PlannedQuery};
@@ -29,7 +30,7 @@ pub(super) struct AlertIds {
 impl AlertIds {
     pub(super) fn new(label: &str) -> Self {
         Self {
-            query: fnv1a(0xcbf2_9ce4_8422_2325, label.as_bytes()),
+            query: fnv1a_of(label.as_bytes()),
             converter: None,
         }
     }

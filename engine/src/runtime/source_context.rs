@@ -66,6 +66,8 @@ pub struct SourceContext {
     wanted: Option<Arc<tokio::sync::Notify>>,
     /// Rows stamped further ahead of the clock than this are dead letters.
     max_future: Option<Millis>,
+    /// Where the source may keep files that must outlive the process, with checkpoints.
+    durable_dir: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
 }
 
@@ -189,6 +191,7 @@ impl SourceContext {
             completed: None,
             wanted: None,
             max_future: None,
+            durable_dir: None,
             shutdown,
         }
     }
@@ -217,6 +220,20 @@ impl SourceContext {
         self.completed = Some(completed);
         self.wanted = Some(wanted);
         self
+    }
+
+    /// The source may keep files that must outlive the process in `dir` (the engine gives each
+    /// source a directory under the state directory when it takes checkpoints).
+    pub fn with_durable_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.durable_dir = Some(dir);
+        self
+    }
+
+    /// A directory of this source's own under the state directory, when the engine takes
+    /// checkpoints: what the source keeps there survives a crash with the checkpoints (an MQTT
+    /// source's ingest log). `None` without checkpoints.
+    pub fn durable_dir(&self) -> Option<&std::path::Path> {
+        self.durable_dir.as_deref()
     }
 
     /// Asks for a checkpoint now rather than at the end of the interval (one is taken at a
