@@ -62,7 +62,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         };
-        engines.push(eddy_engine::start(plan, shutdown.clone(), None)?);
+        engines.push(eddy_engine::start(plan, &shutdown, None)?);
     }
     let printer = tokio::spawn(print_alerts(broker.port(), shutdown.clone()));
     let simulator = tokio::spawn(simulate(

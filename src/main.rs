@@ -197,7 +197,7 @@ async fn run(file: &Path, replay: &[(String, String)], output: OutputArgs) -> Re
         });
     let shutdown = CancellationToken::new();
     stop_on_signals(shutdown.clone(), checkpoints.is_some());
-    let engine = match eddy_engine::start(plan, shutdown.clone(), checkpoints) {
+    let engine = match eddy_engine::start(plan, &shutdown, checkpoints) {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!("error: {e}");

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eddy_engine::runtime::{EngineMetrics, Totals};
+use eddy_engine::metrics::{EngineMetrics, Totals};
 use tokio::task::JoinHandle;
 
 pub struct Status {
@@ -96,7 +96,7 @@ fn line(t: &Totals, rate: f64) -> String {
         s.push_str(&format!(
             " | read {:.0}% of {}",
             100.0 * t.bytes_read as f64 / t.bytes_total as f64,
-            eddy_engine::runtime::show_bytes(t.bytes_total)
+            eddy_engine::metrics::show_bytes(t.bytes_total)
         ));
     } else if let Some(w) = t.watermark {
         let now = chrono::Utc::now().timestamp_millis();

@@ -6,8 +6,8 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use eddy_benches::{Workload, batches, query_file, readings};
+use eddy_engine::message::Message;
 use eddy_engine::ops::Pipeline;
-use eddy_engine::runtime::Message;
 
 const EVENTS: usize = 1_000_000;
 const BATCH: usize = 8_192;

@@ -1,12 +1,77 @@
-//! Event time: a source's watermark and its late rows, and the panes and windows a time falls in.
+//! Event time: a source's declared time column and its watermark, late rows, the panes and
+//! windows a time falls in, intervals in milliseconds, and durations as the plan shows them.
 
 use datafusion::arrow::array::BooleanArray;
+use datafusion::common::ScalarValue;
 
 /// Milliseconds since the Unix epoch, UTC: the unit of every event-time column.
 pub type Millis = i64;
 
 /// The watermark of a source that has ended: every open window closes.
 pub const END_OF_TIME: Millis = Millis::MAX;
+
+const DAY: Millis = 86_400_000;
+
+/// The declared event-time column of a source and its watermark bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTime {
+    pub column: String,
+    pub index: usize,
+    pub bound: Millis,
+}
+
+/// The wall clock, in milliseconds since the epoch.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// The length of an interval value in milliseconds; `None` for a value that is not an interval
+/// or that counts months or years (they have no fixed length).
+pub fn interval_millis(v: &ScalarValue) -> Option<Millis> {
+    match v {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+            Some(v.days as Millis * DAY + v.nanoseconds / 1_000_000)
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            Some(v.days as Millis * DAY + v.milliseconds as Millis)
+        }
+        _ => None,
+    }
+}
+
+/// An interval value that counts months or years.
+pub fn counts_months(v: &ScalarValue) -> bool {
+    match v {
+        ScalarValue::IntervalMonthDayNano(Some(v)) => v.months != 0,
+        ScalarValue::IntervalYearMonth(_) => true,
+        _ => false,
+    }
+}
+
+/// `10s`, `1min`, `1h30min`, `250ms`: durations as the plan shows them.
+pub fn show_duration(ms: Millis) -> String {
+    const UNITS: [(Millis, &str); 5] = [
+        (DAY, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1_000, "s"),
+        (1, "ms"),
+    ];
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut rest = ms;
+    let mut out = String::new();
+    for (unit, name) in UNITS {
+        if rest >= unit {
+            out.push_str(&format!("{}{name}", rest / unit));
+            rest %= unit;
+        }
+    }
+    out
+}
 
 /// The watermark of one source: the largest event time seen minus the declared bound.
 ///

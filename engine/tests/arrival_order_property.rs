@@ -8,7 +8,7 @@ mod common;
 
 use datafusion::arrow::array::RecordBatch;
 use eddy_engine::checkpoint::{StateReader, StateWriter};
-use eddy_engine::runtime::Message;
+use eddy_engine::message::Message;
 use proptest::prelude::*;
 
 const QUERIES: &[&str] = &[

@@ -7,7 +7,7 @@
 mod common;
 
 use datafusion::arrow::array::RecordBatch;
-use eddy_engine::runtime::Message;
+use eddy_engine::message::Message;
 
 const QUERIES: [(&str, &str); 6] = [
     (

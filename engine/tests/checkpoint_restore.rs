@@ -9,8 +9,8 @@ mod common;
 
 use datafusion::arrow::array::RecordBatch;
 use eddy_engine::checkpoint::{StateReader, StateWriter};
+use eddy_engine::message::Message;
 use eddy_engine::plan::PlannedQuery;
-use eddy_engine::runtime::Message;
 
 const QUERIES: &[(&str, &str)] = &[
     (

@@ -121,7 +121,7 @@ async fn a_quiet_device_is_reported_five_minutes_after_its_last_reading() {
         .await
         .unwrap_or_else(|d| panic!("{d}"));
     let shutdown = CancellationToken::new();
-    let engine = eddy_engine::start(plan, shutdown.clone(), None).expect("the engine starts");
+    let engine = eddy_engine::start(plan, &shutdown, None).expect("the engine starts");
 
     // Both devices report every 10 s (event time follows the clock); device a stops after 60 s,
     // device b after 8 minutes.

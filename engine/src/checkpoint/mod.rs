@@ -12,7 +12,8 @@ mod state;
 mod store;
 
 pub use state::{
-    STATE_FORMAT, StateReader, StateWriter, key_bytes, key_bytes_column, scalars_column,
+    STATE_FORMAT, StateReader, StateWriter, expect_rows, expect_schema, expect_types, key_bytes,
+    key_bytes_column, primitive_column, scalars_column, unfit,
 };
 pub use store::{
     CheckpointStore, EDDY_VERSION, LoadedCheckpoint, Manifest, QueryCheckpoint, SourceCheckpoint,

@@ -25,7 +25,7 @@ use crate::error::{EngineError, Result};
 
 const MAGIC: &[u8; 9] = b"EDDYSTATE";
 /// The version of the state files; a checkpoint of another version is refused.
-pub const STATE_FORMAT: u32 = 1;
+pub const STATE_FORMAT: u32 = 2;
 
 /// Collects the state of a query's operators.
 #[derive(Default)]
@@ -166,6 +166,68 @@ impl StateReader {
     }
 }
 
+/// A part of the state that does not fit what reads it: `what` names the part.
+pub fn unfit(what: &str, why: impl std::fmt::Display) -> EngineError {
+    EngineError::Checkpoint(format!("{what} does not fit the query: {why}"))
+}
+
+/// Checks that `batch` has the columns of `schema`: as many, of the same types.
+pub fn expect_schema(batch: &RecordBatch, schema: &Schema, what: &str) -> Result<()> {
+    expect_types(
+        batch.columns(),
+        schema.fields().iter().map(|f| f.data_type()),
+        what,
+    )
+}
+
+/// Checks that `columns` are as many as `types` and of those types (the state of an accumulator
+/// against its state fields, key columns against the key schema).
+pub fn expect_types<'a>(
+    columns: &[ArrayRef],
+    types: impl ExactSizeIterator<Item = &'a DataType>,
+    what: &str,
+) -> Result<()> {
+    if columns.len() != types.len() {
+        return Err(unfit(
+            what,
+            format!("{} columns where {} are read", columns.len(), types.len()),
+        ));
+    }
+    for (i, (c, t)) in columns.iter().zip(types).enumerate() {
+        if !c.data_type().equals_datatype(t) {
+            return Err(unfit(
+                what,
+                format!("column {} is {}, not {t}", i + 1, c.data_type()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `batch` has `rows` rows.
+pub fn expect_rows(batch: &RecordBatch, rows: usize, what: &str) -> Result<()> {
+    if batch.num_rows() != rows {
+        return Err(unfit(
+            what,
+            format!("{} rows where {rows} are read", batch.num_rows()),
+        ));
+    }
+    Ok(())
+}
+
+/// Column `i` of `batch`, which must be of primitive type `T`.
+pub fn primitive_column<'a, T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+    batch: &'a RecordBatch,
+    i: usize,
+    what: &str,
+) -> Result<&'a datafusion::arrow::array::PrimitiveArray<T>> {
+    batch
+        .columns()
+        .get(i)
+        .and_then(|c| c.as_primitive_opt::<T>())
+        .ok_or_else(|| unfit(what, format!("column {} is not {}", i + 1, T::DATA_TYPE)))
+}
+
 /// Values of one type as a column; `None` when there are none (an empty column has no type).
 pub fn scalars_column(values: Vec<ScalarValue>) -> Result<Option<ArrayRef>> {
     if values.is_empty() {
@@ -179,11 +241,13 @@ pub fn key_bytes_column<'a>(keys: impl Iterator<Item = &'a [u8]>) -> ArrayRef {
     Arc::new(keys.map(Some).collect::<BinaryArray>())
 }
 
-/// A column read back as the key bytes [`key_bytes_column`] wrote.
-pub fn key_bytes(column: &ArrayRef) -> Result<Vec<Box<[u8]>>> {
-    let keys = column
-        .as_binary_opt::<i32>()
-        .ok_or_else(|| EngineError::Checkpoint("expected a column of keys".into()))?;
+/// The first column of `batch` read back as the key bytes [`key_bytes_column`] wrote.
+pub fn key_bytes(batch: &RecordBatch, what: &str) -> Result<Vec<Box<[u8]>>> {
+    let keys = batch
+        .columns()
+        .first()
+        .and_then(|c| c.as_binary_opt::<i32>())
+        .ok_or_else(|| unfit(what, "its first column is not the keys"))?;
     Ok(keys
         .iter()
         .map(|k| Box::from(k.unwrap_or_default()))
@@ -214,9 +278,12 @@ mod tests {
             assert!(StateReader::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let mut other = bytes.clone();
-        other[9] = 2;
+        other[9] = STATE_FORMAT as u8 + 1;
         let e = StateReader::decode(&other).err().unwrap().to_string();
-        assert!(e.contains("state format 2"), "{e}");
+        assert!(
+            e.contains(&format!("state format {}", STATE_FORMAT + 1)),
+            "{e}"
+        );
         let mut r = StateReader::decode(&bytes).unwrap();
         assert!(r.json::<u64>().is_err(), "rows read as JSON");
     }

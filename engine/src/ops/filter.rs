@@ -8,7 +8,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::Operator;
 use crate::error::Result;
-use crate::runtime::Message;
+use crate::message::Message;
 
 pub struct Filter {
     predicate: Arc<dyn PhysicalExpr>,

@@ -15,17 +15,24 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::event_times;
-use crate::checkpoint::{StateReader, StateWriter};
+use super::{MultiInputOperator, event_times};
+use crate::checkpoint::{StateReader, StateWriter, expect_rows, expect_schema};
 use crate::error::{EngineError, Result};
-use crate::runtime::Message;
+use crate::message::Message;
 use crate::time::{END_OF_TIME, Millis};
 
 /// A stored row: its time, its batch and its index there.
 type Stored = (Millis, Arc<RecordBatch>, u32);
 
+/// One input of a join: the key expressions over its rows, and the schema of its rows.
+pub struct JoinInput {
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    pub schema: SchemaRef,
+}
+
 struct Side {
     keys: Vec<Arc<dyn PhysicalExpr>>,
+    schema: SchemaRef,
     rows: HashMap<Box<[u8]>, Vec<Stored>>,
     stored: usize,
     watermark: Option<Millis>,
@@ -48,22 +55,23 @@ pub struct IntervalJoin {
 
 impl IntervalJoin {
     pub fn new(
-        left_keys: Vec<Arc<dyn PhysicalExpr>>,
-        right_keys: Vec<Arc<dyn PhysicalExpr>>,
+        left: JoinInput,
+        right: JoinInput,
         lower: Millis,
         upper: Millis,
         filter: Option<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     ) -> Self {
-        let side = |keys| Side {
-            keys,
+        let side = |input: JoinInput| Side {
+            keys: input.keys,
+            schema: input.schema,
             rows: HashMap::new(),
             stored: 0,
             watermark: None,
             ended: false,
         };
         Self {
-            sides: [side(left_keys), side(right_keys)],
+            sides: [side(left), side(right)],
             lower,
             upper,
             filter,
@@ -71,72 +79,6 @@ impl IntervalJoin {
             converter: None,
             emitted_watermark: None,
             released_at: Millis::MIN,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        let keys: Vec<String> = self.sides[0].keys.iter().map(|k| k.to_string()).collect();
-        format!(
-            "interval join on [{}], right time - left time in [{}, {}], then the rest of ON; rows released as the watermarks pass",
-            keys.join(", "),
-            signed(self.lower),
-            signed(self.upper),
-        )
-    }
-
-    /// Rows held on each side.
-    pub fn state_size(&self) -> (usize, usize) {
-        (self.sides[0].stored, self.sides[1].stored)
-    }
-
-    /// Memory of the rows held on both sides (a stored row keeps its whole batch).
-    pub fn state_bytes(&self) -> usize {
-        let maps: usize = self
-            .sides
-            .iter()
-            .map(|s| {
-                super::map_bytes(&s.rows)
-                    + s.rows
-                        .iter()
-                        .map(|(k, v)| k.len() + v.capacity() * size_of::<Stored>())
-                        .sum::<usize>()
-            })
-            .sum();
-        let batches = super::shared_batches_bytes(
-            self.sides
-                .iter()
-                .flat_map(|s| s.rows.values().flatten().map(|(_, b, _)| b)),
-        );
-        maps + batches
-    }
-
-    pub fn process(
-        &mut self,
-        input: usize,
-        message: Message,
-        out: &mut Vec<Message>,
-    ) -> Result<()> {
-        match message {
-            Message::Batch(b) if b.num_rows() > 0 => self.add(input, b, out),
-            Message::Batch(_) => Ok(()),
-            Message::Watermark(w) => {
-                let side = &mut self.sides[input];
-                side.watermark = Some(side.watermark.map_or(w, |old| old.max(w)));
-                self.advance(out);
-                Ok(())
-            }
-            Message::Barrier(_) => Err(EngineError::Internal(
-                "a barrier inside a join: the query task takes them".into(),
-            )),
-            Message::End => {
-                self.sides[input].ended = true;
-                self.sides[input].watermark = Some(END_OF_TIME);
-                self.advance(out);
-                if self.sides.iter().all(|s| s.ended) {
-                    out.push(Message::End);
-                }
-                Ok(())
-            }
         }
     }
 
@@ -162,55 +104,6 @@ impl IntervalJoin {
         let (lower, upper) = (self.lower, self.upper);
         release(&mut self.sides[0], |t| t.saturating_add(upper) < right);
         release(&mut self.sides[1], |t| t.saturating_sub(lower) < left);
-    }
-
-    /// Each side's stored rows (key by key, in the order they came) and watermark.
-    pub fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        let sides: Vec<(Option<Millis>, bool, usize)> = self
-            .sides
-            .iter()
-            .map(|s| (s.watermark, s.ended, s.stored))
-            .collect();
-        state.json(&(&sides, self.emitted_watermark, self.released_at))?;
-        for side in &self.sides {
-            if side.stored == 0 {
-                continue;
-            }
-            let mut batches: Vec<&RecordBatch> = Vec::new();
-            let mut index_of: HashMap<*const RecordBatch, usize> = HashMap::new();
-            let mut rows = Vec::with_capacity(side.stored);
-            for stored in side.rows.values().flatten() {
-                let b = *index_of.entry(Arc::as_ptr(&stored.1)).or_insert_with(|| {
-                    batches.push(stored.1.as_ref());
-                    batches.len() - 1
-                });
-                rows.push((b, stored.2 as usize));
-            }
-            state.batch(interleave_record_batch(&batches, &rows)?);
-        }
-        Ok(())
-    }
-
-    /// Takes back what [`Self::snapshot`] wrote.
-    pub fn restore(&mut self, state: &mut StateReader) -> Result<()> {
-        type Sides = (Vec<(Option<Millis>, bool, usize)>, Option<Millis>, Millis);
-        let (sides, emitted, released_at): Sides = state.json()?;
-        if sides.len() != 2 {
-            return Err(EngineError::Checkpoint(
-                "a join's state without two sides".into(),
-            ));
-        }
-        self.emitted_watermark = emitted;
-        self.released_at = released_at;
-        for (input, (watermark, ended, stored)) in sides.into_iter().enumerate() {
-            self.sides[input].watermark = watermark;
-            self.sides[input].ended = ended;
-            if stored > 0 {
-                let batch = state.batch()?;
-                self.store(input, batch)?;
-            }
-        }
-        Ok(())
     }
 
     /// The key columns of `batch` on side `input`, and their row format.
@@ -365,6 +258,124 @@ impl IntervalJoin {
     }
 }
 
+impl MultiInputOperator for IntervalJoin {
+    fn describe(&self) -> String {
+        let keys: Vec<String> = self.sides[0].keys.iter().map(|k| k.to_string()).collect();
+        format!(
+            "interval join on [{}], right time - left time in [{}, {}], then the rest of ON; rows released as the watermarks pass",
+            keys.join(", "),
+            signed(self.lower),
+            signed(self.upper),
+        )
+    }
+
+    /// Rows held on both sides.
+    fn state_rows(&self) -> usize {
+        self.sides.iter().map(|s| s.stored).sum()
+    }
+
+    /// Memory of the rows held on both sides (a stored row keeps its whole batch).
+    fn state_bytes(&self) -> usize {
+        let maps: usize = self
+            .sides
+            .iter()
+            .map(|s| {
+                super::map_bytes(&s.rows)
+                    + s.rows
+                        .iter()
+                        .map(|(k, v)| k.len() + v.capacity() * size_of::<Stored>())
+                        .sum::<usize>()
+            })
+            .sum();
+        let batches = super::shared_batches_bytes(
+            self.sides
+                .iter()
+                .flat_map(|s| s.rows.values().flatten().map(|(_, b, _)| b)),
+        );
+        maps + batches
+    }
+
+    fn process(&mut self, input: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        match message {
+            Message::Batch(b) if b.num_rows() > 0 => self.add(input, b, out),
+            Message::Batch(_) => Ok(()),
+            Message::Watermark(w) => {
+                let side = &mut self.sides[input];
+                side.watermark = Some(side.watermark.map_or(w, |old| old.max(w)));
+                self.advance(out);
+                Ok(())
+            }
+            Message::Barrier(_) => Err(EngineError::Internal(
+                "a barrier inside a join: the query task takes them".into(),
+            )),
+            Message::End => {
+                self.sides[input].ended = true;
+                self.sides[input].watermark = Some(END_OF_TIME);
+                self.advance(out);
+                if self.sides.iter().all(|s| s.ended) {
+                    out.push(Message::End);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Each side's stored rows (key by key, in the order they came) and watermark.
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        let sides: Vec<(Option<Millis>, bool, usize)> = self
+            .sides
+            .iter()
+            .map(|s| (s.watermark, s.ended, s.stored))
+            .collect();
+        state.json(&(&sides, self.emitted_watermark, self.released_at))?;
+        for side in &self.sides {
+            if side.stored == 0 {
+                continue;
+            }
+            let mut batches: Vec<&RecordBatch> = Vec::new();
+            let mut index_of: HashMap<*const RecordBatch, usize> = HashMap::new();
+            let mut rows = Vec::with_capacity(side.stored);
+            for stored in side.rows.values().flatten() {
+                let b = *index_of.entry(Arc::as_ptr(&stored.1)).or_insert_with(|| {
+                    batches.push(stored.1.as_ref());
+                    batches.len() - 1
+                });
+                rows.push((b, stored.2 as usize));
+            }
+            state.batch(interleave_record_batch(&batches, &rows)?);
+        }
+        Ok(())
+    }
+
+    /// Takes back what [`Self::snapshot`] wrote.
+    fn restore(&mut self, state: &mut StateReader) -> Result<()> {
+        type Sides = (Vec<(Option<Millis>, bool, usize)>, Option<Millis>, Millis);
+        let (sides, emitted, released_at): Sides = state.json()?;
+        if sides.len() != 2 {
+            return Err(EngineError::Checkpoint(
+                "a join's state without two sides".into(),
+            ));
+        }
+        self.emitted_watermark = emitted;
+        self.released_at = released_at;
+        for (input, (watermark, ended, stored)) in sides.into_iter().enumerate() {
+            self.sides[input].watermark = watermark;
+            self.sides[input].ended = ended;
+            if stored > 0 {
+                let batch = state.batch()?;
+                let what = [
+                    "the rows of a join's left side",
+                    "the rows of a join's right side",
+                ][input];
+                expect_schema(&batch, &self.sides[input].schema, what)?;
+                expect_rows(&batch, stored, what)?;
+                self.store(input, batch)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn release(side: &mut Side, done: impl Fn(Millis) -> bool) {
     let mut released = 0;
     side.rows.retain(|_, rows| {
@@ -378,8 +389,8 @@ fn release(side: &mut Side, done: impl Fn(Millis) -> bool) {
 
 fn signed(ms: Millis) -> String {
     if ms < 0 {
-        format!("-{}", super::show_duration(-ms))
+        format!("-{}", crate::time::show_duration(-ms))
     } else {
-        super::show_duration(ms)
+        crate::time::show_duration(ms)
     }
 }

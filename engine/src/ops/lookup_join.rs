@@ -13,7 +13,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::Operator;
 use crate::error::{EngineError, Result};
-use crate::runtime::Message;
+use crate::message::Message;
 
 /// The current rows of a reference table, replaced as a whole at each load.
 #[derive(Default)]

@@ -11,11 +11,11 @@ mod lookup_join;
 mod match_recognize;
 mod over_window;
 mod partitioned;
-pub mod pattern;
 mod project;
 mod scan;
 mod session_window;
 mod time_buffer;
+mod union;
 mod window_aggregate;
 
 use std::sync::Arc;
@@ -27,18 +27,19 @@ use datafusion::arrow::row::{RowConverter, SortField};
 
 pub use accumulators::AggregateCall;
 pub use filter::Filter;
-pub use interval_join::IntervalJoin;
+pub use interval_join::{IntervalJoin, JoinInput};
 pub use lookup_join::{LookupJoin, TableRead, TableSnapshot};
-pub use match_recognize::{MatchRecognize, MatchSpec, Nav, NavKind};
+pub use match_recognize::{MatchRecognize, MatchSpec, Nav, NavKind, pattern};
 pub use over_window::{Frame, OverCall, OverWindow};
 pub use project::Project;
 pub use scan::{ScanColumn, ScanTime, SourceScan, WindowColumns};
 pub use session_window::SessionAggregate;
-pub use window_aggregate::{OutputColumn, WindowAggregate, WindowKind, show_duration};
+pub use union::Union;
+pub use window_aggregate::{OutputColumn, WindowAggregate, WindowKind};
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{EngineError, Result};
-use crate::runtime::Message;
+use crate::message::Message;
 use crate::time::{END_OF_TIME, Millis};
 
 /// The hidden last column of every batch inside a pipeline.
@@ -82,70 +83,73 @@ pub trait Operator: Send {
     fn restore(&mut self, state: &mut StateReader) -> Result<()>;
 }
 
-/// A query's operators, run in the query's task: one branch of operators per input (a plain query
-/// has one input; `UNION ALL` has several), then the operators after the inputs meet. The merged
-/// stream's watermark is the smallest of the inputs' watermarks, and it ends when every input has.
-pub struct Pipeline {
-    branches: Vec<Branch>,
-    operators: Vec<Box<dyn Operator>>,
-    /// The schema batches take where the branches meet, when there are several.
-    merged: Option<SchemaRef>,
-    /// Where two branches meet in an interval join instead of a union.
-    join: Option<IntervalJoin>,
+/// Where the streams of several inputs meet: a union, a join of two streams. It takes each message
+/// with the index of the input it came from, and keeps whatever it needs per input (watermarks,
+/// rows of each side). A new stream-stream operator (a window join, an outer join) is one more
+/// implementation.
+pub trait MultiInputOperator: Send {
+    /// One line for the plan `eddy check` prints.
+    fn describe(&self) -> String;
+
+    /// One message of input `input`; what follows from it lands in `out`.
+    fn process(&mut self, input: usize, message: Message, out: &mut Vec<Message>) -> Result<()>;
+
+    /// Rows, groups or keys held: see [`Operator::state_rows`].
+    fn state_rows(&self) -> usize {
+        0
+    }
+
+    /// Memory held: see [`Operator::state_bytes`].
+    fn state_bytes(&self) -> usize {
+        0
+    }
+
+    /// Writes what the operator holds into a checkpoint.
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()>;
+
+    /// Takes back what [`Self::snapshot`] wrote, into an operator that has seen no input yet.
+    fn restore(&mut self, state: &mut StateReader) -> Result<()>;
 }
 
-struct Branch {
+/// A query's operators, run in the query's task: one branch of operators per input (a plain query
+/// has one input), then, with several inputs, the [`MultiInputOperator`] where they meet, then the
+/// operators after it.
+pub struct Pipeline {
+    branches: Vec<Vec<Box<dyn Operator>>>,
+    meet: Option<Box<dyn MultiInputOperator>>,
     operators: Vec<Box<dyn Operator>>,
-    watermark: Option<Millis>,
-    ended: bool,
 }
 
 impl Pipeline {
     /// A pipeline over one input.
     pub fn new(operators: Vec<Box<dyn Operator>>) -> Self {
-        Self::with_branches(vec![Vec::new()], operators, None)
-    }
-
-    /// A pipeline over several inputs: `branches[i]` processes what input `i` sends, and its
-    /// batches are given the schema `merged` before `operators` see them.
-    pub fn with_branches(
-        branches: Vec<Vec<Box<dyn Operator>>>,
-        operators: Vec<Box<dyn Operator>>,
-        merged: Option<SchemaRef>,
-    ) -> Self {
         Self {
-            branches: branches
-                .into_iter()
-                .map(|operators| Branch {
-                    operators,
-                    watermark: None,
-                    ended: false,
-                })
-                .collect(),
+            branches: vec![Vec::new()],
+            meet: None,
             operators,
-            merged,
-            join: None,
         }
     }
 
-    /// A pipeline whose two inputs meet in `join`.
-    pub fn joined(
-        left: Vec<Box<dyn Operator>>,
-        right: Vec<Box<dyn Operator>>,
-        join: IntervalJoin,
+    /// A pipeline over several inputs: `branches[i]` processes what input `i` sends, `meet` takes
+    /// what the branches send, and `operators` what it sends.
+    pub fn meeting(
+        branches: Vec<Vec<Box<dyn Operator>>>,
+        meet: Box<dyn MultiInputOperator>,
         operators: Vec<Box<dyn Operator>>,
     ) -> Self {
-        let mut p = Self::with_branches(vec![left, right], operators, None);
-        p.join = Some(join);
-        p
+        Self {
+            branches,
+            meet: Some(meet),
+            operators,
+        }
     }
 
-    /// The operators of each branch, then the operators after the branches meet.
+    /// The operators of each branch, then where they meet, then the operators after.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = Vec::new();
         let several = self.branches.len() > 1;
         for (i, b) in self.branches.iter().enumerate() {
-            for op in &b.operators {
+            for op in b {
                 if several {
                     lines.push(format!("[input {}] {}", i + 1, op.describe()));
                 } else {
@@ -153,14 +157,7 @@ impl Pipeline {
                 }
             }
         }
-        match (&self.join, several) {
-            (Some(j), _) => lines.push(j.describe()),
-            (None, true) => lines.push(format!(
-                "union of {} inputs (watermark: the smallest of theirs)",
-                self.branches.len()
-            )),
-            (None, false) => {}
-        }
+        lines.extend(self.meet.as_ref().map(|m| m.describe()));
         lines.extend(self.operators.iter().map(|op| op.describe()));
         lines
     }
@@ -169,92 +166,44 @@ impl Pipeline {
         self.branches.len()
     }
 
+    fn each_operator(&self) -> impl Iterator<Item = &Box<dyn Operator>> {
+        self.branches.iter().flatten().chain(&self.operators)
+    }
+
     /// Rows, groups and keys held by every operator of the pipeline.
     pub fn state_rows(&self) -> usize {
-        let join = self.join.as_ref().map_or(0, |j| {
-            let (l, r) = j.state_size();
-            l + r
-        });
-        self.branches
-            .iter()
-            .flat_map(|b| &b.operators)
-            .chain(&self.operators)
+        self.each_operator()
             .map(|op| op.state_rows())
             .sum::<usize>()
-            + join
+            + self.meet.as_ref().map_or(0, |m| m.state_rows())
     }
 
     /// Memory held by every operator of the pipeline: see [`Operator::state_bytes`].
     pub fn state_bytes(&self) -> usize {
-        self.branches
-            .iter()
-            .flat_map(|b| &b.operators)
-            .chain(&self.operators)
+        self.each_operator()
             .map(|op| op.state_bytes())
             .sum::<usize>()
-            + self.join.as_ref().map_or(0, IntervalJoin::state_bytes)
+            + self.meet.as_ref().map_or(0, |m| m.state_bytes())
     }
 
     /// Runs one message of input `input` through the pipeline; what comes out lands in `out`.
     pub fn push(&mut self, input: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
-        let several = self.branches.len() > 1;
         let branch = self
             .branches
             .get_mut(input)
             .ok_or_else(|| EngineError::Internal(format!("no input {input} in the pipeline")))?;
-        let from_branch = run(&mut branch.operators, vec![message])?;
-        if !several {
-            let result = run(&mut self.operators, from_branch)?;
-            out.extend(result);
-            return Ok(());
-        }
-        let mut merged = Vec::with_capacity(from_branch.len());
-        if let Some(join) = &mut self.join {
-            for m in from_branch {
-                join.process(input, m, &mut merged)?;
+        let from_branch = run(branch, vec![message])?;
+        let merged = match &mut self.meet {
+            None => from_branch,
+            Some(meet) => {
+                let mut merged = Vec::with_capacity(from_branch.len());
+                for m in from_branch {
+                    meet.process(input, m, &mut merged)?;
+                }
+                merged
             }
-            let result = run(&mut self.operators, merged)?;
-            out.extend(result);
-            return Ok(());
-        }
-        for m in from_branch {
-            match m {
-                Message::Batch(b) => {
-                    let b = match &self.merged {
-                        Some(schema) => {
-                            RecordBatch::try_new(Arc::clone(schema), b.columns().to_vec())?
-                        }
-                        None => b,
-                    };
-                    merged.push(Message::Batch(b));
-                }
-                Message::Watermark(w) => {
-                    let before = self.watermark();
-                    let branch = &mut self.branches[input];
-                    branch.watermark = Some(branch.watermark.map_or(w, |old| old.max(w)));
-                    if let Some(now) = self.watermark()
-                        && before.is_none_or(|b| now > b)
-                    {
-                        merged.push(Message::Watermark(now));
-                    }
-                }
-                Message::Barrier(_) => {
-                    return Err(EngineError::Internal(
-                        "a barrier inside a pipeline: the query task takes them".into(),
-                    ));
-                }
-                Message::End => {
-                    self.branches[input].ended = true;
-                    if self.branches.iter().all(|b| b.ended) {
-                        merged.push(Message::End);
-                    } else if let Some(now) = self.watermark() {
-                        merged.push(Message::Watermark(now));
-                    }
-                }
-            }
-        }
-        let result = run(&mut self.operators, merged)?;
-        out.extend(result);
+        };
+        out.extend(run(&mut self.operators, merged)?);
         Ok(())
     }
 
@@ -263,28 +212,20 @@ impl Pipeline {
         for op in self
             .branches
             .iter_mut()
-            .flat_map(|b| &mut b.operators)
+            .flatten()
             .chain(&mut self.operators)
         {
             op.release_keys_idle_since(before);
         }
     }
 
-    /// Writes the state of every operator, in pipeline order, and of the branches' watermarks.
+    /// Writes the state of every operator, in pipeline order.
     pub fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
-        let branches: Vec<(Option<Millis>, bool)> = self
-            .branches
-            .iter()
-            .map(|b| (b.watermark, b.ended))
-            .collect();
-        state.json(&branches)?;
-        for b in &mut self.branches {
-            for op in &mut b.operators {
-                op.snapshot(state)?;
-            }
+        for op in self.branches.iter_mut().flatten() {
+            op.snapshot(state)?;
         }
-        if let Some(j) = &mut self.join {
-            j.snapshot(state)?;
+        if let Some(m) = &mut self.meet {
+            m.snapshot(state)?;
         }
         for op in &mut self.operators {
             op.snapshot(state)?;
@@ -294,37 +235,16 @@ impl Pipeline {
 
     /// Takes back what [`Self::snapshot`] wrote, into a pipeline just planned.
     pub fn restore(&mut self, state: &mut StateReader) -> Result<()> {
-        let branches: Vec<(Option<Millis>, bool)> = state.json()?;
-        if branches.len() != self.branches.len() {
-            return Err(EngineError::Checkpoint(format!(
-                "the state has {} inputs, the query {}",
-                branches.len(),
-                self.branches.len()
-            )));
+        for op in self.branches.iter_mut().flatten() {
+            op.restore(state)?;
         }
-        for (b, (watermark, ended)) in self.branches.iter_mut().zip(branches) {
-            b.watermark = watermark;
-            b.ended = ended;
-            for op in &mut b.operators {
-                op.restore(state)?;
-            }
-        }
-        if let Some(j) = &mut self.join {
-            j.restore(state)?;
+        if let Some(m) = &mut self.meet {
+            m.restore(state)?;
         }
         for op in &mut self.operators {
             op.restore(state)?;
         }
         Ok(())
-    }
-
-    /// The smallest watermark of the inputs still running; `None` until each has sent one.
-    fn watermark(&self) -> Option<Millis> {
-        self.branches
-            .iter()
-            .filter(|b| !b.ended)
-            .map(|b| b.watermark)
-            .try_fold(END_OF_TIME, |lo, w| w.map(|w| lo.min(w)))
     }
 }
 
@@ -415,42 +335,4 @@ fn map_bytes<K, V>(map: &std::collections::HashMap<K, V>) -> usize {
 pub fn without_event_time(batch: &RecordBatch) -> Result<RecordBatch> {
     let n = batch.num_columns().saturating_sub(1);
     Ok(batch.project(&(0..n).collect::<Vec<_>>())?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn watermarks(out: &[Message]) -> Vec<Millis> {
-        out.iter()
-            .filter_map(|m| match m {
-                Message::Watermark(w) => Some(*w),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn merged_inputs_follow_the_slowest_watermark_and_end_together() {
-        let mut p = Pipeline::with_branches(vec![Vec::new(), Vec::new()], Vec::new(), None);
-        let mut out = Vec::new();
-        p.push(0, Message::Watermark(100), &mut out).unwrap();
-        assert!(
-            watermarks(&out).is_empty(),
-            "input 1 has sent no watermark yet"
-        );
-        p.push(1, Message::Watermark(50), &mut out).unwrap();
-        assert_eq!(watermarks(&out), [50]);
-        p.push(1, Message::Watermark(150), &mut out).unwrap();
-        assert_eq!(watermarks(&out), [50, 100]);
-        p.push(0, Message::End, &mut out).unwrap();
-        assert_eq!(
-            watermarks(&out).last(),
-            Some(&150),
-            "an ended input holds nothing back"
-        );
-        assert!(!out.iter().any(|m| matches!(m, Message::End)));
-        p.push(1, Message::End, &mut out).unwrap();
-        assert!(matches!(out.last(), Some(Message::End)));
-    }
 }

@@ -18,15 +18,18 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use datafusion::arrow::array::{AsArray, Int64Array, UInt32Array};
-use datafusion::arrow::datatypes::{Int64Type, UInt32Type};
+use datafusion::arrow::array::{Int64Array, UInt32Array};
+use datafusion::arrow::datatypes::{DataType, Int64Type, UInt32Type};
 
 use super::Operator;
 use super::partitioned::Partitioned;
 use super::time_buffer::EventTimeBuffer;
-use crate::checkpoint::{StateReader, StateWriter, key_bytes, key_bytes_column, scalars_column};
+use crate::checkpoint::{
+    StateReader, StateWriter, expect_rows, expect_types, key_bytes, key_bytes_column,
+    primitive_column, scalars_column, unfit,
+};
 use crate::error::Result;
-use crate::runtime::Message;
+use crate::message::Message;
 use crate::time::{END_OF_TIME, Millis};
 
 /// Which rows before the current one an aggregate sees.
@@ -48,7 +51,9 @@ impl Frame {
         match self {
             Frame::Rows(Some(n)) => format!("ROWS {n} PRECEDING"),
             Frame::Rows(None) | Frame::Range(None) => "UNBOUNDED PRECEDING".into(),
-            Frame::Range(Some(ms)) => format!("RANGE {} PRECEDING", super::show_duration(*ms)),
+            Frame::Range(Some(ms)) => {
+                format!("RANGE {} PRECEDING", crate::time::show_duration(*ms))
+            }
         }
     }
 }
@@ -103,9 +108,11 @@ pub struct OverWindow {
 }
 
 impl OverWindow {
+    /// `input` is the schema of the rows the operator takes, `schema` of those it gives.
     pub fn new(
         partition: Vec<Arc<dyn PhysicalExpr>>,
         calls: Vec<OverCall>,
+        input: SchemaRef,
         schema: SchemaRef,
     ) -> Self {
         let release_after = calls
@@ -119,7 +126,7 @@ impl OverWindow {
             partition,
             calls,
             schema,
-            buffer: EventTimeBuffer::default(),
+            buffer: EventTimeBuffer::new(input),
             keys: HashMap::new(),
             converter: None,
             release_after,
@@ -376,8 +383,10 @@ impl Operator for OverWindow {
             return Ok(());
         }
         let keys_part = state.batch()?;
-        let keys = key_bytes(keys_part.column(0))?;
-        let last = keys_part.column(1).as_primitive::<Int64Type>().clone();
+        let what = "the keys of an OVER window";
+        let keys = key_bytes(&keys_part, what)?;
+        let last = primitive_column::<Int64Type>(&keys_part, 1, what)?;
+        expect_rows(&keys_part, n, what)?;
         let mut restored: Vec<KeyState> = Vec::with_capacity(keys.len());
         for i in 0..keys.len() {
             restored.push(self.new_key(last.value(i))?);
@@ -388,9 +397,26 @@ impl Operator for OverWindow {
                 continue;
             }
             let part = state.batch()?;
-            let key_index = part.column(0).as_primitive::<UInt32Type>().clone();
-            let times = part.column(1).as_primitive::<Int64Type>().clone();
+            let what = "the frames of an OVER window";
+            let key_index = primitive_column::<UInt32Type>(&part, 0, what)?;
+            let times = primitive_column::<Int64Type>(&part, 1, what)?;
+            expect_rows(&part, rows, what)?;
             let values = &part.columns()[2..];
+            // A bounded frame keeps its rows' arguments, an unbounded one its accumulator's state.
+            let types: Vec<DataType> = if call.frame.bounded() {
+                call.expr
+                    .expressions()
+                    .iter()
+                    .map(|e| e.data_type(self.buffer.schema()))
+                    .collect::<datafusion::error::Result<_>>()?
+            } else {
+                call.expr
+                    .state_fields()?
+                    .iter()
+                    .map(|f| f.data_type().clone())
+                    .collect()
+            };
+            expect_types(values, types.iter(), what)?;
             // Rows of one key are together: each run updates (or merges into) its accumulator.
             let mut s = 0;
             while s < part.num_rows() {
@@ -402,9 +428,7 @@ impl Operator for OverWindow {
                 let cs = restored
                     .get_mut(k as usize)
                     .map(|r| &mut r.calls[c])
-                    .ok_or_else(|| {
-                        crate::error::EngineError::Checkpoint("an OVER frame of no key".into())
-                    })?;
+                    .ok_or_else(|| unfit(what, "a frame of no key"))?;
                 let slice: Vec<ArrayRef> = values.iter().map(|a| a.slice(s, e - s)).collect();
                 if call.frame.bounded() {
                     cs.acc.update_batch(&slice)?;

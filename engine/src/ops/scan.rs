@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMilli
 
 use super::Operator;
 use crate::error::{EngineError, Result};
-use crate::runtime::Message;
+use crate::message::Message;
 use crate::time::{Millis, align};
 
 /// An output column of a scan.
@@ -129,7 +129,7 @@ impl Operator for SourceScan {
                 Arc::clone(batch.column(i))
             }
             ScanTime::Arrival => Arc::new(TimestampMillisecondArray::from_value(
-                crate::runtime::now_millis(),
+                crate::time::now_millis(),
                 n,
             )),
             ScanTime::Carried => Arc::clone(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray};
 use datafusion::arrow::compute::filter;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::row::RowConverter;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
@@ -22,9 +22,12 @@ use super::accumulators::AggregateCall;
 use super::partitioned::Partitioned;
 use super::time_buffer::EventTimeBuffer;
 use super::window_aggregate::OutputColumn;
-use crate::checkpoint::{StateReader, StateWriter, key_bytes, key_bytes_column, scalars_column};
+use crate::checkpoint::{
+    StateReader, StateWriter, expect_rows, expect_types, key_bytes, key_bytes_column,
+    scalars_column,
+};
 use crate::error::{EngineError, Result};
-use crate::runtime::Message;
+use crate::message::Message;
 use crate::time::Millis;
 
 struct Session {
@@ -60,6 +63,7 @@ impl SessionAggregate {
         keys: Vec<Arc<dyn PhysicalExpr>>,
         calls: Vec<AggregateCall>,
         layout: Vec<OutputColumn>,
+        input: SchemaRef,
         schema: SchemaRef,
     ) -> Self {
         Self {
@@ -68,7 +72,7 @@ impl SessionAggregate {
             calls,
             layout,
             schema,
-            buffer: EventTimeBuffer::default(),
+            buffer: EventTimeBuffer::new(input),
             open: HashMap::new(),
             sessions: HashMap::new(),
             next_id: 0,
@@ -292,19 +296,26 @@ impl Operator for SessionAggregate {
             return Ok(());
         }
         let part = state.batch()?;
-        let keys = key_bytes(part.column(0))?;
+        let what = "the open sessions";
+        let keys = key_bytes(&part, what)?;
+        expect_rows(&part, bounds.len(), what)?;
+        // The key bytes, the key columns, then each aggregate's state.
+        let mut types = vec![DataType::Binary];
+        for k in &self.keys {
+            types.push(k.data_type(self.buffer.schema())?);
+        }
+        for c in &self.calls {
+            types.extend(c.expr.state_fields()?.iter().map(|f| f.data_type().clone()));
+        }
+        expect_types(part.columns(), types.iter(), what)?;
         let nk = self.keys.len();
-        let unfit = || EngineError::Checkpoint("the sessions' state does not fit the query".into());
-        let key_columns = part.columns().get(1..1 + nk).ok_or_else(unfit)?;
+        let key_columns = &part.columns()[1..1 + nk];
         let mut at = 1 + nk;
         let mut call_columns = Vec::with_capacity(self.calls.len());
         for c in &self.calls {
             let n = c.expr.state_fields()?.len();
-            call_columns.push(part.columns().get(at..at + n).ok_or_else(unfit)?);
+            call_columns.push(&part.columns()[at..at + n]);
             at += n;
-        }
-        if keys.len() != bounds.len() {
-            return Err(unfit());
         }
         for (row, ((id, start, end), key_bytes)) in bounds.into_iter().zip(keys).enumerate() {
             let key = key_columns
@@ -362,7 +373,7 @@ impl Operator for SessionAggregate {
         let calls: Vec<&str> = self.calls.iter().map(AggregateCall::name).collect();
         format!(
             "session aggregate, gap {}, keys [{}], aggregates [{}], fires when the watermark passes window_end (last reading + gap)",
-            super::show_duration(self.gap),
+            crate::time::show_duration(self.gap),
             keys.join(", "),
             calls.join(", ")
         )

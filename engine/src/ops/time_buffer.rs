@@ -2,21 +2,31 @@
 
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
 
 use super::event_times;
-use crate::checkpoint::{StateReader, StateWriter};
+use crate::checkpoint::{StateReader, StateWriter, expect_schema};
 use crate::error::Result;
 use crate::time::{END_OF_TIME, Millis};
 
 /// Batches waiting for the watermark, each with its oldest and newest event time, so that taking
 /// the ready rows touches only the batches that hold some (input arrives roughly in time order).
-#[derive(Default)]
 pub struct EventTimeBuffer {
+    /// The schema of the rows held (a pipeline batch's, with the event time last).
+    schema: SchemaRef,
     batches: Vec<(RecordBatch, Millis, Millis)>,
     rows: usize,
 }
 
 impl EventTimeBuffer {
+    pub fn new(schema: SchemaRef) -> Self {
+        Self {
+            schema,
+            batches: Vec::new(),
+            rows: 0,
+        }
+    }
+
     pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
         let times = event_times(&batch)?;
         let (min, max) = times
@@ -42,9 +52,16 @@ impl EventTimeBuffer {
     pub fn restore(&mut self, state: &mut StateReader) -> Result<()> {
         let n: usize = state.json()?;
         for _ in 0..n {
-            self.push(state.batch()?)?;
+            let batch = state.batch()?;
+            expect_schema(&batch, &self.schema, "rows waiting for the watermark")?;
+            self.push(batch)?;
         }
         Ok(())
+    }
+
+    /// The schema of the rows held.
+    pub fn schema(&self) -> &datafusion::arrow::datatypes::Schema {
+        &self.schema
     }
 
     /// Rows held.

@@ -15,16 +15,16 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
 };
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::accumulators::{AggregateCall, KeyGroups};
 use super::{Operator, event_times};
-use crate::checkpoint::{StateReader, StateWriter};
+use crate::checkpoint::{StateReader, StateWriter, expect_types};
 use crate::error::Result;
-use crate::runtime::Message;
-use crate::time::{Millis, align, gcd};
+use crate::message::Message;
+use crate::time::{Millis, align, gcd, show_duration};
 
 /// The windows of a window aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,25 +277,29 @@ impl WindowAggregate {
         Ok(RecordBatch::try_from_iter(columns)?)
     }
 
-    /// A pane back from [`Self::pane_batch`].
+    /// A pane back from [`Self::pane_batch`], checked against the keys and aggregates.
     fn pane_from_batch(&self, batch: &RecordBatch) -> Result<SealedPane> {
+        let what = "a window pane";
+        let mut types = vec![DataType::UInt32];
+        types.extend(
+            self.key_schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone()),
+        );
+        let mut widths = Vec::with_capacity(self.calls.len());
+        for c in &self.calls {
+            let fields = c.expr.state_fields()?;
+            widths.push(fields.len());
+            types.extend(fields.iter().map(|f| f.data_type().clone()));
+        }
+        expect_types(batch.columns(), types.iter(), what)?;
         let k = self.key_schema.fields().len();
         let mut at = 1 + k;
         let mut states = Vec::with_capacity(self.calls.len());
-        for c in &self.calls {
-            let n = c.expr.state_fields()?.len();
-            let columns = batch.columns().get(at..at + n).ok_or_else(|| {
-                crate::error::EngineError::Checkpoint(
-                    "a window pane's state has fewer columns than its aggregates".into(),
-                )
-            })?;
-            states.push(columns.to_vec());
+        for n in widths {
+            states.push(batch.columns()[at..at + n].to_vec());
             at += n;
-        }
-        if at != batch.num_columns() || batch.num_columns() < 1 + k {
-            return Err(crate::error::EngineError::Checkpoint(
-                "a window pane's state does not fit the query's aggregates".into(),
-            ));
         }
         Ok(SealedPane {
             keys: batch.columns()[1..1 + k].to_vec(),
@@ -508,27 +512,4 @@ impl Operator for WindowAggregate {
         out.push(Message::Watermark(watermark));
         Ok(())
     }
-}
-
-/// `10s`, `1min`, `1h30min`, `250ms`: durations as the plan shows them.
-pub fn show_duration(ms: Millis) -> String {
-    const UNITS: [(Millis, &str); 5] = [
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "min"),
-        (1_000, "s"),
-        (1, "ms"),
-    ];
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut rest = ms;
-    let mut out = String::new();
-    for (unit, name) in UNITS {
-        if rest >= unit {
-            out.push_str(&format!("{}{name}", rest / unit));
-            rest %= unit;
-        }
-    }
-    out
 }

@@ -7,8 +7,8 @@ use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::ast::{self as sql, Spanned, visit_expressions, visit_relations};
 
-use super::session::Planner;
-use super::statements::normalize;
+use super::Planner;
+use super::names::normalize;
 use crate::error::{Location, SqlError};
 
 /// A planning error of the query `query`, placed in the file.

@@ -5,7 +5,8 @@
 mod diagnose;
 mod lower;
 mod match_recognize;
-mod session;
+mod names;
+mod planner;
 mod statements;
 mod windows;
 
@@ -13,11 +14,11 @@ use std::fmt;
 
 use datafusion::arrow::datatypes::SchemaRef;
 
-pub use session::{Planner, plan_file, plan_script};
+pub use planner::{Planner, plan_file, plan_script};
 
 use crate::connector::{Sink, Source};
 use crate::ops::Pipeline;
-use crate::runtime::EventTime;
+use crate::time::EventTime;
 
 /// Everything `eddy run` starts.
 pub struct Plan {
@@ -187,7 +188,7 @@ impl fmt::Display for Plan {
                     "; event time {}, watermark {} - {}",
                     et.column,
                     et.column,
-                    crate::ops::show_duration(et.bound)
+                    crate::time::show_duration(et.bound)
                 )?,
                 None => writeln!(f, "; no event time (arrival time is used)")?,
             }
@@ -208,7 +209,7 @@ impl fmt::Display for Plan {
                 writeln!(
                     f,
                     "  idle after {}: the watermark then advances with the clock",
-                    crate::ops::show_duration(idle.as_millis() as i64)
+                    crate::time::show_duration(idle.as_millis() as i64)
                 )?;
             }
         }
@@ -224,7 +225,7 @@ impl fmt::Display for Plan {
                 Some(r) => writeln!(
                     f,
                     "; reloaded every {}",
-                    crate::ops::show_duration(r.as_millis() as i64)
+                    crate::time::show_duration(r.as_millis() as i64)
                 )?,
                 None => writeln!(f, "; loaded once")?,
             }

@@ -4,15 +4,16 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::sql::sqlparser::ast::{self as sql, BinaryOperator, Spanned};
+use datafusion::sql::sqlparser::ast::{self as sql, BinaryOperator};
 
-use super::session::Planner;
+use super::Planner;
+use super::names::{location_of, normalize};
 use super::{PlannedSink, PlannedSource, PlannedTable};
 use crate::connector::{SinkSpec, SourceSpec, TableSpec};
 use crate::error::{Location, SqlError};
 use crate::options::{OptionError, Options};
-use crate::runtime::EventTime;
 use crate::sql::ast::{CreateSink, CreateSource, CreateTable, WatermarkDecl};
+use crate::time::EventTime;
 
 /// Options every source takes, whatever its connector.
 pub const SOURCE_OPTIONS: [&str; 5] = [
@@ -35,18 +36,6 @@ pub const SINK_OPTIONS: [&str; 5] = [
 ];
 /// Options every table takes, whatever its connector.
 pub const TABLE_OPTIONS: [&str; 2] = ["connector", "refresh"];
-
-/// The name of an identifier as SQL resolves it: unquoted names are case-insensitive.
-pub fn normalize(ident: &sql::Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_lowercase(),
-    }
-}
-
-pub fn location_of(node: &impl Spanned) -> Location {
-    node.span().start.into()
-}
 
 impl Planner<'_> {
     pub(super) fn create_source(&mut self, stmt: CreateSource) -> Result<(), SqlError> {

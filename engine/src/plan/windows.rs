@@ -13,10 +13,12 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use super::Input;
-use super::session::{Planner, window_table_schema};
-use super::statements::{location_of, normalize};
+use super::Planner;
+use super::names::{location_of, normalize};
+use super::planner::window_table_schema;
 use crate::error::{Location, SqlError};
-use crate::ops::{WindowKind, show_duration};
+use crate::ops::WindowKind;
+use crate::time::show_duration;
 
 /// A window call, by the name of the table that replaced it.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -22,6 +22,7 @@ use crate::checkpoint::{
     CheckpointStore, EDDY_VERSION, Manifest, QueryCheckpoint, STATE_FORMAT, SourceCheckpoint,
 };
 use crate::error::Result;
+use crate::metrics::CheckpointMetrics;
 
 /// Where and how often checkpoints are taken.
 #[derive(Debug, Clone)]
@@ -78,17 +79,8 @@ pub struct Checkpointing {
     pub wanted: Arc<tokio::sync::Notify>,
 }
 
-/// Checkpoints taken and how long and large the last one was.
-#[derive(Debug, Default)]
-pub struct CheckpointMetrics {
-    pub completed: AtomicU64,
-    pub failed: AtomicU64,
-    pub last_millis: AtomicU64,
-    pub last_bytes: AtomicU64,
-}
-
 /// How many answers a checkpoint needs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expected {
     pub sources: usize,
     pub queries: usize,
@@ -224,7 +216,7 @@ impl Coordinator {
             eddy: EDDY_VERSION.into(),
             id,
             plan: self.plan.clone(),
-            taken_at: super::now_millis(),
+            taken_at: crate::time::now_millis(),
             sources: self
                 .source_names
                 .iter()
@@ -259,7 +251,7 @@ impl Coordinator {
             } else {
                 ""
             },
-            super::show_bytes(bytes),
+            crate::metrics::show_bytes(bytes),
             took.as_millis(),
             dir.display()
         );

@@ -1,18 +1,19 @@
 //! The runtime: one task per source, per query and per sink, wired with bounded channels so a
 //! slow sink slows its source down instead of filling memory.
 //!
-//! - this module: starting a plan (resuming from a checkpoint), the source tasks, table loaders,
-//!   idle clocks and barrier injection;
-//! - `query`: a query's task; `sink`: a sink's task; `barriers`: the checkpoint coordinator;
-//! - `source_context`: what a source hands its rows to; `fanout`, `message`, `metrics`.
+//! - this module: [`start`]: resuming from a checkpoint, wiring the channels, spawning the tasks;
+//! - `topology`: which parts of a plan run and who writes to each sink (no tokio in it);
+//! - `engine`: the [`RunningEngine`] handle and the task that supervises the others;
+//! - `source_task`: a source's tasks; `tables`: loading reference tables;
+//! - `query`: a query's task; `sink`: a sink's task; `barriers`: the checkpoint coordinator.
 
 mod barriers;
-mod fanout;
-mod message;
-mod metrics;
+mod engine;
 mod query;
 mod sink;
-mod source_context;
+mod source_task;
+mod tables;
+mod topology;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,45 +21,41 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::info;
 
-pub use barriers::{CheckpointConfig, CheckpointMetrics};
-pub use fanout::{Fanout, Subscriber, Tagged};
-pub use message::{Message, SinkInput};
-pub use metrics::{EngineMetrics, QueryMetrics, SinkMetrics, SourceMetrics, Totals, show_bytes};
-pub(crate) use source_context::now_millis;
-pub use source_context::{DEAD_LETTER_SCHEMA, EventTime, SourceContext};
+pub use barriers::CheckpointConfig;
+pub use engine::{EngineStatus, RunningEngine};
 
 use crate::checkpoint::{CheckpointStore, SourceCheckpoint};
-use crate::connector::ConnectorError;
 use crate::error::{EngineError, Result};
+use crate::fanout::{Fanout, Subscriber};
+use crate::message::SinkInput;
+use crate::metrics::{CheckpointMetrics, EngineMetrics, QueryMetrics, SinkMetrics, SourceMetrics};
 use crate::plan::{Input, Output, Plan};
-use barriers::{Ack, Checkpointing, Coordinator, Expected};
+use barriers::{Checkpointing, Coordinator};
+use engine::{Supervised, supervise};
 use query::{AlertIds, Emit, QueryTask, run_query};
 use sink::{FailedRows, run_sink};
+use source_task::{SourceWiring, spawn_source};
+use tables::{TablesLoading, load_table};
+use topology::{QueryShape, SourceShape, topology};
 
 /// Batches or watermarks in flight between a source and each query reading it.
 const SOURCE_CHANNEL: usize = 16;
 /// Result batches in flight between the queries and a sink.
 const SINK_CHANNEL: usize = 64;
 
-/// A started engine: its tasks run on the tokio runtime until the sources end or `shutdown` fires.
-pub struct RunningEngine {
-    metrics: Arc<EngineMetrics>,
-    tasks: JoinSet<Result<()>>,
-    /// The checkpoint coordinator, and the token that tells it every other task has stopped.
-    coordinator: Option<(tokio::task::JoinHandle<Result<()>>, CancellationToken)>,
-}
-
-/// Starts every source, query and sink of `plan`. Cancelling `shutdown` stops the sources; the
-/// queries and sinks then drain and stop (open windows do not fire: they are incomplete). With
+/// Starts every source, query and sink of `plan`, under a token of its own that is a child of
+/// `shutdown`: cancelling `shutdown` (or [`RunningEngine::stop`]) stops the sources; the queries
+/// and sinks then drain and stop (open windows do not fire: they are incomplete). With
 /// `checkpoints`, the engine first resumes from the newest checkpoint in the state directory, if
-/// there is one, and takes a checkpoint every interval and a last one when `shutdown` fires.
+/// there is one, and takes a checkpoint every interval and a last one when it is stopped.
 pub fn start(
     plan: Plan,
-    shutdown: CancellationToken,
+    shutdown: &CancellationToken,
     checkpoints: Option<CheckpointConfig>,
 ) -> Result<RunningEngine> {
+    let token = shutdown.child_token();
     // The plan's fingerprint, which checkpoints must match, only when there are checkpoints.
     let fingerprint = checkpoints.as_ref().map(|_| plan.fingerprint());
     let Plan {
@@ -85,67 +82,45 @@ pub fn start(
     let checkpointing = store.as_ref().map(|store| Checkpointing {
         store: Arc::clone(store),
         requests,
-        completed,
+        completed: completed.clone(),
         acks: acks_tx,
         wanted: Arc::clone(&wanted),
     });
 
-    // Reference tables load before any source starts, so no row misses its lookup.
-    let (tables_left, tables_loaded) = tokio::sync::watch::channel(tables.len());
-    let tables_left = Arc::new(tables_left);
-    for t in tables {
-        tasks.spawn(load_table(t, Arc::clone(&tables_left), shutdown.clone()));
-    }
+    let shape = topology(
+        &queries
+            .iter()
+            .map(|q| QueryShape {
+                inputs: &q.inputs,
+                output: &q.output,
+            })
+            .collect::<Vec<_>>(),
+        &sources
+            .iter()
+            .map(|s| SourceShape {
+                late_sink: s.late_sink,
+                dead_letter: s.dead_letter.is_some(),
+            })
+            .collect::<Vec<_>>(),
+        sinks.len(),
+    );
 
-    // A query runs if it writes to a sink or feeds a view that runs; views come before their
-    // readers, so one pass from the end decides.
-    let mut live = vec![false; queries.len()];
-    for q in (0..queries.len()).rev() {
-        live[q] = matches!(queries[q].output, Output::Sink(_))
-            || queries
-                .iter()
-                .zip(&live)
-                .any(|(r, &l)| l && r.inputs.contains(&Input::View(q)));
+    // Reference tables load before any source starts, so no row misses its lookup.
+    let (loading_tx, loading) = watch::channel(TablesLoading {
+        left: tables.len(),
+        failed: false,
+    });
+    let loading_tx = Arc::new(loading_tx);
+    for t in tables {
+        tasks.spawn(load_table(t, Arc::clone(&loading_tx), token.clone()));
     }
-    // A source runs if a live query reads it.
-    let started: Vec<bool> = (0..sources.len())
-        .map(|i| {
-            queries
-                .iter()
-                .zip(&live)
-                .any(|(q, &l)| l && q.inputs.contains(&Input::Source(i)))
-        })
-        .collect();
-    // Who writes to each sink: the queries that insert into it and the sources whose late rows
-    // go there. A sink flushes for a checkpoint when it has the barrier from all of them.
-    let mut writers = vec![0usize; sinks.len()];
-    for (q, query) in queries.iter().enumerate() {
-        if let (true, Output::Sink(k)) = (live[q], &query.output) {
-            writers[*k] += 1;
-        }
-    }
-    for (s, source) in sources.iter().enumerate() {
-        if let (true, Some(k)) = (started[s], source.late_sink) {
-            writers[k] += 1;
-        }
-    }
-    // Sinks with writers, and the dead-letter sinks of the sources that run.
-    let dead_letter_sinks = sources
-        .iter()
-        .zip(&started)
-        .filter(|(s, started)| **started && s.dead_letter.is_some())
-        .count();
-    let expected = Expected {
-        sources: started.iter().filter(|&&s| s).count(),
-        queries: live.iter().filter(|&&l| l).count(),
-        sinks: writers.iter().filter(|&&w| w > 0).count() + dead_letter_sinks,
-    };
+    drop(loading_tx);
 
     // Sinks first: queries need their senders.
     let mut sink_senders = Vec::new();
     let mut sink_metrics = Vec::new();
     let alert_ids: Vec<bool> = sinks.iter().map(|s| s.alert_id).collect();
-    for (s, w) in sinks.into_iter().zip(&writers) {
+    for (s, w) in sinks.into_iter().zip(&shape.writers) {
         let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
         let m = Arc::new(SinkMetrics::new(&s.name));
         sink_senders.push(tx);
@@ -163,7 +138,7 @@ pub fn start(
     let mut view_outputs = vec![Fanout::default(); queries.len()];
     let mut receivers = Vec::new();
     for (q, query) in queries.iter().enumerate() {
-        if !live[q] {
+        if !shape.live[q] {
             info!(query = %query.label, "view not read by any query; not started");
             receivers.push(None);
             continue;
@@ -210,8 +185,16 @@ pub fn start(
         };
         tasks.spawn(run_query(q, rx, to, task));
     }
+
     let mut source_metrics = Vec::new();
     let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+    let wiring = SourceWiring {
+        checkpointing: checkpointing.as_ref(),
+        checkpoints: checkpoints.as_ref(),
+        sinks: &sink_senders,
+        tables: &loading,
+        shutdown: &token,
+    };
     for (index, ((s, outputs), resumed)) in sources
         .into_iter()
         .zip(source_outputs)
@@ -224,118 +207,8 @@ pub fn start(
             info!(source = %s.name, "not read by any query; not started");
             continue;
         }
-        let dead_letter_tx = s.dead_letter.map(|sink| {
-            let (tx, rx) = mpsc::channel(SINK_CHANNEL);
-            let dm = Arc::new(SinkMetrics::new(&format!("{} dead letters", s.name)));
-            let barriers = checkpointing.as_ref().map(|c| (1, c.acks.clone()));
-            tasks.spawn(run_sink(
-                format!("{}.dead_letter", s.name),
-                sink,
-                rx,
-                dm,
-                FailedRows::default(),
-                barriers,
-            ));
-            tx
-        });
-        let mut ctx = SourceContext::new(
-            &s.name,
-            Arc::clone(&s.schema),
-            s.event_time.clone(),
-            outputs,
-            Arc::clone(&m),
-            dead_letter_tx,
-            shutdown.child_token(),
-        )
-        .with_late_rows(s.late_sink.map(|k| sink_senders[k].clone()))
-        .with_max_future(s.max_future);
-        if let Some(state) = &resumed {
-            ctx = ctx.restored(state);
-        }
-        if let (Some(c), Some(config)) = (&checkpointing, &checkpoints) {
-            ctx = ctx
-                .with_checkpoints(c.completed.clone(), Arc::clone(&c.wanted))
-                .with_durable_dir(source_dir(&config.dir, &s.name));
-        }
-        let connector = s.connector;
-        let name = s.name;
-        let ended = shutdown.child_token();
-        // Cancelled when the connector has stopped reading, whatever the reason.
-        let stopped = CancellationToken::new();
-        // Cancelled when the input has ended (or failed): no barrier can follow.
-        let finished = CancellationToken::new();
-        if let Some(idle) = s.idle_timeout {
-            tasks.spawn(idle_clock(
-                ctx.emitter(),
-                idle,
-                Arc::clone(&m),
-                ended.clone(),
-            ));
-        }
-        if let Some(c) = &checkpointing {
-            tasks.spawn(inject_barriers(
-                index,
-                ctx.emitter(),
-                c.clone(),
-                stopped.clone(),
-                finished.clone(),
-            ));
-        }
-        let acks = checkpointing.as_ref().map(|c| c.acks.clone());
-        let mut tables_loaded = tables_loaded.clone();
-        tasks.spawn(async move {
-            let _stopped = stopped.drop_guard();
-            tokio::select! {
-                loaded = tables_loaded.wait_for(|left| *left == 0) => {
-                    if loaded.is_err() {
-                        ended.cancel();
-                        finished.cancel();
-                        return Ok(());
-                    }
-                }
-                _ = ctx.shutdown().cancelled() => {
-                    ended.cancel();
-                    return Ok(());
-                }
-            }
-            let result = connector.run(&mut ctx).await;
-            ended.cancel();
-            match result {
-                Ok(()) if !ctx.shutdown().is_cancelled() => {
-                    info!(source = %name, "input ended");
-                    if let Some(acks) = &acks {
-                        let _ = acks.send(Ack::SourceEnded { name: name.clone() });
-                    }
-                    ctx.finish().await;
-                    finished.cancel();
-                    Ok(())
-                }
-                Ok(()) => {
-                    let _ = ctx.flush().await;
-                    Ok(())
-                }
-                Err(e) => {
-                    let _ = ctx.flush().await;
-                    finished.cancel();
-                    if let Some(acks) = &acks {
-                        let _ = acks.send(Ack::SourceEnded { name: name.clone() });
-                    }
-                    if ctx.unread().await {
-                        return Err(EngineError::Stopped(format!(
-                            "source {name}: {}",
-                            e.message
-                        )));
-                    }
-                    error!(source = %name, "stopped: {e}");
-                    Err(EngineError::Connector(ConnectorError {
-                        message: format!("source {name}: {}", e.message),
-                        retryable: e.retryable,
-                    }))
-                }
-            }
-        });
+        spawn_source(&mut tasks, index, s, outputs, resumed, m, &wiring);
     }
-
     drop(sink_senders);
 
     let checkpoint_metrics = Arc::new(CheckpointMetrics::default());
@@ -347,19 +220,44 @@ pub fn start(
                 store,
                 plan: fingerprint.unwrap_or_default(),
                 source_names,
-                expected,
+                expected: shape.expected,
                 requests: requests_tx,
                 completed: completed_tx,
                 acks: acks_rx,
-                wanted,
+                wanted: Arc::clone(&wanted),
                 metrics: Arc::clone(&checkpoint_metrics),
-                shutdown: shutdown.clone(),
+                shutdown: token.clone(),
                 done: done.clone(),
             };
             Some((tokio::spawn(c.run()), done))
         }
         _ => None,
     };
+
+    let (status_tx, status) = watch::channel(engine::EngineStatus::Starting);
+    // Running once the reference tables are loaded and the sources read.
+    let mut tables_loaded = loading;
+    let running = status_tx.clone();
+    tasks.spawn(async move {
+        let loaded = tables_loaded.wait_for(|t| t.done() || t.failed).await;
+        if loaded.is_ok_and(|t| !t.failed) {
+            running.send_if_modified(|s| {
+                let starting = *s == engine::EngineStatus::Starting;
+                if starting {
+                    *s = engine::EngineStatus::Running;
+                }
+                starting
+            });
+        }
+        Ok(())
+    });
+    let abort = CancellationToken::new();
+    let supervisor = tokio::spawn(supervise(Supervised {
+        tasks,
+        coordinator,
+        abort: abort.clone(),
+        status: status_tx,
+    }));
 
     Ok(RunningEngine {
         metrics: Arc::new(EngineMetrics {
@@ -369,8 +267,12 @@ pub fn start(
             queries: query_metrics,
             checkpoints: checkpoint_metrics,
         }),
-        tasks,
-        coordinator,
+        token,
+        abort,
+        status,
+        completed,
+        wanted: checkpointing.is_some().then_some(wanted),
+        supervisor,
     })
 }
 
@@ -394,16 +296,9 @@ fn resume(
                 "checkpoint {id} has state of a query {index} the file does not have"
             ))
         })?;
-        // State that passed the checksum but does not fit the operators (it should not happen)
-        // is an error, not a crash.
-        let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            query.pipeline.restore(&mut state)
-        }))
-        .unwrap_or_else(|_| {
-            Err(EngineError::Checkpoint(
-                "its state does not fit the query's operators".into(),
-            ))
-        });
+        // Every operator checks what it reads: state that passed the checksum but does not fit
+        // (it should not happen) is an error naming the part, never a crash.
+        let restored = query.pipeline.restore(&mut state);
         restored.and_then(|()| state.finish()).map_err(|e| {
             EngineError::Checkpoint(format!(
                 "cannot restore query {} from {}: {}",
@@ -425,204 +320,4 @@ fn resume(
         restoring.elapsed().as_millis()
     );
     Ok(resumed)
-}
-
-/// Sends a source's barriers: for each checkpoint asked, under the lock the source's rows go out
-/// under, so the position it reports is exactly that of the rows before the barrier. The last
-/// checkpoint before stopping waits until the source has stopped reading (`stopped`), so that no
-/// row follows its barrier.
-async fn inject_barriers(
-    index: usize,
-    emitter: Arc<tokio::sync::Mutex<source_context::Emitter>>,
-    mut checkpointing: Checkpointing,
-    stopped: CancellationToken,
-    finished: CancellationToken,
-) -> Result<()> {
-    loop {
-        tokio::select! {
-            changed = checkpointing.requests.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-            }
-            _ = finished.cancelled() => return Ok(()),
-        }
-        let request = *checkpointing.requests.borrow_and_update();
-        if request.last {
-            stopped.cancelled().await;
-        }
-        let answer = emitter.lock().await.barrier(request.id).await;
-        let ack = match answer {
-            Ok(state) => Ack::Source {
-                index,
-                id: request.id,
-                state,
-            },
-            Err(e) => Ack::Failed {
-                id: request.id,
-                reason: e.message,
-            },
-        };
-        let _ = checkpointing.acks.send(ack);
-        if request.last {
-            return Ok(());
-        }
-    }
-}
-
-impl RunningEngine {
-    pub fn metrics(&self) -> Arc<EngineMetrics> {
-        Arc::clone(&self.metrics)
-    }
-
-    /// Waits until every task has stopped; the first error, if any.
-    pub async fn wait(mut self) -> Result<()> {
-        let mut errors = FirstError::default();
-        while let Some(joined) = self.tasks.join_next().await {
-            let result = joined.map_err(|e| EngineError::Internal(format!("a task failed: {e}")));
-            if let Err(e) = result.and_then(|r| r) {
-                errors.add(e);
-            }
-        }
-        if let Some((coordinator, done)) = self.coordinator {
-            done.cancel();
-            let result = coordinator
-                .await
-                .map_err(|e| EngineError::Internal(format!("the checkpoints failed: {e}")));
-            if let Err(e) = result.and_then(|r| r) {
-                errors.add(e);
-            }
-        }
-        errors.0.map_or(Ok(()), Err)
-    }
-}
-
-/// The error a stopped engine reports: the first that says why, before any that only says a part
-/// stopped because what it feeds had stopped ([`EngineError::Stopped`]).
-#[derive(Default)]
-struct FirstError(Option<EngineError>);
-
-impl FirstError {
-    fn add(&mut self, e: EngineError) {
-        let replace = match &self.0 {
-            None => true,
-            Some(EngineError::Stopped(_)) => !matches!(e, EngineError::Stopped(_)),
-            Some(_) => false,
-        };
-        if replace {
-            self.0 = Some(e);
-        }
-    }
-}
-
-/// Loads a reference table, tells the sources when it is there, and reloads it every `refresh`
-/// until the engine stops. A failed reload keeps the rows of the last good one.
-async fn load_table(
-    table: crate::plan::PlannedTable,
-    tables_left: Arc<tokio::sync::watch::Sender<usize>>,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let first = tokio::select! {
-        r = table.table.load() => r,
-        _ = shutdown.cancelled() => return Ok(()),
-    };
-    match first {
-        Ok(rows) => {
-            info!(table = %table.name, "loaded {} rows", rows.num_rows());
-            table.snapshot.replace(rows);
-            tables_left.send_modify(|left| *left = left.saturating_sub(1));
-        }
-        Err(e) => {
-            error!(table = %table.name, "cannot load: {e}");
-            shutdown.cancel();
-            return Err(EngineError::Connector(ConnectorError {
-                message: format!("table {}: {}", table.name, e.message),
-                retryable: e.retryable,
-            }));
-        }
-    }
-    let Some(every) = table.refresh else {
-        return Ok(());
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tables_left.closed() => return Ok(()),
-        }
-        match table.table.load().await {
-            Ok(rows) => {
-                tracing::debug!(table = %table.name, "reloaded {} rows", rows.num_rows());
-                table.snapshot.replace(rows);
-            }
-            Err(e) => {
-                tracing::warn!(table = %table.name, "reload failed, keeping the rows loaded before: {e}")
-            }
-        }
-    }
-}
-
-/// The directory of a source's own files under the state directory: `DIR/sources/<name>`, the
-/// name kept to letters, digits, `-` and `_`.
-fn source_dir(state: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    state.join("sources").join(safe)
-}
-
-/// Advances a silent source's watermark with the clock, until the source ends.
-async fn idle_clock(
-    emitter: Arc<tokio::sync::Mutex<source_context::Emitter>>,
-    idle: std::time::Duration,
-    metrics: Arc<SourceMetrics>,
-    ended: CancellationToken,
-) -> Result<()> {
-    let tick = (idle / 10).clamp(
-        std::time::Duration::from_millis(10),
-        std::time::Duration::from_secs(1),
-    );
-    loop {
-        tokio::select! {
-            _ = ended.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(tick) => {}
-        }
-        if emitter
-            .lock()
-            .await
-            .idle_tick(idle, &metrics)
-            .await
-            .is_err()
-        {
-            return Ok(());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_error_that_says_why_is_reported_before_the_ones_it_caused() {
-        let mut errors = FirstError::default();
-        errors.add(EngineError::Stopped(
-            "source readings: no query reads it".into(),
-        ));
-        errors.add(EngineError::Limit("query q.sql:5 holds too much".into()));
-        errors.add(EngineError::Internal("later".into()));
-        assert!(matches!(errors.0, Some(EngineError::Limit(_))));
-
-        let mut only_stopped = FirstError::default();
-        only_stopped.add(EngineError::Stopped("first".into()));
-        only_stopped.add(EngineError::Stopped("second".into()));
-        assert_eq!(only_stopped.0.map(|e| e.to_string()), Some("first".into()));
-    }
 }

@@ -11,10 +11,12 @@ use tokio::sync::mpsc;
 use tracing::{debug, error};
 
 use super::barriers::{Ack, Checkpointing};
-use super::{Fanout, Message, QueryMetrics, SinkInput, Tagged};
 use crate::checkpoint::StateWriter;
 use crate::error::{EngineError, Result};
+use crate::fanout::{Fanout, Tagged};
 use crate::hash::{fnv1a, fnv1a_of};
+use crate::message::{Message, SinkInput};
+use crate::metrics::QueryMetrics;
 use crate::ops::Pipeline;
 use crate::ops::without_event_time;
 use crate::plan::{Limits, PlannedQuery};
@@ -133,7 +135,7 @@ impl StateLimits {
         debug!(
             query = %label,
             "state: {rows} rows, {} (measured in {:.1} ms)",
-            super::show_bytes(bytes as u64),
+            crate::metrics::show_bytes(bytes as u64),
             (self.measured - started).as_secs_f64() * 1e3
         );
         metrics
@@ -142,8 +144,8 @@ impl StateLimits {
         if bytes > self.limits.max_state_bytes {
             return Err(EngineError::Limit(format!(
                 "query {label} holds {} of state, more than the limit of {} (--max-state-bytes): too many distinct keys, open windows or rows waiting; raise the limit, shorten the windows or frames, or filter the keys",
-                super::show_bytes(bytes as u64),
-                super::show_bytes(self.limits.max_state_bytes as u64)
+                crate::metrics::show_bytes(bytes as u64),
+                crate::metrics::show_bytes(self.limits.max_state_bytes as u64)
             )));
         }
         Ok(())
@@ -360,6 +362,7 @@ async fn checkpoint_query(
         c.acks.clone(),
     );
     let label_of_file = label.clone();
+    let pending = c.store.pending_dir(id);
     tokio::spawn(async move {
         let written = match taken {
             Ok(()) => tokio::task::spawn_blocking(move || {
@@ -381,6 +384,15 @@ async fn checkpoint_query(
         };
         let ack = match written {
             Ok(state) => Ack::Query { id, state },
+            // The coordinator gave the checkpoint up meanwhile (a source's input ended) and
+            // removed its directory: nothing is wrong with this query.
+            Err(e) if !pending.exists() => {
+                debug!(query = %label, "checkpoint {id} was given up before its state was written: {e}");
+                Ack::Failed {
+                    id,
+                    reason: format!("query {label}: {e}"),
+                }
+            }
             Err(e) => {
                 error!(query = %label, "cannot write its state into checkpoint {id}: {e}");
                 Ack::Failed {

@@ -8,10 +8,12 @@ use tokio::sync::mpsc;
 use tracing::error;
 
 use super::barriers::Ack;
-use super::source_context::{self, DEAD_LETTER_SCHEMA, now_millis};
-use super::{SinkInput, SinkMetrics};
 use crate::connector::{ConnectorError, Sink};
+use crate::connector::{DEAD_LETTER_SCHEMA, rows_as_text};
 use crate::error::{EngineError, Result};
+use crate::message::SinkInput;
+use crate::metrics::SinkMetrics;
+use crate::time::now_millis;
 
 /// Writes `batch`, trying again after retryable failures with exponential backoff and jitter.
 async fn write_with_retries(
@@ -46,7 +48,7 @@ async fn write_with_retries(
 /// Rows a sink could not write, as dead letters: one per row, the row as text, and why.
 fn sink_dead_letters(name: &str, batch: &RecordBatch, reason: &str) -> Result<RecordBatch> {
     use datafusion::arrow::array::{StringArray, TimestampMillisecondArray};
-    let payload = source_context::rows_as_text(batch)?;
+    let payload = rows_as_text(batch)?;
     let n = batch.num_rows();
     let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
         Arc::new(StringArray::from(vec![name; n])),

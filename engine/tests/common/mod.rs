@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::util::display::array_value_to_string;
+use eddy_engine::message::Message;
 use eddy_engine::plan::PlannedQuery;
-use eddy_engine::runtime::Message;
 use eddy_engine::{
     ConnectorError, ConnectorRegistry, Planner, Sink, SinkSpec, Source, SourceContext, SourceSpec,
 };

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::common::DFSchema;
 use datafusion::datasource::MemTable;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::Expr;
@@ -15,7 +15,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self as sql, ExprWithAlias, SelectItem, SetExpr};
 
-use super::statements::{location_of, normalize};
+use super::names::{location_of, normalize};
 use super::windows::{WindowCall, rewrite_window_calls};
 use super::{
     Input, Output, Plan, PlannedQuery, PlannedSink, PlannedSource, PlannedTable, diagnose, lower,
@@ -24,7 +24,7 @@ use crate::connector::ConnectorRegistry;
 use crate::error::{Diagnostics, Location, SqlError};
 use crate::options::Options;
 use crate::sql::ast::{CreateView, Insert, Select, Statement};
-use crate::time::Millis;
+use crate::time::{Millis, counts_months, interval_millis};
 
 /// The name of the implicit sink of bare `SELECT`s.
 pub const STDOUT_SINK: &str = "stdout";
@@ -299,21 +299,10 @@ impl<'a> Planner<'a> {
             ))
         };
         match value {
-            Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => {
-                if v.months != 0 {
-                    return Err(err(
-                        "months and years have no fixed length; give the interval in days or less"
-                            .into(),
-                    ));
-                }
-                Ok(v.days as Millis * 86_400_000 + v.nanoseconds / 1_000_000)
-            }
-            Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
-                Ok(v.days as Millis * 86_400_000 + v.milliseconds as Millis)
-            }
-            Expr::Literal(ScalarValue::IntervalYearMonth(_), _) => Err(err(
+            Expr::Literal(v, _) if counts_months(&v) => Err(err(
                 "months and years have no fixed length; give the interval in days or less".into(),
             )),
+            Expr::Literal(v, _) => interval_millis(&v).ok_or_else(not_interval),
             _ => Err(not_interval()),
         }
     }

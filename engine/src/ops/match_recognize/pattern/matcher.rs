@@ -192,8 +192,33 @@ impl Matcher {
             + recorded
     }
 
-    /// Takes back what [`Self::state`] gave, into a matcher of the same pattern.
-    pub fn restore(&mut self, state: MatcherState) {
+    /// Takes back what [`Self::state`] gave, into a matcher of the same pattern; a state that
+    /// does not fit the pattern (a thread anywhere but at a row instruction, a variable the
+    /// pattern does not have) is refused.
+    pub fn restore(&mut self, state: MatcherState) -> Result<(), String> {
+        let vars = self.read.len();
+        for (pc, _, _, _, path) in &state.threads {
+            if !matches!(self.program.insts.get(*pc), Some(Inst::Row(_))) {
+                return Err(format!(
+                    "a partial match waits at instruction {pc}, which reads no row"
+                ));
+            }
+            if let Some((_, v)) = path.iter().find(|(_, v)| *v >= vars) {
+                return Err(format!(
+                    "a partial match maps a row to variable {v} of {vars}"
+                ));
+            }
+        }
+        if let Some((_, v)) = state
+            .recorded
+            .iter()
+            .flat_map(|(_, rows)| rows)
+            .find(|(_, v)| *v >= vars)
+        {
+            return Err(format!(
+                "a found match maps a row to variable {v} of {vars}"
+            ));
+        }
         self.threads = state
             .threads
             .into_iter()
@@ -215,6 +240,7 @@ impl Matcher {
         self.next_row = state.next_row;
         self.next_start = state.next_start;
         self.dropped = state.dropped;
+        Ok(())
     }
 
     /// The sequence number the next row gets.

@@ -1,5 +1,8 @@
-//! The traits connectors implement, [`Source`] and [`Sink`], and the [`ConnectorRegistry`] that
-//! builds them from `WITH (connector = '...', ...)`.
+//! The traits connectors implement, [`Source`], [`Sink`] and [`Table`], the
+//! [`ConnectorRegistry`] that builds them from `WITH (connector = '...', ...)`, and the
+//! [`SourceContext`] a running source hands its rows to.
+
+mod source_context;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,33 +11,10 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
+pub use crate::error::ConnectorError;
 use crate::options::{OptionError, Options};
-use crate::runtime::SourceContext;
-
-/// A failure talking to the outside world. `retryable` says whether trying again may help
-/// (a broker that is down) or not (a file that does not exist).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct ConnectorError {
-    pub message: String,
-    pub retryable: bool,
-}
-
-impl ConnectorError {
-    pub fn fatal(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: false,
-        }
-    }
-
-    pub fn retryable(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: true,
-        }
-    }
-}
+pub use source_context::{DEAD_LETTER_SCHEMA, SourceContext, late_row_schema};
+pub(crate) use source_context::{Emitter, rows_as_text};
 
 /// Where readings come from. A source decodes what it reads into batches of the declared schema
 /// and hands them to [`SourceContext::send`]; bad records go to [`SourceContext::dead_letter`].

@@ -14,20 +14,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::fanout::{Fanout, Subscriber, Tagged};
-use super::message::{Message, SinkInput};
-use super::metrics::SourceMetrics;
 use crate::checkpoint::SourceCheckpoint;
-use crate::connector::ConnectorError;
-use crate::time::{Millis, WatermarkTracker};
-
-/// The declared event-time column of a source and its watermark bound.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventTime {
-    pub column: String,
-    pub index: usize,
-    pub bound: Millis,
-}
+use crate::error::ConnectorError;
+use crate::fanout::{Fanout, Subscriber, Tagged};
+use crate::message::{Message, SinkInput};
+use crate::metrics::SourceMetrics;
+use crate::time::{EventTime, Millis, WatermarkTracker, now_millis, show_duration};
 
 /// The schema of dead-letter records: which source, where the record came from (a topic, a file
 /// and line), why it was rejected, the record itself (lossy UTF-8) and when.
@@ -418,13 +410,13 @@ impl SourceContext {
                 continue;
             }
             keep.push(false);
-            let ahead = crate::ops::show_duration(t.saturating_sub(now_millis()));
+            let ahead = show_duration(t.saturating_sub(now_millis()));
             self.dead_letter(
                 &format!("{} (decoded row)", self.name),
                 text[row].as_bytes(),
                 &format!(
                     "{column} is {ahead} ahead of the clock, more than max_future ({}) allows",
-                    crate::ops::show_duration(limit)
+                    show_duration(limit)
                 ),
             );
         }
@@ -541,9 +533,9 @@ fn late_rows(
         reason.append_value(format!(
             "{} is {} behind the watermark (the newest {} seen minus the {} bound)",
             et.column,
-            crate::ops::show_duration(w - t),
+            show_duration(w - t),
             et.column,
-            crate::ops::show_duration(et.bound)
+            show_duration(et.bound)
         ));
     }
     let mut columns = late.columns().to_vec();
@@ -577,12 +569,6 @@ pub(crate) fn rows_as_text(
                 .join(", ")
         })
         .collect())
-}
-
-pub(crate) fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 #[cfg(test)]

@@ -8,6 +8,15 @@ use crate::time::Millis;
 
 const NO_WATERMARK: i64 = i64::MIN;
 
+/// Checkpoints taken and how long and large the last one was.
+#[derive(Debug, Default)]
+pub struct CheckpointMetrics {
+    pub completed: AtomicU64,
+    pub failed: AtomicU64,
+    pub last_millis: AtomicU64,
+    pub last_bytes: AtomicU64,
+}
+
 /// One source's counters.
 #[derive(Debug)]
 pub struct SourceMetrics {
@@ -94,7 +103,7 @@ pub struct EngineMetrics {
     pub sources: Vec<Arc<SourceMetrics>>,
     pub sinks: Vec<Arc<SinkMetrics>>,
     pub queries: Vec<Arc<QueryMetrics>>,
-    pub checkpoints: Arc<super::CheckpointMetrics>,
+    pub checkpoints: Arc<CheckpointMetrics>,
 }
 
 /// Totals at one moment.

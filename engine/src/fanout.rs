@@ -3,7 +3,7 @@
 
 use tokio::sync::mpsc;
 
-use super::Message;
+use crate::message::Message;
 
 /// A message for one input of a query.
 pub type Tagged = (usize, Message);

@@ -1,0 +1,340 @@
+//! `MATCH_RECOGNIZE` on a stream: rows wait until the watermark passes them, then each partition's
+//! rows run, in event-time order, through that partition's [`Matcher`]. Conditions are evaluated
+//! a batch at a time by DataFusion (with `PREV` values as extra columns); each match's measures
+//! are computed from the rows it mapped, and evaluated by DataFusion over all matches at once.
+//!
+//! - this module: the operator; `spec`: what planning hands it ([`MatchSpec`]);
+//! - `define`: DEFINE conditions; `measures`: MEASURES of each match;
+//! - `partition`: a partition's rows, history and matcher, and their checkpoints;
+//! - [`pattern`]: the pattern compiled to a program and the matcher (a VM of threads) that runs it.
+
+mod define;
+mod measures;
+mod partition;
+pub mod pattern;
+mod spec;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::row::RowConverter;
+use datafusion::common::ScalarValue;
+use tracing::warn;
+
+use super::Operator;
+use super::partitioned::Partitioned;
+use super::time_buffer::EventTimeBuffer;
+use crate::checkpoint::{StateReader, StateWriter};
+use crate::error::{EngineError, Result};
+use crate::message::Message;
+use crate::time::{END_OF_TIME, Millis};
+use define::RowConditions;
+use measures::{Found, emit, measure};
+use partition::{KeyState, release_rows};
+pub use spec::{MatchSpec, Nav, NavKind};
+
+pub struct MatchRecognize {
+    spec: MatchSpec,
+    buffer: EventTimeBuffer,
+    keys: HashMap<Box<[u8]>, KeyState>,
+    converter: Option<RowConverter>,
+    /// How many values back `PREV` reads, per column of `prev_columns`.
+    prev_columns: Vec<(usize, u32)>,
+    /// Variables whose rows some condition reads.
+    read: Vec<bool>,
+    /// Rows and partial matches all partitions hold: counted as they change, so that asking
+    /// costs nothing however many partitions there are.
+    held: usize,
+}
+
+impl MatchRecognize {
+    pub fn new(spec: MatchSpec) -> Self {
+        let mut prev_columns: Vec<(usize, u32)> = Vec::new();
+        for &(c, n) in &spec.prev {
+            match prev_columns.iter_mut().find(|(x, _)| *x == c) {
+                Some(p) => p.1 = p.1.max(n),
+                None => prev_columns.push((c, n)),
+            }
+        }
+        let mut read = vec![false; spec.vars.len()];
+        for (v, uses) in spec.define_ctx.iter().enumerate() {
+            for &c in uses {
+                match spec.ctx[c].var {
+                    Some(x) => read[x] = true,
+                    None => read.iter_mut().for_each(|r| *r = true),
+                }
+            }
+            // A variable's own earlier rows are read when its condition aggregates over them.
+            if !uses.is_empty() && spec.ctx.iter().any(|n| n.var == Some(v)) {
+                read[v] = true;
+            }
+        }
+        Self {
+            buffer: EventTimeBuffer::new(Arc::clone(&spec.input)),
+            spec,
+            keys: HashMap::new(),
+            converter: None,
+            prev_columns,
+            read,
+            held: 0,
+        }
+    }
+
+    fn process(&mut self, batch: RecordBatch, found: &mut Vec<Found>) -> Result<()> {
+        let n = batch.num_rows();
+        let time_column = batch.num_columns() - 1;
+        let keys: Vec<ArrayRef> = self
+            .spec
+            .partition
+            .iter()
+            .map(|&c| Arc::clone(batch.column(c)))
+            .collect();
+        let sorted = Partitioned::sort(&batch, keys, &mut self.converter)?;
+        let batch = Arc::new(sorted.batch.clone());
+        let keys = &sorted.keys;
+        let times = &sorted.times;
+        let key_at = |i: usize| sorted.key(i);
+        // Runs of rows of one key.
+        let runs = sorted.runs();
+        for &(s, _) in &runs {
+            if !self.keys.contains_key(key_at(s)) {
+                let state = self.new_partition(
+                    keys.iter()
+                        .map(|k| ScalarValue::try_from_array(k, s))
+                        .collect::<datafusion::error::Result<_>>()?,
+                );
+                self.keys.insert(key_at(s).into(), state);
+            }
+        }
+
+        // The conditions, over the rows and their PREV values.
+        let mut columns: Vec<ArrayRef> = batch.columns()[..time_column].to_vec();
+        let mut fields: Vec<_> = batch.schema().fields()[..time_column].to_vec();
+        for &(c, back) in &self.spec.prev {
+            let h = self
+                .prev_columns
+                .iter()
+                .position(|(x, _)| *x == c)
+                .ok_or_else(|| EngineError::Internal("PREV column not tracked".into()))?;
+            let null = ScalarValue::try_from(batch.column(c).data_type())?;
+            let mut values = Vec::with_capacity(n);
+            for &(s, e) in &runs {
+                let history = &self.keys[key_at(s)].history[h];
+                for i in s..e {
+                    let back = back as usize;
+                    let v = if i - s >= back {
+                        ScalarValue::try_from_array(batch.column(c), i - back)?
+                    } else {
+                        let from_end = back - (i - s);
+                        history
+                            .len()
+                            .checked_sub(from_end)
+                            .map_or_else(|| null.clone(), |k| history[k].clone())
+                    };
+                    values.push(v);
+                }
+            }
+            let array = if values.is_empty() {
+                datafusion::arrow::array::new_empty_array(batch.column(c).data_type())
+            } else {
+                ScalarValue::iter_to_array(values)?
+            };
+            fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+                format!("__prev{back}_{c}"),
+                batch.column(c).data_type().clone(),
+                true,
+            )));
+            columns.push(array);
+        }
+        let augmented = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        // Conditions that read only the row (and PREV) are evaluated for the whole batch.
+        let holds: Vec<Option<BooleanArray>> = self
+            .spec
+            .defines
+            .iter()
+            .zip(&self.spec.define_ctx)
+            .map(|(d, uses)| match d {
+                Some(e) if uses.is_empty() => {
+                    let a = e.evaluate(&augmented)?.into_array(n)?;
+                    Ok(Some(a.as_boolean().clone()))
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+
+        let mut matches = Vec::new();
+        for &(s, e) in &runs {
+            let key: Box<[u8]> = key_at(s).into();
+            let state = self
+                .keys
+                .get_mut(&key)
+                .ok_or_else(|| EngineError::Internal("partition vanished".into()))?;
+            state.last_time = state.last_time.max(times[e - 1]);
+            for (i, &time) in times.iter().enumerate().take(e).skip(s) {
+                state.rows.push_back((Arc::clone(&batch), i as u32));
+                let KeyState {
+                    matcher,
+                    rows,
+                    first,
+                    ..
+                } = &mut *state;
+                let current = matcher.next_row();
+                let mut conditions = RowConditions {
+                    spec: &self.spec,
+                    holds: &holds,
+                    augmented: &augmented,
+                    row: i,
+                    rows,
+                    first: *first,
+                    current,
+                    error: None,
+                };
+                matcher.push(time, &mut conditions, &mut matches);
+                if let Some(e) = conditions.error {
+                    return Err(e);
+                }
+                for m in matches.drain(..) {
+                    found.push(measure(&self.spec, state, &m)?);
+                }
+            }
+            for (h, &(c, back)) in self.prev_columns.iter().enumerate() {
+                let history = &mut state.history[h];
+                for i in s..e {
+                    history.push_back(ScalarValue::try_from_array(batch.column(c), i)?);
+                    if history.len() > back as usize {
+                        history.pop_front();
+                    }
+                }
+            }
+            if state.matcher.dropped > 0 && !state.warned {
+                state.warned = true;
+                warn!(
+                    "MATCH_RECOGNIZE: a partition reached {} partial matches; the oldest are dropped",
+                    self.spec.max_partial_matches
+                );
+            }
+            release_rows(state, &mut self.held);
+        }
+        Ok(())
+    }
+
+    /// Lets every partition know the watermark (WITHIN) or the end of input.
+    fn advance(&mut self, watermark: Millis, found: &mut Vec<Found>) -> Result<()> {
+        if watermark != END_OF_TIME && self.spec.within.is_none() {
+            return Ok(());
+        }
+        let mut matches = Vec::new();
+        for state in self.keys.values_mut() {
+            if state.matcher.is_idle() {
+                continue;
+            }
+            if watermark == END_OF_TIME {
+                state.matcher.finish(&mut matches);
+            } else {
+                state.matcher.advance(watermark, &mut matches);
+            }
+            for m in matches.drain(..) {
+                found.push(measure(&self.spec, state, &m)?);
+            }
+            release_rows(state, &mut self.held);
+        }
+        Ok(())
+    }
+}
+
+impl Operator for MatchRecognize {
+    fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
+        self.buffer.snapshot(state)?;
+        self.snapshot_partitions(state)
+    }
+
+    fn restore(&mut self, state: &mut StateReader) -> Result<()> {
+        self.buffer.restore(state)?;
+        self.restore_partitions(state)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "match_recognize over [{}], variables {}, {} partial matches at most per partition{}; rows in event-time order once the watermark passes them",
+            self.spec
+                .partition
+                .iter()
+                .map(|c| format!("#{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.spec.vars.join(", ").to_uppercase(),
+            self.spec.max_partial_matches,
+            self.spec
+                .within
+                .map(|w| format!(", within {}", crate::time::show_duration(w)))
+                .unwrap_or_default()
+        )
+    }
+
+    /// Rows waiting, rows and partial matches of the partitions, and the partitions themselves
+    /// (each keeps its `PREV` history and match count): a flood of new keys counts.
+    fn state_rows(&self) -> usize {
+        self.buffer.rows() + self.held + self.keys.len()
+    }
+
+    fn state_bytes(&self) -> usize {
+        let partitions: usize = self
+            .keys
+            .iter()
+            .map(|(bytes, k)| {
+                let history: usize = k
+                    .history
+                    .iter()
+                    .map(|h| {
+                        // Values of one column: each taken to be the size of the oldest.
+                        let heap = h.front().map_or(0, |v| v.size() - size_of::<ScalarValue>());
+                        h.capacity() * size_of::<ScalarValue>() + h.len() * heap
+                    })
+                    .sum();
+                bytes.len()
+                    + k.rows.capacity() * size_of::<(Arc<RecordBatch>, u32)>()
+                    + history
+                    + ScalarValue::size_of_vec(&k.key)
+                    + k.matcher.bytes()
+            })
+            .sum();
+        let rows = super::shared_batches_bytes(
+            self.keys
+                .values()
+                .flat_map(|k| k.rows.iter().map(|(b, _)| b)),
+        );
+        super::map_bytes(&self.keys) + partitions + rows + self.buffer.bytes()
+    }
+
+    fn release_keys_idle_since(&mut self, before: Millis) {
+        let held = &mut self.held;
+        self.keys.retain(|_, k| {
+            // Partial matches of a key gone quiet go with it; a found match still undecided
+            // keeps its partition until it is decided.
+            let keep = k.matcher.has_undecided_match() || k.last_time >= before;
+            if !keep {
+                *held -= k.counted;
+            }
+            keep
+        });
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
+        self.buffer.push(batch)
+    }
+
+    fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
+        let mut found = Vec::new();
+        if let Some(ready) = self.buffer.take_ready(watermark)? {
+            self.process(ready, &mut found)?;
+        }
+        self.advance(watermark, &mut found)?;
+        if !found.is_empty() {
+            out.push(Message::Batch(emit(&self.spec, found)?));
+        }
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+}

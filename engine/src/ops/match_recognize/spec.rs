@@ -1,0 +1,54 @@
+//! What planning hands the operator: the pattern program, the conditions and measures as
+//! DataFusion expressions, and what each reads of a match.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::pattern::{Program, SkipTo};
+use crate::time::Millis;
+
+/// What a measure reads of a match.
+#[derive(Debug, Clone)]
+pub enum NavKind {
+    First,
+    Last,
+    Aggregate(Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>),
+    CountRows,
+    MatchNumber,
+    Classifier,
+}
+
+#[derive(Debug, Clone)]
+pub struct Nav {
+    pub kind: NavKind,
+    pub var: Option<usize>,
+    pub column: Option<usize>,
+    pub data_type: datafusion::arrow::datatypes::DataType,
+}
+
+/// Everything the operator needs of a planned `MATCH_RECOGNIZE`.
+#[derive(Clone)]
+pub struct MatchSpec {
+    /// The schema of the rows the operator takes: the input's columns, then the event time.
+    pub input: SchemaRef,
+    pub vars: Vec<String>,
+    pub program: Arc<Program>,
+    pub partition: Vec<usize>,
+    pub prev: Vec<(usize, u32)>,
+    pub defines: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// What conditions read of the partial match, and which of them each variable's reads.
+    pub ctx: Vec<Nav>,
+    pub define_ctx: Vec<Vec<usize>>,
+    pub navs: Vec<Nav>,
+    /// Over the partition columns, then one column per nav.
+    pub measure_schema: SchemaRef,
+    pub measures: Vec<Arc<dyn PhysicalExpr>>,
+    pub skip: SkipTo,
+    pub within: Option<Millis>,
+    /// Output schema: partition columns, measures, then the event time.
+    pub schema: SchemaRef,
+    /// Partial matches alive at once per partition.
+    pub max_partial_matches: usize,
+}

@@ -1,0 +1,276 @@
+//! Joins: a stream with a reference table (a lookup join), two streams bounded in time (an
+//! interval join).
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::{Expr, LogicalPlan};
+
+use super::{Origin, Stage, Walk};
+use crate::error::SqlError;
+use crate::ops::{IntervalJoin, JoinInput, LookupJoin, TableRead, with_event_time};
+use crate::time::{Millis, interval_millis};
+
+impl Walk<'_, '_> {
+    /// The reference table read by one side of a join: its scan's columns and the predicates on
+    /// them. `None` when the side is not a table.
+    fn table_read(&self, plan: &LogicalPlan, keys: &[Expr]) -> Result<Option<TableRead>, SqlError> {
+        match plan {
+            LogicalPlan::SubqueryAlias(a) => {
+                // The keys name the alias; the scan below has the same columns in the same order.
+                let Some(mut read) = self.table_read(&a.input, &[])? else {
+                    return Ok(None);
+                };
+                read.keys = keys
+                    .iter()
+                    .map(|k| self.physical(k, plan.schema()))
+                    .collect::<Result<_, _>>()?;
+                Ok(Some(read))
+            }
+            LogicalPlan::Filter(f) => {
+                let Some(mut read) = self.table_read(&f.input, &[])? else {
+                    return Ok(None);
+                };
+                read.filters
+                    .push(self.physical(&f.predicate, f.input.schema())?);
+                read.keys = keys
+                    .iter()
+                    .map(|k| self.physical(k, plan.schema()))
+                    .collect::<Result<_, _>>()?;
+                Ok(Some(read))
+            }
+            LogicalPlan::TableScan(scan) => {
+                let Some(t) = self.planner.table_index(scan.table_name.table()) else {
+                    return Ok(None);
+                };
+                let table = &self.planner.tables[t];
+                let projection = scan
+                    .projection
+                    .clone()
+                    .unwrap_or_else(|| (0..table.schema.fields().len()).collect());
+                Ok(Some(TableRead {
+                    name: table.name.clone(),
+                    snapshot: Arc::clone(&table.snapshot),
+                    projection,
+                    filters: Vec::new(),
+                    keys: keys
+                        .iter()
+                        .map(|k| self.physical(k, plan.schema()))
+                        .collect::<Result<_, _>>()?,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A join of a stream with a reference table (a lookup join).
+    pub(super) fn lookup_join(
+        &self,
+        j: &datafusion::logical_expr::logical_plan::Join,
+    ) -> Result<Stage, SqlError> {
+        use datafusion::logical_expr::JoinType;
+        let (left_keys, right_keys): (Vec<Expr>, Vec<Expr>) = j.on.iter().cloned().unzip();
+        let left_table = self.table_read(&j.left, &left_keys)?;
+        let right_table = self.table_read(&j.right, &right_keys)?;
+        let (table, stream_plan, stream_keys, stream_first) = match (left_table, right_table) {
+            (None, Some(t)) => (t, &j.left, left_keys, true),
+            (Some(t), None) => (t, &j.right, right_keys, false),
+            (Some(_), Some(_)) => {
+                return Err(
+                    self.error("a JOIN of two tables reads no stream; join a stream with a table")
+                );
+            }
+            (None, None) => return self.interval_join(j),
+        };
+        if stream_keys.is_empty() {
+            return Err(self.error(
+                "a lookup join needs an equality between the stream and the table in ON (r.device_id = t.device_id)",
+            ));
+        }
+        let keep_unmatched = match (j.join_type, stream_first) {
+            (JoinType::Inner, _) => false,
+            (JoinType::Left, true) | (JoinType::Right, false) => true,
+            (other, _) => {
+                return Err(self.error(format!(
+                    "{other} JOIN with a table is not supported; use JOIN or LEFT JOIN with the stream on the left"
+                )));
+            }
+        };
+        let mut stage = self.lower(stream_plan)?;
+        stage.require_aggregated("aggregate them before joining")?;
+        let stream_schema = stream_plan.schema();
+        let stream_keys = stream_keys
+            .iter()
+            .map(|k| self.physical(k, stream_schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        let filter = j
+            .filter
+            .as_ref()
+            .map(|f| self.physical(f, &j.schema))
+            .transpose()?;
+        let table_columns = j.schema.fields().len() - stream_schema.fields().len();
+        let table_origins = vec![Origin::Value; table_columns];
+        stage.origins = if stream_first {
+            [std::mem::take(&mut stage.origins), table_origins].concat()
+        } else {
+            [table_origins, std::mem::take(&mut stage.origins)].concat()
+        };
+        stage.ops.push(Box::new(LookupJoin::new(
+            table,
+            stream_keys,
+            stream_first,
+            keep_unmatched,
+            filter,
+            with_event_time(j.schema.as_arrow()),
+        )));
+        Ok(stage)
+    }
+
+    /// A join of two streams bounded in time (an interval join).
+    fn interval_join(
+        &self,
+        j: &datafusion::logical_expr::logical_plan::Join,
+    ) -> Result<Stage, SqlError> {
+        use datafusion::logical_expr::{JoinType, Operator as Op};
+        let no_bound = "a JOIN of two streams needs a time bound: add `AND d.ts BETWEEN r.ts - INTERVAL '1' MINUTE AND r.ts` (an interval join), or join a stream with a table (CREATE TABLE)";
+        if j.join_type != JoinType::Inner {
+            return Err(self.error(format!(
+                "{} JOIN of two streams is not supported; an interval join is an inner JOIN",
+                j.join_type
+            )));
+        }
+        let left = self.lower(&j.left)?;
+        let right = self.lower(&j.right)?;
+        for side in [&left, &right] {
+            if side.inputs.len() != 1 || side.meet.is_some() {
+                return Err(self.error("an interval join joins two streams, each one source or view; put a UNION ALL or another join in a view first"));
+            }
+            side.require_aggregated("aggregate them before joining")?;
+        }
+        // `right time - left time` must lie in [lower, upper].
+        let (mut lower, mut upper) = (None::<Millis>, None::<Millis>);
+        let conjuncts = j
+            .filter
+            .as_ref()
+            .map(datafusion::logical_expr::utils::split_conjunction)
+            .unwrap_or_default();
+        for c in conjuncts {
+            let Expr::BinaryExpr(b) = c else { continue };
+            let (Some((x_side, x)), Some((y_side, y))) = (
+                self.time_offset(&b.left, j, &left, &right),
+                self.time_offset(&b.right, j, &left, &right),
+            ) else {
+                continue;
+            };
+            if x_side == y_side {
+                continue;
+            }
+            let less = matches!(b.op, Op::Lt | Op::LtEq);
+            let greater = matches!(b.op, Op::Gt | Op::GtEq);
+            // left + x OP right + y, or right + x OP left + y.
+            let (is_lower, value) = match (x_side, less, greater) {
+                (0, true, _) => (true, x - y),
+                (0, _, true) => (false, x - y),
+                (_, true, _) => (false, y - x),
+                (_, _, true) => (true, y - x),
+                _ => continue,
+            };
+            if is_lower {
+                lower = Some(lower.map_or(value, |l| l.max(value)));
+            } else {
+                upper = Some(upper.map_or(value, |u| u.min(value)));
+            }
+        }
+        let (Some(lower), Some(upper)) = (lower, upper) else {
+            return Err(self.error(no_bound));
+        };
+        if lower > upper {
+            return Err(self.error(
+                "the time bounds of this interval join leave no room: no pair of rows can match",
+            ));
+        }
+        if j.on.is_empty() {
+            return Err(self.error("an interval join needs an equality between the two streams in ON (a.device_id = b.device_id)"));
+        }
+        let left_keys =
+            j.on.iter()
+                .map(|(l, _)| self.physical(l, j.left.schema()))
+                .collect::<Result<Vec<_>, _>>()?;
+        let right_keys =
+            j.on.iter()
+                .map(|(_, r)| self.physical(r, j.right.schema()))
+                .collect::<Result<Vec<_>, _>>()?;
+        let filter = j
+            .filter
+            .as_ref()
+            .map(|f| self.physical(f, &j.schema))
+            .transpose()?;
+        let join = IntervalJoin::new(
+            JoinInput {
+                keys: left_keys,
+                schema: with_event_time(j.left.schema().as_arrow()),
+            },
+            JoinInput {
+                keys: right_keys,
+                schema: with_event_time(j.right.schema().as_arrow()),
+            },
+            lower,
+            upper,
+            filter,
+            with_event_time(j.schema.as_arrow()),
+        );
+        let columns = j.schema.fields().len();
+        Ok(Stage {
+            inputs: [left.inputs, right.inputs].concat(),
+            branches: vec![left.ops, right.ops],
+            meet: Some(Box::new(join)),
+            ops: Vec::new(),
+            origins: vec![Origin::Value; columns],
+            window: None,
+            aggregated: false,
+        })
+    }
+
+    /// `ts`, `ts + INTERVAL '1' MINUTE` or `ts - INTERVAL ...` over the event-time column of one
+    /// side of a join: which side (0 left, 1 right) and the offset in milliseconds.
+    fn time_offset(
+        &self,
+        e: &Expr,
+        j: &datafusion::logical_expr::logical_plan::Join,
+        left: &Stage,
+        right: &Stage,
+    ) -> Option<(usize, Millis)> {
+        use datafusion::logical_expr::Operator as Op;
+        match e {
+            Expr::Column(c) => {
+                if self.origin(left, c, j.left.schema()) == Origin::EventTime
+                    && j.left.schema().has_column(c)
+                {
+                    Some((0, 0))
+                } else if self.origin(right, c, j.right.schema()) == Origin::EventTime
+                    && j.right.schema().has_column(c)
+                {
+                    Some((1, 0))
+                } else {
+                    None
+                }
+            }
+            Expr::BinaryExpr(b) if matches!(b.op, Op::Plus | Op::Minus) => {
+                let (side, base) = self.time_offset(&b.left, j, left, right)?;
+                let Expr::Literal(v, _) = b.right.as_ref() else {
+                    return None;
+                };
+                let ms = interval_millis(v)?;
+                Some((
+                    side,
+                    if b.op == Op::Plus {
+                        base + ms
+                    } else {
+                        base - ms
+                    },
+                ))
+            }
+            Expr::Cast(c) => self.time_offset(&c.expr, j, left, right),
+            _ => None,
+        }
+    }
+}
