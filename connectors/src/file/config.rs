@@ -1,4 +1,7 @@
-//! Options of the file connector.
+//! Options of the file connector: every field documented (the README's option table follows
+//! these comments), unknown options refused.
+
+#![deny(missing_docs)]
 
 use std::path::PathBuf;
 
@@ -37,11 +40,14 @@ pub struct FileSinkConfig {
     pub mode: WriteMode,
 }
 
+/// What a file sink does with a file that exists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WriteMode {
+    /// Keep what the file holds and write after it (a restarted run adds to its alerts).
     #[default]
     Append,
+    /// Empty the file at start.
     Truncate,
 }
 
@@ -62,10 +68,13 @@ pub struct FileTableConfig {
     pub delimiter: char,
 }
 
+/// How a table file is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TableFormat {
+    /// Comma-separated values with a header line.
     Csv,
+    /// One JSON object per line.
     Json,
 }
 

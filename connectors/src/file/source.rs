@@ -118,7 +118,7 @@ impl Source for FileSource {
 }
 
 /// Where the file source is: the byte after the last line handed on, and that line's number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Position {
     offset: u64,
     line: u64,
@@ -126,14 +126,11 @@ struct Position {
 
 impl Position {
     fn to_json(self) -> serde_json::Value {
-        serde_json::json!({ "offset": self.offset, "line": self.line })
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     fn from_json(v: &serde_json::Value) -> Option<Self> {
-        Some(Self {
-            offset: v.get("offset")?.as_u64()?,
-            line: v.get("line")?.as_u64()?,
-        })
+        serde_json::from_value(v.clone()).ok()
     }
 }
 

@@ -1,4 +1,7 @@
-//! Options of the MQTT connector.
+//! Options of the MQTT connector: every field documented (the README's option table follows
+//! these comments), unknown options refused.
+
+#![deny(missing_docs)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +26,7 @@ pub struct MqttSourceConfig {
     pub qos: u8,
     /// Client identifier; by default `eddy-<source>-<random>`.
     pub client_id: Option<String>,
+    /// The user name the broker authenticates (or in the URL).
     pub username: Option<String>,
     /// The password; prefer `password_env` or `${VAR}` so it stays out of the file.
     pub password: Option<String>,
@@ -68,6 +72,7 @@ pub struct MqttSourceConfig {
 }
 
 impl MqttSourceConfig {
+    /// The `protocol` option read.
     pub fn protocol(&self) -> Result<Protocol, OptionError> {
         match self.protocol.to_ascii_lowercase().as_str() {
             "v3.1.1" | "3.1.1" | "v3" | "3" => Ok(Protocol::V311),
@@ -112,13 +117,20 @@ pub struct MqttSinkConfig {
     /// Publish with the retain flag, so a new subscriber gets the last alert of each topic.
     #[serde(default)]
     pub retain: bool,
+    /// Client identifier; by default `eddy-<sink>-<random>`.
     pub client_id: Option<String>,
+    /// The user name the broker authenticates (or in the URL).
     pub username: Option<String>,
+    /// The password; prefer `password_env` or `${VAR}` so it stays out of the file.
     pub password: Option<String>,
+    /// Name of an environment variable that holds the password.
     pub password_env: Option<String>,
+    /// PEM file of the CA that signed the broker's certificate (mqtts); the system's CAs by default.
     pub ca_file: Option<PathBuf>,
+    /// How each row is encoded.
     #[serde(default)]
     pub format: Format,
+    /// MQTT keep-alive interval.
     #[serde(default = "default_keep_alive", deserialize_with = "duration")]
     pub keep_alive: Duration,
     /// Longest wait at the end of a run for the broker to take every row.
