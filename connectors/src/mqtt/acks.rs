@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use eddy_engine::hash::{fnv1a, fnv1a_of};
 use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::event_loop::{Client, Intake, Received};
@@ -102,7 +103,11 @@ impl Intake for LogIntake {
         } else {
             ToLog::Append(m)
         };
-        self.to_log.send(queued).is_ok()
+        // Once the writer has stopped (the source is stopping), what arrives is not taken and
+        // not acknowledged: the broker sends it again. The event loop goes on, so that the
+        // acknowledgements and the DISCONNECT already queued go out.
+        let _ = self.to_log.send(queued);
+        true
     }
 
     fn new_session(&mut self) {
@@ -142,21 +147,27 @@ impl Backlog {
 }
 
 /// Appends what the event loop queues, in groups synced at once; publishes the synced offset
-/// on `synced`; acknowledges each group's QoS 1 messages. Returns when the queue closes, or with
-/// the error that stopped it (a message not synced is not acknowledged: the broker keeps it).
+/// on `synced`; acknowledges each group's QoS 1 messages. Returns when the queue closes or `stop`
+/// is cancelled (after acknowledging every group synced), or with the error that stopped it (a
+/// message not synced is not acknowledged: the broker keeps it).
 pub async fn write_log(
     mut appender: LogAppender,
     mut queue: mpsc::UnboundedReceiver<ToLog>,
     client: Client,
     synced: watch::Sender<u64>,
     backlog: Arc<Backlog>,
+    stop: CancellationToken,
 ) -> Result<(), LogError> {
     let mut group = Vec::new();
     let mut acks: Vec<u16> = Vec::new();
     let mut held_back = false;
     loop {
-        if group.is_empty() && queue.recv_many(&mut group, 4096).await == 0 {
-            return Ok(());
+        if group.is_empty() {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(()),
+                n = queue.recv_many(&mut group, 4096) => if n == 0 { return Ok(()) },
+            }
         }
         // Whatever else has arrived meanwhile joins the group.
         while let Ok(more) = queue.try_recv() {
@@ -199,6 +210,7 @@ pub async fn write_log(
                 held_back = true;
             }
             tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
                 _ = backlog.moved.notified() => {}
                 closed = queue.recv_many(&mut group, 4096) => if closed == 0 { return Ok(()) },
             }

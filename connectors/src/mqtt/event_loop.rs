@@ -75,6 +75,8 @@ pub enum EventLoop {
 enum Polled {
     Message(Received),
     Status(Status),
+    /// The client's DISCONNECT has gone out, after every request queued before it.
+    Disconnected,
     Nothing,
 }
 
@@ -147,10 +149,11 @@ impl Client {
         }
     }
 
-    pub fn try_disconnect(&self) {
+    /// Queues a DISCONNECT behind the requests already queued.
+    pub async fn disconnect(&self) {
         match self {
-            Self::V311(c) => drop(c.try_disconnect()),
-            Self::V5(c) => drop(c.try_disconnect()),
+            Self::V311(c) => drop(c.disconnect().await),
+            Self::V5(c) => drop(c.disconnect().await),
         }
     }
 }
@@ -178,6 +181,7 @@ impl EventLoop {
                             .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
                         Ok(Polled::Status(subscribed(refused)))
                     }
+                    Event::Outgoing(rumqttc::Outgoing::Disconnect) => Ok(Polled::Disconnected),
                     _ => Ok(Polled::Nothing),
                 }
             }
@@ -202,6 +206,7 @@ impl EventLoop {
                             .any(|c| !matches!(c, SubscribeReasonCode::Success(_)));
                         Ok(Polled::Status(subscribed(refused)))
                     }
+                    Event::Outgoing(rumqttc::Outgoing::Disconnect) => Ok(Polled::Disconnected),
                     _ => Ok(Polled::Nothing),
                 }
             }
@@ -233,9 +238,9 @@ impl Intake for mpsc::Sender<Received> {
     }
 }
 
-/// Polls the event loop until the source stops listening: subscribes to `filter` on every
-/// connection, hands messages to `intake` and changes of state to `status`, and waits with
-/// backoff (and jitter) between failed connection attempts.
+/// Polls the event loop until the source stops listening or the client's DISCONNECT has gone out:
+/// subscribes to `filter` on every connection, hands messages to `intake` and changes of state to
+/// `status`, and waits with backoff (and jitter) between failed connection attempts.
 pub async fn run(
     mut events: EventLoop,
     client: Client,
@@ -273,6 +278,7 @@ pub async fn run(
                     return;
                 }
             }
+            Ok(Polled::Disconnected) => return,
             Ok(Polled::Nothing) => {}
             Err(e) => {
                 let delay = backoff.next_delay();

@@ -185,7 +185,7 @@ impl MqttSource {
             messages_tx,
             status_tx,
         ));
-        let _stop = AbortOnDrop(poller, client);
+        let mut stop = Stop::new(poller, client);
         let mut pending: Vec<Received> = Vec::with_capacity(self.config.batch_size);
         let mut linger = tokio::time::interval(self.config.linger);
         linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -212,7 +212,12 @@ impl MqttSource {
                 _ = linger.tick() => self.hand_on_pending(&mut pending, ctx).await?,
             }
         }
-        self.hand_on_pending(&mut pending, ctx).await
+        self.hand_on_pending(&mut pending, ctx).await?;
+        // Messages that arrive from now on are not taken (acknowledged on receipt at QoS 1: what
+        // is not taken by now is lost, as without a state directory a crash would lose it).
+        drop(messages);
+        stop.disconnect().await;
+        Ok(())
     }
 
     async fn hand_on_pending(
@@ -277,12 +282,14 @@ impl MqttSource {
         let (to_log, queue) = mpsc::unbounded_channel();
         let (synced_tx, mut synced) = watch::channel(opened.end);
         let backlog = Arc::new(Backlog::new(from, self.config.max_log_bytes as u64));
+        let writer_stop = tokio_util::sync::CancellationToken::new();
         let mut writer = tokio::spawn(acks::write_log(
             opened.appender,
             queue,
             client.clone(),
             synced_tx,
             Arc::clone(&backlog),
+            writer_stop.clone(),
         ));
         let (status_tx, mut status) = mpsc::unbounded_channel();
         let poller = tokio::spawn(event_loop::run(
@@ -296,7 +303,7 @@ impl MqttSource {
             },
             status_tx,
         ));
-        let _stop = AbortOnDrop(poller, client);
+        let mut stop = Stop::new(poller, client);
 
         let mut truncation = Truncation {
             dir: dir.clone(),
@@ -347,8 +354,14 @@ impl MqttSource {
                 _ = flush.tick() => ctx.flush().await?,
             }
         }
-        // Messages synced but not handed on stay in the log: the next run reads them again.
-        writer.abort();
+        // Messages synced but not handed on stay in the log: the next run reads them again. The
+        // writer acknowledges what it has synced, then the connection closes after those
+        // acknowledgements; what arrived but is not synced is the broker's to send again.
+        writer_stop.cancel();
+        if tokio::time::timeout(STOP_WAIT, &mut writer).await.is_err() {
+            writer.abort();
+        }
+        stop.disconnect().await;
         Ok(())
     }
 
@@ -458,13 +471,36 @@ impl Truncation {
     }
 }
 
-/// Stops the event loop's task and disconnects when the source returns, however it returns.
-struct AbortOnDrop(tokio::task::JoinHandle<()>, Client);
+/// The longest a stopping source waits for its last acknowledgements and its DISCONNECT to go
+/// out: a broker that does not answer does not hold the engine's shutdown.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-impl Drop for AbortOnDrop {
+/// The event loop's task, stopped when the source returns, however it returns.
+struct Stop {
+    poller: tokio::task::JoinHandle<()>,
+    client: Client,
+}
+
+impl Stop {
+    fn new(poller: tokio::task::JoinHandle<()>, client: Client) -> Self {
+        Self { poller, client }
+    }
+
+    /// A clean end: a DISCONNECT after every request queued (acknowledgements), then the event
+    /// loop ends; at most [`STOP_WAIT`].
+    async fn disconnect(&mut self) {
+        let client = self.client.clone();
+        let sent = async {
+            client.disconnect().await;
+            (&mut self.poller).await
+        };
+        let _ = tokio::time::timeout(STOP_WAIT, sent).await;
+    }
+}
+
+impl Drop for Stop {
     fn drop(&mut self) {
-        self.1.try_disconnect();
-        self.0.abort();
+        self.poller.abort();
     }
 }
 
