@@ -1,6 +1,8 @@
-//! Window results checked against DuckDB: every folder of `tests/cases` holds a query file, its
-//! input (out of order, late rows, bad lines) and DuckDB's answer over the same rows
-//! (`tests/oracle/generate.py`). `eddy run` replays the input and must give the same rows.
+//! Window results checked against DuckDB. Every folder of `tests/cases` holds `query.sql` (what
+//! Eddy runs), `input.jsonl` (out of order, late rows, bad lines), `oracle.sql` (the DuckDB query
+//! for the same answer as a batch) and `expected.jsonl` (DuckDB's answer).
+//! `tests/oracle/generate.py` writes the inputs and query files and computes each `expected.jsonl`
+//! from the folder's `oracle.sql`. `eddy run` replays the input and must give the same rows.
 
 mod common;
 
