@@ -8,7 +8,6 @@ mod common;
 
 use common::mosquitto::{Mosquitto, wait_for_port};
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -101,7 +100,8 @@ async fn readings_published_across_a_broker_restart_all_arrive() {
     );
 }
 
-/// Receives QoS 1 messages under a persistent session until `n` distinct ones have come.
+/// Subscribes to `filter` at QoS 1 under a persistent session and returns once the broker has
+/// acknowledged the subscription; the payloads received come on the channel.
 async fn collect(
     port: u16,
     id: &str,
@@ -116,17 +116,30 @@ async fn collect(
         .await
         .expect("subscribe queued");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let mut subscribed_tx = Some(subscribed_tx);
     tokio::spawn(async move {
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let _ = tx.send(p.payload.to_vec());
                 }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(subscribed_tx) = subscribed_tx.take() {
+                        let _ = subscribed_tx.send(());
+                    }
+                }
                 Ok(_) => {}
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     });
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the broker did not acknowledge the subscription to {filter} within 10 s")
+        })
+        .expect("the consumer's event loop runs");
     (client, rx)
 }
 
@@ -136,7 +149,6 @@ async fn alerts_published_while_the_sink_broker_is_down_arrive_after_it_returns(
     let (broker, port, config) = common::mosquitto::private(dir.path(), "");
     // The consumer of the alerts keeps a persistent session: what arrives while it is away waits.
     let (_consumer, mut alerts) = collect(port, "alerts-consumer", "sink-down/#").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     broker.stop();
 
     // 100 readings, each one an alert; the sink's broker is down while Eddy computes them.
@@ -164,20 +176,21 @@ async fn alerts_published_while_the_sink_broker_is_down_arrive_after_it_returns(
         ),
     )
     .expect("query written");
-    let eddy = common::eddy()
+    let mut command = common::eddy();
+    command
         .args(["run", query.to_str().expect("utf-8"), "--quiet"])
-        .env("EDDY_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("eddy starts");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+        .env("EDDY_LOG", "warn");
+    let mut eddy = common::Logged::spawn(command);
+    // The broker comes back once the sink has found it down.
+    tokio::task::block_in_place(|| {
+        eddy.wait_for_line("cannot reach the broker", Duration::from_secs(30))
+    });
     let _broker = Mosquitto::start(&config);
     wait_for_port(port);
 
-    let result = tokio::task::spawn_blocking(move || eddy.wait_with_output())
+    let result = tokio::task::spawn_blocking(move || eddy.wait())
         .await
-        .expect("joined")
-        .expect("eddy ends");
+        .expect("joined");
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{stderr}");
     assert!(

@@ -48,6 +48,25 @@ fn alerts(path: &Path) -> BTreeSet<String> {
     alert_lines(path).into_iter().collect()
 }
 
+/// Whether `state` holds a complete checkpoint: a directory with a manifest that is not still
+/// being written (`*.pending`).
+fn has_checkpoint(state: &Path) -> bool {
+    std::fs::read_dir(state)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .any(|p| p.extension().is_none() && p.join("manifest.json").exists())
+}
+
+/// Waits until `state` holds a checkpoint or the run has ended.
+fn wait_for_checkpoint(child: &mut std::process::Child, state: &Path) {
+    common::wait_until(
+        &format!("a checkpoint in {}", state.display()),
+        Duration::from_secs(30),
+        || has_checkpoint(state) || child.try_wait().expect("status").is_some(),
+    );
+}
+
 /// A replay long enough to be stopped in the middle: 250,000 readings of 5 devices.
 fn setup() -> (tempfile::TempDir, BTreeSet<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -118,10 +137,12 @@ fn spawn_with_state(dir: &Path, out: &Path, state: &str) -> std::process::Child 
 fn killed_and_restarted_runs_together_give_every_alert_once_by_id() {
     let (dir, expected) = setup();
     let mut resumed = 0;
-    for (i, kill_after) in [
-        Duration::from_millis(400),
-        Duration::from_millis(900),
-        Duration::from_millis(1600),
+    // The first kill may come before any checkpoint (its restart starts over); the others never
+    // do, however slowly the run starts.
+    for (i, (kill_after, after_a_checkpoint)) in [
+        (Duration::from_millis(400), false),
+        (Duration::from_millis(900), true),
+        (Duration::from_millis(1600), true),
     ]
     .into_iter()
     .enumerate()
@@ -130,7 +151,10 @@ fn killed_and_restarted_runs_together_give_every_alert_once_by_id() {
         let state = format!("state-{i}");
         let mut child = spawn_with_state(dir.path(), &out, &state);
         let started = Instant::now();
-        std::thread::sleep(kill_after);
+        if after_a_checkpoint {
+            wait_for_checkpoint(&mut child, &dir.path().join(&state));
+        }
+        std::thread::sleep(kill_after.saturating_sub(started.elapsed()));
         let finished_before_kill = child.try_wait().expect("status").is_some();
         // SIGKILL: no flush, no last checkpoint, no goodbye.
         let _ = child.kill();
@@ -173,7 +197,11 @@ fn sigterm_takes_a_last_checkpoint_and_the_restart_writes_no_alert_twice() {
     let (dir, expected) = setup();
     let out = dir.path().join("stopped.jsonl");
     let mut child = spawn_with_state(dir.path(), &out, "state");
-    std::thread::sleep(Duration::from_millis(700));
+    // In the middle: alerts written and a checkpoint taken.
+    common::wait_until("an alert in stopped.jsonl", Duration::from_secs(30), || {
+        !alert_lines(&out).is_empty() || child.try_wait().expect("status").is_some()
+    });
+    wait_for_checkpoint(&mut child, &dir.path().join("state"));
     let pid = child.id().to_string();
     let term = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -207,7 +235,7 @@ fn a_damaged_or_foreign_checkpoint_is_refused_with_its_name() {
     let (dir, _) = setup();
     let out = dir.path().join("out.jsonl");
     let mut child = spawn_with_state(dir.path(), &out, "state");
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for_checkpoint(&mut child, &dir.path().join("state"));
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

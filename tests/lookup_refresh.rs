@@ -55,7 +55,13 @@ async fn a_reloaded_table_changes_the_limit_without_a_restart() {
         ),
     )
     .expect("query written");
-    let _eddy = common::run_until_logged(&query, "subscribed to");
+    // Debug lines of the engine say when the table is reloaded.
+    let mut command = common::eddy();
+    command
+        .args(["run", query.to_str().expect("utf-8 path"), "--quiet"])
+        .env("EDDY_LOG", "info,eddy_engine=debug");
+    let mut eddy = common::Logged::spawn(command);
+    tokio::task::block_in_place(|| eddy.wait_for_line("subscribed to", Duration::from_secs(30)));
 
     let mut options = MqttOptions::new("refresh-publisher", "127.0.0.1", broker.port());
     options.set_keep_alive(Duration::from_secs(30));
@@ -82,10 +88,18 @@ async fn a_reloaded_table_changes_the_limit_without_a_restart() {
     assert_eq!(first[0]["max_temp"], 50.0);
 
     write_limits(&limits, 70.0);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // A reload logs before it puts its rows in place, and one may have read the old file: the
+    // third reload logged after the write comes after the new limit is in place.
+    tokio::task::block_in_place(|| {
+        eddy.skip_logged();
+        for _ in 0..3 {
+            eddy.wait_for_line("reloaded", Duration::from_secs(10));
+        }
+    });
     publish(65.0).await;
     publish(75.0).await;
     let all = rows(&out, 2).await;
+    // Nothing shows that no other row is coming: look again a little later.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let all_again = common::parse_lines(&std::fs::read_to_string(&out).unwrap_or_default());
     assert_eq!(all.len(), 2, "{all:?}");

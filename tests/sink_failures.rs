@@ -42,16 +42,15 @@ fn a_sink_that_recovers_gets_every_row() {
         ),
     )
     .expect("query written");
-    let child = common::eddy()
+    let mut command = common::eddy();
+    command
         .current_dir(dir.path())
         .args(["run", "q.sql", "--quiet"])
-        .env("EDDY_LOG", "warn")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("eddy starts");
-    std::thread::sleep(Duration::from_millis(400));
+        .env("EDDY_LOG", "warn");
+    let mut eddy = common::Logged::spawn(command);
+    eddy.wait_for_line("write failed", Duration::from_secs(30));
     std::fs::remove_dir(&out).expect("the directory goes away");
-    let result = child.wait_with_output().expect("eddy ends");
+    let result = eddy.wait();
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{stderr}");
     assert!(

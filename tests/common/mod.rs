@@ -7,6 +7,8 @@ pub mod mosquitto;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -126,42 +128,120 @@ pub fn run_until_logged(file: &Path, ready: &str) -> Running {
 
 /// [`run_until_logged`] with more arguments to `eddy run`.
 pub fn run_with_until_logged(file: &Path, args: &[&str], ready: &str) -> Running {
-    use std::io::{BufRead, BufReader};
-    let mut child = eddy()
+    let mut command = eddy();
+    command
         .args(["run", file.to_str().expect("utf-8 path"), "--quiet"])
         .args(args)
         .env("EDDY_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("eddy starts");
-    let stderr = child.stderr.take().expect("stderr piped");
-    let running = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(ready) => {
-                eprintln!("eddy: {line}");
-                break;
+        .stdout(std::process::Stdio::null());
+    let mut eddy = Logged::spawn(command);
+    eddy.wait_for_line(ready, Duration::from_secs(30));
+    eddy.into_running()
+}
+
+/// A running `eddy` whose log (stderr) is read as it comes, so that a test can wait for a line
+/// that shows a state; every line also goes with the test's output (shown when the test fails).
+/// Killed when dropped.
+pub struct Logged {
+    process: Running,
+    lines: mpsc::Receiver<String>,
+    log: String,
+}
+
+impl Logged {
+    /// Spawns `command` with its stderr piped.
+    pub fn spawn(mut command: Command) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = command
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("eddy starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
             }
-            Ok(line) => eprintln!("eddy: {line}"),
-            Err(_) => panic!("eddy did not log '{ready}' within 30 s"),
+        });
+        Self {
+            process: Running(child),
+            lines,
+            log: String::new(),
         }
     }
-    // The rest of its log goes with the test's output (shown when the test fails).
-    std::thread::spawn(move || {
-        while let Ok(line) = rx.recv() {
-            eprintln!("eddy: {line}");
+
+    fn record(&mut self, line: String) -> String {
+        eprintln!("eddy: {line}");
+        self.log.push_str(&line);
+        self.log.push('\n');
+        line
+    }
+
+    /// Waits up to `within` for a log line containing `text` and returns it; panics if none comes.
+    pub fn wait_for_line(&mut self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let line = self.record(line);
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("eddy did not log '{text}' within {within:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("eddy ended without logging '{text}'")
+                }
+            }
         }
-    });
-    running
+    }
+
+    /// Takes the lines logged so far without looking at them, so that the next wait sees only
+    /// what comes after.
+    pub fn skip_logged(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.record(line);
+        }
+    }
+
+    /// Waits for the process to end: its status and its whole log as `stderr` (stdout is not
+    /// captured).
+    pub fn wait(mut self) -> Output {
+        let status = self.process.0.wait().expect("eddy ends");
+        // The reader ends at the end of the pipe, once every line is in the channel.
+        while let Ok(line) = self.lines.recv() {
+            self.record(line);
+        }
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: self.log.into_bytes(),
+        }
+    }
+
+    /// The process alone, the rest of its log going with the test's output.
+    pub fn into_running(self) -> Running {
+        let lines = self.lines;
+        std::thread::spawn(move || {
+            while let Ok(line) = lines.recv() {
+                eprintln!("eddy: {line}");
+            }
+        });
+        self.process
+    }
+}
+
+/// Waits up to `within`, looking every 20 ms, until `ready` holds; panics naming `what` if it
+/// does not.
+pub fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs every case folder under `dir` (a `query.sql` writing to `$OUT`, its inputs, and
