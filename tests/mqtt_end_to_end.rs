@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use eddy_connectors::mqtt::EmbeddedBroker;
@@ -29,16 +26,6 @@ async fn readings_become_alerts_through_mosquitto() {
         "Mosquitto must listen on 127.0.0.1:1883 (mosquitto -d -c /etc/mosquitto/mosquitto.conf)",
     );
     readings_become_alerts(1883).await;
-}
-
-/// Stops `eddy` with SIGTERM when the test ends, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn client(id: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
@@ -98,30 +85,7 @@ HAVING avg(temp) > 75;
     });
 
     // Eddy, started as a user would; its log says when it has subscribed.
-    let mut child = common::eddy()
-        .args(["run", file.to_str().expect("utf-8 path"), "--quiet"])
-        .env("EDDY_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("eddy starts");
-    let stderr = child.stderr.take().expect("stderr piped");
-    let eddy = Running(child);
-    let (log_tx, log_rx) = std_mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = log_tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match log_rx.recv_timeout(left) {
-            Ok(line) if line.contains("subscribed to") => break,
-            Ok(_) => {}
-            Err(_) => panic!("eddy did not subscribe within 30 s"),
-        }
-    }
+    let eddy = common::run_until_logged(&file, "subscribed to");
 
     // 30 s of readings at 10 Hz for a hot and a cool device, one bad message, then a reading at
     // 40 s that moves the watermark past the first three windows.
