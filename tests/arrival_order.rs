@@ -4,18 +4,7 @@
 
 mod common;
 
-/// A small deterministic generator (PCG-style LCG): property inputs that are repeatable.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-}
+use common::Lcg;
 
 const START: i64 = 1_767_225_600_000;
 

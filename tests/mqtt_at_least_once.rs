@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Running;
+use common::{Lcg, Running};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const T0: i64 = 1_767_225_600_000;
@@ -531,18 +531,5 @@ impl Drop for SlowReader {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-/// A small deterministic generator for the kill moments.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
     }
 }

@@ -209,6 +209,35 @@ impl SplitMix64 {
     }
 }
 
+/// The `eddy` binary the harnesses run: `given`, or `eddy` beside the harness in the same target
+/// directory; an error saying how to build it when it is not there.
+pub fn eddy_binary(given: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let eddy = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("the harness has no directory")?
+            .join("eddy"),
+    };
+    if !eddy.exists() {
+        anyhow::bail!(
+            "{} does not exist: build it first with `cargo build --release --workspace --bins`, \
+             or pass --eddy PATH",
+            eddy.display()
+        );
+    }
+    Ok(eddy)
+}
+
+/// `host:port`, as the harnesses take a broker.
+pub fn host_port(address: &str) -> anyhow::Result<(String, u16)> {
+    address
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("'{address}' is not host:port"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -286,3 +286,16 @@ pub fn check_case_folders(dir: &Path, tolerance: f64) -> usize {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     folders.len()
 }
+
+/// A small deterministic generator (PCG-style LCG): inputs and moments that are repeatable.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}

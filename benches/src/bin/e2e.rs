@@ -58,20 +58,7 @@ struct Run {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let eddy = match &args.eddy {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("the harness has no directory")?
-            .join("eddy"),
-    };
-    if !eddy.exists() {
-        bail!(
-            "{} does not exist: build it first with `cargo build --release --workspace --bins`, \
-             or pass --eddy PATH",
-            eddy.display()
-        );
-    }
+    let eddy = eddy_benches::eddy_binary(args.eddy.as_deref())?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
@@ -59,24 +59,8 @@ impl Drop for Killed {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let (host, port) = args
-        .broker
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        .context("--broker is host:port")?;
-    let eddy = match &args.eddy {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("no directory")?
-            .join("eddy"),
-    };
-    if !eddy.exists() {
-        bail!(
-            "{} does not exist: build it with `cargo build --release --workspace --bins`",
-            eddy.display()
-        );
-    }
+    let (host, port) = eddy_benches::host_port(&args.broker)?;
+    let eddy = eddy_benches::eddy_binary(args.eddy.as_deref())?;
     let run = std::process::id();
     let topic = format!("ingest-{run}");
     println!(

@@ -89,25 +89,10 @@ fn now_ms() -> i64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let eddy = match &args.eddy {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("no directory")?
-            .join("eddy"),
-    };
-    if !eddy.exists() {
-        bail!(
-            "{} does not exist: build it with `cargo build --release --workspace --bins`",
-            eddy.display()
-        );
-    }
+    let eddy = eddy_benches::eddy_binary(args.eddy.as_deref())?;
     let embedded;
     let (host, port) = match &args.broker {
-        Some(b) => b
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-            .context("--broker is host:port")?,
+        Some(b) => eddy_benches::host_port(b)?,
         None => {
             embedded = EmbeddedBroker::start().await?;
             ("127.0.0.1".to_string(), embedded.port())

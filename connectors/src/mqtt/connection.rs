@@ -168,12 +168,11 @@ impl Connection {
         options.set_keep_alive(self.keep_alive.max(Duration::from_secs(5)));
         options.set_max_packet_size(1 << 20, 1 << 20);
         options.set_clean_session(self.clean_session);
-        if let (Some(u), p) = (&self.username, &self.password) {
-            options.set_credentials(u, p.clone().unwrap_or_default());
+        if let Some((user, password)) = self.credentials() {
+            options.set_credentials(user, password);
         }
-        if self.address.tls {
-            let ca = read_ca(self.ca_file.as_deref())?;
-            options.set_transport(Transport::tls(ca, None, None));
+        if let Some(tls) = self.tls()? {
+            options.set_transport(tls);
         }
         Ok(options)
     }
@@ -189,14 +188,28 @@ impl Connection {
         if !self.clean_session {
             options.set_session_expiry_interval(Some(u32::MAX));
         }
-        if let (Some(u), p) = (&self.username, &self.password) {
-            options.set_credentials(u, p.clone().unwrap_or_default());
+        if let Some((user, password)) = self.credentials() {
+            options.set_credentials(user, password);
         }
-        if self.address.tls {
-            let ca = read_ca(self.ca_file.as_deref())?;
-            options.set_transport(Transport::tls(ca, None, None));
+        if let Some(tls) = self.tls()? {
+            options.set_transport(tls);
         }
         Ok(options)
+    }
+
+    /// The user and password to connect with, if a user is set.
+    fn credentials(&self) -> Option<(&str, String)> {
+        let user = self.username.as_deref()?;
+        Some((user, self.password.clone().unwrap_or_default()))
+    }
+
+    /// The TLS transport of an `mqtts://` broker (reads the CA file); `None` for `mqtt://`.
+    fn tls(&self) -> Result<Option<Transport>, String> {
+        if !self.address.tls {
+            return Ok(None);
+        }
+        let ca = read_ca(self.ca_file.as_deref())?;
+        Ok(Some(Transport::tls(ca, None, None)))
     }
 }
 

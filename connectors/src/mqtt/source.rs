@@ -168,24 +168,8 @@ impl MqttSource {
 
     /// Messages straight from the event loop, acknowledged on receipt (QoS 1) by rumqttc.
     async fn run_direct(&mut self, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
-        let (client, events) = event_loop::client(
-            &self.connection,
-            self.protocol,
-            false,
-            self.config.receive_maximum,
-        )
-        .map_err(ConnectorError::fatal)?;
         let (messages_tx, mut messages) = mpsc::channel::<Received>(1024);
-        let (status_tx, mut status) = mpsc::unbounded_channel();
-        let poller = tokio::spawn(event_loop::run(
-            events,
-            client.clone(),
-            self.config.topic.clone(),
-            self.at_least_once,
-            messages_tx,
-            status_tx,
-        ));
-        let mut stop = Stop::new(poller, client);
+        let (_, mut stop, mut status) = self.connect(false, messages_tx)?;
         let mut pending: Vec<Received> = Vec::with_capacity(self.config.batch_size);
         let mut linger = tokio::time::interval(self.config.linger);
         linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -272,38 +256,23 @@ impl MqttSource {
             info!(source = %ctx.name(), "{} bytes of the ingest log not yet in a checkpoint: read again", opened.end - from);
         }
 
-        let (client, events) = event_loop::client(
-            &self.connection,
-            self.protocol,
-            true,
-            self.config.receive_maximum,
-        )
-        .map_err(ConnectorError::fatal)?;
         let (to_log, queue) = mpsc::unbounded_channel();
+        let intake = LogIntake {
+            redeliveries,
+            to_log,
+        };
+        let (client, mut stop, mut status) = self.connect(true, intake)?;
         let (synced_tx, mut synced) = watch::channel(opened.end);
         let backlog = Arc::new(Backlog::new(from, self.config.max_log_bytes as u64));
         let writer_stop = tokio_util::sync::CancellationToken::new();
         let mut writer = tokio::spawn(acks::write_log(
             opened.appender,
             queue,
-            client.clone(),
+            client,
             synced_tx,
             Arc::clone(&backlog),
             writer_stop.clone(),
         ));
-        let (status_tx, mut status) = mpsc::unbounded_channel();
-        let poller = tokio::spawn(event_loop::run(
-            events,
-            client.clone(),
-            self.config.topic.clone(),
-            self.at_least_once,
-            LogIntake {
-                redeliveries,
-                to_log,
-            },
-            status_tx,
-        ));
-        let mut stop = Stop::new(poller, client);
 
         let mut truncation = Truncation {
             dir: dir.clone(),
@@ -363,6 +332,32 @@ impl MqttSource {
         }
         stop.disconnect().await;
         Ok(())
+    }
+
+    /// A client and its event loop, polled in a task of its own that hands messages to `intake`:
+    /// the client, what stops the task, and the changes of state it reports.
+    fn connect(
+        &self,
+        manual_acks: bool,
+        intake: impl event_loop::Intake,
+    ) -> Result<(Client, Stop, mpsc::UnboundedReceiver<Status>), ConnectorError> {
+        let (client, events) = event_loop::client(
+            &self.connection,
+            self.protocol,
+            manual_acks,
+            self.config.receive_maximum,
+        )
+        .map_err(ConnectorError::fatal)?;
+        let (status_tx, status) = mpsc::unbounded_channel();
+        let poller = tokio::spawn(event_loop::run(
+            events,
+            client.clone(),
+            self.config.topic.clone(),
+            self.at_least_once,
+            intake,
+            status_tx,
+        ));
+        Ok((client.clone(), Stop::new(poller, client), status))
     }
 
     /// Logs a change of the connection's state and counts reconnects; fails when the broker

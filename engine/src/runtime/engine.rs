@@ -125,15 +125,15 @@ pub(super) async fn supervise(s: Supervised) -> Result<()> {
             }
         }
     }
-    if let Some((coordinator, done)) = coordinator {
-        if !aborted {
-            done.cancel();
-            let result = coordinator
-                .await
-                .map_err(|e| EngineError::Internal(format!("the checkpoints failed: {e}")));
-            if let Err(e) = result.and_then(|r| r) {
-                errors.add(e);
-            }
+    if let Some((coordinator, done)) = coordinator
+        && !aborted
+    {
+        done.cancel();
+        let result = coordinator
+            .await
+            .map_err(|e| EngineError::Internal(format!("the checkpoints failed: {e}")));
+        if let Err(e) = result.and_then(|r| r) {
+            errors.add(e);
         }
     }
     match errors.0 {
