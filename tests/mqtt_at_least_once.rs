@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Lcg, Running};
+use common::{CpuLoad, Lcg, Running};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const T0: i64 = 1_767_225_600_000;
@@ -451,33 +451,6 @@ fn rss(pid: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
-}
-
-/// Two processes that keep a core busy each, until dropped.
-struct CpuLoad(Vec<std::process::Child>);
-
-impl CpuLoad {
-    fn start() -> Self {
-        Self(
-            (0..2)
-                .map(|_| {
-                    std::process::Command::new("sh")
-                        .args(["-c", "while :; do :; done"])
-                        .spawn()
-                        .expect("sh runs")
-                })
-                .collect(),
-        )
-    }
-}
-
-impl Drop for CpuLoad {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// Reads a named pipe `lines_per_second` lines at a time into a file, reopening it each time a

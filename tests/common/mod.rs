@@ -299,3 +299,30 @@ impl Lcg {
         self.0 >> 33
     }
 }
+
+/// Two processes that keep a core busy each, until dropped.
+pub struct CpuLoad(Vec<std::process::Child>);
+
+impl CpuLoad {
+    pub fn start() -> Self {
+        Self(
+            (0..2)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("sh runs")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

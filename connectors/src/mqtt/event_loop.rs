@@ -238,7 +238,8 @@ impl Intake for mpsc::Sender<Received> {
     }
 }
 
-/// Polls the event loop until the source stops listening or the client's DISCONNECT has gone out:
+/// Polls the event loop until the source stops listening or the broker has closed the connection
+/// after the client's DISCONNECT:
 /// subscribes to `filter` on every connection, hands messages to `intake` and changes of state to
 /// `status`, and waits with backoff (and jitter) between failed connection attempts.
 pub async fn run(
@@ -250,6 +251,7 @@ pub async fn run(
     status: mpsc::UnboundedSender<Status>,
 ) {
     let mut backoff = Backoff::default();
+    let mut disconnecting = false;
     loop {
         match events.poll().await {
             Ok(Polled::Message(m)) => {
@@ -278,7 +280,12 @@ pub async fn run(
                     return;
                 }
             }
-            Ok(Polled::Disconnected) => return,
+            // The broker closes the connection once it has read the DISCONNECT, and so every
+            // acknowledgement sent before it: only then is the session's state settled (a client
+            // that connects under the same id at once would otherwise take over a session whose
+            // last acknowledgements the broker never read).
+            Ok(Polled::Disconnected) => disconnecting = true,
+            Err(_) if disconnecting => return,
             Ok(Polled::Nothing) => {}
             Err(e) => {
                 let delay = backoff.next_delay();
