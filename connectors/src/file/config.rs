@@ -13,11 +13,21 @@ use crate::format::Format;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
-    /// The file to read, one JSON object per line; relative paths are from the working directory.
+    /// The file to read, one record per line; relative paths are from the working directory.
     pub path: PathBuf,
-    /// How lines are decoded.
+    /// How lines are decoded: `json` (one object; a column may name a JSON path,
+    /// `temp = '$.payload.temp'`), `csv` or `raw` (the line is one value).
     #[serde(default)]
     pub format: Format,
+    /// CSV: the field separator (`,`).
+    pub delimiter: Option<char>,
+    /// CSV: the first line names the columns (`true`); `false` reads the fields in the declared
+    /// order.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// Raw: the column each line's value fills (by default the only column that is not a
+    /// TIMESTAMP).
+    pub value_column: Option<String>,
     /// Rows per batch handed to the queries.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -30,11 +40,14 @@ pub struct FileSourceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
-    /// The file to write, one JSON object per line; created if missing.
+    /// The file to write, one row per line; created if missing.
     pub path: PathBuf,
-    /// How rows are encoded.
+    /// How rows are encoded: `json` (one object per line), `csv` (no header) or `raw` (one value
+    /// per line).
     #[serde(default)]
     pub format: Format,
+    /// Raw: the column written (by default the rows' only column).
+    pub value_column: Option<String>,
     /// `append` (the default) keeps what the file holds; `truncate` empties it at start.
     #[serde(default)]
     pub mode: WriteMode,
@@ -49,6 +62,10 @@ pub enum WriteMode {
     Append,
     /// Empty the file at start.
     Truncate,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_batch_size() -> usize {

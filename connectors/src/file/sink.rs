@@ -6,17 +6,23 @@ use eddy_engine::{ConnectorError, OptionError, Sink, SinkSpec};
 use tokio::io::AsyncWriteExt;
 
 use super::config::{FileSinkConfig, WriteMode};
-use crate::format::json::encode_rows;
+use crate::format::RecordEncoder;
 
 pub struct FileSink {
     config: FileSinkConfig,
+    encoder: RecordEncoder,
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
 }
 
 impl FileSink {
     pub fn create(spec: &SinkSpec) -> Result<Box<dyn Sink>, OptionError> {
         let config: FileSinkConfig = spec.options.deserialize()?;
-        Ok(Box::new(Self { config, file: None }))
+        let encoder = RecordEncoder::new(config.format, config.value_column.clone())?;
+        Ok(Box::new(Self {
+            config,
+            encoder,
+            file: None,
+        }))
     }
 
     /// Opens the file on the first write, so planning (`eddy check`) never touches it.
@@ -72,11 +78,22 @@ impl Sink for FileSink {
             WriteMode::Append => "appended",
             WriteMode::Truncate => "truncated at start",
         };
-        format!("{} (JSON lines, {mode})", self.config.path.display())
+        format!(
+            "{} ({} lines, {mode})",
+            self.config.path.display(),
+            self.encoder.format().describe()
+        )
+    }
+
+    fn check_schema(&self, schema: &arrow::datatypes::Schema) -> Result<(), String> {
+        self.encoder.check(schema)
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
-        let bytes = encode_rows(&batch).map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        let bytes = self
+            .encoder
+            .lines(&batch)
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
         let path = self.config.path.display().to_string();
         let written = self.file().await?.write_all(&bytes).await;
         written.map_err(|e| {

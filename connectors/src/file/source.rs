@@ -1,5 +1,5 @@
-//! Replays a JSON-lines file: decodes it batch by batch and ends at the end of the file, so every
-//! open window fires. Bad lines go to the dead letters with `path:line` as their origin. Each batch
+//! Replays a file of records, one per line (JSON, CSV with or without a header line, or raw
+//! values): decodes it batch by batch and ends at the end of the file, so every open window fires. Bad lines go to the dead letters with `path:line` as their origin. Each batch
 //! is handed on with the position after its last line (byte offset and line number), which a
 //! checkpoint records and a restored source seeks back to.
 
@@ -9,35 +9,78 @@ use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::config::FileSourceConfig;
-use crate::format::json::JsonDecoder;
+use crate::format::{self, DecodeOptions, Format, RecordDecoder};
 
 /// Bytes read from the file at a time.
 const CHUNK: usize = 1 << 20;
 
 pub struct FileSource {
     config: FileSourceConfig,
-    decoder: JsonDecoder,
+    decoder: RecordDecoder,
 }
 
 impl FileSource {
     pub fn create(spec: &SourceSpec) -> Result<Box<dyn Source>, OptionError> {
-        let config: FileSourceConfig = spec.options.deserialize()?;
+        let (options, paths) = format::take_column_paths(spec.options, spec.schema);
+        let config: FileSourceConfig = options.deserialize()?;
         if config.batch_size == 0 {
             return Err(OptionError::invalid("batch_size", "must be at least 1"));
         }
-        let decoder = JsonDecoder::new(std::sync::Arc::clone(spec.schema), config.batch_size)
-            .map(|d| d.with_max_record_bytes(config.max_record_bytes))
-            .map_err(|e| OptionError::Other(e.to_string()))?;
+        let decoder = RecordDecoder::new(
+            std::sync::Arc::clone(spec.schema),
+            &DecodeOptions {
+                format: config.format,
+                delimiter: config.delimiter,
+                header: config.format == Format::Csv && config.header,
+                value_column: config.value_column.clone(),
+                paths,
+                max_records: config.batch_size,
+                max_record_bytes: config.max_record_bytes,
+            },
+        )?;
         Ok(Box::new(Self { config, decoder }))
+    }
+
+    /// A CSV file's header line: read first, wherever the run resumes. Returns where the data
+    /// starts (after the header) when the file is read from its beginning.
+    async fn read_header(&mut self, shown: &str) -> Result<Option<Position>, ConnectorError> {
+        use tokio::io::AsyncBufReadExt;
+        let file = tokio::fs::File::open(&self.config.path)
+            .await
+            .map_err(|e| ConnectorError::fatal(format!("cannot open {shown}: {e}")))?;
+        let mut line = Vec::new();
+        let n = tokio::io::BufReader::new(file)
+            .take(self.config.max_record_bytes as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|e| ConnectorError::fatal(format!("cannot read {shown}: {e}")))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        self.decoder
+            .header(text)
+            .map_err(|e| ConnectorError::fatal(format!("{shown}:1: {e}")))?;
+        Ok(Some(Position {
+            offset: n as u64,
+            line: 1,
+        }))
     }
 }
 
 #[async_trait]
 impl Source for FileSource {
     fn describe(&self) -> String {
+        let header = if self.decoder.wants_header() {
+            " with a header line"
+        } else {
+            ""
+        };
         format!(
-            "{} (JSON lines, replayed to the end)",
-            self.config.path.display()
+            "{} ({} lines{header}, replayed to the end)",
+            self.config.path.display(),
+            self.config.format.describe()
         )
     }
 
@@ -55,6 +98,18 @@ impl Source for FileSource {
         let mut lines = LineCounter::default();
         // Where the bytes read so far end in the file.
         let mut read_to = 0u64;
+        let data_starts = if self.decoder.wants_header() {
+            self.read_header(&shown).await?
+        } else {
+            None
+        };
+        if let (Some(at), None) = (data_starts, ctx.resume_from()) {
+            file.seek(std::io::SeekFrom::Start(at.offset))
+                .await
+                .map_err(|e| ConnectorError::fatal(format!("cannot seek in {shown}: {e}")))?;
+            read_to = at.offset;
+            lines.next = at.line;
+        }
         if let Some(resume) = ctx.resume_from() {
             let at = Position::from_json(resume).ok_or_else(|| {
                 ConnectorError::fatal(format!(
@@ -247,7 +302,7 @@ impl FileSource {
     ) -> Result<(), ConnectorError> {
         let decoded = self
             .decoder
-            .decode(records)
+            .decode(records, None)
             .map_err(|e| ConnectorError::fatal(e.to_string()))?;
         for (i, why) in &decoded.rejected {
             ctx.dead_letter(&format!("{path}:{}", numbers[*i]), records[*i], why);

@@ -3,32 +3,33 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow_json::reader::Decoder;
 use arrow_json::{LineDelimitedWriter, ReaderBuilder, WriterBuilder};
 
-/// What [`JsonDecoder::decode`] made of a group of records.
-#[derive(Debug, Default)]
-pub struct Decoded {
-    /// One row per accepted record, in order.
-    pub batch: Option<RecordBatch>,
-    /// Indices of the records that became rows (all of them when `rejected` is empty).
-    pub accepted: Vec<usize>,
-    /// Records that are not a JSON object of the schema, with the reason.
-    pub rejected: Vec<(usize, String)>,
-}
+use super::{Decoded, reject_non_finite, within_size};
 
 /// Decodes records, each one JSON object, into batches of a schema. A group of records is decoded
 /// in one go; only when that fails is each record tried alone, so one bad record costs a little
 /// and never poisons the others (arrow-json's decoder must be rebuilt after any error).
 pub struct JsonDecoder {
+    /// What arrow-json decodes: the declared columns, or with JSON paths the nesting they read.
     schema: SchemaRef,
     max_records: usize,
     decoder: Decoder,
     /// Records longer than this are rejected unread.
     max_record_bytes: usize,
+    /// Declared columns read through paths, when some are.
+    paths: Option<Paths>,
+}
+
+/// The declared columns, and for each the chain of field names that leads to it from a record's
+/// top level (one name for a column read by its own name).
+struct Paths {
+    declared: SchemaRef,
+    chains: Vec<Vec<String>>,
 }
 
 /// The default of the `max_record_bytes` option of sources.
@@ -43,7 +44,30 @@ impl JsonDecoder {
             max_records,
             decoder,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            paths: None,
         })
+    }
+
+    /// Reads the columns of `paths` (column, `$.a.b`) from nested objects instead of by name.
+    pub fn with_paths(mut self, paths: &[(String, String)]) -> Result<Self, ArrowError> {
+        if paths.is_empty() {
+            return Ok(self);
+        }
+        let declared = Arc::clone(&self.schema);
+        let mut chains = Vec::with_capacity(declared.fields().len());
+        for field in declared.fields() {
+            let chain = match paths.iter().find(|(c, _)| c == field.name()) {
+                Some((column, path)) => parse_path(path).map_err(|why| {
+                    ArrowError::InvalidArgumentError(format!("option '{column}': {why}"))
+                })?,
+                None => vec![field.name().clone()],
+            };
+            chains.push(chain);
+        }
+        self.schema = Arc::new(Schema::new(nested_fields(&declared, &chains)?));
+        self.decoder = builder(&self.schema, self.max_records).build_decoder()?;
+        self.paths = Some(Paths { declared, chains });
+        Ok(self)
     }
 
     /// Rejects records longer than `bytes`.
@@ -67,41 +91,25 @@ impl JsonDecoder {
     /// `"NaN"` must not turn every average it touches into NaN.
     pub fn decode(&mut self, records: &[&[u8]]) -> Result<Decoded, ArrowError> {
         let limit = self.max_record_bytes;
-        if records.iter().any(|r| r.len() > limit) {
-            let (small, big): (Vec<usize>, Vec<usize>) =
-                (0..records.len()).partition(|&i| records[i].len() <= limit);
-            let subset: Vec<&[u8]> = small.iter().map(|&i| records[i]).collect();
-            let mut d = self.decode(&subset)?;
-            d.accepted = d.accepted.iter().map(|&i| small[i]).collect();
-            d.rejected = d
-                .rejected
-                .into_iter()
-                .map(|(i, why)| (small[i], why))
-                .chain(big.into_iter().map(|i| {
-                    (
-                        i,
-                        format!(
-                            "record of {} bytes is longer than max_record_bytes ({limit})",
-                            records[i].len()
-                        ),
-                    )
-                }))
-                .collect();
-            d.rejected.sort_by_key(|(i, _)| *i);
-            return Ok(d);
+        let mut decoded = within_size(records, limit, |r| self.decode_small(r))?;
+        if let Some(paths) = &self.paths {
+            decoded = paths.project(decoded)?;
         }
-        let decoded = match self.decode_all(records.iter().copied()) {
-            Ok(batch) => Decoded {
+        reject_non_finite(decoded)
+    }
+
+    fn decode_small(&mut self, records: &[&[u8]]) -> Result<Decoded, ArrowError> {
+        match self.decode_all(records.iter().copied()) {
+            Ok(batch) => Ok(Decoded {
                 batch,
                 accepted: (0..records.len()).collect(),
                 rejected: Vec::new(),
-            },
+            }),
             Err(_) => {
                 self.decoder = builder(&self.schema, self.max_records).build_decoder()?;
-                self.decode_one_by_one(records)?
+                self.decode_one_by_one(records)
             }
-        };
-        reject_non_finite(decoded)
+        }
     }
 
     fn decode_all<'r>(
@@ -151,69 +159,6 @@ impl JsonDecoder {
     }
 }
 
-/// Moves rows with a NaN or infinite floating-point value to the rejected records.
-fn reject_non_finite(mut d: Decoded) -> Result<Decoded, ArrowError> {
-    let Some(batch) = &d.batch else {
-        return Ok(d);
-    };
-    // The common case, no non-finite value anywhere, is one pass over the values.
-    let suspicious = batch.columns().iter().any(|c| {
-        if let Some(a) = c.as_any().downcast_ref::<arrow::array::Float64Array>() {
-            a.values().iter().any(|v| !v.is_finite())
-        } else if let Some(a) = c.as_any().downcast_ref::<arrow::array::Float32Array>() {
-            a.values().iter().any(|v| !v.is_finite())
-        } else {
-            false
-        }
-    });
-    if !suspicious {
-        return Ok(d);
-    }
-    let mut bad: Vec<Option<String>> = vec![None; batch.num_rows()];
-    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        let check = |row: usize, v: f64, bad: &mut Vec<Option<String>>| {
-            if !v.is_finite() && bad[row].is_none() {
-                bad[row] = Some(format!("{} is {v} (not a finite number)", f.name()));
-            }
-        };
-        match f.data_type() {
-            DataType::Float64 => {
-                let a = c.as_any().downcast_ref::<arrow::array::Float64Array>();
-                for (row, v) in a.into_iter().flatten().enumerate() {
-                    if let Some(v) = v {
-                        check(row, v, &mut bad);
-                    }
-                }
-            }
-            DataType::Float32 => {
-                let a = c.as_any().downcast_ref::<arrow::array::Float32Array>();
-                for (row, v) in a.into_iter().flatten().enumerate() {
-                    if let Some(v) = v {
-                        check(row, v as f64, &mut bad);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if bad.iter().all(Option::is_none) {
-        return Ok(d);
-    }
-    let keep: arrow::array::BooleanArray = bad.iter().map(|b| Some(b.is_none())).collect();
-    let kept = arrow::compute::filter_record_batch(batch, &keep)?;
-    let mut accepted = Vec::with_capacity(kept.num_rows());
-    for (row, why) in bad.into_iter().enumerate() {
-        match why {
-            None => accepted.push(d.accepted[row]),
-            Some(why) => d.rejected.push((d.accepted[row], why)),
-        }
-    }
-    d.rejected.sort_by_key(|(i, _)| *i);
-    d.accepted = accepted;
-    d.batch = (kept.num_rows() > 0).then_some(kept);
-    Ok(d)
-}
-
 fn builder(schema: &SchemaRef, batch_size: usize) -> ReaderBuilder {
     ReaderBuilder::new(Arc::clone(schema))
         .with_batch_size(batch_size.max(1))
@@ -259,6 +204,147 @@ fn reason(e: &ArrowError, schema: &Schema) -> String {
     text
 }
 
+/// `$.payload.temp` as the chain of names `payload`, `temp`.
+fn parse_path(path: &str) -> Result<Vec<String>, String> {
+    let rest = path
+        .strip_prefix("$.")
+        .ok_or_else(|| format!("'{path}' is not a JSON path such as '$.payload.temp'"))?;
+    let names: Vec<String> = rest.split('.').map(str::to_string).collect();
+    if let Some(bad) = names
+        .iter()
+        .find(|n| n.is_empty() || n.contains(['[', ']', '*', '\'', '"']))
+    {
+        return Err(format!(
+            "'{path}': '{bad}' is not a field name (paths go through objects by name: '$.a.b'; arrays and wildcards are not read)"
+        ));
+    }
+    Ok(names)
+}
+
+/// The fields arrow-json decodes so that every chain leads to a value of its column's type:
+/// objects along the way become structs.
+fn nested_fields(declared: &Schema, chains: &[Vec<String>]) -> Result<Vec<Field>, ArrowError> {
+    enum Node {
+        Leaf(Field),
+        Object(Vec<(String, Node)>),
+    }
+    fn insert(
+        nodes: &mut Vec<(String, Node)>,
+        chain: &[String],
+        leaf: Field,
+    ) -> Result<(), String> {
+        let (name, rest) = chain.split_first().ok_or("an empty path")?;
+        let at = match nodes.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                let node = if rest.is_empty() {
+                    Node::Leaf(leaf.clone())
+                } else {
+                    Node::Object(Vec::new())
+                };
+                nodes.push((name.clone(), node));
+                if rest.is_empty() {
+                    return Ok(());
+                }
+                nodes.len() - 1
+            }
+        };
+        match (&mut nodes[at].1, rest.is_empty()) {
+            (Node::Object(children), false) => insert(children, rest, leaf),
+            _ => Err(format!("'{name}' is read both as a value and as an object")),
+        }
+    }
+    fn fields(nodes: Vec<(String, Node)>) -> Vec<Field> {
+        nodes
+            .into_iter()
+            .map(|(name, node)| match node {
+                Node::Leaf(f) => f.with_name(name),
+                Node::Object(children) => {
+                    Field::new(name, DataType::Struct(Fields::from(fields(children))), true)
+                }
+            })
+            .collect()
+    }
+    let mut nodes = Vec::new();
+    for (field, chain) in declared.fields().iter().zip(chains) {
+        // A value inside an object may be missing while its column is NOT NULL: checked after.
+        let leaf = field
+            .as_ref()
+            .clone()
+            .with_nullable(chain.len() > 1 || field.is_nullable());
+        insert(&mut nodes, chain, leaf).map_err(|why| {
+            ArrowError::InvalidArgumentError(format!("column {}: {why}", field.name()))
+        })?;
+    }
+    Ok(fields(nodes))
+}
+
+impl Paths {
+    /// The declared columns out of the decoded (nested) rows. A value is NULL where any object
+    /// on its path is missing; a row missing a value its column requires is rejected.
+    fn project(&self, mut decoded: Decoded) -> Result<Decoded, ArrowError> {
+        let Some(batch) = decoded.batch.take() else {
+            return Ok(decoded);
+        };
+        let mut columns = Vec::with_capacity(self.chains.len());
+        let mut bad: Vec<Option<String>> = vec![None; batch.num_rows()];
+        for (field, chain) in self.declared.fields().iter().zip(&self.chains) {
+            let mut array: ArrayRef = Arc::clone(
+                batch
+                    .column_by_name(&chain[0])
+                    .ok_or_else(|| ArrowError::SchemaError(format!("no field {}", chain[0])))?,
+            );
+            for name in &chain[1..] {
+                let parent = array.as_struct();
+                let child = parent
+                    .column_by_name(name)
+                    .ok_or_else(|| ArrowError::SchemaError(format!("no field {name}")))?;
+                let nulls = arrow::buffer::NullBuffer::union(
+                    parent.nulls(),
+                    child.logical_nulls().as_ref(),
+                );
+                array =
+                    arrow::array::make_array(child.to_data().into_builder().nulls(nulls).build()?);
+            }
+            if !field.is_nullable() {
+                for (row, b) in bad.iter_mut().enumerate() {
+                    if b.is_none() && array.is_null(row) {
+                        *b = Some(format!(
+                            "missing or null value for required field '{}' (at $.{})",
+                            field.name(),
+                            chain.join(".")
+                        ));
+                    }
+                }
+            }
+            columns.push(array);
+        }
+        // Checked against the declared (required) columns once the bad rows are out.
+        let relaxed = Arc::new(Schema::new(
+            self.declared
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let all = super::batch_of(&relaxed, columns, batch.num_rows())?;
+        let mut out = super::split_bad_rows(
+            all,
+            std::mem::take(&mut decoded.accepted),
+            bad,
+            std::mem::take(&mut decoded.rejected),
+        )?;
+        if let Some(b) = out.batch.take() {
+            out.batch = Some(super::batch_of(
+                &self.declared,
+                b.columns().to_vec(),
+                b.num_rows(),
+            )?);
+        }
+        Ok(out)
+    }
+}
+
 /// Encodes rows as JSON objects, one per line: keys are the column names, timestamps RFC 3339 in
 /// UTC with milliseconds (`2026-01-01T00:00:10.000Z`), nulls written out.
 pub fn encode_rows(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
@@ -281,7 +367,7 @@ pub fn rows(encoded: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Timestamps with a time zone hold UTC instants: drop the zone so they print as UTC with `Z`.
-fn utc_timestamps(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn utc_timestamps(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     if !batch
         .schema()
         .fields()
@@ -417,5 +503,45 @@ mod tests {
             "{\"window_end\":\"2026-01-01T00:00:10.000Z\",\"avg_temp\":81.25}\n{\"window_end\":\"2026-01-01T00:00:10.123Z\",\"avg_temp\":null}\n"
         );
         assert_eq!(rows(text.as_bytes()).count(), 2);
+    }
+
+    #[test]
+    fn columns_named_by_a_json_path_come_from_nested_objects() {
+        let paths = vec![
+            ("temp".to_string(), "$.payload.temp".to_string()),
+            ("ts".to_string(), "$.payload.meta.time".to_string()),
+        ];
+        let mut d = JsonDecoder::new(schema(), 10)
+            .and_then(|d| d.with_paths(&paths))
+            .expect("decoder");
+        let out = d
+            .decode(&[
+                br#"{"device_id":"m1","payload":{"temp":81.5,"meta":{"time":1767225600000}}}"#,
+                br#"{"device_id":"m2","payload":{"temp":20}}"#,
+                br#"{"device_id":"m3","payload":{"meta":{"time":"2026-01-01T00:00:01Z"}}}"#,
+            ])
+            .expect("decoded");
+        let batch = out.batch.expect("rows");
+        assert_eq!(out.accepted, [0, 2]);
+        assert_eq!(
+            out.rejected,
+            [(
+                1,
+                "missing or null value for required field 'ts' (at $.payload.meta.time)"
+                    .to_string()
+            )]
+        );
+        assert_eq!(crate::format::values_of(&batch, "device_id"), ["m1", "m3"]);
+        assert_eq!(crate::format::values_of(&batch, "temp"), ["81.5", "null"]);
+        assert_eq!(
+            crate::format::values_of(&batch, "ts"),
+            ["2026-01-01T00:00:00", "2026-01-01T00:00:01"]
+        );
+        assert!(
+            JsonDecoder::new(schema(), 10)
+                .and_then(|d| d.with_paths(&[("temp".into(), "$.readings[0]".into())]))
+                .is_err(),
+            "arrays are refused"
+        );
     }
 }

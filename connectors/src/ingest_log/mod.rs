@@ -7,8 +7,8 @@
 //! On disk: `DIR/00000000000000000000.log`, one file per segment, named after the offset (in
 //! bytes, counted from the log's beginning) of its first record. A record is its body's length
 //! (u32, little endian), the low 32 bits of the body's FNV-1a hash, then the body: an id (u32;
-//! the MQTT source keeps the packet id and QoS there), the origin's length (u16) and bytes (a
-//! topic), then the payload. A record cut short by a crash at the end of the newest segment is
+//! the MQTT source keeps the packet id and QoS there), when the record was received (i64,
+//! milliseconds since the epoch), the origin's length (u16) and bytes (a topic), then the payload. A record cut short by a crash at the end of the newest segment is
 //! cut off when the log is opened; a damaged record anywhere else is an error naming the file.
 
 mod reader;
@@ -29,6 +29,8 @@ const HEADER: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
     pub id: u32,
+    /// When the record was received, in milliseconds since the epoch.
+    pub received: i64,
     pub origin: &'a [u8],
     pub payload: &'a [u8],
 }
@@ -153,11 +155,13 @@ fn parse(bytes: &[u8]) -> Option<(Record<'_>, usize)> {
 
 fn body_record(body: &[u8]) -> Option<Record<'_>> {
     let id = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
-    let origin_len = u16::from_le_bytes(body.get(4..6)?.try_into().ok()?) as usize;
-    let origin = body.get(6..6 + origin_len)?;
-    let payload = body.get(6 + origin_len..)?;
+    let received = i64::from_le_bytes(body.get(4..12)?.try_into().ok()?);
+    let origin_len = u16::from_le_bytes(body.get(12..14)?.try_into().ok()?) as usize;
+    let origin = body.get(14..14 + origin_len)?;
+    let payload = body.get(14 + origin_len..)?;
     Some(Record {
         id,
+        received,
         origin,
         payload,
     })

@@ -25,7 +25,7 @@ fn records_read_back_across_segments_from_any_record() {
     let mut appender = log.appender.with_segment_bytes(100);
     let mut ends = Vec::new();
     for i in 0..20u32 {
-        ends.push(appender.push(i, b"plant/m1", format!("reading {i}").as_bytes()));
+        ends.push(appender.push(i, 7, b"plant/m1", format!("reading {i}").as_bytes()));
         if i % 3 == 2 {
             assert_eq!(appender.commit().expect("committed"), *ends.last().unwrap());
         }
@@ -36,6 +36,13 @@ fn records_read_back_across_segments_from_any_record() {
 
     let all = records(dir.path(), 0, end);
     assert_eq!(all.len(), 20);
+    let mut reader = LogReader::open(dir.path(), 0).expect("reader");
+    let first = reader.read(end, 1).expect("read");
+    assert_eq!(
+        first.iter().map(|r| r.received).collect::<Vec<_>>(),
+        [7],
+        "the time a record was received reads back"
+    );
     assert_eq!(all[7], (7, "plant/m1".into(), "reading 7".into()));
     // From the end of record 11, up to the end of record 15.
     let some = records(dir.path(), ends[11], ends[15]);
@@ -51,7 +58,7 @@ fn a_torn_last_record_is_cut_off_and_the_two_newest_segments_are_shown() {
     let log = open(dir.path(), |_| {}).expect("opened");
     let mut appender = log.appender.with_segment_bytes(60);
     for i in 0..10u32 {
-        appender.push(i, b"t", b"0123456789");
+        appender.push(i, 7, b"t", b"0123456789");
         appender.commit().expect("committed");
     }
     let end = appender.end();
@@ -73,7 +80,7 @@ fn a_torn_last_record_is_cut_off_and_the_two_newest_segments_are_shown() {
     );
     // Appending goes on after the last whole record.
     let mut appender = log.appender;
-    appender.push(10, b"t", b"again");
+    appender.push(10, 7, b"t", b"again");
     let end = appender.commit().unwrap();
     assert_eq!(records(dir.path(), 0, end).len(), 11);
 }
@@ -85,7 +92,7 @@ fn segments_behind_an_offset_are_removed_but_the_two_newest_kept() {
     let mut appender = log.appender.with_segment_bytes(40);
     let mut ends = Vec::new();
     for i in 0..12u32 {
-        ends.push(appender.push(i, b"t", b"0123456789"));
+        ends.push(appender.push(i, 7, b"t", b"0123456789"));
         appender.commit().unwrap();
     }
     let before = segments(dir.path()).unwrap();
@@ -113,8 +120,8 @@ fn a_damaged_record_is_an_error_naming_the_log() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open(dir.path(), |_| {}).expect("opened");
     let mut appender = log.appender;
-    appender.push(1, b"t", b"first");
-    appender.push(2, b"t", b"second");
+    appender.push(1, 7, b"t", b"first");
+    appender.push(2, 7, b"t", b"second");
     let end = appender.commit().unwrap();
     let path = segment_path(dir.path(), 0);
     let mut bytes = std::fs::read(&path).unwrap();

@@ -44,13 +44,14 @@ impl LogAppender {
 
     /// Adds a record to the group being gathered; returns the offset after it (where it ends
     /// once [`Self::commit`] has returned). An origin longer than 65,535 bytes is cut there.
-    pub fn push(&mut self, id: u32, origin: &[u8], payload: &[u8]) -> u64 {
+    pub fn push(&mut self, id: u32, received: i64, origin: &[u8], payload: &[u8]) -> u64 {
         let origin = &origin[..origin.len().min(u16::MAX as usize)];
-        let len = 4 + 2 + origin.len() + payload.len();
+        let len = 4 + 8 + 2 + origin.len() + payload.len();
         let at = self.buffer.len();
         self.buffer.extend_from_slice(&(len as u32).to_le_bytes());
         self.buffer.extend_from_slice(&[0; 4]);
         self.buffer.extend_from_slice(&id.to_le_bytes());
+        self.buffer.extend_from_slice(&received.to_le_bytes());
         self.buffer
             .extend_from_slice(&(origin.len() as u16).to_le_bytes());
         self.buffer.extend_from_slice(origin);

@@ -180,7 +180,7 @@ pub async fn write_log(
             for m in &batch {
                 match m {
                     ToLog::Append(m) => {
-                        appender.push(record_id(m), &m.topic, &m.payload);
+                        appender.push(record_id(m), m.received, &m.topic, &m.payload);
                         if m.needs_ack {
                             ids.push(m.pkid);
                         }
@@ -242,6 +242,7 @@ mod tests {
             pkid,
             dup,
             needs_ack: true,
+            received: 0,
         }
     }
 
@@ -265,12 +266,12 @@ mod tests {
         let opened = crate::ingest_log::open(dir.path(), |_| {}).expect("log");
         let mut appender = opened.appender;
         let m = message(9, r#"{"temp":4}"#, false);
-        appender.push(record_id(&m), &m.topic, &m.payload);
+        appender.push(record_id(&m), m.received, &m.topic, &m.payload);
         let qos0 = Received {
             needs_ack: false,
             ..message(10, "x", false)
         };
-        appender.push(record_id(&qos0), &qos0.topic, &qos0.payload);
+        appender.push(record_id(&qos0), qos0.received, &qos0.topic, &qos0.payload);
         appender.commit().expect("synced");
         let mut r = Redeliveries::default();
         crate::ingest_log::open(dir.path(), |rec| r.note_record(rec)).expect("reopened");

@@ -19,8 +19,12 @@ use crate::format::Format;
 pub struct MqttSourceConfig {
     /// `mqtt://host[:port]` or `mqtts://host[:port]` (TLS); user and password may be in the URL.
     pub url: String,
-    /// Topic filter to subscribe to; `+` and `#` wildcards allowed.
-    pub topic: String,
+    /// Topic filter to subscribe to; `+` and `#` wildcards allowed. By default the filter of
+    /// `topic_pattern`.
+    pub topic: Option<String>,
+    /// `sensors/{device_id}/{metric}`: declared columns filled from each message's topic levels
+    /// (`+` matches a level not kept, a trailing `#` the levels after).
+    pub topic_pattern: Option<String>,
     /// Quality of service of the subscription: 0 (at most once) or 1 (at least once).
     #[serde(default)]
     pub qos: u8,
@@ -34,9 +38,16 @@ pub struct MqttSourceConfig {
     pub password_env: Option<String>,
     /// PEM file of the CA that signed the broker's certificate (mqtts); the system's CAs by default.
     pub ca_file: Option<PathBuf>,
-    /// How each message is decoded.
+    /// How each message is decoded: `json` (one object; a column may name a JSON path,
+    /// `temp = '$.payload.temp'`), `csv` (one line, fields in the declared order) or `raw` (the
+    /// message is one value).
     #[serde(default)]
     pub format: Format,
+    /// CSV: the field separator (`,`).
+    pub delimiter: Option<char>,
+    /// Raw: the column each message's value fills (by default the only column that is neither a
+    /// TIMESTAMP nor filled from the topic); a TIMESTAMP column gets the message's arrival time.
+    pub value_column: Option<String>,
     /// The declared column that receives each message's topic (`topic` by default, if declared).
     pub topic_column: Option<String>,
     /// Most messages decoded into one batch.
@@ -127,9 +138,11 @@ pub struct MqttSinkConfig {
     pub password_env: Option<String>,
     /// PEM file of the CA that signed the broker's certificate (mqtts); the system's CAs by default.
     pub ca_file: Option<PathBuf>,
-    /// How each row is encoded.
+    /// How each row is encoded: `json`, `csv` (one line) or `raw` (one value).
     #[serde(default)]
     pub format: Format,
+    /// Raw: the column published (by default the rows' only column).
+    pub value_column: Option<String>,
     /// MQTT keep-alive interval.
     #[serde(default = "default_keep_alive", deserialize_with = "duration")]
     pub keep_alive: Duration,

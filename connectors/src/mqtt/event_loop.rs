@@ -34,6 +34,8 @@ pub struct Received {
     pub dup: bool,
     /// QoS 1: the broker waits for an acknowledgement.
     pub needs_ack: bool,
+    /// When it arrived, in milliseconds since the epoch.
+    pub received: i64,
 }
 
 impl Received {
@@ -170,6 +172,7 @@ impl EventLoop {
                         payload: p.payload,
                         pkid: p.pkid,
                         dup: p.dup,
+                        received: eddy_engine::time::now_millis(),
                     })),
                     Event::Incoming(Packet::ConnAck(c)) => Ok(Polled::Status(Status::Connected {
                         session_present: c.session_present,
@@ -195,6 +198,7 @@ impl EventLoop {
                         payload: p.payload,
                         pkid: p.pkid,
                         dup: p.dup,
+                        received: eddy_engine::time::now_millis(),
                     })),
                     Event::Incoming(Packet::ConnAck(c)) => Ok(Polled::Status(Status::Connected {
                         session_present: c.session_present,

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::config::MqttSinkConfig;
 use super::connection::{Backoff, Connection, ConnectionOptions, qos};
 use super::topic::TopicTemplate;
-use crate::format::json::{encode_rows, rows};
+use crate::format::RecordEncoder;
 
 pub struct MqttSink {
     name: String,
@@ -25,6 +25,7 @@ pub struct MqttSink {
     connection: Connection,
     qos: QoS,
     template: TopicTemplate,
+    encoder: RecordEncoder,
     client: Option<(AsyncClient, Arc<Delivery>)>,
 }
 
@@ -52,9 +53,11 @@ impl MqttSink {
         })?;
         let template =
             TopicTemplate::parse(&config.topic).map_err(|m| OptionError::invalid("topic", m))?;
+        let encoder = RecordEncoder::new(config.format, config.value_column.clone())?;
         Ok(Box::new(Self {
             name: spec.name.to_string(),
             qos: qos(config.qos)?,
+            encoder,
             config,
             connection,
             template,
@@ -122,16 +125,18 @@ async fn drive(
 impl Sink for MqttSink {
     fn describe(&self) -> String {
         format!(
-            "{} topic {} qos {}{} (JSON)",
+            "{} topic {} qos {}{} ({})",
             self.connection.address,
             self.template,
             self.config.qos,
-            if self.config.retain { " retained" } else { "" }
+            if self.config.retain { " retained" } else { "" },
+            self.encoder.format().describe()
         )
     }
 
     fn check_schema(&self, schema: &Schema) -> Result<(), String> {
-        self.template.check(schema)
+        self.template.check(schema)?;
+        self.encoder.check(schema)
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
@@ -140,10 +145,13 @@ impl Sink for MqttSink {
             .template
             .render(&batch)
             .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-        let encoded = encode_rows(&batch).map_err(|e| ConnectorError::fatal(e.to_string()))?;
-        for (topic, payload) in topics.into_iter().zip(rows(&encoded)) {
+        let payloads = self
+            .encoder
+            .each(&batch)
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        for (topic, payload) in topics.into_iter().zip(payloads) {
             client
-                .publish(topic, self.qos, self.config.retain, payload.to_vec())
+                .publish(topic, self.qos, self.config.retain, payload)
                 .await
                 .map_err(|e| ConnectorError::fatal(format!("cannot publish: {e}")))?;
             delivery.requested.fetch_add(1, Ordering::Relaxed);

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Schema, SchemaRef};
 use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Source, SourceContext, SourceSpec};
 use serde::{Deserialize, Serialize};
@@ -25,7 +23,9 @@ use super::acks::{self, Backlog, LogIntake, Redeliveries};
 use super::config::MqttSourceConfig;
 use super::connection::{Connection, ConnectionOptions, qos};
 use super::event_loop::{self, Client, Protocol, Received, Status};
-use crate::format::json::JsonDecoder;
+use super::rows::{self, Message, MessageRows};
+use super::topic_pattern::TopicPattern;
+use crate::format::{self, DecodeOptions};
 use crate::ingest_log::{self, LogError, LogReader};
 
 pub struct MqttSource {
@@ -33,10 +33,11 @@ pub struct MqttSource {
     connection: Connection,
     protocol: Protocol,
     at_least_once: bool,
-    schema: SchemaRef,
-    /// Index of the column that receives the topic.
-    topic_column: Option<usize>,
-    decoder: JsonDecoder,
+    /// The filter subscribed to.
+    topic: String,
+    rows: MessageRows,
+    /// How messages become rows, as `eddy check` shows it.
+    shown: String,
 }
 
 /// Where a source reading through its ingest log is: what a checkpoint records.
@@ -48,7 +49,8 @@ struct LogPosition {
 
 impl MqttSource {
     pub fn create(spec: &SourceSpec) -> Result<Box<dyn Source>, OptionError> {
-        let config: MqttSourceConfig = spec.options.deserialize()?;
+        let (options, paths) = format::take_column_paths(spec.options, spec.schema);
+        let config: MqttSourceConfig = options.deserialize()?;
         let connection = Connection::new(ConnectionOptions {
             url: &config.url,
             client_id: config.client_id.as_deref(),
@@ -60,12 +62,27 @@ impl MqttSource {
             clean_session: config.clean_session,
             name: spec.name,
         })?;
-        if !rumqttc::valid_filter(&config.topic) {
+        let pattern = config
+            .topic_pattern
+            .as_deref()
+            .map(TopicPattern::parse)
+            .transpose()
+            .map_err(|m| OptionError::invalid("topic_pattern", m))?;
+        let topic = match (&config.topic, &pattern) {
+            (Some(t), _) => t.clone(),
+            (None, Some(p)) => p.filter(),
+            (None, None) => {
+                return Err(OptionError::invalid(
+                    "topic",
+                    "give the topic filter to subscribe to (or a topic_pattern)",
+                ));
+            }
+        };
+        if !rumqttc::valid_filter(&topic) {
             return Err(OptionError::invalid(
                 "topic",
                 format!(
-                    "'{}' is not a valid topic filter ('#' only at the end, '+' a whole level)",
-                    config.topic
+                    "'{topic}' is not a valid topic filter ('#' only at the end, '+' a whole level)"
                 ),
             ));
         }
@@ -79,87 +96,61 @@ impl MqttSource {
                 "must be at least 1",
             ));
         }
-        let topic_column = match &config.topic_column {
-            Some(name) => Some(spec.schema.index_of(name).map_err(|_| {
-                OptionError::invalid(
-                    "topic_column",
-                    format!("the source declares no column '{name}'"),
-                )
-            })?),
-            None => spec.schema.index_of("topic").ok(),
+        let topic_column = rows::topic_column(spec.schema, config.topic_column.as_deref())?;
+        let decode = DecodeOptions {
+            format: config.format,
+            delimiter: config.delimiter,
+            header: false,
+            value_column: config.value_column.clone(),
+            paths,
+            max_records: config.batch_size,
+            max_record_bytes: config.max_record_bytes,
         };
-        if let Some(i) = topic_column
-            && spec.schema.field(i).data_type() != &DataType::Utf8
-        {
-            return Err(OptionError::invalid(
-                "topic_column",
-                format!(
-                    "column '{}' receives the topic, so it must be TEXT",
-                    spec.schema.field(i).name()
-                ),
+        let mut shown = format!("{} messages", config.format.describe());
+        if let Some(i) = topic_column {
+            shown.push_str(&format!(
+                ", topic -> column {}",
+                spec.schema.field(i).name()
             ));
         }
-        let payload_fields: Vec<_> = spec
-            .schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != topic_column)
-            .map(|(_, f)| Arc::clone(f))
-            .collect();
-        let decoder = JsonDecoder::new(Arc::new(Schema::new(payload_fields)), config.batch_size)
-            .map(|d| d.with_max_record_bytes(config.max_record_bytes))
-            .map_err(|e| OptionError::Other(e.to_string()))?;
+        if let (Some(p), Some(text)) = (&pattern, &config.topic_pattern) {
+            shown.push_str(&format!(", {text} -> {}", p.columns().join(", ")));
+        }
+        let rows = MessageRows::new(spec.schema, topic_column, pattern, &decode)?;
         Ok(Box::new(Self {
+            shown,
             at_least_once: qos(config.qos)? != rumqttc::QoS::AtMostOnce,
             protocol,
             config,
             connection,
-            schema: Arc::clone(spec.schema),
-            topic_column,
-            decoder,
+            topic,
+            rows,
         }))
     }
 
     /// Decodes messages into one batch and hands it on (bad messages become dead letters); the
     /// source is then at `position`.
-    async fn hand_on<'a>(
+    async fn hand_on(
         &mut self,
-        messages: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        messages: &[Message<'_>],
         position: Option<serde_json::Value>,
         ctx: &mut SourceContext,
     ) -> Result<(), ConnectorError> {
-        let (topics, payloads): (Vec<&[u8]>, Vec<&[u8]>) = messages.unzip();
-        if payloads.is_empty() {
+        if messages.is_empty() {
             return match position {
                 Some(p) => ctx.flush_from(p).await,
                 None => ctx.flush().await,
             };
         }
-        let decoded = self
-            .decoder
-            .decode(&payloads)
+        let rows = self
+            .rows
+            .rows(messages)
             .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-        for (i, why) in &decoded.rejected {
-            ctx.dead_letter(&String::from_utf8_lossy(topics[*i]), payloads[*i], why);
+        for (i, why) in &rows.rejected {
+            let m = &messages[*i];
+            ctx.dead_letter(&String::from_utf8_lossy(m.topic), m.payload, why);
         }
-        let batch = match (decoded.batch, self.topic_column) {
-            (Some(b), Some(at)) => {
-                let topics: StringArray = decoded
-                    .accepted
-                    .iter()
-                    .map(|&i| Some(String::from_utf8_lossy(topics[i])))
-                    .collect();
-                let mut columns: Vec<ArrayRef> = b.columns().to_vec();
-                columns.insert(at, Arc::new(topics));
-                Some(
-                    RecordBatch::try_new(Arc::clone(&self.schema), columns)
-                        .map_err(|e| ConnectorError::fatal(e.to_string()))?,
-                )
-            }
-            (b, _) => b,
-        };
-        match (batch, position) {
+        match (rows.batch, position) {
             (Some(b), position) => ctx.send_from(b, position).await,
             (None, Some(p)) => ctx.flush_from(p).await,
             (None, None) => ctx.flush().await,
@@ -210,13 +201,16 @@ impl MqttSource {
         ctx: &mut SourceContext,
     ) -> Result<(), ConnectorError> {
         let messages = std::mem::take(pending);
-        let result = self
-            .hand_on(
-                messages.iter().map(|m| (&m.topic[..], &m.payload[..])),
-                None,
-                ctx,
-            )
-            .await;
+        let batch: Vec<Message> = messages
+            .iter()
+            .map(|m| Message {
+                topic: &m.topic,
+                payload: &m.payload,
+                received: m.received,
+            })
+            .collect();
+        let result = self.hand_on(&batch, None, ctx).await;
+        drop(batch);
         *pending = messages;
         pending.clear();
         result
@@ -296,12 +290,15 @@ impl MqttSource {
                     .map_err(log_error)?;
                 let position = serde_json::to_value(LogPosition { log: records.end })
                     .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-                self.hand_on(
-                    records.iter().map(|r| (r.origin, r.payload)),
-                    Some(position),
-                    ctx,
-                )
-                .await?;
+                let messages: Vec<Message> = records
+                    .iter()
+                    .map(|r| Message {
+                        topic: r.origin,
+                        payload: r.payload,
+                        received: r.received,
+                    })
+                    .collect();
+                self.hand_on(&messages, Some(position), ctx).await?;
                 truncation.handed_on(ctx.last_barrier().await + 1, records.end);
             }
             tokio::select! {
@@ -352,7 +349,7 @@ impl MqttSource {
         let poller = tokio::spawn(event_loop::run(
             events,
             client.clone(),
-            self.config.topic.clone(),
+            self.topic.clone(),
             self.at_least_once,
             intake,
             status_tx,
@@ -369,7 +366,7 @@ impl MqttSource {
         ctx: &SourceContext,
     ) -> Result<bool, ConnectorError> {
         let address = &self.connection.address;
-        let topic = &self.config.topic;
+        let topic = &self.topic;
         match status {
             Status::Connected { .. } if *connected_before => {
                 let n = ctx.metrics().reconnects.fetch_add(1, Ordering::Relaxed) + 1;
@@ -397,17 +394,13 @@ impl MqttSource {
 #[async_trait]
 impl Source for MqttSource {
     fn describe(&self) -> String {
-        let topic_column = self
-            .topic_column
-            .map(|i| format!(", topic -> column {}", self.schema.field(i).name()))
-            .unwrap_or_default();
         let protocol = match self.protocol {
             Protocol::V311 => "",
             Protocol::V5 => " MQTT 5",
         };
         format!(
-            "{}{protocol} topic {} qos {} (JSON messages{topic_column})",
-            self.connection.address, self.config.topic, self.config.qos
+            "{}{protocol} topic {} qos {} ({})",
+            self.connection.address, self.topic, self.config.qos, self.shown
         )
     }
 

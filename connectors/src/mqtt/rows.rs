@@ -1,0 +1,277 @@
+//! Messages into rows: each payload decoded in the source's format (JSON, CSV or a raw value), the
+//! topic put in the `topic` column, and the topic's levels in the columns a `topic_pattern` names.
+//! A message whose payload or topic does not fit is rejected with the reason.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use eddy_engine::OptionError;
+
+use super::topic_pattern::TopicPattern;
+use crate::format::values::parse_texts;
+use crate::format::{DecodeOptions, RecordDecoder};
+
+/// A message to decode: its topic, payload and arrival time.
+pub struct Message<'a> {
+    pub topic: &'a [u8],
+    pub payload: &'a [u8],
+    pub received: i64,
+}
+
+/// What [`MessageRows::rows`] made of some messages.
+pub struct Rows {
+    pub batch: Option<RecordBatch>,
+    /// Messages that became no row, with the reason.
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Where each declared column comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum From {
+    /// Column `i` of the decoded payload.
+    Payload(usize),
+    Topic,
+    /// The `i`-th column of the topic pattern.
+    Level(usize),
+}
+
+pub struct MessageRows {
+    schema: SchemaRef,
+    decoder: RecordDecoder,
+    pattern: Option<TopicPattern>,
+    columns: Vec<From>,
+}
+
+impl MessageRows {
+    /// Rows of `schema`: `topic_column` gets the topic, `pattern`'s columns the topic's levels,
+    /// the payload the rest.
+    pub fn new(
+        schema: &SchemaRef,
+        topic_column: Option<usize>,
+        pattern: Option<TopicPattern>,
+        options: &DecodeOptions,
+    ) -> Result<Self, OptionError> {
+        let levels: Vec<&str> = pattern.as_ref().map(|p| p.columns()).unwrap_or_default();
+        for name in &levels {
+            if schema.column_with_name(name).is_none() {
+                return Err(OptionError::invalid(
+                    "topic_pattern",
+                    format!("the source declares no column '{name}'"),
+                ));
+            }
+        }
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        let mut payload_fields = Vec::new();
+        for (i, field) in schema.fields().iter().enumerate() {
+            let from = if Some(i) == topic_column {
+                From::Topic
+            } else if let Some(l) = levels.iter().position(|c| c == field.name()) {
+                From::Level(l)
+            } else {
+                payload_fields.push(Arc::clone(field));
+                From::Payload(payload_fields.len() - 1)
+            };
+            columns.push(from);
+        }
+        let decoder = RecordDecoder::new(Arc::new(Schema::new(payload_fields)), options)?;
+        Ok(Self {
+            schema: Arc::clone(schema),
+            decoder,
+            pattern,
+            columns,
+        })
+    }
+
+    /// The rows of `messages`, in order, and the messages rejected.
+    pub fn rows(&mut self, messages: &[Message]) -> Result<Rows, ArrowError> {
+        let payloads: Vec<&[u8]> = messages.iter().map(|m| m.payload).collect();
+        let received: Vec<i64> = messages.iter().map(|m| m.received).collect();
+        let decoded = self.decoder.decode(&payloads, Some(&received))?;
+        let mut rejected = decoded.rejected;
+        let Some(payload) = decoded.batch else {
+            return Ok(Rows {
+                batch: None,
+                rejected,
+            });
+        };
+        let accepted = decoded.accepted;
+        let topics: Vec<std::borrow::Cow<str>> = accepted
+            .iter()
+            .map(|&i| String::from_utf8_lossy(messages[i].topic))
+            .collect();
+        let mut bad: Vec<Option<String>> = vec![None; accepted.len()];
+        let mut levels: Vec<ArrayRef> = Vec::new();
+        if let Some(pattern) = &self.pattern {
+            let values: Vec<Option<Vec<&str>>> = topics
+                .iter()
+                .zip(&mut bad)
+                .map(|(t, b)| match pattern.values(t) {
+                    Ok(v) => Some(v),
+                    Err(why) => {
+                        *b = Some(why);
+                        None
+                    }
+                })
+                .collect();
+            for (l, name) in pattern.columns().iter().enumerate() {
+                let field = self.schema.field_with_name(name)?;
+                let texts: Vec<Option<&str>> =
+                    values.iter().map(|v| v.as_ref().map(|v| v[l])).collect();
+                let (array, errors) = parse_texts(&texts, field.data_type(), name);
+                for (b, e) in bad.iter_mut().zip(errors) {
+                    if b.is_none() {
+                        *b = e;
+                    }
+                }
+                levels.push(array);
+            }
+        }
+        let topic_array: ArrayRef = Arc::new(StringArray::from_iter_values(
+            topics.iter().map(|t| t.as_ref()),
+        ));
+        let mut columns: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|from| match *from {
+                From::Payload(i) => Arc::clone(payload.column(i)),
+                From::Topic => Arc::clone(&topic_array),
+                From::Level(l) => Arc::clone(&levels[l]),
+            })
+            .collect();
+        let rows = if bad.iter().all(Option::is_none) {
+            accepted.len()
+        } else {
+            let keep: BooleanArray = bad.iter().map(|b| Some(b.is_none())).collect();
+            columns = columns
+                .iter()
+                .map(|c| arrow::compute::filter(c, &keep))
+                .collect::<Result<_, _>>()?;
+            for (i, why) in accepted.iter().zip(bad) {
+                if let Some(why) = why {
+                    rejected.push((*i, why));
+                }
+            }
+            rejected.sort_by_key(|(i, _)| *i);
+            keep.true_count()
+        };
+        if rows == 0 {
+            return Ok(Rows {
+                batch: None,
+                rejected,
+            });
+        }
+        Ok(Rows {
+            batch: Some(RecordBatch::try_new(Arc::clone(&self.schema), columns)?),
+            rejected,
+        })
+    }
+}
+
+/// The `topic` column of a source: the one named by `topic_column`, else a declared `topic`.
+pub fn topic_column(schema: &Schema, named: Option<&str>) -> Result<Option<usize>, OptionError> {
+    let at = match named {
+        Some(name) => Some(schema.index_of(name).map_err(|_| {
+            OptionError::invalid(
+                "topic_column",
+                format!("the source declares no column '{name}'"),
+            )
+        })?),
+        None => schema.index_of("topic").ok(),
+    };
+    if let Some(i) = at
+        && schema.field(i).data_type() != &DataType::Utf8
+    {
+        return Err(OptionError::invalid(
+            "topic_column",
+            format!(
+                "column '{}' receives the topic, so it must be TEXT",
+                schema.field(i).name()
+            ),
+        ));
+    }
+    Ok(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Format;
+    use arrow::datatypes::{Field, TimeUnit};
+    use arrow::util::display::array_value_to_string;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("metric", DataType::Utf8, true),
+            Field::new("value", DataType::Float64, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]))
+    }
+
+    fn text(batch: &RecordBatch, column: &str) -> Vec<String> {
+        let c = batch.column_by_name(column).expect("column");
+        (0..c.len())
+            .map(|i| array_value_to_string(c, i).expect("value"))
+            .collect()
+    }
+
+    #[test]
+    fn raw_payloads_with_columns_from_the_topic_levels() {
+        let pattern = TopicPattern::parse("sensors/{device_id}/{metric}").expect("pattern");
+        let options = DecodeOptions {
+            format: Format::Raw,
+            max_records: 100,
+            max_record_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let mut rows = MessageRows::new(&schema(), None, Some(pattern), &options).expect("rows");
+        let out = rows
+            .rows(&[
+                Message {
+                    topic: b"sensors/boiler-7/temp",
+                    payload: b"81.5",
+                    received: 1_767_225_600_000,
+                },
+                Message {
+                    topic: b"sensors/boiler-7",
+                    payload: b"80",
+                    received: 1_767_225_601_000,
+                },
+                Message {
+                    topic: b"sensors/boiler-8/pressure",
+                    payload: b"high",
+                    received: 1_767_225_602_000,
+                },
+                Message {
+                    topic: b"sensors/boiler-9/temp",
+                    payload: b"79.25",
+                    received: 1_767_225_603_000,
+                },
+            ])
+            .expect("decoded");
+        let batch = out.batch.expect("rows");
+        assert_eq!(text(&batch, "device_id"), ["boiler-7", "boiler-9"]);
+        assert_eq!(text(&batch, "metric"), ["temp", "temp"]);
+        assert_eq!(text(&batch, "value"), ["81.5", "79.25"]);
+        assert_eq!(
+            text(&batch, "ts"),
+            ["2026-01-01T00:00:00", "2026-01-01T00:00:03"]
+        );
+        let reasons: Vec<(usize, &str)> =
+            out.rejected.iter().map(|(i, r)| (*i, r.as_str())).collect();
+        assert_eq!(reasons.len(), 2);
+        assert_eq!(reasons[0].0, 1);
+        assert!(reasons[0].1.contains("has 2 levels"), "{reasons:?}");
+        assert_eq!(reasons[1].0, 2);
+        assert!(
+            reasons[1].1.contains("'high' is not a Float64"),
+            "{reasons:?}"
+        );
+    }
+}
