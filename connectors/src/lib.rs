@@ -7,6 +7,7 @@
 //! - [`mqtt`]: MQTT source and sink (rumqttc), topic templates, the embedded broker (rumqttd).
 //! - [`file`]: JSON-lines file source (a replay that ends) and sink.
 //! - [`stdout`]: standard-output sink, JSON or readable text.
+//! - [`webhook`]: alerts to an HTTP endpoint, signed, with idempotency keys.
 //! - [`format`]: JSON decoding into Arrow batches with per-record errors, and encoding of rows.
 //! - [`ingest_log`]: the log a source writes what it receives to before acknowledging it.
 //!
@@ -20,6 +21,7 @@ pub mod format;
 pub mod ingest_log;
 pub mod mqtt;
 pub mod stdout;
+pub mod webhook;
 
 use eddy_engine::ConnectorRegistry;
 
@@ -31,6 +33,7 @@ pub fn registry() -> ConnectorRegistry {
     r.register_sink("file", file::FileSink::create);
     r.register_sink("mqtt", mqtt::MqttSink::create);
     r.register_sink("stdout", stdout::StdoutSink::create);
+    r.register_sink("webhook", webhook::WebhookSink::create);
     r.register_table("file", file::FileTable::create);
     r
 }

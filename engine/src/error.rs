@@ -119,6 +119,9 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 pub struct ConnectorError {
     pub message: String,
     pub retryable: bool,
+    /// A sink's write that failed for some rows only: their indices in the batch (the others
+    /// were written). `None`: the whole write failed.
+    pub rows: Option<Vec<usize>>,
 }
 
 impl ConnectorError {
@@ -126,6 +129,7 @@ impl ConnectorError {
         Self {
             message: message.into(),
             retryable: false,
+            rows: None,
         }
     }
 
@@ -133,6 +137,13 @@ impl ConnectorError {
         Self {
             message: message.into(),
             retryable: true,
+            rows: None,
         }
+    }
+
+    /// The failure is of these rows of the batch only.
+    pub fn with_rows(mut self, rows: Vec<usize>) -> Self {
+        self.rows = Some(rows);
+        self
     }
 }

@@ -115,6 +115,22 @@ pub(super) async fn run_sink(
             }
             Err(e) => {
                 metrics.errors.fetch_add(1, Relaxed);
+                // A write that failed for some rows only: those are the dead letters.
+                let (batch, rows) = match &e.rows {
+                    Some(failed_rows) => {
+                        let indices = datafusion::arrow::array::UInt32Array::from_iter_values(
+                            failed_rows.iter().map(|&r| r as u32),
+                        );
+                        let failed_batch =
+                            datafusion::arrow::compute::take_record_batch(&batch, &indices)?;
+                        metrics
+                            .rows
+                            .fetch_add(rows - failed_batch.num_rows() as u64, Relaxed);
+                        let n = failed_batch.num_rows() as u64;
+                        (failed_batch, n)
+                    }
+                    None => (batch, rows),
+                };
                 match &mut failed.dead_letter {
                     Some(dl) => {
                         let letters = sink_dead_letters(&name, &batch, &e.message)?;
@@ -139,6 +155,7 @@ pub(super) async fn run_sink(
         EngineError::Connector(ConnectorError {
             message: format!("sink {name}: {}", e.message),
             retryable: e.retryable,
+            rows: None,
         })
     })
 }

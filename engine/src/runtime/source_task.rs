@@ -179,6 +179,7 @@ impl Reading {
                 Err(EngineError::Connector(ConnectorError {
                     message: format!("source {name}: {}", e.message),
                     retryable: e.retryable,
+                    rows: None,
                 }))
             }
         }

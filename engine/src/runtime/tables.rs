@@ -50,6 +50,7 @@ pub(super) async fn load_table(
             return Err(EngineError::Connector(ConnectorError {
                 message: format!("table {}: {}", table.name, e.message),
                 retryable: e.retryable,
+                rows: None,
             }));
         }
     }
