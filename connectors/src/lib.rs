@@ -8,6 +8,7 @@
 //! - [`file`]: JSON-lines file source (a replay that ends) and sink.
 //! - [`stdout`]: standard-output sink, JSON or readable text.
 //! - [`webhook`]: alerts to an HTTP endpoint, signed, with idempotency keys.
+//! - [`postgres`]: alerts inserted into PostgreSQL (upserts on `alert_id`), reference tables.
 //! - [`format`]: JSON decoding into Arrow batches with per-record errors, and encoding of rows.
 //! - [`ingest_log`]: the log a source writes what it receives to before acknowledging it.
 //!
@@ -20,6 +21,7 @@ pub mod file;
 pub mod format;
 pub mod ingest_log;
 pub mod mqtt;
+pub mod postgres;
 pub mod stdout;
 pub mod webhook;
 
@@ -34,6 +36,8 @@ pub fn registry() -> ConnectorRegistry {
     r.register_sink("mqtt", mqtt::MqttSink::create);
     r.register_sink("stdout", stdout::StdoutSink::create);
     r.register_sink("webhook", webhook::WebhookSink::create);
+    r.register_sink("postgres", postgres::PostgresSink::create);
+    r.register_table("postgres", postgres::PostgresTable::create);
     r.register_table("file", file::FileTable::create);
     r
 }
