@@ -8,21 +8,28 @@
 //! - [`file`]: JSON-lines file source (a replay that ends) and sink.
 //! - [`stdout`]: standard-output sink, JSON or readable text.
 //! - [`webhook`]: alerts to an HTTP endpoint, signed, with idempotency keys.
+//! - [`nats`]: NATS subjects and JetStream streams in, alerts published to subjects.
 //! - [`postgres`]: alerts inserted into PostgreSQL (upserts on `alert_id`), reference tables.
 //! - [`format`]: JSON decoding into Arrow batches with per-record errors, and encoding of rows.
 //! - [`ingest_log`]: the log a source writes what it receives to before acknowledging it.
+//! - [`messages`]: a broker's messages into rows; [`template`]: topics, subjects and routing keys
+//!   made from a row's columns.
 //!
 //! Each connector folder has `config.rs` (its `WITH` options, one documented field each, unknown
 //! options refused), then `source.rs` and/or `sink.rs`.
 
 #![deny(clippy::clone_on_ref_ptr)]
 
+pub mod checkpoints;
 pub mod file;
 pub mod format;
 pub mod ingest_log;
+pub mod messages;
 pub mod mqtt;
+pub mod nats;
 pub mod postgres;
 pub mod stdout;
+pub mod template;
 pub mod webhook;
 
 use eddy_engine::ConnectorRegistry;
@@ -32,8 +39,10 @@ pub fn registry() -> ConnectorRegistry {
     let mut r = ConnectorRegistry::new();
     r.register_source("file", file::FileSource::create);
     r.register_source("mqtt", mqtt::MqttSource::create);
+    r.register_source("nats", nats::NatsSource::create);
     r.register_sink("file", file::FileSink::create);
     r.register_sink("mqtt", mqtt::MqttSink::create);
+    r.register_sink("nats", nats::NatsSink::create);
     r.register_sink("stdout", stdout::StdoutSink::create);
     r.register_sink("webhook", webhook::WebhookSink::create);
     r.register_sink("postgres", postgres::PostgresSink::create);

@@ -16,15 +16,15 @@ use tracing::{info, warn};
 
 use super::config::MqttSinkConfig;
 use super::connection::{Backoff, Connection, ConnectionOptions, qos};
-use super::topic::TopicTemplate;
 use crate::format::RecordEncoder;
+use crate::template::Template;
 
 pub struct MqttSink {
     name: String,
     config: MqttSinkConfig,
     connection: Connection,
     qos: QoS,
-    template: TopicTemplate,
+    template: Template,
     encoder: RecordEncoder,
     client: Option<(AsyncClient, Arc<Delivery>)>,
 }
@@ -52,7 +52,7 @@ impl MqttSink {
             name: spec.name,
         })?;
         let template =
-            TopicTemplate::parse(&config.topic).map_err(|m| OptionError::invalid("topic", m))?;
+            Template::topic(&config.topic).map_err(|m| OptionError::invalid("topic", m))?;
         let encoder = RecordEncoder::new(config.format, config.value_column.clone())?;
         Ok(Box::new(Self {
             name: spec.name.to_string(),

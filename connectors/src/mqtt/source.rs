@@ -8,7 +8,6 @@
 //! it is synced there, and the source reads the log back, so a restarted source reads again from
 //! the offset its checkpoint recorded.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,10 +22,11 @@ use super::acks::{self, Backlog, LogIntake, Redeliveries};
 use super::config::MqttSourceConfig;
 use super::connection::{Connection, ConnectionOptions, qos};
 use super::event_loop::{self, Client, Protocol, Received, Status};
-use super::rows::{self, Message, MessageRows};
 use super::topic_pattern::TopicPattern;
+use crate::checkpoints::Covered;
 use crate::format::{self, DecodeOptions};
 use crate::ingest_log::{self, LogError, LogReader};
+use crate::messages::{self as rows, Message, MessageRows};
 
 pub struct MqttSource {
     config: MqttSourceConfig,
@@ -270,8 +270,7 @@ impl MqttSource {
 
         let mut truncation = Truncation {
             dir: dir.clone(),
-            covered: VecDeque::new(),
-            completed: ctx.completed_checkpoints(),
+            covered: Covered::new(ctx),
             backlog,
         };
         let mut flush = tokio::time::interval(self.config.linger);
@@ -299,7 +298,9 @@ impl MqttSource {
                     })
                     .collect();
                 self.hand_on(&messages, Some(position), ctx).await?;
-                truncation.handed_on(ctx.last_barrier().await + 1, records.end);
+                truncation
+                    .covered
+                    .handed_on(ctx.last_barrier().await + 1, records.end);
             }
             tokio::select! {
                 biased;
@@ -307,7 +308,7 @@ impl MqttSource {
                 Some(s) = status.recv() => {
                     self.on_status(s, &mut connected_before, ctx)?;
                 }
-                Some(done) = truncation.next_completed() => truncation.completed(done)?,
+                done = truncation.covered.next_completed() => truncation.completed(done)?,
                 changed = synced.changed() => {
                     if changed.is_err() {
                         // The writer stopped: it says why.
@@ -419,39 +420,14 @@ impl Source for MqttSource {
 /// checkpoint can go.
 struct Truncation {
     dir: PathBuf,
-    /// (the first checkpoint that covers it, offset), oldest first.
-    covered: VecDeque<(u64, u64)>,
-    completed: Option<watch::Receiver<u64>>,
+    covered: Covered<u64>,
     backlog: Arc<Backlog>,
 }
 
 impl Truncation {
-    /// Rows up to `offset` have been handed on; checkpoint `covered_by` is the first that covers them.
-    fn handed_on(&mut self, covered_by: u64, offset: u64) {
-        match self.covered.back_mut() {
-            Some((id, at)) if *id == covered_by => *at = offset,
-            _ => self.covered.push_back((covered_by, offset)),
-        }
-    }
-
-    /// The id of the next completed checkpoint; never, without checkpoints.
-    async fn next_completed(&mut self) -> Option<u64> {
-        match &mut self.completed {
-            Some(c) => match c.changed().await {
-                Ok(()) => Some(*c.borrow_and_update()),
-                Err(_) => std::future::pending().await,
-            },
-            None => std::future::pending().await,
-        }
-    }
-
     /// Checkpoint `done` has completed: the log up to what it covers is no longer needed.
     fn completed(&mut self, done: u64) -> Result<(), ConnectorError> {
-        let mut upto = None;
-        while self.covered.front().is_some_and(|(id, _)| *id <= done) {
-            upto = self.covered.pop_front().map(|(_, at)| at);
-        }
-        if let Some(offset) = upto {
+        if let Some(offset) = self.covered.completed(done) {
             self.backlog.checkpointed(offset);
             ingest_log::remove_before(&self.dir, offset).map_err(log_error)?;
         }

@@ -1,6 +1,8 @@
-//! Messages into rows: each payload decoded in the source's format (JSON, CSV or a raw value), the
-//! topic put in the `topic` column, and the topic's levels in the columns a `topic_pattern` names.
-//! A message whose payload or topic does not fit is rejected with the reason.
+//! Messages into rows, for every message broker's source: each payload decoded in the source's
+//! format (JSON, CSV or a raw value), where the message was published to (an MQTT topic, a NATS
+//! subject, an AMQP routing key) put in a column of its own, and an MQTT topic's levels in the
+//! columns a `topic_pattern` names. A message whose payload or topic does not fit is rejected with
+//! the reason.
 
 use std::sync::Arc;
 
@@ -9,9 +11,9 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use eddy_engine::OptionError;
 
-use super::topic_pattern::TopicPattern;
 use crate::format::values::parse_texts;
 use crate::format::{DecodeOptions, RecordDecoder};
+use crate::mqtt::topic_pattern::TopicPattern;
 
 /// A message to decode: its topic, payload and arrival time.
 pub struct Message<'a> {
@@ -169,25 +171,34 @@ impl MessageRows {
     }
 }
 
-/// The `topic` column of a source: the one named by `topic_column`, else a declared `topic`.
+/// The `topic` column of an MQTT source: the one named by `topic_column`, else a declared `topic`.
 pub fn topic_column(schema: &Schema, named: Option<&str>) -> Result<Option<usize>, OptionError> {
+    origin_column(schema, "topic", named)
+}
+
+/// The column that receives where each message was published (`what`: `topic`, `subject`,
+/// `routing_key`): the one named by the option `<what>_column`, else a declared column `<what>`.
+pub fn origin_column(
+    schema: &Schema,
+    what: &str,
+    named: Option<&str>,
+) -> Result<Option<usize>, OptionError> {
+    let option = format!("{what}_column");
     let at = match named {
         Some(name) => Some(schema.index_of(name).map_err(|_| {
-            OptionError::invalid(
-                "topic_column",
-                format!("the source declares no column '{name}'"),
-            )
+            OptionError::invalid(&option, format!("the source declares no column '{name}'"))
         })?),
-        None => schema.index_of("topic").ok(),
+        None => schema.index_of(what).ok(),
     };
     if let Some(i) = at
         && schema.field(i).data_type() != &DataType::Utf8
     {
         return Err(OptionError::invalid(
-            "topic_column",
+            &option,
             format!(
-                "column '{}' receives the topic, so it must be TEXT",
-                schema.field(i).name()
+                "column '{}' receives the {}, so it must be TEXT",
+                schema.field(i).name(),
+                what.replace('_', " ")
             ),
         ));
     }

@@ -1,4 +1,6 @@
-//! Topic templates: `alerts/overheat/{device_id}` gives each row its own topic.
+//! Templates of where each row goes: an MQTT topic `alerts/overheat/{device_id}`, a NATS subject
+//! `alerts.{severity}.{device_id}`, an AMQP routing key. A `{column}` is replaced by the row's value
+//! as text, with the characters that would add a level or a wildcard replaced by `_`.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
@@ -11,13 +13,52 @@ enum Part {
     Column(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicTemplate {
-    parts: Vec<Part>,
+/// What a template names, and the characters its text may not hold and its values may not add.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Syntax {
+    /// `topic`, `subject`, `routing key`.
+    what: &'static str,
+    /// Characters a published name cannot hold, as they are shown in an error.
+    wildcards: &'static [char],
+    /// Characters replaced by `_` in a column's value.
+    replaced: &'static [char],
 }
 
-impl TopicTemplate {
-    pub fn parse(template: &str) -> Result<Self, String> {
+/// MQTT topics: `/` separates levels, `+` and `#` are wildcards.
+pub const MQTT_TOPIC: Syntax = Syntax {
+    what: "topic",
+    wildcards: &['+', '#'],
+    replaced: &['+', '#', '/', '\0'],
+};
+
+/// NATS subjects: `.` separates tokens, `*` and `>` are wildcards, whitespace is not allowed.
+pub const NATS_SUBJECT: Syntax = Syntax {
+    what: "subject",
+    wildcards: &['*', '>', ' ', '\t', '\r', '\n'],
+    replaced: &['.', '*', '>', ' ', '\t', '\r', '\n', '\0'],
+};
+
+/// AMQP routing keys: `.` separates the words a topic exchange's bindings match.
+pub const AMQP_ROUTING_KEY: Syntax = Syntax {
+    what: "routing key",
+    wildcards: &[],
+    replaced: &['.'],
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+    syntax: &'static Syntax,
+}
+
+impl Template {
+    /// An MQTT topic template.
+    pub fn topic(template: &str) -> Result<Self, String> {
+        Self::parse(template, &MQTT_TOPIC)
+    }
+
+    pub fn parse(template: &str, syntax: &'static Syntax) -> Result<Self, String> {
+        let what = syntax.what;
         let mut parts = Vec::new();
         let mut rest = template;
         while let Some(open) = rest.find('{') {
@@ -27,10 +68,10 @@ impl TopicTemplate {
             let after = &rest[open + 1..];
             let close = after
                 .find('}')
-                .ok_or_else(|| format!("unclosed '{{' in topic '{template}'"))?;
+                .ok_or_else(|| format!("unclosed '{{' in {what} '{template}'"))?;
             let column = after[..close].trim();
             if column.is_empty() {
-                return Err(format!("empty '{{}}' in topic '{template}'"));
+                return Err(format!("empty '{{}}' in {what} '{template}'"));
             }
             parts.push(Part::Column(column.to_string()));
             rest = &after[close + 1..];
@@ -38,17 +79,19 @@ impl TopicTemplate {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
         }
-        let t = Self { parts };
-        if t.parts
-            .iter()
-            .any(|p| matches!(p, Part::Text(s) if s.contains(['+', '#'])))
-        {
+        let t = Self { parts, syntax };
+        if let Some(c) = t.parts.iter().find_map(|p| match p {
+            Part::Text(s) => s.chars().find(|c| syntax.wildcards.contains(c)),
+            Part::Column(_) => None,
+        }) {
+            let shown: Vec<String> = syntax.wildcards.iter().map(|c| format!("{c:?}")).collect();
             return Err(format!(
-                "topic '{template}' has a wildcard (+ or #); a published topic cannot"
+                "{what} '{template}' has {c:?}; a published {what} cannot hold {}",
+                shown.join(", ")
             ));
         }
         if t.parts.is_empty() {
-            return Err("the topic is empty".into());
+            return Err(format!("the {what} is empty"));
         }
         Ok(t)
     }
@@ -61,7 +104,8 @@ impl TopicTemplate {
             {
                 let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 return Err(format!(
-                    "the topic template uses {{{c}}}, but the query's columns are: {}",
+                    "the {} template uses {{{c}}}, but the query's columns are: {}",
+                    self.syntax.what,
                     names.join(", ")
                 ));
             }
@@ -69,8 +113,8 @@ impl TopicTemplate {
         Ok(())
     }
 
-    /// The topic of every row of `batch`. Values are written as text, with `+`, `#` and `/` replaced
-    /// by `_` so that a value cannot add topic levels or wildcards.
+    /// The name of every row of `batch`. Values are written as text, with the characters that
+    /// would add a level or a wildcard (`+`, `#` and `/` in a topic) replaced by `_`.
     pub fn render(&self, batch: &RecordBatch) -> Result<Vec<String>, ArrowError> {
         let rows = batch.num_rows();
         if !self.parts.iter().any(|p| matches!(p, Part::Column(_))) {
@@ -89,7 +133,7 @@ impl TopicTemplate {
             formatters.push(match p {
                 Part::Column(c) => {
                     let column = batch.column_by_name(c).ok_or_else(|| {
-                        ArrowError::SchemaError(format!("topic column '{c}' is missing"))
+                        ArrowError::SchemaError(format!("template column '{c}' is missing"))
                     })?;
                     Some(ArrayFormatter::try_new(column.as_ref(), &options)?)
                 }
@@ -104,10 +148,12 @@ impl TopicTemplate {
                     (Part::Text(t), _) => topic.push_str(t),
                     (Part::Column(_), Some(f)) => {
                         let value = f.value(row).to_string();
-                        topic.extend(value.chars().map(|c| match c {
-                            '+' | '#' | '/' | '\0' => '_',
-                            c => c,
-                        }));
+                        let replaced = self.syntax.replaced;
+                        topic.extend(
+                            value
+                                .chars()
+                                .map(|c| if replaced.contains(&c) { '_' } else { c }),
+                        );
                     }
                     (Part::Column(_), None) => {}
                 }
@@ -118,7 +164,7 @@ impl TopicTemplate {
     }
 }
 
-impl std::fmt::Display for TopicTemplate {
+impl std::fmt::Display for Template {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for p in &self.parts {
             match p {
@@ -139,7 +185,7 @@ mod tests {
 
     #[test]
     fn each_row_gets_its_topic() {
-        let t = TopicTemplate::parse("alerts/{device_id}/temp").unwrap();
+        let t = Template::topic("alerts/{device_id}/temp").unwrap();
         let schema = Arc::new(Schema::new(vec![
             Field::new("device_id", DataType::Utf8, true),
             Field::new("v", DataType::Float64, true),
@@ -157,7 +203,7 @@ mod tests {
             vec!["alerts/d1/temp", "alerts/a_b__/temp", "alerts/null/temp"]
         );
         assert!(t.check(&schema).is_ok());
-        let missing = TopicTemplate::parse("alerts/{device}").unwrap();
+        let missing = Template::topic("alerts/{device}").unwrap();
         assert_eq!(
             missing.check(&schema).unwrap_err(),
             "the topic template uses {device}, but the query's columns are: device_id, v"
@@ -167,15 +213,34 @@ mod tests {
     #[test]
     fn bad_templates_are_refused() {
         assert!(
-            TopicTemplate::parse("alerts/{device")
+            Template::topic("alerts/{device")
                 .unwrap_err()
                 .contains("unclosed")
         );
         assert!(
-            TopicTemplate::parse("alerts/+/x")
+            Template::topic("alerts/+/x")
                 .unwrap_err()
                 .contains("wildcard")
         );
-        assert_eq!(TopicTemplate::parse("a/b").unwrap().to_string(), "a/b");
+        assert_eq!(Template::topic("a/b").unwrap().to_string(), "a/b");
+        assert!(
+            Template::parse("alerts.>", &NATS_SUBJECT)
+                .unwrap_err()
+                .contains("'>'")
+        );
+    }
+
+    #[test]
+    fn a_value_cannot_add_a_subject_token_or_a_routing_key_word() {
+        let schema = Arc::new(Schema::new(vec![Field::new("d", DataType::Utf8, true)]));
+        let b = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(StringArray::from(vec![Some("a.b *>c")]))],
+        )
+        .unwrap();
+        let subject = Template::parse("alerts.{d}", &NATS_SUBJECT).unwrap();
+        assert_eq!(subject.render(&b).unwrap(), vec!["alerts.a_b____c"]);
+        let key = Template::parse("alerts.{d}", &AMQP_ROUTING_KEY).unwrap();
+        assert_eq!(key.render(&b).unwrap(), vec!["alerts.a_b *>c"]);
     }
 }
