@@ -8,6 +8,7 @@
 //! - [`file`]: JSON-lines file source (a replay that ends) and sink.
 //! - [`stdout`]: standard-output sink, JSON or readable text.
 //! - [`webhook`]: alerts to an HTTP endpoint, signed, with idempotency keys.
+//! - [`amqp`]: RabbitMQ queues in (through the ingest log), alerts to exchanges with confirms.
 //! - [`nats`]: NATS subjects and JetStream streams in, alerts published to subjects.
 //! - [`postgres`]: alerts inserted into PostgreSQL (upserts on `alert_id`), reference tables.
 //! - [`format`]: JSON decoding into Arrow batches with per-record errors, and encoding of rows.
@@ -20,6 +21,7 @@
 
 #![deny(clippy::clone_on_ref_ptr)]
 
+pub mod amqp;
 pub mod checkpoints;
 pub mod file;
 pub mod format;
@@ -37,9 +39,11 @@ use eddy_engine::ConnectorRegistry;
 /// Every connector, by the name used in `connector = '...'`.
 pub fn registry() -> ConnectorRegistry {
     let mut r = ConnectorRegistry::new();
+    r.register_source("amqp", amqp::AmqpSource::create);
     r.register_source("file", file::FileSource::create);
     r.register_source("mqtt", mqtt::MqttSource::create);
     r.register_source("nats", nats::NatsSource::create);
+    r.register_sink("amqp", amqp::AmqpSink::create);
     r.register_sink("file", file::FileSink::create);
     r.register_sink("mqtt", mqtt::MqttSink::create);
     r.register_sink("nats", nats::NatsSink::create);

@@ -52,6 +52,14 @@ pub struct Template {
 }
 
 impl Template {
+    /// A template of no text: every row gets `""` (an AMQP fanout or headers exchange's key).
+    pub fn empty() -> Self {
+        Self {
+            parts: Vec::new(),
+            syntax: &AMQP_ROUTING_KEY,
+        }
+    }
+
     /// An MQTT topic template.
     pub fn topic(template: &str) -> Result<Self, String> {
         Self::parse(template, &MQTT_TOPIC)

@@ -11,6 +11,7 @@
 //! milliseconds since the epoch), the origin's length (u16) and bytes (a topic), then the payload. A record cut short by a crash at the end of the newest segment is
 //! cut off when the log is opened; a damaged record anywhere else is an error naming the file.
 
+pub mod intake;
 mod reader;
 mod writer;
 

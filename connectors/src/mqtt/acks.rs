@@ -12,26 +12,13 @@
 //!   loop to drain its request queue: it always does, as it waits for nobody);
 //! - the source reads the log up to the synced offset and hands rows on at its own pace.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use eddy_engine::hash::{fnv1a, fnv1a_of};
-use tokio::sync::{Notify, mpsc, watch};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tokio::sync::mpsc;
+use tracing::debug;
 
 use super::event_loop::{Client, Intake, Received};
-use crate::ingest_log::{LogAppender, LogError, Record};
-
-/// What the event loop's task queues for the log writer.
-#[derive(Debug)]
-pub enum ToLog {
-    /// A message to append (and to acknowledge once synced, if it needs it).
-    Append(Received),
-    /// A redelivery of a message already in the log: acknowledged after the next sync (the
-    /// original may be in the group being written), not appended again.
-    AckOnly(u16),
-}
+use crate::ingest_log::Record;
+use crate::ingest_log::intake::{Acknowledge, Entry, ToLog};
 
 /// How a message is told from others when the broker sends it again: its packet id, and a hash
 /// of its topic and payload (a packet id is reused once its message is acknowledged).
@@ -88,7 +75,7 @@ impl Redeliveries {
 /// The event loop's side: queues messages for the writer, never waiting.
 pub struct LogIntake {
     pub redeliveries: Redeliveries,
-    pub to_log: mpsc::UnboundedSender<ToLog>,
+    pub to_log: mpsc::UnboundedSender<ToLog<u16>>,
 }
 
 impl Intake for LogIntake {
@@ -101,7 +88,13 @@ impl Intake for LogIntake {
             );
             ToLog::AckOnly(m.pkid)
         } else {
-            ToLog::Append(m)
+            ToLog::Append(Entry {
+                id: record_id(&m),
+                received: m.received,
+                ack: m.needs_ack.then_some(m.pkid),
+                origin: m.topic,
+                payload: m.payload,
+            })
         };
         // Once the writer has stopped (the source is stopping), what arrives is not taken and
         // not acknowledged: the broker sends it again. The event loop goes on, so that the
@@ -116,117 +109,17 @@ impl Intake for LogIntake {
     }
 }
 
-/// How much of the log no completed checkpoint covers yet, against the most it may hold
-/// (`max_log_bytes`): past it, acknowledgements wait, and the broker stops sending once its
-/// in-flight window is full.
-pub struct Backlog {
-    /// The offset the newest completed checkpoint covers the log up to.
-    checkpointed: AtomicU64,
-    limit: u64,
-    /// Wakes the writer when a checkpoint moves `checkpointed`.
-    moved: Notify,
-}
+/// Acknowledges QoS 1 messages by packet id through the event loop's request queue.
+pub struct MqttAcks(pub Client);
 
-impl Backlog {
-    pub fn new(checkpointed: u64, limit: u64) -> Self {
-        Self {
-            checkpointed: AtomicU64::new(checkpointed),
-            limit,
-            moved: Notify::new(),
-        }
-    }
+impl Acknowledge for MqttAcks {
+    type Token = u16;
 
-    pub fn checkpointed(&self, offset: u64) {
-        self.checkpointed.store(offset, Ordering::Relaxed);
-        self.moved.notify_one();
-    }
-
-    fn full(&self, end: u64) -> bool {
-        end.saturating_sub(self.checkpointed.load(Ordering::Relaxed)) > self.limit
-    }
-}
-
-/// Appends what the event loop queues, in groups synced at once; publishes the synced offset
-/// on `synced`; acknowledges each group's QoS 1 messages. Returns when the queue closes or `stop`
-/// is cancelled (after acknowledging every group synced), or with the error that stopped it (a
-/// message not synced is not acknowledged: the broker keeps it).
-pub async fn write_log(
-    mut appender: LogAppender,
-    mut queue: mpsc::UnboundedReceiver<ToLog>,
-    client: Client,
-    synced: watch::Sender<u64>,
-    backlog: Arc<Backlog>,
-    stop: CancellationToken,
-) -> Result<(), LogError> {
-    let mut group = Vec::new();
-    let mut acks: Vec<u16> = Vec::new();
-    let mut held_back = false;
-    loop {
-        if group.is_empty() {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => return Ok(()),
-                n = queue.recv_many(&mut group, 4096) => if n == 0 { return Ok(()) },
-            }
+    async fn acknowledge(&mut self, pkids: Vec<u16>) -> Result<(), String> {
+        for pkid in pkids {
+            self.0.ack(pkid).await?;
         }
-        // Whatever else has arrived meanwhile joins the group.
-        while let Ok(more) = queue.try_recv() {
-            group.push(more);
-        }
-        let batch = std::mem::take(&mut group);
-        tracing::trace!("ingest log: a group of {} messages", batch.len());
-        let (back, result) = tokio::task::spawn_blocking(move || {
-            let mut ids = Vec::with_capacity(batch.len());
-            for m in &batch {
-                match m {
-                    ToLog::Append(m) => {
-                        appender.push(record_id(m), m.received, &m.topic, &m.payload);
-                        if m.needs_ack {
-                            ids.push(m.pkid);
-                        }
-                    }
-                    ToLog::AckOnly(pkid) => ids.push(*pkid),
-                }
-            }
-            let result = appender.commit().map(|end| (end, ids));
-            (appender, result)
-        })
-        .await
-        .map_err(|e| LogError::Io {
-            what: "the ingest log's writer failed",
-            path: Default::default(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        appender = back;
-        let (end, ids) = result?;
-        synced.send_replace(end);
-        acks.extend(ids);
-        // Past the limit, the acknowledgements wait for a checkpoint to cover more of the log.
-        while backlog.full(end) {
-            if !held_back {
-                warn!(
-                    "the ingest log holds more than max_log_bytes that no checkpoint covers: messages are no longer acknowledged, so the broker holds the rest"
-                );
-                held_back = true;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                _ = backlog.moved.notified() => {}
-                closed = queue.recv_many(&mut group, 4096) => if closed == 0 { return Ok(()) },
-            }
-            // Messages that arrive meanwhile are kept for the next group.
-        }
-        if held_back {
-            debug!("checkpoints caught up with the ingest log: acknowledging again");
-            held_back = false;
-        }
-        for pkid in acks.drain(..) {
-            if let Err(e) = client.ack(pkid).await {
-                // The event loop has stopped: the broker sends the message again.
-                debug!("cannot acknowledge message {pkid}: {e}");
-                return Ok(());
-            }
-        }
+        Ok(())
     }
 }
 

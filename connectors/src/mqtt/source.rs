@@ -18,13 +18,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use super::acks::{self, Backlog, LogIntake, Redeliveries};
+use super::acks::{LogIntake, MqttAcks, Redeliveries};
 use super::config::MqttSourceConfig;
 use super::connection::{Connection, ConnectionOptions, qos};
 use super::event_loop::{self, Client, Protocol, Received, Status};
 use super::topic_pattern::TopicPattern;
 use crate::checkpoints::Covered;
 use crate::format::{self, DecodeOptions};
+use crate::ingest_log::intake::{self, Backlog, Truncation};
 use crate::ingest_log::{self, LogError, LogReader};
 use crate::messages::{self as rows, Message, MessageRows};
 
@@ -259,20 +260,16 @@ impl MqttSource {
         let (synced_tx, mut synced) = watch::channel(opened.end);
         let backlog = Arc::new(Backlog::new(from, self.config.max_log_bytes as u64));
         let writer_stop = tokio_util::sync::CancellationToken::new();
-        let mut writer = tokio::spawn(acks::write_log(
+        let mut writer = tokio::spawn(intake::write_log(
             opened.appender,
             queue,
-            client,
+            MqttAcks(client),
             synced_tx,
             Arc::clone(&backlog),
             writer_stop.clone(),
         ));
 
-        let mut truncation = Truncation {
-            dir: dir.clone(),
-            covered: Covered::new(ctx),
-            backlog,
-        };
+        let mut truncation = Truncation::new(dir.clone(), Covered::new(ctx), backlog);
         let mut flush = tokio::time::interval(self.config.linger);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = ctx.shutdown().clone();
@@ -308,7 +305,7 @@ impl MqttSource {
                 Some(s) = status.recv() => {
                     self.on_status(s, &mut connected_before, ctx)?;
                 }
-                done = truncation.covered.next_completed() => truncation.completed(done)?,
+                done = truncation.covered.next_completed() => truncation.completed(done).map_err(log_error)?,
                 changed = synced.changed() => {
                     if changed.is_err() {
                         // The writer stopped: it says why.
@@ -413,25 +410,6 @@ impl Source for MqttSource {
             }
             _ => self.run_direct(ctx).await,
         }
-    }
-}
-
-/// Which checkpoint covers the log up to which offset, so that the segments behind a completed
-/// checkpoint can go.
-struct Truncation {
-    dir: PathBuf,
-    covered: Covered<u64>,
-    backlog: Arc<Backlog>,
-}
-
-impl Truncation {
-    /// Checkpoint `done` has completed: the log up to what it covers is no longer needed.
-    fn completed(&mut self, done: u64) -> Result<(), ConnectorError> {
-        if let Some(offset) = self.covered.completed(done) {
-            self.backlog.checkpointed(offset);
-            ingest_log::remove_before(&self.dir, offset).map_err(log_error)?;
-        }
-        Ok(())
     }
 }
 

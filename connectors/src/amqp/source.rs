@@ -1,0 +1,506 @@
+//! Consumes a queue and decodes each message into a row, the routing key in the `routing_key`
+//! column when the source declares one. With `--state-dir`, deliveries go through the source's
+//! ingest log, as an MQTT source's QoS 1 messages do: each is acknowledged once the log is synced
+//! (one `basic.ack` with `multiple` per group), the source reads the log back, a checkpoint
+//! records the offset read to, and a restarted source reads again from there. The prefetch then
+//! bounds only what waits for one sync, not what waits for a checkpoint. A message the broker
+//! sends again (marked redelivered: its connection was lost before the acknowledgement arrived)
+//! whose routing key and payload match one of the newest messages logged is acknowledged and not
+//! taken twice. Without `--state-dir`, each batch is acknowledged once handed on.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use eddy_engine::hash::{fnv1a, fnv1a_of};
+use eddy_engine::{ConnectorError, OptionError, Source, SourceContext, SourceSpec};
+use lapin::options::BasicAckOptions;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::config::AmqpSourceConfig;
+use super::consume::{self, CurrentChannel, Delivered, Status, Token, Topology};
+use super::{check_url, exchange_kind, shown_address};
+use crate::checkpoints::Covered;
+use crate::format::{self, DecodeOptions};
+use crate::ingest_log::intake::{self, Acknowledge, Backlog, Entry, ToLog, Truncation};
+use crate::ingest_log::{self, LogError, LogReader};
+use crate::messages::{Message, MessageRows, origin_column};
+
+pub struct AmqpSource {
+    name: String,
+    config: AmqpSourceConfig,
+    topology: Topology,
+    rows: MessageRows,
+    shown: String,
+}
+
+/// Where a source reading through its ingest log is: what a checkpoint records.
+#[derive(Debug, Serialize, Deserialize)]
+struct LogPosition {
+    /// The offset in the ingest log of the first message not yet handed on.
+    log: u64,
+}
+
+/// The longest a stopping source waits for its last acknowledgements.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl AmqpSource {
+    pub fn create(spec: &SourceSpec) -> Result<Box<dyn Source>, OptionError> {
+        let (options, paths) = format::take_column_paths(spec.options, spec.schema);
+        let config: AmqpSourceConfig = options.deserialize()?;
+        check_url(&config.url)?;
+        if config.queue.is_empty() {
+            return Err(OptionError::invalid("queue", "give the queue to consume"));
+        }
+        let kind = exchange_kind(&config.exchange_type)?;
+        if config.exchange.is_none() && config.binding_key.is_some() {
+            return Err(OptionError::invalid(
+                "binding_key",
+                "binds the queue to an exchange: give the exchange too",
+            ));
+        }
+        if config.prefetch == 0 {
+            return Err(OptionError::invalid("prefetch", "must be at least 1"));
+        }
+        if config.batch_size == 0 {
+            return Err(OptionError::invalid("batch_size", "must be at least 1"));
+        }
+        let topology = Topology {
+            queue: config.queue.clone(),
+            exchange: config.exchange.clone().map(|e| {
+                let key = config.binding_key.clone().unwrap_or_else(|| "#".into());
+                (e, kind, key)
+            }),
+            declare: config.declare,
+            prefetch: config.prefetch,
+        };
+        let routing_key_column = origin_column(
+            spec.schema,
+            "routing_key",
+            config.routing_key_column.as_deref(),
+        )?;
+        let decode = DecodeOptions {
+            format: config.format,
+            delimiter: config.delimiter,
+            header: false,
+            value_column: config.value_column.clone(),
+            paths,
+            max_records: config.batch_size,
+            max_record_bytes: config.max_record_bytes,
+        };
+        let mut shown = format!("{} messages", config.format.describe());
+        if let Some(i) = routing_key_column {
+            shown.push_str(&format!(
+                ", routing key -> column {}",
+                spec.schema.field(i).name()
+            ));
+        }
+        let rows = MessageRows::new(spec.schema, routing_key_column, None, &decode)?;
+        Ok(Box::new(Self {
+            name: spec.name.to_string(),
+            config,
+            topology,
+            rows,
+            shown,
+        }))
+    }
+
+    /// The connection's task: deliveries to `deliver`, its changes of state, the current channel.
+    fn consume(
+        &self,
+        deliver: impl FnMut(Delivered) + Send + 'static,
+        stop: CancellationToken,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        mpsc::UnboundedReceiver<Status>,
+        watch::Receiver<CurrentChannel>,
+    ) {
+        let (status_tx, status) = mpsc::unbounded_channel();
+        let (channel_tx, channel) = watch::channel(None);
+        let task = tokio::spawn(consume::run(
+            self.config.url.clone(),
+            self.name.clone(),
+            self.topology.clone(),
+            deliver,
+            status_tx,
+            channel_tx,
+            stop,
+        ));
+        (task, status, channel)
+    }
+
+    /// Decodes messages into one batch and hands it on (bad messages become dead letters); the
+    /// source is then at `position`.
+    async fn hand_on(
+        &mut self,
+        messages: &[Message<'_>],
+        position: Option<serde_json::Value>,
+        ctx: &mut SourceContext,
+    ) -> Result<(), ConnectorError> {
+        let rows = self
+            .rows
+            .rows(messages)
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        for (i, why) in &rows.rejected {
+            let m = &messages[*i];
+            ctx.dead_letter(&String::from_utf8_lossy(m.topic), m.payload, why);
+        }
+        match (rows.batch, position) {
+            (Some(b), position) => ctx.send_from(b, position).await,
+            (None, Some(p)) => ctx.flush_from(p).await,
+            (None, None) => ctx.flush().await,
+        }
+    }
+
+    /// Logs a change of the connection's state and counts reconnects; fails when the broker
+    /// refused the topology.
+    fn on_status(&self, status: Status, ctx: &SourceContext) -> Result<(), ConnectorError> {
+        let address = shown_address(&self.config.url);
+        match status {
+            Status::Connected { reconnected: true } => {
+                let n = ctx.metrics().reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+                info!(source = %self.name, "reconnected to {address} ({n} reconnects so far)");
+            }
+            Status::Connected { reconnected: false } => {
+                info!(source = %self.name, "consuming queue {} at {address}", self.config.queue);
+            }
+            Status::Failed(e, delay) => {
+                warn!(source = %self.name, "{e}; connecting again in {delay:.1?}");
+            }
+            Status::Refused(e) => {
+                return Err(ConnectorError::fatal(format!(
+                    "the broker at {address} refused: {e}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Without a state directory: each batch acknowledged once handed on.
+    async fn run_direct(&mut self, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
+        let (tx, mut deliveries) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let (mut task, mut status, channel) = self.consume(
+            move |d| {
+                let _ = tx.send(d);
+            },
+            stop.clone(),
+        );
+        let mut pending: Vec<Delivered> = Vec::with_capacity(self.config.batch_size);
+        let mut linger = tokio::time::interval(self.config.linger);
+        linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = ctx.shutdown().clone();
+        let result = loop {
+            let full = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(s) = status.recv() => {
+                    if let Err(e) = self.on_status(s, ctx) {
+                        break Err(e);
+                    }
+                    false
+                }
+                Some(d) = deliveries.recv() => {
+                    pending.push(d);
+                    pending.len() >= self.config.batch_size
+                }
+                _ = linger.tick() => true,
+            };
+            if full
+                && !pending.is_empty()
+                && let Err(e) = self.hand_on_direct(&mut pending, &channel, ctx).await
+            {
+                break Err(e);
+            }
+        };
+        if result.is_ok() && !pending.is_empty() {
+            self.hand_on_direct(&mut pending, &channel, ctx).await?;
+        }
+        stop.cancel();
+        if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
+            task.abort();
+        }
+        result
+    }
+
+    async fn hand_on_direct(
+        &mut self,
+        pending: &mut Vec<Delivered>,
+        channel: &watch::Receiver<CurrentChannel>,
+        ctx: &mut SourceContext,
+    ) -> Result<(), ConnectorError> {
+        let taken = std::mem::take(pending);
+        let messages: Vec<Message> = taken
+            .iter()
+            .map(|d| Message {
+                topic: &d.routing_key,
+                payload: &d.payload,
+                received: d.received,
+            })
+            .collect();
+        self.hand_on(&messages, None, ctx).await?;
+        let tokens = taken.iter().map(|d| d.token).collect();
+        let _ = AmqpAcks(channel.clone()).acknowledge(tokens).await;
+        Ok(())
+    }
+
+    /// Deliveries through the ingest log in `dir` (see the module's comment).
+    async fn run_logged(
+        &mut self,
+        ctx: &mut SourceContext,
+        dir: PathBuf,
+    ) -> Result<(), ConnectorError> {
+        let mut recent = RecentMessages::new(usize::from(self.config.prefetch) * 4);
+        let opened = ingest_log::open(&dir, |r| recent.note(message_hash(r.origin, r.payload)))
+            .map_err(log_error)?;
+        let from = match ctx.resume_from() {
+            Some(p) => {
+                serde_json::from_value::<LogPosition>(p.clone())
+                    .map_err(|_| {
+                        ConnectorError::fatal(format!(
+                            "the checkpoint's position {p} is not a position in an AMQP source's ingest log"
+                        ))
+                    })?
+                    .log
+            }
+            None => opened.first,
+        };
+        if from > opened.end {
+            return Err(log_error(LogError::NotKept {
+                dir,
+                offset: from,
+                first: opened.first,
+                end: opened.end,
+            }));
+        }
+        let mut reader = LogReader::open(&dir, from).map_err(log_error)?;
+        if opened.end > from {
+            info!(source = %ctx.name(), "{} bytes of the ingest log not yet in a checkpoint: read again", opened.end - from);
+        }
+
+        let (to_log, queue) = mpsc::unbounded_channel();
+        let source = self.name.clone();
+        let deliver = move |d: Delivered| {
+            let hash = message_hash(&d.routing_key, &d.payload);
+            let queued = if d.redelivered && recent.contains(hash) {
+                debug!(source = %source, "a message sent again is in the ingest log already: acknowledged, not taken twice");
+                ToLog::AckOnly(d.token)
+            } else {
+                recent.note(hash);
+                ToLog::Append(Entry {
+                    id: 0,
+                    received: d.received,
+                    origin: d.routing_key,
+                    payload: d.payload,
+                    ack: Some(d.token),
+                })
+            };
+            // Once the writer has stopped, what arrives is not acknowledged: the broker sends
+            // it again.
+            let _ = to_log.send(queued);
+        };
+        let stop = CancellationToken::new();
+        let (mut task, mut status, channel) = self.consume(deliver, stop.clone());
+        let (synced_tx, mut synced) = watch::channel(opened.end);
+        let backlog = Arc::new(Backlog::new(from, self.config.max_log_bytes as u64));
+        let writer_stop = CancellationToken::new();
+        let mut writer = tokio::spawn(intake::write_log(
+            opened.appender,
+            queue,
+            AmqpAcks(channel),
+            synced_tx,
+            Arc::clone(&backlog),
+            writer_stop.clone(),
+        ));
+        let mut truncation = Truncation::new(dir.clone(), Covered::new(ctx), backlog);
+        let mut flush = tokio::time::interval(self.config.linger);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = ctx.shutdown().clone();
+        let result = loop {
+            // Everything synced is handed on before waiting again.
+            loop {
+                let upto = *synced.borrow_and_update();
+                if reader.position() >= upto || shutdown.is_cancelled() {
+                    break;
+                }
+                let records = reader
+                    .read(upto, self.config.batch_size)
+                    .map_err(log_error)?;
+                let position = serde_json::to_value(LogPosition { log: records.end })
+                    .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+                let messages: Vec<Message> = records
+                    .iter()
+                    .map(|r| Message {
+                        topic: r.origin,
+                        payload: r.payload,
+                        received: r.received,
+                    })
+                    .collect();
+                self.hand_on(&messages, Some(position), ctx).await?;
+                truncation
+                    .covered
+                    .handed_on(ctx.last_barrier().await + 1, records.end);
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(s) = status.recv() => {
+                    if let Err(e) = self.on_status(s, ctx) {
+                        break Err(e);
+                    }
+                }
+                done = truncation.covered.next_completed() => truncation.completed(done).map_err(log_error)?,
+                changed = synced.changed() => {
+                    if changed.is_err() {
+                        // The writer stopped: it says why.
+                        break match (&mut writer).await {
+                            Ok(Err(e)) => Err(log_error(e)),
+                            _ => Err(ConnectorError::fatal("the ingest log's writer stopped")),
+                        };
+                    }
+                }
+                _ = flush.tick() => ctx.flush().await?,
+            }
+        };
+        // The writer acknowledges what it has synced, then the connection closes; what arrived
+        // but is not synced is the broker's to send again.
+        writer_stop.cancel();
+        if tokio::time::timeout(STOP_WAIT, &mut writer).await.is_err() {
+            writer.abort();
+        }
+        stop.cancel();
+        if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
+            task.abort();
+        }
+        result
+    }
+}
+
+/// Acknowledges a group with one `basic.ack` (`multiple`) of its newest delivery on the current
+/// connection; deliveries of a connection since lost are the broker's to send again.
+struct AmqpAcks(watch::Receiver<CurrentChannel>);
+
+impl Acknowledge for AmqpAcks {
+    type Token = Token;
+
+    async fn acknowledge(&mut self, tokens: Vec<Token>) -> Result<(), String> {
+        let current = self.0.borrow().clone();
+        let Some((connection, channel)) = current else {
+            return Ok(());
+        };
+        let Some(newest) = tokens
+            .iter()
+            .filter(|t| t.connection == connection)
+            .map(|t| t.tag)
+            .max()
+        else {
+            return Ok(());
+        };
+        if let Err(e) = channel
+            .basic_ack(newest, BasicAckOptions { multiple: true })
+            .await
+        {
+            // The connection is going: its deliveries come again and are recognized.
+            debug!("cannot acknowledge up to delivery {newest}: {e}");
+        }
+        Ok(())
+    }
+}
+
+fn message_hash(routing_key: &[u8], payload: &[u8]) -> u64 {
+    fnv1a(fnv1a_of(routing_key), payload)
+}
+
+/// Hashes of the newest messages logged: a redelivered message is one of the messages the broker
+/// had sent and not had acknowledged, at most `prefetch` of them, all among the newest logged.
+struct RecentMessages {
+    order: VecDeque<u64>,
+    counts: HashMap<u64, u32>,
+    capacity: usize,
+}
+
+impl RecentMessages {
+    fn new(capacity: usize) -> Self {
+        Self {
+            order: VecDeque::with_capacity(capacity),
+            counts: HashMap::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    fn note(&mut self, hash: u64) {
+        if self.order.len() == self.capacity
+            && let Some(old) = self.order.pop_front()
+            && let Some(n) = self.counts.get_mut(&old)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&old);
+            }
+        }
+        self.order.push_back(hash);
+        *self.counts.entry(hash).or_default() += 1;
+    }
+
+    fn contains(&self, hash: u64) -> bool {
+        self.counts.contains_key(&hash)
+    }
+}
+
+fn log_error(e: LogError) -> ConnectorError {
+    ConnectorError::fatal(e.to_string())
+}
+
+#[async_trait]
+impl Source for AmqpSource {
+    fn describe(&self) -> String {
+        let bound = match &self.topology.exchange {
+            Some((e, _, key)) => format!(
+                " bound to {} exchange {e} by '{key}'",
+                self.config.exchange_type
+            ),
+            None => String::new(),
+        };
+        format!(
+            "{} queue {}{bound} prefetch {} ({})",
+            shown_address(&self.config.url),
+            self.config.queue,
+            self.config.prefetch,
+            self.shown
+        )
+    }
+
+    async fn run(mut self: Box<Self>, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
+        match ctx.durable_dir() {
+            Some(dir) => {
+                let dir = dir.join("ingest-log");
+                self.run_logged(ctx, dir).await
+            }
+            None => self.run_direct(ctx).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_newest_messages_are_remembered() {
+        let mut r = RecentMessages::new(2);
+        r.note(1);
+        r.note(2);
+        r.note(2);
+        assert!(!r.contains(1));
+        assert!(r.contains(2));
+        r.note(3);
+        assert!(r.contains(2) && r.contains(3));
+        r.note(4);
+        assert!(!r.contains(2));
+    }
+}
