@@ -445,6 +445,7 @@ async fn a_plain_subscription_and_plain_publishing_work_without_jetstream() {
         .subscribe(format!("{id}.alerts.>"))
         .await
         .expect("subscribed");
+    client.flush().await.expect("subscription made");
     let dir = tempfile::tempdir().expect("temp dir");
     let query = dir.path().join("q.sql");
     std::fs::write(

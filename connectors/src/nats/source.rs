@@ -214,6 +214,11 @@ impl NatsSource {
         };
         let mut subscriber = subscribed
             .map_err(|e| ConnectorError::fatal(format!("cannot subscribe to {subject}: {e}")))?;
+        // The server has the subscription once it answers a round trip: messages published from
+        // then on are delivered (core NATS keeps nothing for a subscription not yet made).
+        client.flush().await.map_err(|e| {
+            ConnectorError::retryable(format!("cannot subscribe to {subject}: {e}"))
+        })?;
         info!(source = %self.name, "subscribed to {subject}");
         let mut pending: Vec<Taken> = Vec::with_capacity(self.config.batch_size);
         let mut linger = tokio::time::interval(self.config.linger);
