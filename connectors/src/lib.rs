@@ -9,6 +9,8 @@
 //! - [`stdout`]: standard-output sink, JSON or readable text.
 //! - [`webhook`]: alerts to an HTTP endpoint, signed, with idempotency keys.
 //! - [`amqp`]: RabbitMQ queues in (through the ingest log), alerts to exchanges with confirms.
+//! - [`kafka`]: Kafka topics in (a consumer group, offsets after checkpoints), alerts out through an
+//!   idempotent producer.
 //! - [`nats`]: NATS subjects and JetStream streams in, alerts published to subjects.
 //! - [`postgres`]: alerts inserted into PostgreSQL (upserts on `alert_id`), reference tables.
 //! - [`format`]: JSON decoding into Arrow batches with per-record errors, and encoding of rows.
@@ -25,6 +27,7 @@ pub mod amqp;
 pub mod checkpoints;
 pub mod file;
 pub mod format;
+pub mod kafka;
 pub mod ingest_log;
 pub mod messages;
 pub mod mqtt;
@@ -41,10 +44,12 @@ pub fn registry() -> ConnectorRegistry {
     let mut r = ConnectorRegistry::new();
     r.register_source("amqp", amqp::AmqpSource::create);
     r.register_source("file", file::FileSource::create);
+    r.register_source("kafka", kafka::KafkaSource::create);
     r.register_source("mqtt", mqtt::MqttSource::create);
     r.register_source("nats", nats::NatsSource::create);
     r.register_sink("amqp", amqp::AmqpSink::create);
     r.register_sink("file", file::FileSink::create);
+    r.register_sink("kafka", kafka::KafkaSink::create);
     r.register_sink("mqtt", mqtt::MqttSink::create);
     r.register_sink("nats", nats::NatsSink::create);
     r.register_sink("stdout", stdout::StdoutSink::create);

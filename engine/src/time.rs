@@ -77,10 +77,19 @@ pub fn show_duration(ms: Millis) -> String {
 ///
 /// Lateness is decided row by row, as if the watermark advanced after every row, so which rows are
 /// late does not depend on how rows were cut into batches (a replay and a live run agree).
+///
+/// A source read in splits that arrive independently (a Kafka topic's partitions) reports each
+/// split's rows apart ([`Self::observe_split`]): the watermark then follows the split that is
+/// furthest behind, so a partition read after another, when catching up with a backlog, is not
+/// late. A split that falls silent is retired ([`Self::retire_split`]) and holds nothing back.
 #[derive(Debug, Clone)]
 pub struct WatermarkTracker {
     bound: Millis,
+    /// What the watermark follows: the largest event time seen (of the split furthest behind, for
+    /// a source read in splits); it never goes back.
     max_seen: Option<Millis>,
+    /// The largest event time seen in each split being read.
+    splits: std::collections::BTreeMap<u32, Option<Millis>>,
 }
 
 /// What [`WatermarkTracker::observe`] found in a batch.
@@ -98,6 +107,7 @@ impl WatermarkTracker {
         Self {
             bound,
             max_seen: None,
+            splits: std::collections::BTreeMap::new(),
         }
     }
 
@@ -143,6 +153,76 @@ impl WatermarkTracker {
     }
 }
 
+impl WatermarkTracker {
+    /// Split `split` is read from now on (a partition assigned): until it has rows or is retired,
+    /// it holds the watermark where it is.
+    pub fn add_split(&mut self, split: u32) {
+        self.splits.entry(split).or_insert(None);
+    }
+
+    /// Split `split` is no longer read, or has fallen silent: it holds the watermark back no
+    /// more. Rows it sends later make it a split again, judged against the watermark then in force.
+    pub fn retire_split(&mut self, split: u32) {
+        if self.splits.remove(&split).is_some() {
+            self.follow_splits();
+        }
+    }
+
+    /// The splits being read.
+    pub fn splits(&self) -> impl Iterator<Item = u32> + '_ {
+        self.splits.keys().copied()
+    }
+
+    /// [`Self::observe`] for rows of one split: a row is late when it is older than the watermark
+    /// in force, which follows the split furthest behind (this split's largest time so far
+    /// included); the watermark then moves to what the splits allow.
+    pub fn observe_split(&mut self, split: u32, times: &[Millis]) -> Observed {
+        let others = self
+            .splits
+            .iter()
+            .filter(|(s, _)| **s != split)
+            .map(|(_, m)| m.unwrap_or(Millis::MIN))
+            .min();
+        let floor = self.max_seen.unwrap_or(Millis::MIN);
+        let mut own = self.splits.get(&split).copied().flatten();
+        let mut keep: Option<Vec<bool>> = None;
+        let mut late = 0;
+        let mut late_watermarks = Vec::new();
+        for (i, &t) in times.iter().enumerate() {
+            let behind = match (others, own) {
+                (Some(o), Some(m)) => o.min(m),
+                (Some(_), None) | (None, None) => Millis::MIN,
+                (None, Some(m)) => m,
+            };
+            let basis = floor.max(behind);
+            if basis != Millis::MIN && t < basis.saturating_sub(self.bound) {
+                keep.get_or_insert_with(|| vec![true; times.len()])[i] = false;
+                late += 1;
+                late_watermarks.push(basis.saturating_sub(self.bound));
+            } else if own.is_none_or(|m| t > m) {
+                own = Some(t);
+            }
+        }
+        if own.is_some() || !self.splits.contains_key(&split) {
+            self.splits.insert(split, own);
+        }
+        self.follow_splits();
+        Observed {
+            keep: keep.map(BooleanArray::from),
+            late,
+            late_watermarks,
+        }
+    }
+
+    /// The watermark follows the split furthest behind, once every split has rows.
+    fn follow_splits(&mut self) {
+        if let Some(Some(min)) = self.splits.values().min_by_key(|m| m.unwrap_or(Millis::MIN)) {
+            let min = *min;
+            self.max_seen = Some(self.max_seen.map_or(min, |m| m.max(min)));
+        }
+    }
+}
+
 /// The start of the window of length `size` (aligned to the epoch) that holds `t`.
 pub fn align(t: Millis, size: Millis) -> Millis {
     t - t.rem_euclid(size)
@@ -173,6 +253,32 @@ mod tests {
         assert_eq!(w2.observe(&[7_900, 8_000]).late, 1);
         assert_eq!(w2.observe(&[12_000]).late, 0);
         assert_eq!(w2.watermark(), Some(10_000));
+    }
+
+    #[test]
+    fn the_watermark_of_a_source_read_in_splits_follows_the_split_furthest_behind() {
+        let mut w = WatermarkTracker::new(1_000);
+        w.add_split(0);
+        w.add_split(1);
+        // Split 0 is read to 60 s before split 1 is read from 0 s (a backlog, partition after
+        // partition): split 1 has no rows yet, so the watermark waits, and none of its rows is late.
+        assert_eq!(w.observe_split(0, &[10_000, 30_000, 60_000]).late, 0);
+        assert_eq!(w.watermark(), None);
+        assert_eq!(w.observe_split(1, &[0, 20_000, 40_000]).late, 0);
+        assert_eq!(w.watermark(), Some(39_000));
+        // Within a split, rows are judged against the watermark in force.
+        let o = w.observe_split(1, &[38_500, 39_500, 45_000]);
+        assert_eq!(o.keep.unwrap(), BooleanArray::from(vec![false, true, true]));
+        assert_eq!(w.watermark(), Some(44_000));
+        // Split 1 falls silent and is retired: split 0 alone leads.
+        w.retire_split(1);
+        assert_eq!(w.watermark(), Some(59_000));
+        // A split assigned later holds the watermark where it is, never back.
+        w.add_split(2);
+        assert_eq!(w.observe_split(0, &[70_000]).late, 0);
+        assert_eq!(w.watermark(), Some(59_000));
+        assert_eq!(w.observe_split(2, &[58_000, 65_000]).late, 1);
+        assert_eq!(w.watermark(), Some(64_000));
     }
 
     #[test]

@@ -322,6 +322,45 @@ impl SourceContext {
         batch: RecordBatch,
         position: Option<serde_json::Value>,
     ) -> Result<(), ConnectorError> {
+        self.send_inner(batch, position, None).await
+    }
+
+    /// [`Self::send_from`] for rows of one split of the source (a Kafka partition): the watermark
+    /// follows the split furthest behind, so splits read one after the other are not late (see
+    /// [`WatermarkTracker::observe_split`]).
+    pub async fn send_split(
+        &mut self,
+        batch: RecordBatch,
+        split: u32,
+        position: Option<serde_json::Value>,
+    ) -> Result<(), ConnectorError> {
+        self.send_inner(batch, position, Some(split)).await
+    }
+
+    /// The source reads `split` from now on: until it has rows or is retired, it holds the
+    /// watermark where it is.
+    pub async fn add_split(&self, split: u32) {
+        if let Some(tracker) = &mut self.emitter.lock().await.tracker {
+            tracker.add_split(split);
+        }
+    }
+
+    /// The source no longer reads `split`, or has read all it holds for now: it holds the
+    /// watermark back no more, and the watermark moves if the other splits allow it.
+    pub async fn retire_split(&self, split: u32) -> Result<(), ConnectorError> {
+        let mut emitter = self.emitter.lock().await;
+        if let Some(tracker) = &mut emitter.tracker {
+            tracker.retire_split(split);
+        }
+        emitter.advance(&self.metrics).await
+    }
+
+    async fn send_inner(
+        &mut self,
+        batch: RecordBatch,
+        position: Option<serde_json::Value>,
+        split: Option<u32>,
+    ) -> Result<(), ConnectorError> {
         let rows = batch.num_rows();
         self.metrics
             .events
@@ -352,7 +391,10 @@ impl SourceContext {
                         self.name, et.column
                     ))
                 })?;
-            let observed = tracker.observe(times.values());
+            let observed = match split {
+                Some(split) => tracker.observe_split(split, times.values()),
+                None => tracker.observe(times.values()),
+            };
             if let Some(keep) = observed.keep {
                 self.metrics
                     .late

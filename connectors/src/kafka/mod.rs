@@ -1,0 +1,43 @@
+//! Kafka (rdkafka, librdkafka): a source reading a topic as a member of a consumer group, its
+//! offsets committed once a checkpoint covers them and restored from the checkpoint, and a sink
+//! with an idempotent producer whose deliveries are confirmed before a checkpoint completes.
+//! Azure Event Hubs speaks this protocol too (`properties` gives the SASL settings).
+
+pub mod config;
+mod sink;
+mod source;
+
+use eddy_engine::OptionError;
+use rdkafka::ClientConfig;
+
+pub use sink::KafkaSink;
+pub use source::KafkaSource;
+
+/// `bootstrap.servers` and the `properties` option (`name=value; ...`) as librdkafka settings.
+fn client_config(
+    bootstrap_servers: &str,
+    properties: Option<&str>,
+) -> Result<ClientConfig, OptionError> {
+    if bootstrap_servers.trim().is_empty() {
+        return Err(OptionError::invalid(
+            "bootstrap_servers",
+            "give the brokers: 'host:9092'",
+        ));
+    }
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap_servers.trim());
+    for setting in properties.unwrap_or_default().split(';') {
+        let setting = setting.trim();
+        if setting.is_empty() {
+            continue;
+        }
+        let (name, value) = setting.split_once('=').ok_or_else(|| {
+            OptionError::invalid(
+                "properties",
+                format!("'{setting}' is not name=value (settings are separated by ';')"),
+            )
+        })?;
+        config.set(name.trim(), value.trim());
+    }
+    Ok(config)
+}

@@ -1,0 +1,171 @@
+//! Writes each row as one message to a topic, keyed by a column if asked, through an idempotent
+//! producer (`enable.idempotence`: acknowledged by all in-sync replicas, no duplicates from the
+//! producer's own retries, order kept per partition). A write hands every alert to the producer,
+//! then waits for every delivery to be confirmed, so what a checkpoint covers is in the topic; a
+//! write that fails resumes, when tried again, at its first alert not confirmed.
+
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use async_trait::async_trait;
+use eddy_engine::{ConnectorError, OptionError, Sink, SinkSpec};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::client_config;
+use super::config::KafkaSinkConfig;
+use crate::format::RecordEncoder;
+
+pub struct KafkaSink {
+    config: KafkaSinkConfig,
+    client: rdkafka::ClientConfig,
+    encoder: RecordEncoder,
+    producer: Option<FutureProducer>,
+    /// The rows of the batch a write failed in the middle of, and its first row not confirmed.
+    in_progress: Option<(usize, usize)>,
+}
+
+impl KafkaSink {
+    pub fn create(spec: &SinkSpec) -> Result<Box<dyn Sink>, OptionError> {
+        let config: KafkaSinkConfig = spec.options.deserialize()?;
+        if config.topic.is_empty() {
+            return Err(OptionError::invalid("topic", "give the topic alerts go to"));
+        }
+        let mut client = client_config(&config.bootstrap_servers, config.properties.as_deref())?;
+        client
+            .set("client.id", format!("eddy-{}", spec.name))
+            .set("enable.idempotence", "true")
+            .set("linger.ms", config.linger.as_millis().to_string())
+            .set("message.timeout.ms", config.timeout.as_millis().to_string());
+        let encoder = RecordEncoder::new(config.format, config.value_column.clone())?;
+        Ok(Box::new(Self {
+            config,
+            client,
+            encoder,
+            producer: None,
+            in_progress: None,
+        }))
+    }
+
+    /// The producer, made on the first write (so `eddy check` never connects).
+    fn producer(&mut self) -> Result<FutureProducer, ConnectorError> {
+        if let Some(p) = &self.producer {
+            return Ok(p.clone());
+        }
+        let producer: FutureProducer = self
+            .client
+            .create()
+            .map_err(|e| ConnectorError::fatal(format!("cannot make a Kafka producer: {e}")))?;
+        self.producer = Some(producer.clone());
+        Ok(producer)
+    }
+
+    /// The key of every row, when `key` names a column.
+    fn keys(&self, batch: &RecordBatch) -> Result<Option<Vec<String>>, ConnectorError> {
+        let Some(name) = &self.config.key else {
+            return Ok(None);
+        };
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            ConnectorError::fatal(format!("the key column '{name}' is missing"))
+        })?;
+        let f = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        Ok(Some(
+            (0..batch.num_rows()).map(|i| f.value(i).to_string()).collect(),
+        ))
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    fn describe(&self) -> String {
+        format!(
+            "{} topic {}{} ({})",
+            self.config.bootstrap_servers,
+            self.config.topic,
+            self.config
+                .key
+                .as_deref()
+                .map(|k| format!(" key {k}"))
+                .unwrap_or_default(),
+            self.encoder.format().describe()
+        )
+    }
+
+    fn check_schema(&self, schema: &Schema) -> Result<(), String> {
+        if let Some(k) = &self.config.key
+            && schema.column_with_name(k).is_none()
+        {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(format!(
+                "key names '{k}', but the query's columns are: {}",
+                names.join(", ")
+            ));
+        }
+        self.encoder.check(schema)
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
+        let rows = batch.num_rows();
+        let from = match self.in_progress.take() {
+            Some((n, from)) if n == rows => from,
+            _ => 0,
+        };
+        let producer = self.producer()?;
+        let payloads = self
+            .encoder
+            .each(&batch)
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        let keys = self.keys(&batch)?;
+        let mut deliveries = Vec::with_capacity(rows - from);
+        for row in from..rows {
+            let mut record: FutureRecord<'_, str, [u8]> =
+                FutureRecord::to(&self.config.topic).payload(payloads[row].as_slice());
+            if let Some(keys) = &keys {
+                record = record.key(keys[row].as_str());
+            }
+            match producer.send_result(record) {
+                Ok(d) => deliveries.push((row, d)),
+                Err((e, _)) => {
+                    // The producer's queue is full or it refused the record: what was handed
+                    // over is awaited, the rest resent by the retry.
+                    let mut resume = row;
+                    for (r, d) in deliveries {
+                        if !matches!(d.await, Ok(Ok(_))) {
+                            resume = resume.min(r);
+                        }
+                    }
+                    self.in_progress = Some((rows, resume));
+                    return Err(ConnectorError::retryable(format!(
+                        "cannot hand an alert to the Kafka producer: {e}"
+                    )));
+                }
+            }
+        }
+        let mut failed: Option<(usize, String)> = None;
+        for (row, d) in deliveries {
+            let why = match tokio::time::timeout(self.config.timeout + Duration::from_secs(1), d)
+                .await
+            {
+                Ok(Ok(Ok(_))) => continue,
+                Ok(Ok(Err((e, _)))) => e.to_string(),
+                Ok(Err(_)) => "the producer went away".to_string(),
+                Err(_) => format!("no confirmation within {:?}", self.config.timeout),
+            };
+            if failed.is_none() {
+                failed = Some((row, why));
+            }
+        }
+        match failed {
+            None => Ok(()),
+            Some((row, why)) => {
+                self.in_progress = Some((rows, row));
+                Err(ConnectorError::retryable(format!(
+                    "topic {} did not take an alert: {why}",
+                    self.config.topic
+                )))
+            }
+        }
+    }
+}

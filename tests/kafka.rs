@@ -1,0 +1,399 @@
+//! The Kafka connector against a real Kafka-protocol broker: tansu (a single-binary broker written
+//! in Rust, with SQLite storage that keeps topics, consumer groups and committed offsets), started
+//! by each test on a free port. `.ci/run` installs tansu once into `~/.cache/eddy-tools`; set
+//! `EDDY_TANSU` to use another build. These tests are `#[ignore]`d in the README's test command,
+//! which needs only the machine's services, and run by `.ci/run` (`cargo test -- --ignored`).
+//!
+//! Readings keyed by device over 3 partitions become windows whose alerts go to another topic,
+//! keyed by device, checked against counts computed here, a bad message dead-lettered; Eddy killed
+//! with SIGKILL mid-stream and started again resumes from the offsets its checkpoint recorded, so
+//! every window comes out exactly as an uninterrupted run; the broker stopped and started again
+//! while readings and alerts flow loses nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+use serde_json::Value;
+
+/// 2026-01-01T00:00:00Z
+const T0: i64 = 1_767_225_600_000;
+
+fn tansu_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("EDDY_TANSU") {
+        return PathBuf::from(p);
+    }
+    let cached = std::env::var("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/eddy-tools/bin/tansu"))
+        .unwrap_or_default();
+    if cached.exists() {
+        return cached;
+    }
+    PathBuf::from("tansu")
+}
+
+/// A tansu broker on a free port, its SQLite store in a directory of the test's.
+struct Broker {
+    child: Child,
+    port: u16,
+    store: PathBuf,
+}
+
+impl Broker {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Self::start_on(dir.join("tansu.db"), port)
+    }
+
+    fn start_on(store: PathBuf, port: u16) -> Self {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .arg("--storage-engine")
+            .arg(format!("sqlite://{}", store.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the Kafka test broker tansu is needed ({e}): .ci/run installs it, or \
+                     cargo install tansu --version 0.6.0 --locked --features dynostore,postgres,libsql \
+                     --root ~/.cache/eddy-tools"
+                )
+            });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port, store }
+    }
+
+    fn servers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM, then the same broker started again on the same port and store.
+    fn restart(mut self) -> Self {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let (store, port) = (self.store.clone(), self.port);
+        drop(self);
+        Self::start_on(store, port)
+    }
+
+    async fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.servers())
+            .create()
+            .expect("admin client");
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await
+            .expect("topics created");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("topic {t}: {e}"));
+        }
+    }
+
+    fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.servers())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer")
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `(key, payload)` pairs to `topic` and waits for them to be stored.
+async fn produce(producer: &FutureProducer, topic: &str, messages: Vec<(String, String)>) {
+    let mut deliveries = Vec::new();
+    for (key, payload) in &messages {
+        let record = FutureRecord::to(topic).key(key.as_str()).payload(payload.as_str());
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).expect("queued"));
+    }
+    for d in deliveries {
+        d.await.expect("delivered").map_err(|(e, _)| e).expect("stored");
+    }
+}
+
+/// The readings of the 4 devices at second `s`, keyed by device.
+fn readings(s: i64) -> Vec<(String, String)> {
+    (0..4)
+        .map(|d| {
+            (
+                format!("m{d}"),
+                format!(
+                    r#"{{"device_id":"m{d}","temp":{},"ts":{}}}"#,
+                    20 + (s + d) % 7,
+                    T0 + s * 1000
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A reading past the last window of every partition closes it (the watermark is the least of the
+/// partitions' when they are read together).
+fn closing(at_second: i64) -> Vec<(String, String)> {
+    (0..4)
+        .map(|d| {
+            (
+                format!("m{d}"),
+                format!(
+                    r#"{{"device_id":"x{d}","temp":0,"ts":{}}}"#,
+                    T0 + at_second * 1000
+                ),
+            )
+        })
+        .collect()
+}
+
+/// (device, window start in seconds from T0) -> (count, sum of temperatures), windows of 10 s.
+fn expected_windows(seconds: i64) -> BTreeMap<(String, i64), (i64, i64)> {
+    let mut w = BTreeMap::new();
+    for s in 0..seconds {
+        for d in 0..4i64 {
+            let e = w.entry((format!("m{d}"), s / 10 * 10)).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += 20 + (s + d) % 7;
+        }
+    }
+    w
+}
+
+const QUERY_WINDOWS: &str = "INSERT INTO alerts
+     SELECT device_id, window_start, count(*) AS n, sum(temp) AS total
+     FROM TUMBLE(readings, ts, INTERVAL '10' SECOND)
+     WHERE device_id LIKE 'm%'
+     GROUP BY device_id, window_start, window_end;";
+
+/// Alerts into windows; an alert repeated (after a restart) must repeat its values.
+fn windows_of(alerts: &[Value]) -> BTreeMap<(String, i64), (i64, i64)> {
+    let mut w = BTreeMap::new();
+    for a in alerts {
+        let device = a["device_id"].as_str().expect("device_id").to_string();
+        let start = chrono::DateTime::parse_from_rfc3339(a["window_start"].as_str().expect("time"))
+            .expect("RFC 3339")
+            .timestamp_millis();
+        let values = (
+            a["n"].as_i64().expect("n"),
+            a["total"].as_f64().expect("total") as i64,
+        );
+        let key = (device, (start - T0) / 1000);
+        if let Some(before) = w.insert(key.clone(), values) {
+            assert_eq!(before, values, "window {key:?} alerted twice with other values");
+        }
+    }
+    w
+}
+
+fn read_alerts(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn source(servers: &str, topic: &str) -> String {
+    format!(
+        "CREATE SOURCE readings (key TEXT, device_id TEXT, temp BIGINT, ts TIMESTAMP,
+                                 WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+           WITH (connector = 'kafka', bootstrap_servers = '{servers}', topic = '{topic}',
+                 group_id = 'eddy-{topic}'"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the tansu Kafka broker, which .ci/run installs"]
+async fn readings_from_a_topic_become_alerts_on_a_topic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::start(dir.path());
+    broker.create_topic("readings", 3).await;
+    broker.create_topic("alerts", 3).await;
+    let producer = broker.producer();
+    let mut messages = Vec::new();
+    for s in 0..60 {
+        messages.extend(readings(s));
+        if s == 30 {
+            messages.push(("m0".into(), "{\"device_id\": \"m0\", \"temp\": \"hot\"".into()));
+        }
+    }
+    messages.extend(closing(100));
+    produce(&producer, "readings", messages).await;
+    let query = dir.path().join("q.sql");
+    std::fs::write(
+        &query,
+        format!(
+            "{}, dead_letter = '{}');
+             CREATE SINK alerts WITH (connector = 'kafka', bootstrap_servers = '{}',
+                                      topic = 'alerts', key = 'device_id', alert_id = 'true');
+             {QUERY_WINDOWS}",
+            source(&broker.servers(), "readings"),
+            dir.path().join("dead.jsonl").display(),
+            broker.servers()
+        ),
+    )
+    .expect("query written");
+    let eddy = common::run_until_logged(&query, "assigned");
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.servers())
+        .set("group.id", "the-test")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["alerts"]).expect("subscribed");
+    let mut alerts = Vec::new();
+    while alerts.len() < 24 {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("24 alerts within 60 s")
+            .expect("a message");
+        let alert: Value = serde_json::from_slice(m.payload().expect("payload")).expect("JSON");
+        assert_eq!(
+            m.key().map(|k| String::from_utf8_lossy(k).to_string()),
+            alert["device_id"].as_str().map(str::to_string),
+            "keyed by device"
+        );
+        alerts.push(alert);
+    }
+    drop(eddy);
+    assert_eq!(windows_of(&alerts), expected_windows(60));
+    let dead = std::fs::read_to_string(dir.path().join("dead.jsonl")).expect("dead letters");
+    assert_eq!(dead.lines().count(), 1, "{dead}");
+    assert!(dead.contains("hot") && dead.contains("readings/"), "{dead}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the tansu Kafka broker, which .ci/run installs"]
+async fn killed_and_restarted_eddy_resumes_from_its_checkpointed_offsets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::start(dir.path());
+    broker.create_topic("readings", 3).await;
+    let producer = broker.producer();
+    let out = dir.path().join("alerts.jsonl");
+    let query = dir.path().join("q.sql");
+    std::fs::write(
+        &query,
+        format!(
+            "{});
+             CREATE SINK alerts WITH (connector = 'file', path = '{}', alert_id = 'true');
+             {QUERY_WINDOWS}",
+            source(&broker.servers(), "readings"),
+            out.display()
+        ),
+    )
+    .expect("query written");
+    let state = dir.path().join("state");
+    let args = [
+        "--state-dir",
+        state.to_str().expect("utf-8"),
+        "--checkpoint-interval",
+        "300ms",
+    ];
+    let mut eddy = Some(common::run_with_until_logged(&query, &args, "assigned"));
+    for s in 0..300 {
+        produce(&producer, "readings", readings(s)).await;
+        if s % 20 == 19 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if s == 100 || s == 200 {
+            drop(eddy.take());
+            eddy = Some(common::run_with_until_logged(&query, &args, "assigned"));
+        }
+    }
+    produce(&producer, "readings", closing(400)).await;
+    let expected = expected_windows(300);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while windows_of(&read_alerts(&out)).len() < expected.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(eddy);
+    assert_eq!(windows_of(&read_alerts(&out)), expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the tansu Kafka broker, which .ci/run installs"]
+async fn the_broker_restarted_while_readings_and_alerts_flow_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::start(dir.path());
+    broker.create_topic("readings", 3).await;
+    broker.create_topic("alerts", 1).await;
+    let out = dir.path().join("alerts.jsonl");
+    let query = dir.path().join("q.sql");
+    std::fs::write(
+        &query,
+        format!(
+            "{});
+             CREATE SINK alerts WITH (connector = 'kafka', bootstrap_servers = '{}',
+                                      topic = 'alerts', key = 'device_id', alert_id = 'true',
+                                      retries = '100', retry_backoff = '200ms');
+             {QUERY_WINDOWS}",
+            source(&broker.servers(), "readings"),
+            broker.servers()
+        ),
+    )
+    .expect("query written");
+    let state = dir.path().join("state");
+    let eddy = common::run_with_until_logged(
+        &query,
+        &["--state-dir", state.to_str().expect("utf-8"), "--checkpoint-interval", "300ms"],
+        "assigned",
+    );
+    let producer = broker.producer();
+    for s in 0..100 {
+        produce(&producer, "readings", readings(s)).await;
+    }
+    let broker = tokio::task::spawn_blocking(move || broker.restart())
+        .await
+        .expect("restarted");
+    let producer = broker.producer();
+    for s in 100..200 {
+        produce(&producer, "readings", readings(s)).await;
+    }
+    produce(&producer, "readings", closing(300)).await;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.servers())
+        .set("group.id", "the-test")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["alerts"]).expect("subscribed");
+    let expected = expected_windows(200);
+    let mut alerts = Vec::new();
+    while windows_of(&alerts).len() < expected.len() {
+        let m = tokio::time::timeout(Duration::from_secs(90), consumer.recv())
+            .await
+            .expect("every window's alert within 90 s")
+            .expect("a message");
+        alerts.push(serde_json::from_slice(m.payload().expect("payload")).expect("JSON"));
+    }
+    drop(eddy);
+    std::fs::write(&out, "").ok();
+    assert_eq!(windows_of(&alerts), expected);
+}
