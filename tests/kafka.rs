@@ -133,11 +133,21 @@ impl Drop for Broker {
 async fn produce(producer: &FutureProducer, topic: &str, messages: Vec<(String, String)>) {
     let mut deliveries = Vec::new();
     for (key, payload) in &messages {
-        let record = FutureRecord::to(topic).key(key.as_str()).payload(payload.as_str());
-        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).expect("queued"));
+        let record = FutureRecord::to(topic)
+            .key(key.as_str())
+            .payload(payload.as_str());
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("queued"),
+        );
     }
     for d in deliveries {
-        d.await.expect("delivered").map_err(|(e, _)| e).expect("stored");
+        d.await
+            .expect("delivered")
+            .map_err(|(e, _)| e)
+            .expect("stored");
     }
 }
 
@@ -206,7 +216,10 @@ fn windows_of(alerts: &[Value]) -> BTreeMap<(String, i64), (i64, i64)> {
         );
         let key = (device, (start - T0) / 1000);
         if let Some(before) = w.insert(key.clone(), values) {
-            assert_eq!(before, values, "window {key:?} alerted twice with other values");
+            assert_eq!(
+                before, values,
+                "window {key:?} alerted twice with other values"
+            );
         }
     }
     w
@@ -241,7 +254,10 @@ async fn readings_from_a_topic_become_alerts_on_a_topic() {
     for s in 0..60 {
         messages.extend(readings(s));
         if s == 30 {
-            messages.push(("m0".into(), "{\"device_id\": \"m0\", \"temp\": \"hot\"".into()));
+            messages.push((
+                "m0".into(),
+                "{\"device_id\": \"m0\", \"temp\": \"hot\"".into(),
+            ));
         }
     }
     messages.extend(closing(100));
@@ -362,7 +378,12 @@ async fn the_broker_restarted_while_readings_and_alerts_flow_loses_nothing() {
     let state = dir.path().join("state");
     let eddy = common::run_with_until_logged(
         &query,
-        &["--state-dir", state.to_str().expect("utf-8"), "--checkpoint-interval", "300ms"],
+        &[
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--checkpoint-interval",
+            "300ms",
+        ],
         "assigned",
     );
     let producer = broker.producer();

@@ -27,20 +27,31 @@ pub mod amqp;
 pub mod checkpoints;
 pub mod file;
 pub mod format;
-pub mod kafka;
 pub mod ingest_log;
+pub mod kafka;
 pub mod messages;
 pub mod mqtt;
 pub mod nats;
 pub mod postgres;
 pub mod stdout;
 pub mod template;
+
+/// Makes ring the process's TLS provider, once: the connectors' TLS stacks (rumqttc, reqwest,
+/// async-nats, lapin) share rustls, which cannot pick a provider by itself when more than one is
+/// built in. Called before any TLS connection is made; a provider installed already is kept.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
 pub mod webhook;
 
 use eddy_engine::ConnectorRegistry;
 
 /// Every connector, by the name used in `connector = '...'`.
 pub fn registry() -> ConnectorRegistry {
+    install_tls_provider();
     let mut r = ConnectorRegistry::new();
     r.register_source("amqp", amqp::AmqpSource::create);
     r.register_source("file", file::FileSource::create);

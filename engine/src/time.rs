@@ -216,7 +216,11 @@ impl WatermarkTracker {
 
     /// The watermark follows the split furthest behind, once every split has rows.
     fn follow_splits(&mut self) {
-        if let Some(Some(min)) = self.splits.values().min_by_key(|m| m.unwrap_or(Millis::MIN)) {
+        if let Some(Some(min)) = self
+            .splits
+            .values()
+            .min_by_key(|m| m.unwrap_or(Millis::MIN))
+        {
             let min = *min;
             self.max_seen = Some(self.max_seen.map_or(min, |m| m.max(min)));
         }

@@ -1,3 +1,3 @@
 CREATE SINK alerts WITH (path = 'alerts.jsonl');
 
--- expect: 1:1: missing option 'connector': a sink needs WITH (connector = '...'), one of: amqp, file, mqtt, nats, postgres, stdout, webhook
+-- expect: 1:1: missing option 'connector': a sink needs WITH (connector = '...'), one of: amqp, file, kafka, mqtt, nats, postgres, stdout, webhook

@@ -24,7 +24,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(about = "Measures Eddy's sinks (alerts/s) and sources (readings/s) against real services")]
+#[command(
+    about = "Measures Eddy's sinks (alerts/s) and sources (readings/s) against real services"
+)]
 struct Args {
     #[command(subcommand)]
     what: What,
@@ -111,7 +113,10 @@ async fn sink(
     let run = std::process::id();
     let received = Arc::new(AtomicU64::new(0));
     let options = match kind {
-        SinkKind::File => format!("connector = 'file', path = '{}'", dir.join("out.jsonl").display()),
+        SinkKind::File => format!(
+            "connector = 'file', path = '{}'",
+            dir.join("out.jsonl").display()
+        ),
         SinkKind::Webhook => {
             let url = webhook_receiver(Arc::clone(&received)).await?;
             format!(
@@ -122,7 +127,9 @@ async fn sink(
         SinkKind::Postgres => format!(
             "connector = 'postgres', url = 'postgres://127.0.0.1:5432/test', table = 'bench_{run}', create_table = 'true'"
         ),
-        SinkKind::Nats => format!("connector = 'nats', url = 'nats://127.0.0.1:4222', subject = 'bench.{run}.{{device_id}}'"),
+        SinkKind::Nats => format!(
+            "connector = 'nats', url = 'nats://127.0.0.1:4222', subject = 'bench.{run}.{{device_id}}'"
+        ),
         SinkKind::Jetstream => {
             let client = async_nats::connect("127.0.0.1:4222").await?;
             let js = async_nats::jetstream::new(client);
@@ -133,14 +140,18 @@ async fn sink(
                 ..Default::default()
             })
             .await?;
-            format!("connector = 'nats', url = 'nats://127.0.0.1:4222', jetstream = 'true', subject = 'bench.{run}.{{device_id}}'")
+            format!(
+                "connector = 'nats', url = 'nats://127.0.0.1:4222', jetstream = 'true', subject = 'bench.{run}.{{device_id}}'"
+            )
         }
         SinkKind::Amqp => format!(
             "connector = 'amqp', url = 'amqp://guest:guest@127.0.0.1:5672/%2f', exchange = 'bench.{run}', declare = 'true', routing_key = 'alerts.{{device_id}}'"
         ),
         SinkKind::Kafka => {
             let servers = kafka.context("--kafka host:port is needed")?;
-            format!("connector = 'kafka', bootstrap_servers = '{servers}', topic = 'bench-{run}', key = 'device_id'")
+            format!(
+                "connector = 'kafka', bootstrap_servers = '{servers}', topic = 'bench-{run}', key = 'device_id'"
+            )
         }
         SinkKind::Mqtt => format!(
             "connector = 'mqtt', url = 'mqtt://127.0.0.1:1883', topic = 'bench/{run}/{{device_id}}', qos = 1"
@@ -175,13 +186,16 @@ INSERT INTO out SELECT device_id, temp, ts FROM readings;",
     }
     if kind == SinkKind::Postgres {
         let (client, connection) =
-            tokio_postgres::connect("postgres://127.0.0.1:5432/test", tokio_postgres::NoTls).await?;
+            tokio_postgres::connect("postgres://127.0.0.1:5432/test", tokio_postgres::NoTls)
+                .await?;
         tokio::spawn(connection);
         let n: i64 = client
             .query_one(&format!("SELECT count(*) FROM bench_{run}"), &[])
             .await?
             .get(0);
-        client.batch_execute(&format!("DROP TABLE bench_{run}")).await?;
+        client
+            .batch_execute(&format!("DROP TABLE bench_{run}"))
+            .await?;
         if n != rows as i64 {
             bail!("the table holds {n} alerts, not {rows}");
         }
@@ -254,7 +268,8 @@ async fn source(
             let mut o = rumqttc::MqttOptions::new(&client_id, "127.0.0.1", 1883);
             o.set_clean_session(false);
             let (c, mut events) = rumqttc::AsyncClient::new(o, 10);
-            c.subscribe(format!("bench/{run}/#"), rumqttc::QoS::AtLeastOnce).await?;
+            c.subscribe(format!("bench/{run}/#"), rumqttc::QoS::AtLeastOnce)
+                .await?;
             loop {
                 if let rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) = events.poll().await? {
                     break;
@@ -278,8 +293,13 @@ async fn source(
                 }
             });
             for i in 0..rows {
-                p.publish(format!("bench/{run}/r"), rumqttc::QoS::AtLeastOnce, false, reading(i))
-                    .await?;
+                p.publish(
+                    format!("bench/{run}/r"),
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    reading(i),
+                )
+                .await?;
             }
             while acked.load(Ordering::Relaxed) < rows as u64 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -303,7 +323,10 @@ async fn source(
             .await?;
             let mut acks = Vec::with_capacity(rows);
             for i in 0..rows {
-                acks.push(js.publish(format!("benchin.{run}.r"), reading(i).into()).await?);
+                acks.push(
+                    js.publish(format!("benchin.{run}.r"), reading(i).into())
+                        .await?,
+                );
                 if acks.len() >= 5_000 {
                     for a in acks.drain(..) {
                         a.await?;
@@ -314,7 +337,9 @@ async fn source(
                 a.await?;
             }
             (
-                format!("connector = 'nats', url = 'nats://127.0.0.1:4222', stream = 'BENCHIN{run}'"),
+                format!(
+                    "connector = 'nats', url = 'nats://127.0.0.1:4222', stream = 'BENCHIN{run}'"
+                ),
                 "reading stream",
             )
         }
@@ -326,12 +351,17 @@ async fn source(
             )
             .await?;
             let channel = connection.create_channel().await?;
-            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
             let queue = format!("bench-in-{run}");
             channel
                 .queue_declare(
                     queue.as_str().into(),
-                    QueueDeclareOptions { durable: true, ..Default::default() },
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
                     lapin::types::FieldTable::default(),
                 )
                 .await?;
@@ -358,7 +388,9 @@ async fn source(
                 c.await?;
             }
             (
-                format!("connector = 'amqp', url = 'amqp://guest:guest@127.0.0.1:5672/%2f', queue = '{queue}'"),
+                format!(
+                    "connector = 'amqp', url = 'amqp://guest:guest@127.0.0.1:5672/%2f', queue = '{queue}'"
+                ),
                 "consuming queue",
             )
         }
@@ -415,7 +447,10 @@ INSERT INTO out SELECT device_id, temp, ts FROM readings;",
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if line.contains(ready) {
                 let _ = ready_tx.send(Instant::now());
             }
@@ -451,7 +486,10 @@ INSERT INTO out SELECT device_id, temp, ts FROM readings;",
         && let Ok(channel) = connection.create_channel().await
     {
         let _ = channel
-            .queue_delete(format!("bench-in-{run}").as_str().into(), Default::default())
+            .queue_delete(
+                format!("bench-in-{run}").as_str().into(),
+                Default::default(),
+            )
             .await;
     }
     println!(

@@ -1,6 +1,7 @@
 //! Alert latency over MQTT: readings stamped with the wall clock are published to an embedded
-//! broker (or the one given with `--broker`) at a steady rate, `eddy run` evaluates a 1-second tumbling window per device, and a
-//! subscriber measures, for each alert, how long after its window's end it arrived.
+//! broker (or the one given with `--broker`) at a steady rate, `eddy run` evaluates a 1-second
+//! tumbling window per device, and a subscriber (or, with `--webhook`, an HTTP endpoint this
+//! program serves) measures, for each alert, how long after its window's end it arrived.
 //!
 //!     cargo build --release --workspace --bins
 //!     cargo run --release -p eddy-benches --bin latency -- --rate 20000 --devices 100
@@ -54,6 +55,10 @@ struct Args {
     /// The source's MQTT version: v3.1.1 or v5.
     #[arg(long, default_value = "v3.1.1")]
     protocol: String,
+    /// Alerts go to a webhook (an HTTP endpoint this program serves, one alert a request)
+    /// instead of an MQTT topic: the latency from the window's end to the webhook's receipt.
+    #[arg(long)]
+    webhook: bool,
 }
 
 /// Resident memory of a process, from /proc, in bytes.
@@ -112,6 +117,43 @@ async fn main() -> Result<()> {
     } else {
         QoS::AtMostOnce
     };
+    // Each alert's arrival time minus its window's end, from the MQTT subscriber or the webhook.
+    let (arrivals_tx, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<(i64, Vec<u8>)>();
+    let mut subscriber = None;
+    let sink = if args.webhook {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/alerts", listener.local_addr()?);
+        let tx = arrivals_tx.clone();
+        let app = axum::Router::new().route(
+            "/alerts",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let _ = tx.send((now_ms(), body.to_vec()));
+                async { "ok" }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("connector = 'webhook', url = '{url}'")
+    } else {
+        let (client, mut sub_events) = client(&format!("latency-sub-{run}"), &host, port);
+        client
+            .subscribe(format!("bench-alerts-{run}/#"), QoS::AtMostOnce)
+            .await?;
+        let tx = arrivals_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match sub_events.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send((now_ms(), p.payload.to_vec()));
+                    }
+                    Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        });
+        subscriber = Some(client);
+        format!("connector = 'mqtt', url = '{url}', topic = 'bench-alerts-{run}/{{device_id}}'")
+    };
+    drop(arrivals_tx);
     std::fs::write(
         &query,
         format!(
@@ -119,7 +161,7 @@ async fn main() -> Result<()> {
     WATERMARK FOR ts AS ts - INTERVAL '{BOUND_MS}' MILLISECOND)
   WITH (connector = 'mqtt', url = '{url}', topic = 'bench-{run}/+/reading', linger = '5ms',
         protocol = '{}'{acks});
-CREATE SINK alerts WITH (connector = 'mqtt', url = '{url}', topic = 'bench-alerts-{run}/{{device_id}}');
+CREATE SINK alerts WITH ({sink});
 INSERT INTO alerts
 SELECT device_id, window_start, window_end, avg(temp) AS avg_temp, count(*) AS readings
 FROM TUMBLE(readings, ts, INTERVAL '1' SECOND)
@@ -128,38 +170,27 @@ GROUP BY device_id, window_start, window_end;
             args.protocol
         ),
     )?;
-
-    // The subscriber: each alert's arrival time minus its window's end.
-    let (subscriber, mut sub_events) = client(&format!("latency-sub-{run}"), &host, port);
-    subscriber
-        .subscribe(format!("bench-alerts-{run}/#"), QoS::AtMostOnce)
-        .await?;
     let measure_from = now_ms() + 2_000;
-    let collector = tokio::spawn(async move {
-        let mut latencies = Vec::new();
-        loop {
-            match sub_events.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let arrived = now_ms();
-                    let Ok(alert) = serde_json::from_slice::<Value>(&p.payload) else {
-                        continue;
-                    };
-                    let Some(end) = alert["window_end"]
-                        .as_str()
-                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                    else {
-                        continue;
-                    };
-                    let end = end.timestamp_millis();
-                    if end > measure_from {
-                        latencies.push(arrived - end);
-                    }
-                }
-                Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => break,
-                Ok(_) => {}
+    let measured = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = std::sync::Arc::clone(&measured);
+    tokio::spawn(async move {
+        while let Some((arrived, payload)) = arrivals.recv().await {
+            let Ok(alert) = serde_json::from_slice::<Value>(&payload) else {
+                continue;
+            };
+            let Some(end) = alert["window_end"]
+                .as_str()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            else {
+                continue;
+            };
+            let end = end.timestamp_millis();
+            if end > measure_from
+                && let Ok(mut m) = into.lock()
+            {
+                m.push(arrived - end);
             }
         }
-        latencies
     });
 
     let mut command = Command::new(&eddy);
@@ -237,10 +268,12 @@ GROUP BY device_id, window_start, window_end;
     // One more second so the last windows close, then stop.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     drop(running);
-    subscriber.disconnect().await?;
-    let mut latencies = tokio::time::timeout(Duration::from_secs(5), collector)
-        .await
-        .context("the subscriber did not stop")??;
+    if let Some(s) = subscriber {
+        s.disconnect().await?;
+    }
+    // What is on its way arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut latencies = measured.lock().map(|m| m.clone()).unwrap_or_default();
     if latencies.is_empty() {
         bail!("no alert arrived");
     }

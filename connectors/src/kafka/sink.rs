@@ -66,13 +66,15 @@ impl KafkaSink {
         let Some(name) = &self.config.key else {
             return Ok(None);
         };
-        let column = batch.column_by_name(name).ok_or_else(|| {
-            ConnectorError::fatal(format!("the key column '{name}' is missing"))
-        })?;
+        let column = batch
+            .column_by_name(name)
+            .ok_or_else(|| ConnectorError::fatal(format!("the key column '{name}' is missing")))?;
         let f = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())
             .map_err(|e| ConnectorError::fatal(e.to_string()))?;
         Ok(Some(
-            (0..batch.num_rows()).map(|i| f.value(i).to_string()).collect(),
+            (0..batch.num_rows())
+                .map(|i| f.value(i).to_string())
+                .collect(),
         ))
     }
 }
@@ -145,14 +147,13 @@ impl Sink for KafkaSink {
         }
         let mut failed: Option<(usize, String)> = None;
         for (row, d) in deliveries {
-            let why = match tokio::time::timeout(self.config.timeout + Duration::from_secs(1), d)
-                .await
-            {
-                Ok(Ok(Ok(_))) => continue,
-                Ok(Ok(Err((e, _)))) => e.to_string(),
-                Ok(Err(_)) => "the producer went away".to_string(),
-                Err(_) => format!("no confirmation within {:?}", self.config.timeout),
-            };
+            let why =
+                match tokio::time::timeout(self.config.timeout + Duration::from_secs(1), d).await {
+                    Ok(Ok(Ok(_))) => continue,
+                    Ok(Ok(Err((e, _)))) => e.to_string(),
+                    Ok(Err(_)) => "the producer went away".to_string(),
+                    Err(_) => format!("no confirmation within {:?}", self.config.timeout),
+                };
             if failed.is_none() {
                 failed = Some((row, why));
             }

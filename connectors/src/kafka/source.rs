@@ -274,11 +274,9 @@ impl Source for KafkaSource {
             .client
             .create_with_context(placement)
             .map_err(|e| ConnectorError::fatal(format!("cannot make a Kafka consumer: {e}")))?;
-        consumer
-            .subscribe(&[&self.config.topic])
-            .map_err(|e| {
-                ConnectorError::fatal(format!("cannot subscribe to {}: {e}", self.config.topic))
-            })?;
+        consumer.subscribe(&[&self.config.topic]).map_err(|e| {
+            ConnectorError::fatal(format!("cannot subscribe to {}: {e}", self.config.topic))
+        })?;
         info!(source = %self.name, "joining group {} for topic {}", self.group(), self.config.topic);
         let topic = self.config.topic.clone();
         let mut position = resumed;

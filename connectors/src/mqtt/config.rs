@@ -25,6 +25,10 @@ pub struct MqttSourceConfig {
     /// `sensors/{device_id}/{metric}`: declared columns filled from each message's topic levels
     /// (`+` matches a level not kept, a trailing `#` the levels after).
     pub topic_pattern: Option<String>,
+    /// A shared subscription's group (`$share/<group>/<filter>`): the broker hands each message to
+    /// one of the clients subscribed in the group, so several Eddy processes split a topic's load.
+    /// A `topic` that starts with `$share/` says the same.
+    pub share_group: Option<String>,
     /// Quality of service of the subscription: 0 (at most once) or 1 (at least once).
     #[serde(default)]
     pub qos: u8,
@@ -38,6 +42,11 @@ pub struct MqttSourceConfig {
     pub password_env: Option<String>,
     /// PEM file of the CA that signed the broker's certificate (mqtts); the system's CAs by default.
     pub ca_file: Option<PathBuf>,
+    /// PEM file of a client certificate, for a broker that authenticates clients by certificate
+    /// (mqtts; Mosquitto's `require_certificate true`); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub key_file: Option<PathBuf>,
     /// How each message is decoded: `json` (one object; a column may name a JSON path,
     /// `temp = '$.payload.temp'`), `csv` (one line, fields in the declared order) or `raw` (the
     /// message is one value).
@@ -138,6 +147,11 @@ pub struct MqttSinkConfig {
     pub password_env: Option<String>,
     /// PEM file of the CA that signed the broker's certificate (mqtts); the system's CAs by default.
     pub ca_file: Option<PathBuf>,
+    /// PEM file of a client certificate, for a broker that authenticates clients by certificate
+    /// (mqtts; Mosquitto's `require_certificate true`); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub key_file: Option<PathBuf>,
     /// How each row is encoded: `json`, `csv` (one line) or `raw` (one value).
     #[serde(default)]
     pub format: Format,

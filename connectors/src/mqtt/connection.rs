@@ -90,6 +90,8 @@ pub struct Connection {
     pub username: Option<String>,
     pub password: Option<String>,
     pub ca_file: Option<PathBuf>,
+    /// A client certificate and its private key (PEM files).
+    pub client_certificate: Option<(PathBuf, PathBuf)>,
     pub keep_alive: Duration,
     /// `false`: the broker keeps the subscription and queues QoS 1 messages while Eddy is away.
     pub clean_session: bool,
@@ -103,6 +105,9 @@ pub struct ConnectionOptions<'a> {
     pub password: Option<&'a str>,
     pub password_env: Option<&'a str>,
     pub ca_file: Option<&'a Path>,
+    /// A client certificate (PEM) and its private key, for brokers that require one.
+    pub cert_file: Option<&'a Path>,
+    pub key_file: Option<&'a Path>,
     pub keep_alive: Duration,
     pub clean_session: bool,
     /// Used for the default client id.
@@ -135,12 +140,31 @@ impl Connection {
                 "a password needs a username",
             ));
         }
-        if o.ca_file.is_some() && !address.tls {
-            return Err(OptionError::invalid(
-                "ca_file",
-                "only mqtts:// URLs use TLS",
-            ));
+        for (option, given) in [
+            ("ca_file", o.ca_file.is_some()),
+            ("cert_file", o.cert_file.is_some()),
+            ("key_file", o.key_file.is_some()),
+        ] {
+            if given && !address.tls {
+                return Err(OptionError::invalid(option, "only mqtts:// URLs use TLS"));
+            }
         }
+        let client_certificate = match (o.cert_file, o.key_file) {
+            (Some(c), Some(k)) => Some((c.to_path_buf(), k.to_path_buf())),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(OptionError::invalid(
+                    "key_file",
+                    "a client certificate (cert_file) needs its private key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(OptionError::invalid(
+                    "cert_file",
+                    "a private key (key_file) needs its client certificate",
+                ));
+            }
+        };
         let client_id = match o.client_id {
             Some(id) => id.to_string(),
             None if !o.clean_session => {
@@ -157,6 +181,7 @@ impl Connection {
             username,
             password,
             ca_file: o.ca_file.map(Path::to_path_buf),
+            client_certificate,
             keep_alive: o.keep_alive,
             clean_session: o.clean_session,
         })
@@ -208,8 +233,19 @@ impl Connection {
         if !self.address.tls {
             return Ok(None);
         }
+        crate::install_tls_provider();
         let ca = read_ca(self.ca_file.as_deref())?;
-        Ok(Some(Transport::tls(ca, None, None)))
+        let client_auth = match &self.client_certificate {
+            Some((cert, key)) => {
+                let read = |path: &Path, what: &str| {
+                    std::fs::read(path)
+                        .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+                };
+                Some((read(cert, "client certificate")?, read(key, "private key")?))
+            }
+            None => None,
+        };
+        Ok(Some(Transport::tls(ca, client_auth, None)))
     }
 }
 

@@ -47,6 +47,8 @@ impl MqttSink {
             password: config.password.as_deref(),
             password_env: config.password_env.as_deref(),
             ca_file: config.ca_file.as_deref(),
+            cert_file: config.cert_file.as_deref(),
+            key_file: config.key_file.as_deref(),
             keep_alive: config.keep_alive,
             clean_session: true,
             name: spec.name,

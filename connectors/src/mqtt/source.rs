@@ -59,6 +59,8 @@ impl MqttSource {
             password: config.password.as_deref(),
             password_env: config.password_env.as_deref(),
             ca_file: config.ca_file.as_deref(),
+            cert_file: config.cert_file.as_deref(),
+            key_file: config.key_file.as_deref(),
             keep_alive: config.keep_alive,
             clean_session: config.clean_session,
             name: spec.name,
@@ -87,6 +89,22 @@ impl MqttSource {
                 ),
             ));
         }
+        let topic = match &config.share_group {
+            Some(g) if g.is_empty() || g.contains(['/', '+', '#']) => {
+                return Err(OptionError::invalid(
+                    "share_group",
+                    format!("'{g}' is not a group name (no '/', '+' or '#')"),
+                ));
+            }
+            Some(_) if topic.starts_with("$share/") => {
+                return Err(OptionError::invalid(
+                    "share_group",
+                    "the topic is a shared subscription already",
+                ));
+            }
+            Some(g) => format!("$share/{g}/{topic}"),
+            None => topic,
+        };
         if config.batch_size == 0 {
             return Err(OptionError::invalid("batch_size", "must be at least 1"));
         }
