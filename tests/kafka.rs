@@ -60,8 +60,9 @@ impl Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_binary())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .arg("--storage-engine")
-            .arg(format!("sqlite://{}", store.display()))
+            // tansu reads the SQLite path relative to its working directory.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(store.parent().expect("the store's directory"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -317,7 +318,7 @@ async fn killed_and_restarted_eddy_resumes_from_its_checkpointed_offsets() {
     std::fs::write(
         &query,
         format!(
-            "{});
+            "{}, instance_id = 'eddy-readings');
              CREATE SINK alerts WITH (connector = 'file', path = '{}', alert_id = 'true');
              {QUERY_WINDOWS}",
             source(&broker.servers(), "readings"),

@@ -21,6 +21,10 @@ pub struct KafkaSourceConfig {
     /// The consumer group; `eddy-<source>` by default. Offsets are committed to it once a
     /// completed checkpoint covers them.
     pub group_id: Option<String>,
+    /// This process's stable name in the group (Kafka's static membership, `group.instance.id`):
+    /// a restarted Eddy takes its partitions back at once, instead of after the group's session
+    /// timeout (45 s by default). Each process of a group needs its own.
+    pub instance_id: Option<String>,
     /// Where a group with no committed offset and no checkpoint starts: `earliest` (the default)
     /// or `latest`.
     #[serde(default = "default_start")]

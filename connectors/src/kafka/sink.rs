@@ -2,7 +2,8 @@
 //! producer (`enable.idempotence`: acknowledged by all in-sync replicas, no duplicates from the
 //! producer's own retries, order kept per partition). A write hands every alert to the producer,
 //! then waits for every delivery to be confirmed, so what a checkpoint covers is in the topic; a
-//! write that fails resumes, when tried again, at its first alert not confirmed.
+//! write that fails resumes, when tried again, at its first alert not confirmed, through a new
+//! producer.
 
 use std::time::Duration;
 
@@ -139,6 +140,7 @@ impl Sink for KafkaSink {
                         }
                     }
                     self.in_progress = Some((rows, resume));
+                    self.producer = None;
                     return Err(ConnectorError::retryable(format!(
                         "cannot hand an alert to the Kafka producer: {e}"
                     )));
@@ -162,6 +164,10 @@ impl Sink for KafkaSink {
             None => Ok(()),
             Some((row, why)) => {
                 self.in_progress = Some((rows, row));
+                // The retry goes through a new producer: an idempotent producer whose broker lost
+                // or refused its state (a restarted broker, a fenced producer id) fails every
+                // later delivery too.
+                self.producer = None;
                 Err(ConnectorError::retryable(format!(
                     "topic {} did not take an alert: {why}",
                     self.config.topic

@@ -152,6 +152,9 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", start);
+        if let Some(id) = &config.instance_id {
+            client.set("group.instance.id", id);
+        }
         let key_column = origin_column(spec.schema, "key", config.key_column.as_deref())?;
         let decode = DecodeOptions {
             format: config.format,
