@@ -94,7 +94,7 @@ impl Template {
         }) {
             let shown: Vec<String> = syntax.wildcards.iter().map(|c| format!("{c:?}")).collect();
             return Err(format!(
-                "{what} '{template}' has {c:?}; a published {what} cannot hold {}",
+                "{what} '{template}' has {c:?}, a wildcard or a character a published {what} cannot hold ({})",
                 shown.join(", ")
             ));
         }
@@ -247,7 +247,7 @@ mod tests {
         )
         .unwrap();
         let subject = Template::parse("alerts.{d}", &NATS_SUBJECT).unwrap();
-        assert_eq!(subject.render(&b).unwrap(), vec!["alerts.a_b____c"]);
+        assert_eq!(subject.render(&b).unwrap(), vec!["alerts.a_b___c"]);
         let key = Template::parse("alerts.{d}", &AMQP_ROUTING_KEY).unwrap();
         assert_eq!(key.render(&b).unwrap(), vec!["alerts.a_b *>c"]);
     }
