@@ -27,6 +27,10 @@ use serde_json::Value;
 /// 2026-01-01T00:00:00Z
 const T0: i64 = 1_767_225_600_000;
 
+/// One Kafka test at a time: each starts a broker and Eddy processes of its own, and on two cores
+/// they would compete.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn tansu_binary() -> PathBuf {
     if let Ok(p) = std::env::var("EDDY_TANSU") {
         return PathBuf::from(p);
@@ -58,13 +62,19 @@ impl Broker {
 
     fn start_on(store: PathBuf, port: u16) -> Self {
         let url = format!("tcp://127.0.0.1:{port}");
+        let log_path = store.with_file_name("tansu.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("tansu's log");
         let child = Command::new(tansu_binary())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             // tansu reads the SQLite path relative to its working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(store.parent().expect("the store's directory"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -73,8 +83,19 @@ impl Broker {
                      --root ~/.cache/eddy-tools"
                 )
             });
+        let mut child = child;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            // The port answering is not enough: another process may have taken it.
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "tansu ended ({status}): {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
             assert!(Instant::now() < deadline, "tansu did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -246,6 +267,7 @@ fn source(servers: &str, topic: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the tansu Kafka broker, which .ci/run installs"]
 async fn readings_from_a_topic_become_alerts_on_a_topic() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = Broker::start(dir.path());
     broker.create_topic("readings", 3).await;
@@ -309,6 +331,7 @@ async fn readings_from_a_topic_become_alerts_on_a_topic() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the tansu Kafka broker, which .ci/run installs"]
 async fn killed_and_restarted_eddy_resumes_from_its_checkpointed_offsets() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = Broker::start(dir.path());
     broker.create_topic("readings", 3).await;
@@ -357,6 +380,7 @@ async fn killed_and_restarted_eddy_resumes_from_its_checkpointed_offsets() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the tansu Kafka broker, which .ci/run installs"]
 async fn the_broker_restarted_while_readings_and_alerts_flow_loses_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = Broker::start(dir.path());
     broker.create_topic("readings", 3).await;

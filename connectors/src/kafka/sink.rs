@@ -147,15 +147,17 @@ impl Sink for KafkaSink {
                 }
             }
         }
+        // One deadline for the whole write: librdkafka fails what it cannot deliver within
+        // `message.timeout.ms`, and a second more covers its report.
+        let deadline = tokio::time::Instant::now() + self.config.timeout + Duration::from_secs(1);
         let mut failed: Option<(usize, String)> = None;
         for (row, d) in deliveries {
-            let why =
-                match tokio::time::timeout(self.config.timeout + Duration::from_secs(1), d).await {
-                    Ok(Ok(Ok(_))) => continue,
-                    Ok(Ok(Err((e, _)))) => e.to_string(),
-                    Ok(Err(_)) => "the producer went away".to_string(),
-                    Err(_) => format!("no confirmation within {:?}", self.config.timeout),
-                };
+            let why = match tokio::time::timeout_at(deadline, d).await {
+                Ok(Ok(Ok(_))) => continue,
+                Ok(Ok(Err((e, _)))) => e.to_string(),
+                Ok(Err(_)) => "the producer went away".to_string(),
+                Err(_) => format!("no confirmation within {:?}", self.config.timeout),
+            };
             if failed.is_none() {
                 failed = Some((row, why));
             }
