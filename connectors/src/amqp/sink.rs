@@ -5,8 +5,8 @@
 //! fails resumes, when tried again, at its first alert not confirmed; a lost connection is made
 //! again on the retry.
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Schema};
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::Schema;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Sink, SinkSpec};
@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::config::AmqpSinkConfig;
 use super::{check_url, connect, exchange_kind, shown_address};
-use crate::format::{Format, RecordEncoder};
+use crate::format::{Format, RecordEncoder, alert_ids};
 use crate::template::{AMQP_ROUTING_KEY, Template};
 
 pub struct AmqpSink {
@@ -241,20 +241,6 @@ async fn first_unconfirmed(
         }
     }
     failed
-}
-
-/// The `alert_id` of every row, when the rows have that column as text.
-fn alert_ids(batch: &RecordBatch) -> Option<Vec<Option<String>>> {
-    let column = batch.column_by_name("alert_id")?;
-    if column.data_type() != &DataType::Utf8 {
-        return None;
-    }
-    let ids = column.as_string::<i32>();
-    Some(
-        (0..ids.len())
-            .map(|i| ids.is_valid(i).then(|| ids.value(i).to_string()))
-            .collect(),
-    )
 }
 
 #[async_trait]

@@ -410,3 +410,17 @@ fn values_of(batch: &RecordBatch, column: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The `alert_id` of every row, when the rows have that column as text.
+pub fn alert_ids(batch: &RecordBatch) -> Option<Vec<Option<String>>> {
+    let column = batch.column_by_name("alert_id")?;
+    if column.data_type() != &DataType::Utf8 {
+        return None;
+    }
+    let ids = arrow::array::AsArray::as_string::<i32>(column.as_ref());
+    Some(
+        (0..ids.len())
+            .map(|i| ids.is_valid(i).then(|| ids.value(i).to_string()))
+            .collect(),
+    )
+}

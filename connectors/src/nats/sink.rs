@@ -4,8 +4,8 @@
 //! at its first alert not acknowledged, and an `alert_id` column goes out as `Nats-Msg-Id` so the
 //! stream drops an alert it already holds.
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Schema};
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
 use async_nats::jetstream::{self, message::PublishMessage};
 use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Sink, SinkSpec};
@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::Server;
 use super::config::NatsSinkConfig;
-use crate::format::RecordEncoder;
+use crate::format::{RecordEncoder, alert_ids};
 use crate::template::{NATS_SUBJECT, Template};
 
 pub struct NatsSink {
@@ -154,20 +154,6 @@ async fn first_unacknowledged(
         }
     }
     failed
-}
-
-/// The `alert_id` of every row, when the rows have that column as text.
-fn alert_ids(batch: &RecordBatch) -> Option<Vec<Option<String>>> {
-    let column = batch.column_by_name("alert_id")?;
-    if column.data_type() != &DataType::Utf8 {
-        return None;
-    }
-    let ids = column.as_string::<i32>();
-    Some(
-        (0..ids.len())
-            .map(|i| ids.is_valid(i).then(|| ids.value(i).to_string()))
-            .collect(),
-    )
 }
 
 #[async_trait]
