@@ -1,8 +1,8 @@
 //! Messages into rows, for every message broker's source: each payload decoded in the source's
 //! format (JSON, CSV or a raw value), where the message was published to (an MQTT topic, a NATS
 //! subject, an AMQP routing key) put in a column of its own, and an MQTT topic's levels in the
-//! columns a `topic_pattern` names. A message whose payload or topic does not fit is rejected with
-//! the reason.
+//! columns a `topic_pattern` names, and MQTT 5 user properties in the columns named after them. A
+//! message whose payload or topic does not fit is rejected with the reason.
 
 use std::sync::Arc;
 
@@ -15,7 +15,8 @@ use crate::format::values::parse_texts;
 use crate::format::{DecodeOptions, RecordDecoder};
 use crate::mqtt::topic_pattern::TopicPattern;
 
-/// A message to decode: its topic, payload and arrival time.
+/// A message to decode: its origin (the topic, and MQTT 5 user properties after it as
+/// [`crate::mqtt::event_loop::with_user_properties`] puts them), payload and arrival time.
 pub struct Message<'a> {
     pub topic: &'a [u8],
     pub payload: &'a [u8],
@@ -37,22 +38,28 @@ enum From {
     Topic,
     /// The `i`-th column of the topic pattern.
     Level(usize),
+    /// The `i`-th user property named.
+    Property(usize),
 }
 
 pub struct MessageRows {
     schema: SchemaRef,
     decoder: RecordDecoder,
     pattern: Option<TopicPattern>,
+    /// The user properties that fill columns of the same name.
+    properties: Vec<String>,
     columns: Vec<From>,
 }
 
 impl MessageRows {
     /// Rows of `schema`: `topic_column` gets the topic, `pattern`'s columns the topic's levels,
-    /// the payload the rest.
+    /// the columns named in `properties` the user properties of those names (NULL when a message
+    /// has none), the payload the rest.
     pub fn new(
         schema: &SchemaRef,
         topic_column: Option<usize>,
         pattern: Option<TopicPattern>,
+        properties: &[String],
         options: &DecodeOptions,
     ) -> Result<Self, OptionError> {
         let levels: Vec<&str> = pattern.as_ref().map(|p| p.columns()).unwrap_or_default();
@@ -64,6 +71,20 @@ impl MessageRows {
                 ));
             }
         }
+        for name in properties {
+            let Ok(i) = schema.index_of(name) else {
+                return Err(OptionError::invalid(
+                    "user_properties",
+                    format!("the source declares no column '{name}'"),
+                ));
+            };
+            if Some(i) == topic_column || levels.contains(&name.as_str()) {
+                return Err(OptionError::invalid(
+                    "user_properties",
+                    format!("column '{name}' is filled from the topic already"),
+                ));
+            }
+        }
         let mut columns = Vec::with_capacity(schema.fields().len());
         let mut payload_fields = Vec::new();
         for (i, field) in schema.fields().iter().enumerate() {
@@ -71,6 +92,8 @@ impl MessageRows {
                 From::Topic
             } else if let Some(l) = levels.iter().position(|c| c == field.name()) {
                 From::Level(l)
+            } else if let Some(p) = properties.iter().position(|p| p == field.name()) {
+                From::Property(p)
             } else {
                 payload_fields.push(Arc::clone(field));
                 From::Payload(payload_fields.len() - 1)
@@ -82,6 +105,7 @@ impl MessageRows {
             schema: Arc::clone(schema),
             decoder,
             pattern,
+            properties: properties.to_vec(),
             columns,
         })
     }
@@ -99,11 +123,49 @@ impl MessageRows {
             });
         };
         let accepted = decoded.accepted;
-        let topics: Vec<std::borrow::Cow<str>> = accepted
+        // Only an MQTT 5 origin holds user properties: a Kafka key may hold any byte.
+        let origins: Vec<(&[u8], &[u8])> = accepted
             .iter()
-            .map(|&i| String::from_utf8_lossy(messages[i].topic))
+            .map(|&i| match self.properties.is_empty() {
+                true => (messages[i].topic, &[][..]),
+                false => split_origin(messages[i].topic),
+            })
+            .collect();
+        let topics: Vec<std::borrow::Cow<str>> = origins
+            .iter()
+            .map(|(topic, _)| String::from_utf8_lossy(topic))
             .collect();
         let mut bad: Vec<Option<String>> = vec![None; accepted.len()];
+        let mut properties: Vec<ArrayRef> = Vec::with_capacity(self.properties.len());
+        if !self.properties.is_empty() {
+            let found: Vec<Vec<(String, String)>> = origins
+                .iter()
+                .map(|(_, properties)| user_properties(properties))
+                .collect();
+            for name in &self.properties {
+                let field = self.schema.field_with_name(name)?;
+                // The last value of a property sent more than once (MQTT 5 allows repeats).
+                let texts: Vec<Option<&str>> = found
+                    .iter()
+                    .map(|p| {
+                        p.iter()
+                            .rev()
+                            .find(|(n, _)| n == name)
+                            .map(|(_, v)| v.as_str())
+                    })
+                    .collect();
+                let (array, errors) = parse_texts(&texts, field.data_type(), name);
+                for ((b, e), text) in bad.iter_mut().zip(errors).zip(&texts) {
+                    if b.is_none() {
+                        *b = e.or_else(|| {
+                            (text.is_none() && !field.is_nullable())
+                                .then(|| format!("the message has no user property '{name}'"))
+                        });
+                    }
+                }
+                properties.push(array);
+            }
+        }
         let mut levels: Vec<ArrayRef> = Vec::new();
         if let Some(pattern) = &self.pattern {
             let values: Vec<Option<Vec<&str>>> = topics
@@ -140,6 +202,7 @@ impl MessageRows {
                 From::Payload(i) => Arc::clone(payload.column(i)),
                 From::Topic => Arc::clone(&topic_array),
                 From::Level(l) => Arc::clone(&levels[l]),
+                From::Property(p) => Arc::clone(&properties[p]),
             })
             .collect();
         let rows = if bad.iter().all(Option::is_none) {
@@ -169,6 +232,28 @@ impl MessageRows {
             rejected,
         })
     }
+}
+
+/// A message's origin taken apart: the topic, and what follows it (MQTT 5 user properties, each
+/// as `\0name\0value`; empty when there are none).
+pub fn split_origin(origin: &[u8]) -> (&[u8], &[u8]) {
+    match origin.iter().position(|&b| b == 0) {
+        Some(at) => origin.split_at(at),
+        None => (origin, &[]),
+    }
+}
+
+/// The user properties after a topic, as [`split_origin`] gives them.
+fn user_properties(after_topic: &[u8]) -> Vec<(String, String)> {
+    let mut parts = after_topic.split(|&b| b == 0).skip(1);
+    let mut found = Vec::new();
+    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+        found.push((
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
+    }
+    found
 }
 
 /// The `topic` column of an MQTT source: the one named by `topic_column`, else a declared `topic`.
@@ -241,7 +326,8 @@ mod tests {
             max_record_bytes: 1 << 20,
             ..Default::default()
         };
-        let mut rows = MessageRows::new(&schema(), None, Some(pattern), &options).expect("rows");
+        let mut rows =
+            MessageRows::new(&schema(), None, Some(pattern), &[], &options).expect("rows");
         let out = rows
             .rows(&[
                 Message {

@@ -408,6 +408,14 @@ pub fn duration<'de, D: de::Deserializer<'de>>(d: D) -> Result<Duration, D::Erro
     parse_duration(&s).map_err(de::Error::custom)
 }
 
+/// `#[serde(default, deserialize_with = "eddy_engine::options::optional_duration")]` for an
+/// `Option<Duration>` option: absent is `None`.
+pub fn optional_duration<'de, D: de::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
 /// `#[serde(deserialize_with = "eddy_engine::options::bytes")]` for size-valued options.
 pub fn bytes<'de, D: de::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let s = <String as serde::Deserialize>::deserialize(d)?;

@@ -100,7 +100,7 @@ impl AmqpSource {
                 spec.schema.field(i).name()
             ));
         }
-        let rows = MessageRows::new(spec.schema, routing_key_column, None, &decode)?;
+        let rows = MessageRows::new(spec.schema, routing_key_column, None, &[], &decode)?;
         Ok(Box::new(Self {
             name: spec.name.to_string(),
             config,

@@ -169,7 +169,7 @@ impl KafkaSource {
         if let Some(i) = key_column {
             shown.push_str(&format!(", key -> column {}", spec.schema.field(i).name()));
         }
-        let rows = MessageRows::new(spec.schema, key_column, None, &decode)?;
+        let rows = MessageRows::new(spec.schema, key_column, None, &[], &decode)?;
         Ok(Box::new(Self {
             name: spec.name.to_string(),
             config,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use eddy_engine::OptionError;
-use eddy_engine::options::{bytes, duration};
+use eddy_engine::options::{bytes, duration, optional_duration};
 use serde::Deserialize;
 
 use super::event_loop::Protocol;
@@ -59,6 +59,10 @@ pub struct MqttSourceConfig {
     pub value_column: Option<String>,
     /// The declared column that receives each message's topic (`topic` by default, if declared).
     pub topic_column: Option<String>,
+    /// MQTT 5: `'site, line'` fills the declared columns `site` and `line` from each message's
+    /// user properties of those names (NULL when a message has none; the last value when it has
+    /// several).
+    pub user_properties: Option<String>,
     /// Most messages decoded into one batch.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -94,14 +98,44 @@ pub struct MqttSourceConfig {
 impl MqttSourceConfig {
     /// The `protocol` option read.
     pub fn protocol(&self) -> Result<Protocol, OptionError> {
-        match self.protocol.to_ascii_lowercase().as_str() {
-            "v3.1.1" | "3.1.1" | "v3" | "3" => Ok(Protocol::V311),
-            "v5" | "5" | "5.0" => Ok(Protocol::V5),
-            other => Err(OptionError::invalid(
-                "protocol",
-                format!("'{other}' is not an MQTT version Eddy speaks; use 'v3.1.1' or 'v5'"),
-            )),
+        protocol(&self.protocol)
+    }
+
+    /// The user properties named by `user_properties`, which need MQTT 5.
+    pub fn user_properties(&self) -> Result<Vec<String>, OptionError> {
+        let Some(list) = &self.user_properties else {
+            return Ok(Vec::new());
+        };
+        if self.protocol()? != Protocol::V5 {
+            return Err(OptionError::invalid(
+                "user_properties",
+                "user properties are MQTT 5's: set protocol = 'v5'",
+            ));
         }
+        let names: Vec<String> = list
+            .split(',')
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Err(OptionError::invalid(
+                "user_properties",
+                "name the columns the user properties fill: 'site, line'",
+            ));
+        }
+        Ok(names)
+    }
+}
+
+/// `protocol` read: `v3.1.1` or `v5`.
+fn protocol(text: &str) -> Result<Protocol, OptionError> {
+    match text.to_ascii_lowercase().as_str() {
+        "v3.1.1" | "3.1.1" | "v3" | "3" => Ok(Protocol::V311),
+        "v5" | "5" | "5.0" => Ok(Protocol::V5),
+        other => Err(OptionError::invalid(
+            "protocol",
+            format!("'{other}' is not an MQTT version Eddy speaks; use 'v3.1.1' or 'v5'"),
+        )),
     }
 }
 
@@ -157,12 +191,50 @@ pub struct MqttSinkConfig {
     pub format: Format,
     /// Raw: the column published (by default the rows' only column).
     pub value_column: Option<String>,
+    /// `v3.1.1` (the default) or `v5`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// MQTT 5: how long the broker keeps each alert for a subscriber that is away (or, retained,
+    /// for the next one), `'10m'`; after that it is dropped undelivered. Kept forever by default.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub message_expiry: Option<Duration>,
     /// MQTT keep-alive interval.
     #[serde(default = "default_keep_alive", deserialize_with = "duration")]
     pub keep_alive: Duration,
     /// Longest wait at the end of a run for the broker to take every row.
     #[serde(default = "default_flush_timeout", deserialize_with = "duration")]
     pub flush_timeout: Duration,
+}
+
+impl MqttSinkConfig {
+    /// The `protocol` option read.
+    pub fn protocol(&self) -> Result<Protocol, OptionError> {
+        protocol(&self.protocol)
+    }
+
+    /// `message_expiry` in whole seconds (as MQTT 5 sends it), which needs MQTT 5.
+    pub fn message_expiry(&self) -> Result<Option<u32>, OptionError> {
+        let Some(expiry) = self.message_expiry else {
+            return Ok(None);
+        };
+        if self.protocol()? != Protocol::V5 {
+            return Err(OptionError::invalid(
+                "message_expiry",
+                "message expiry is MQTT 5's: set protocol = 'v5'",
+            ));
+        }
+        let seconds = expiry.as_secs_f64().ceil();
+        if seconds < 1.0 || seconds > f64::from(u32::MAX) {
+            return Err(OptionError::invalid(
+                "message_expiry",
+                format!(
+                    "{expiry:?} is not between one second and {} seconds",
+                    u32::MAX
+                ),
+            ));
+        }
+        Ok(Some(seconds as u32))
+    }
 }
 
 fn default_batch_size() -> usize {

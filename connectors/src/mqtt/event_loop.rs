@@ -67,10 +67,14 @@ pub enum Client {
     V5(v5::AsyncClient),
 }
 
-/// rumqttc's event loop of either protocol.
+/// rumqttc's event loop of either protocol. With MQTT 5, `user_properties`: each message's
+/// user properties are kept, after its topic (see [`with_user_properties`]).
 pub enum EventLoop {
     V311(Box<rumqttc::EventLoop>),
-    V5(Box<v5::EventLoop>),
+    V5 {
+        events: Box<v5::EventLoop>,
+        user_properties: bool,
+    },
 }
 
 /// What one poll gave.
@@ -84,12 +88,14 @@ enum Polled {
 
 /// A client and its event loop (not connected until polled). `manual_acks`: messages are
 /// acknowledged by [`Client::ack`], not on receipt; `receive_maximum`: with MQTT 5, how many
-/// unacknowledged QoS 1 messages the broker may send at once.
+/// unacknowledged QoS 1 messages the broker may send at once; `user_properties`: with MQTT 5,
+/// each message's user properties kept after its topic.
 pub fn client(
     connection: &Connection,
     protocol: Protocol,
     manual_acks: bool,
     receive_maximum: u16,
+    user_properties: bool,
 ) -> Result<(Client, EventLoop), String> {
     match protocol {
         Protocol::V311 => {
@@ -103,7 +109,11 @@ pub fn client(
             options.set_manual_acks(manual_acks);
             options.set_receive_maximum(Some(receive_maximum.max(1)));
             let (client, events) = v5::AsyncClient::new(options, REQUESTS);
-            Ok((Client::V5(client), EventLoop::V5(Box::new(events))))
+            let events = EventLoop::V5 {
+                events: Box::new(events),
+                user_properties,
+            };
+            Ok((Client::V5(client), events))
         }
     }
 }
@@ -188,13 +198,21 @@ impl EventLoop {
                     _ => Ok(Polled::Nothing),
                 }
             }
-            Self::V5(events) => {
+            Self::V5 {
+                events,
+                user_properties,
+            } => {
                 use v5::Event;
                 use v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
                 match events.poll().await.map_err(|e| e.to_string())? {
                     Event::Incoming(Packet::Publish(p)) => Ok(Polled::Message(Received {
                         needs_ack: p.qos != v5::mqttbytes::QoS::AtMostOnce,
-                        topic: p.topic,
+                        topic: match (&p.properties, *user_properties) {
+                            (Some(properties), true) => {
+                                with_user_properties(&p.topic, &properties.user_properties)
+                            }
+                            _ => p.topic,
+                        },
                         payload: p.payload,
                         pkid: p.pkid,
                         dup: p.dup,
@@ -216,6 +234,28 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// A topic followed by user properties, each as `\0name\0value`: what the source's ingest log
+/// keeps as the message's origin, and [`crate::messages::split_origin`] takes apart. MQTT forbids
+/// the null character in topics and in properties' names and values (MQTT 5 section 1.5.4), so
+/// the first one ends the topic.
+pub fn with_user_properties(topic: &[u8], properties: &[(String, String)]) -> Bytes {
+    let mut origin = Vec::with_capacity(
+        topic.len()
+            + properties
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 2)
+                .sum::<usize>(),
+    );
+    origin.extend_from_slice(topic);
+    for (name, value) in properties {
+        origin.push(0);
+        origin.extend_from_slice(name.as_bytes());
+        origin.push(0);
+        origin.extend_from_slice(value.as_bytes());
+    }
+    Bytes::from(origin)
 }
 
 fn subscribed(refused: bool) -> Status {

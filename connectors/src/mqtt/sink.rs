@@ -1,6 +1,7 @@
-//! Publishes each row as one JSON message to the topic its template gives. Connects on the first
-//! row (so `eddy check` never connects); reconnects with backoff; `flush` waits until the broker has
-//! taken every row (QoS 1: acknowledged; QoS 0: written to the connection).
+//! Publishes each row as one message to the topic its template gives, over MQTT 3.1.1 or MQTT 5
+//! (which can give each message an expiry). Connects on the first row (so `eddy check` never
+//! connects); reconnects with backoff; `flush` waits until the broker has taken every row (QoS 1:
+//! acknowledged; QoS 0: written to the connection).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,12 +11,13 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Sink, SinkSpec};
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Outgoing, QoS, v5};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::config::MqttSinkConfig;
 use super::connection::{Backoff, Connection, ConnectionOptions, qos};
+use super::event_loop::Protocol;
 use crate::format::RecordEncoder;
 use crate::template::Template;
 
@@ -24,9 +26,101 @@ pub struct MqttSink {
     config: MqttSinkConfig,
     connection: Connection,
     qos: QoS,
+    protocol: Protocol,
+    /// MQTT 5's message expiry interval, in seconds.
+    expiry: Option<u32>,
     template: Template,
     encoder: RecordEncoder,
-    client: Option<(AsyncClient, Arc<Delivery>)>,
+    client: Option<(Publisher, Arc<Delivery>)>,
+}
+
+/// The client of either protocol.
+#[derive(Clone)]
+enum Publisher {
+    V311(AsyncClient),
+    V5 {
+        client: v5::AsyncClient,
+        expiry: Option<u32>,
+    },
+}
+
+impl Publisher {
+    async fn publish(
+        &self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> Result<(), String> {
+        let sent = match self {
+            Self::V311(client) => client.publish(topic, qos, retain, payload).await,
+            Self::V5 { client, expiry } => {
+                let qos = match qos {
+                    QoS::AtMostOnce => v5::mqttbytes::QoS::AtMostOnce,
+                    QoS::AtLeastOnce => v5::mqttbytes::QoS::AtLeastOnce,
+                    QoS::ExactlyOnce => v5::mqttbytes::QoS::ExactlyOnce,
+                };
+                let properties = v5::mqttbytes::v5::PublishProperties {
+                    message_expiry_interval: *expiry,
+                    ..Default::default()
+                };
+                let sent = client
+                    .publish_with_properties(topic, qos, retain, payload, properties)
+                    .await;
+                return sent.map_err(|e| e.to_string());
+            }
+        };
+        sent.map_err(|e| e.to_string())
+    }
+}
+
+/// The event loop of either protocol.
+enum Events {
+    V311(Box<rumqttc::EventLoop>),
+    V5(Box<v5::EventLoop>),
+}
+
+/// What one poll of the event loop gave.
+enum Polled {
+    Connected,
+    /// A publish went out (QoS 0's delivery).
+    Sent,
+    /// The broker acknowledged a publish (QoS 1's delivery).
+    Acknowledged,
+    Nothing,
+    /// The client is gone: nothing more to send.
+    Done,
+    Failed(String),
+}
+
+impl Events {
+    async fn poll(&mut self) -> Polled {
+        match self {
+            Self::V311(events) => {
+                use rumqttc::{ConnectionError, Event, Packet};
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => Polled::Connected,
+                    Ok(Event::Outgoing(Outgoing::Publish(_))) => Polled::Sent,
+                    Ok(Event::Incoming(Packet::PubAck(_))) => Polled::Acknowledged,
+                    Ok(_) => Polled::Nothing,
+                    Err(ConnectionError::RequestsDone) => Polled::Done,
+                    Err(e) => Polled::Failed(e.to_string()),
+                }
+            }
+            Self::V5(events) => {
+                use v5::mqttbytes::v5::Packet;
+                use v5::{ConnectionError, Event};
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => Polled::Connected,
+                    Ok(Event::Outgoing(Outgoing::Publish(_))) => Polled::Sent,
+                    Ok(Event::Incoming(Packet::PubAck(_))) => Polled::Acknowledged,
+                    Ok(_) => Polled::Nothing,
+                    Err(ConnectionError::RequestsDone) => Polled::Done,
+                    Err(e) => Polled::Failed(e.to_string()),
+                }
+            }
+        }
+    }
 }
 
 /// Rows handed to the client, and rows the broker has taken.
@@ -59,6 +153,8 @@ impl MqttSink {
         Ok(Box::new(Self {
             name: spec.name.to_string(),
             qos: qos(config.qos)?,
+            protocol: config.protocol()?,
+            expiry: config.message_expiry()?,
             encoder,
             config,
             connection,
@@ -67,15 +163,32 @@ impl MqttSink {
         }))
     }
 
-    fn client(&mut self) -> Result<(AsyncClient, Arc<Delivery>), ConnectorError> {
+    fn client(&mut self) -> Result<(Publisher, Arc<Delivery>), ConnectorError> {
         if let Some((c, d)) = &self.client {
             return Ok((c.clone(), Arc::clone(d)));
         }
-        let options = self
-            .connection
-            .mqtt_options()
-            .map_err(ConnectorError::fatal)?;
-        let (client, events) = AsyncClient::new(options, 1024);
+        let (client, events) = match self.protocol {
+            Protocol::V311 => {
+                let options = self
+                    .connection
+                    .mqtt_options()
+                    .map_err(ConnectorError::fatal)?;
+                let (client, events) = AsyncClient::new(options, 1024);
+                (Publisher::V311(client), Events::V311(Box::new(events)))
+            }
+            Protocol::V5 => {
+                let options = self
+                    .connection
+                    .mqtt5_options()
+                    .map_err(ConnectorError::fatal)?;
+                let (client, events) = v5::AsyncClient::new(options, 1024);
+                let publisher = Publisher::V5 {
+                    client,
+                    expiry: self.expiry,
+                };
+                (publisher, Events::V5(Box::new(events)))
+            }
+        };
         let delivery = Arc::new(Delivery::default());
         tokio::spawn(drive(
             events,
@@ -91,7 +204,7 @@ impl MqttSink {
 
 /// Polls the connection: reconnects with backoff and counts what the broker has taken.
 async fn drive(
-    mut events: EventLoop,
+    mut events: Events,
     sink: String,
     address: String,
     qos: QoS,
@@ -100,16 +213,16 @@ async fn drive(
     let mut backoff = Backoff::default();
     loop {
         let taken = match events.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Polled::Connected => {
                 info!(sink = %sink, "connected to {address}");
                 backoff.reset();
                 false
             }
-            Ok(Event::Outgoing(Outgoing::Publish(_))) => qos == QoS::AtMostOnce,
-            Ok(Event::Incoming(Packet::PubAck(_))) => qos == QoS::AtLeastOnce,
-            Ok(_) => false,
-            Err(ConnectionError::RequestsDone) => return,
-            Err(e) => {
+            Polled::Sent => qos == QoS::AtMostOnce,
+            Polled::Acknowledged => qos == QoS::AtLeastOnce,
+            Polled::Nothing => false,
+            Polled::Done => return,
+            Polled::Failed(e) => {
                 let delay = backoff.next_delay();
                 warn!(sink = %sink, "cannot reach the broker at {address}: {e}; retrying in {delay:.1?}");
                 tokio::time::sleep(delay).await;
@@ -126,8 +239,16 @@ async fn drive(
 #[async_trait]
 impl Sink for MqttSink {
     fn describe(&self) -> String {
+        let protocol = match self.protocol {
+            Protocol::V311 => "",
+            Protocol::V5 => " MQTT 5",
+        };
+        let expiry = match self.expiry {
+            Some(s) => format!(", expiring after {s} s"),
+            None => String::new(),
+        };
         format!(
-            "{} topic {} qos {}{} ({})",
+            "{}{protocol} topic {} qos {}{}{expiry} ({})",
             self.connection.address,
             self.template,
             self.config.qos,

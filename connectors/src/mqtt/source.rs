@@ -135,7 +135,11 @@ impl MqttSource {
         if let (Some(p), Some(text)) = (&pattern, &config.topic_pattern) {
             shown.push_str(&format!(", {text} -> {}", p.columns().join(", ")));
         }
-        let rows = MessageRows::new(spec.schema, topic_column, pattern, &decode)?;
+        let properties = config.user_properties()?;
+        if !properties.is_empty() {
+            shown.push_str(&format!(", user properties -> {}", properties.join(", ")));
+        }
+        let rows = MessageRows::new(spec.schema, topic_column, pattern, &properties, &decode)?;
         Ok(Box::new(Self {
             shown,
             at_least_once: qos(config.qos)? != rumqttc::QoS::AtMostOnce,
@@ -167,7 +171,8 @@ impl MqttSource {
             .map_err(|e| ConnectorError::fatal(e.to_string()))?;
         for (i, why) in &rows.rejected {
             let m = &messages[*i];
-            ctx.dead_letter(&String::from_utf8_lossy(m.topic), m.payload, why);
+            let (topic, _) = rows::split_origin(m.topic);
+            ctx.dead_letter(&String::from_utf8_lossy(topic), m.payload, why);
         }
         match (rows.batch, position) {
             (Some(b), position) => ctx.send_from(b, position).await,
@@ -359,6 +364,7 @@ impl MqttSource {
             self.protocol,
             manual_acks,
             self.config.receive_maximum,
+            self.config.user_properties.is_some(),
         )
         .map_err(ConnectorError::fatal)?;
         let (status_tx, status) = mpsc::unbounded_channel();

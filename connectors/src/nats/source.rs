@@ -123,7 +123,7 @@ impl NatsSource {
                 spec.schema.field(i).name()
             ));
         }
-        let rows = MessageRows::new(spec.schema, subject_column, None, &decode)?;
+        let rows = MessageRows::new(spec.schema, subject_column, None, &[], &decode)?;
         Ok(Box::new(Self {
             name: spec.name.to_string(),
             config,
