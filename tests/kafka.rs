@@ -21,7 +21,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 /// 2026-01-01T00:00:00Z
@@ -247,6 +247,22 @@ fn windows_of(alerts: &[Value]) -> BTreeMap<(String, i64), (i64, i64)> {
     w
 }
 
+/// Reads the one partition of the topic `alerts` from its beginning, assigned rather than joined
+/// through a consumer group, so that what the test sees depends on the sink alone.
+fn alerts_reader(servers: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut partitions = TopicPartitionList::new();
+    partitions
+        .add_partition_offset("alerts", 0, Offset::Beginning)
+        .expect("partition 0");
+    consumer.assign(&partitions).expect("assigned");
+    consumer
+}
+
 fn read_alerts(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -300,13 +316,7 @@ async fn readings_from_a_topic_become_alerts_on_a_topic() {
     )
     .expect("query written");
     let eddy = common::run_until_logged(&query, "assigned");
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.servers())
-        .set("group.id", "the-test")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&["alerts"]).expect("subscribed");
+    let consumer = alerts_reader(&broker.servers());
     let mut alerts = Vec::new();
     while alerts.len() < 24 {
         let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
@@ -423,13 +433,7 @@ async fn the_broker_restarted_while_readings_and_alerts_flow_loses_nothing() {
         produce(&producer, "readings", readings(s)).await;
     }
     produce(&producer, "readings", closing(300)).await;
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.servers())
-        .set("group.id", "the-test")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&["alerts"]).expect("subscribed");
+    let consumer = alerts_reader(&broker.servers());
     let expected = expected_windows(200);
     let mut alerts = Vec::new();
     while windows_of(&alerts).len() < expected.len() {

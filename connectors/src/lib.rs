@@ -14,6 +14,8 @@
 //! - [`nats`]: NATS subjects and JetStream streams in, alerts published to subjects.
 //! - [`postgres`]: alerts inserted into PostgreSQL (upserts on `alert_id`), reference tables.
 //! - [`format`]: JSON decoding into Arrow batches with per-record errors, and encoding of rows.
+//! - [`backoff`]: the waits between attempts to reach a service.
+//! - [`part_written`]: where a sink's failed write stopped, for its retry.
 //! - [`ingest_log`]: the log a source writes what it receives to before acknowledging it.
 //! - [`messages`]: a broker's messages into rows; [`template`]: topics, subjects and routing keys
 //!   made from a row's columns.
@@ -24,6 +26,7 @@
 #![deny(clippy::clone_on_ref_ptr)]
 
 pub mod amqp;
+pub mod backoff;
 pub mod checkpoints;
 pub mod file;
 pub mod format;
@@ -32,6 +35,7 @@ pub mod kafka;
 pub mod messages;
 pub mod mqtt;
 pub mod nats;
+pub mod part_written;
 pub mod postgres;
 pub mod stdout;
 pub mod template;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::error::ArrowError;
-use eddy_engine::OptionError;
+use eddy_engine::{ConnectorError, OptionError, SourceContext};
 
 use crate::format::values::parse_texts;
 use crate::format::{DecodeOptions, RecordDecoder};
@@ -42,9 +42,24 @@ enum From {
     Property(usize),
 }
 
+/// Where a source's columns come from besides the payload.
+#[derive(Default)]
+pub struct Origins {
+    /// What a message's origin is called: `topic`, `subject`, `routing key`, `key`.
+    pub name: &'static str,
+    /// The column that receives the origin.
+    pub column: Option<usize>,
+    /// A topic pattern, as written, whose columns receive the topic's levels.
+    pub pattern: Option<(String, TopicPattern)>,
+    /// MQTT 5 user properties that fill the columns of the same name.
+    pub properties: Vec<String>,
+}
+
 pub struct MessageRows {
     schema: SchemaRef,
     decoder: RecordDecoder,
+    /// How messages become rows, as `eddy check` shows it.
+    shown: String,
     pattern: Option<TopicPattern>,
     /// The user properties that fill columns of the same name.
     properties: Vec<String>,
@@ -52,16 +67,23 @@ pub struct MessageRows {
 }
 
 impl MessageRows {
-    /// Rows of `schema`: `topic_column` gets the topic, `pattern`'s columns the topic's levels,
-    /// the columns named in `properties` the user properties of those names (NULL when a message
-    /// has none), the payload the rest.
+    /// Rows of `schema`: the origin's column gets each message's origin, the pattern's columns
+    /// the topic's levels, the columns named by the properties the user properties of those
+    /// names (NULL when a message has none), the payload the rest.
     pub fn new(
         schema: &SchemaRef,
-        topic_column: Option<usize>,
-        pattern: Option<TopicPattern>,
-        properties: &[String],
+        origins: Origins,
         options: &DecodeOptions,
     ) -> Result<Self, OptionError> {
+        let shown = describe(schema, &origins, options);
+        let Origins {
+            column: topic_column,
+            pattern,
+            properties,
+            ..
+        } = origins;
+        let pattern = pattern.map(|(_, p)| p);
+        let properties = &properties[..];
         let levels: Vec<&str> = pattern.as_ref().map(|p| p.columns()).unwrap_or_default();
         for name in &levels {
             if schema.column_with_name(name).is_none() {
@@ -104,10 +126,64 @@ impl MessageRows {
         Ok(Self {
             schema: Arc::clone(schema),
             decoder,
+            shown,
             pattern,
             properties: properties.to_vec(),
             columns,
         })
+    }
+
+    /// How messages become rows, as `eddy check` shows it: `json messages, topic -> column
+    /// topic`.
+    pub fn describe(&self) -> &str {
+        &self.shown
+    }
+
+    /// Decodes messages into one batch and hands it on, the source then being at `position`;
+    /// a message that becomes no row goes to the dead letters with the reason, under its origin.
+    pub async fn hand_on(
+        &mut self,
+        messages: &[Message<'_>],
+        position: Option<serde_json::Value>,
+        ctx: &mut SourceContext,
+    ) -> Result<(), ConnectorError> {
+        if messages.is_empty() {
+            return match position {
+                Some(p) => ctx.flush_from(p).await,
+                None => ctx.flush().await,
+            };
+        }
+        let with_properties = !self.properties.is_empty();
+        let batch = self.decode(messages, ctx, |i| {
+            let origin = match with_properties {
+                true => split_origin(messages[i].topic).0,
+                false => messages[i].topic,
+            };
+            String::from_utf8_lossy(origin).into_owned()
+        })?;
+        match (batch, position) {
+            (Some(b), position) => ctx.send_from(b, position).await,
+            (None, Some(p)) => ctx.flush_from(p).await,
+            (None, None) => ctx.flush().await,
+        }
+    }
+
+    /// The rows of `messages`; each message that becomes none goes to the dead letters with the
+    /// reason, under the origin `origin` gives for its index.
+    pub fn decode(
+        &mut self,
+        messages: &[Message<'_>],
+        ctx: &mut SourceContext,
+        origin: impl Fn(usize) -> String,
+    ) -> Result<Option<RecordBatch>, ConnectorError> {
+        let rows = self
+            .rows(messages)
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+        for (i, why) in &rows.rejected {
+            let m = &messages[*i];
+            ctx.dead_letter(&origin(*i), m.payload, why);
+        }
+        Ok(rows.batch)
     }
 
     /// The rows of `messages`, in order, and the messages rejected.
@@ -234,6 +310,28 @@ impl MessageRows {
     }
 }
 
+/// `json messages, topic -> column topic, sensors/{device_id}/{metric} -> device_id, metric`.
+fn describe(schema: &Schema, origins: &Origins, options: &DecodeOptions) -> String {
+    let mut shown = format!("{} messages", options.format.describe());
+    if let Some(i) = origins.column {
+        shown.push_str(&format!(
+            ", {} -> column {}",
+            origins.name,
+            schema.field(i).name()
+        ));
+    }
+    if let Some((text, pattern)) = &origins.pattern {
+        shown.push_str(&format!(", {text} -> {}", pattern.columns().join(", ")));
+    }
+    if !origins.properties.is_empty() {
+        shown.push_str(&format!(
+            ", user properties -> {}",
+            origins.properties.join(", ")
+        ));
+    }
+    shown
+}
+
 /// A message's origin taken apart: the topic, and what follows it (MQTT 5 user properties, each
 /// as `\0name\0value`; empty when there are none).
 pub fn split_origin(origin: &[u8]) -> (&[u8], &[u8]) {
@@ -326,8 +424,16 @@ mod tests {
             max_record_bytes: 1 << 20,
             ..Default::default()
         };
-        let mut rows =
-            MessageRows::new(&schema(), None, Some(pattern), &[], &options).expect("rows");
+        let origins = Origins {
+            name: "topic",
+            pattern: Some(("sensors/{device_id}/{metric}".into(), pattern)),
+            ..Default::default()
+        };
+        let mut rows = MessageRows::new(&schema(), origins, &options).expect("rows");
+        assert_eq!(
+            rows.describe(),
+            "raw values messages, sensors/{device_id}/{metric} -> device_id, metric"
+        );
         let out = rows
             .rows(&[
                 Message {
@@ -370,5 +476,59 @@ mod tests {
             reasons[1].1.contains("'high' is not a Float64"),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn user_properties_after_the_topic_fill_their_columns() {
+        let wanted = ["device_id".to_string(), "metric".to_string()];
+        let origin = |properties: &[(&str, &str)]| {
+            let properties: Vec<(String, String)> = properties
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            crate::mqtt::with_user_properties(b"plant/m1", &properties, &wanted)
+        };
+        let full = origin(&[
+            ("device_id", "boiler-7"),
+            ("firmware", "2.4"),
+            ("metric", "temp"),
+            ("metric", "pressure"),
+        ]);
+        assert_eq!(
+            &full[..],
+            b"plant/m1\0device_id\0boiler-7\0metric\0temp\0metric\0pressure"
+        );
+        assert_eq!(split_origin(&full).0, b"plant/m1");
+        assert_eq!(split_origin(b"plant/m1"), (&b"plant/m1"[..], &b""[..]));
+        let no_metric = origin(&[("device_id", "boiler-8")]);
+        let bare = origin(&[]);
+
+        let options = DecodeOptions::messages(Format::Json, None, None, Vec::new(), 100, 1 << 20);
+        let origins = Origins {
+            name: "topic",
+            properties: wanted.to_vec(),
+            ..Default::default()
+        };
+        let mut rows = MessageRows::new(&schema(), origins, &options).expect("rows");
+        let message = |topic, payload| Message {
+            topic,
+            payload,
+            received: 0,
+        };
+        let out = rows
+            .rows(&[
+                message(&full, br#"{"value": 1.5, "ts": 0}"#),
+                message(&no_metric, br#"{"value": 2.5, "ts": 0}"#),
+                message(&bare, br#"{"value": 3.5, "ts": 0}"#),
+            ])
+            .expect("decoded");
+        // device_id is NOT NULL: the message without it is rejected.
+        assert_eq!(out.rejected.len(), 1, "{:?}", out.rejected);
+        assert_eq!(out.rejected[0].0, 2);
+        assert!(out.rejected[0].1.contains("no user property 'device_id'"));
+        let batch = out.batch.expect("rows");
+        assert_eq!(text(&batch, "device_id"), ["boiler-7", "boiler-8"]);
+        assert_eq!(text(&batch, "metric"), ["pressure", ""]);
+        assert_eq!(text(&batch, "value"), ["1.5", "2.5"]);
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::connect;
-use crate::mqtt::Backoff;
+use crate::backoff::Backoff;
 
 /// A delivery's place: the connection it came on, and its tag there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

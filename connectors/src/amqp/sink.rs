@@ -18,6 +18,7 @@ use tracing::info;
 use super::config::AmqpSinkConfig;
 use super::{check_url, connect, exchange_kind, shown_address};
 use crate::format::{Format, RecordEncoder, alert_ids};
+use crate::part_written::PartWritten;
 use crate::template::{AMQP_ROUTING_KEY, Template};
 
 pub struct AmqpSink {
@@ -28,9 +29,8 @@ pub struct AmqpSink {
     headers: Vec<String>,
     encoder: RecordEncoder,
     connection: Option<(Connection, Channel)>,
-    /// The rows of the batch a write failed in the middle of, and its first row not confirmed:
-    /// the retry of the same batch resumes there.
-    in_progress: Option<(usize, usize)>,
+    /// Where a failed write stopped, for its retry.
+    part_written: PartWritten,
 }
 
 impl AmqpSink {
@@ -69,7 +69,7 @@ impl AmqpSink {
             encoder,
             config,
             connection: None,
-            in_progress: None,
+            part_written: PartWritten::default(),
         }))
     }
 
@@ -282,22 +282,18 @@ impl Sink for AmqpSink {
     }
 
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
-        let rows = batch.num_rows();
-        let from = match self.in_progress.take() {
-            Some((n, from)) if n == rows => from,
-            _ => 0,
-        };
+        let from = self.part_written.resume(&batch);
         let channel = match self.channel().await {
             Ok(c) => c,
             Err(e) => {
-                self.in_progress = Some((rows, from));
+                self.part_written.failed(&batch, from);
                 return Err(e);
             }
         };
         match self.publish(channel, &batch, from).await {
             Ok(()) => Ok(()),
             Err((resume, e)) => {
-                self.in_progress = Some((rows, resume));
+                self.part_written.failed(&batch, resume);
                 Err(e)
             }
         }

@@ -10,14 +10,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use eddy_engine::hash::{fnv1a, fnv1a_of};
 use eddy_engine::{ConnectorError, OptionError, Source, SourceContext, SourceSpec};
 use lapin::options::BasicAckOptions;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -25,25 +23,16 @@ use tracing::{debug, info, warn};
 use super::config::AmqpSourceConfig;
 use super::consume::{self, CurrentChannel, Delivered, Status, Token, Topology};
 use super::{check_url, exchange_kind, shown_address};
-use crate::checkpoints::Covered;
 use crate::format::{self, DecodeOptions};
-use crate::ingest_log::intake::{self, Acknowledge, Backlog, Entry, ToLog, Truncation};
-use crate::ingest_log::{self, LogError, LogReader};
-use crate::messages::{Message, MessageRows, origin_column};
+use crate::ingest_log::intake::{Acknowledge, Entry, ToLog};
+use crate::ingest_log::read_back::{OpenLog, ReadsBack, ingest_log_dir};
+use crate::messages::{Message, MessageRows, Origins, origin_column};
 
 pub struct AmqpSource {
     name: String,
     config: AmqpSourceConfig,
     topology: Topology,
     rows: MessageRows,
-    shown: String,
-}
-
-/// Where a source reading through its ingest log is: what a checkpoint records.
-#[derive(Debug, Serialize, Deserialize)]
-struct LogPosition {
-    /// The offset in the ingest log of the first message not yet handed on.
-    log: u64,
 }
 
 /// The longest a stopping source waits for its last acknowledgements.
@@ -84,29 +73,25 @@ impl AmqpSource {
             "routing_key",
             config.routing_key_column.as_deref(),
         )?;
-        let decode = DecodeOptions {
-            format: config.format,
-            delimiter: config.delimiter,
-            header: false,
-            value_column: config.value_column.clone(),
+        let decode = DecodeOptions::messages(
+            config.format,
+            config.delimiter,
+            config.value_column.clone(),
             paths,
-            max_records: config.batch_size,
-            max_record_bytes: config.max_record_bytes,
+            config.batch_size,
+            config.max_record_bytes,
+        );
+        let origins = Origins {
+            name: "routing key",
+            column: routing_key_column,
+            ..Default::default()
         };
-        let mut shown = format!("{} messages", config.format.describe());
-        if let Some(i) = routing_key_column {
-            shown.push_str(&format!(
-                ", routing key -> column {}",
-                spec.schema.field(i).name()
-            ));
-        }
-        let rows = MessageRows::new(spec.schema, routing_key_column, None, &[], &decode)?;
+        let rows = MessageRows::new(spec.schema, origins, &decode)?;
         Ok(Box::new(Self {
             name: spec.name.to_string(),
             config,
             topology,
             rows,
-            shown,
         }))
     }
 
@@ -134,32 +119,9 @@ impl AmqpSource {
         (task, status, channel)
     }
 
-    /// Decodes messages into one batch and hands it on (bad messages become dead letters); the
-    /// source is then at `position`.
-    async fn hand_on(
-        &mut self,
-        messages: &[Message<'_>],
-        position: Option<serde_json::Value>,
-        ctx: &mut SourceContext,
-    ) -> Result<(), ConnectorError> {
-        let rows = self
-            .rows
-            .rows(messages)
-            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-        for (i, why) in &rows.rejected {
-            let m = &messages[*i];
-            ctx.dead_letter(&String::from_utf8_lossy(m.topic), m.payload, why);
-        }
-        match (rows.batch, position) {
-            (Some(b), position) => ctx.send_from(b, position).await,
-            (None, Some(p)) => ctx.flush_from(p).await,
-            (None, None) => ctx.flush().await,
-        }
-    }
-
     /// Logs a change of the connection's state and counts reconnects; fails when the broker
     /// refused the topology.
-    fn on_status(&self, status: Status, ctx: &SourceContext) -> Result<(), ConnectorError> {
+    fn note_status(&self, status: Status, ctx: &SourceContext) -> Result<(), ConnectorError> {
         let address = shown_address(&self.config.url);
         match status {
             Status::Connected { reconnected: true } => {
@@ -200,7 +162,7 @@ impl AmqpSource {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
                 Some(s) = status.recv() => {
-                    if let Err(e) = self.on_status(s, ctx) {
+                    if let Err(e) = self.note_status(s, ctx) {
                         break Err(e);
                     }
                     false
@@ -243,7 +205,7 @@ impl AmqpSource {
                 received: d.received,
             })
             .collect();
-        self.hand_on(&messages, None, ctx).await?;
+        self.rows.hand_on(&messages, None, ctx).await?;
         let tokens = taken.iter().map(|d| d.token).collect();
         let _ = AmqpAcks(channel.clone()).acknowledge(tokens).await;
         Ok(())
@@ -256,33 +218,9 @@ impl AmqpSource {
         dir: PathBuf,
     ) -> Result<(), ConnectorError> {
         let mut recent = RecentMessages::new(usize::from(self.config.prefetch) * 4);
-        let opened = ingest_log::open(&dir, |r| recent.note(message_hash(r.origin, r.payload)))
-            .map_err(log_error)?;
-        let from = match ctx.resume_from() {
-            Some(p) => {
-                serde_json::from_value::<LogPosition>(p.clone())
-                    .map_err(|_| {
-                        ConnectorError::fatal(format!(
-                            "the checkpoint's position {p} is not a position in an AMQP source's ingest log"
-                        ))
-                    })?
-                    .log
-            }
-            None => opened.first,
-        };
-        if from > opened.end {
-            return Err(log_error(LogError::NotKept {
-                dir,
-                offset: from,
-                first: opened.first,
-                end: opened.end,
-            }));
-        }
-        let mut reader = LogReader::open(&dir, from).map_err(log_error)?;
-        if opened.end > from {
-            info!(source = %ctx.name(), "{} bytes of the ingest log not yet in a checkpoint: read again", opened.end - from);
-        }
-
+        let log = OpenLog::open(dir, "AMQP", ctx, |r| {
+            recent.note(message_hash(r.origin, r.payload))
+        })?;
         let (to_log, queue) = mpsc::unbounded_channel();
         let source = self.name.clone();
         let deliver = move |d: Delivered| {
@@ -306,73 +244,19 @@ impl AmqpSource {
         };
         let stop = CancellationToken::new();
         let (mut task, mut status, channel) = self.consume(deliver, stop.clone());
-        let (synced_tx, mut synced) = watch::channel(opened.end);
-        let backlog = Arc::new(Backlog::new(from, self.config.max_log_bytes as u64));
-        let writer_stop = CancellationToken::new();
-        let mut writer = tokio::spawn(intake::write_log(
-            opened.appender,
+        let mut run = log.start(
             queue,
             AmqpAcks(channel),
-            synced_tx,
-            Arc::clone(&backlog),
-            writer_stop.clone(),
-        ));
-        let mut truncation = Truncation::new(dir.clone(), Covered::new(ctx), backlog);
-        let mut flush = tokio::time::interval(self.config.linger);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let shutdown = ctx.shutdown().clone();
-        let result = loop {
-            // Everything synced is handed on before waiting again.
-            loop {
-                let upto = *synced.borrow_and_update();
-                if reader.position() >= upto || shutdown.is_cancelled() {
-                    break;
-                }
-                let records = reader
-                    .read(upto, self.config.batch_size)
-                    .map_err(log_error)?;
-                let position = serde_json::to_value(LogPosition { log: records.end })
-                    .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-                let messages: Vec<Message> = records
-                    .iter()
-                    .map(|r| Message {
-                        topic: r.origin,
-                        payload: r.payload,
-                        received: r.received,
-                    })
-                    .collect();
-                self.hand_on(&messages, Some(position), ctx).await?;
-                truncation
-                    .covered
-                    .handed_on(ctx.last_barrier().await + 1, records.end);
-            }
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break Ok(()),
-                Some(s) = status.recv() => {
-                    if let Err(e) = self.on_status(s, ctx) {
-                        break Err(e);
-                    }
-                }
-                done = truncation.covered.next_completed() => truncation.completed(done).map_err(log_error)?,
-                changed = synced.changed() => {
-                    if changed.is_err() {
-                        // The writer stopped: it says why.
-                        break match (&mut writer).await {
-                            Ok(Err(e)) => Err(log_error(e)),
-                            _ => Err(ConnectorError::fatal("the ingest log's writer stopped")),
-                        };
-                    }
-                }
-                _ = flush.tick() => ctx.flush().await?,
-            }
-        };
+            self.config.max_log_bytes as u64,
+            ctx,
+        );
+        let (batch_size, linger) = (self.config.batch_size, self.config.linger);
+        let result = run
+            .read_back(self, &mut status, batch_size, linger, ctx)
+            .await;
         // The writer acknowledges what it has synced, then the connection closes; what arrived
         // but is not synced is the broker's to send again.
-        writer_stop.cancel();
-        if tokio::time::timeout(STOP_WAIT, &mut writer).await.is_err() {
-            writer.abort();
-        }
+        run.stop().await;
         stop.cancel();
         if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
             task.abort();
@@ -452,8 +336,16 @@ impl RecentMessages {
     }
 }
 
-fn log_error(e: LogError) -> ConnectorError {
-    ConnectorError::fatal(e.to_string())
+impl ReadsBack for AmqpSource {
+    type Status = Status;
+
+    fn rows(&mut self) -> &mut MessageRows {
+        &mut self.rows
+    }
+
+    fn on_status(&mut self, status: Status, ctx: &SourceContext) -> Result<(), ConnectorError> {
+        self.note_status(status, ctx)
+    }
 }
 
 #[async_trait]
@@ -471,14 +363,14 @@ impl Source for AmqpSource {
             shown_address(&self.config.url),
             self.config.queue,
             self.config.prefetch,
-            self.shown
+            self.rows.describe()
         )
     }
 
     async fn run(mut self: Box<Self>, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
         match ctx.durable_dir() {
             Some(dir) => {
-                let dir = dir.join("ingest-log");
+                let dir = ingest_log_dir(dir);
                 self.run_logged(ctx, dir).await
             }
             None => self.run_direct(ctx).await,

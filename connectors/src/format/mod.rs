@@ -76,6 +76,29 @@ pub struct DecodeOptions {
     pub max_record_bytes: usize,
 }
 
+impl DecodeOptions {
+    /// The options of a source of messages (one record each): no header line, at most
+    /// `batch_size` records decoded at once.
+    pub fn messages(
+        format: Format,
+        delimiter: Option<char>,
+        value_column: Option<String>,
+        paths: Vec<(String, String)>,
+        batch_size: usize,
+        max_record_bytes: usize,
+    ) -> Self {
+        Self {
+            format,
+            delimiter,
+            header: false,
+            value_column,
+            paths,
+            max_records: batch_size,
+            max_record_bytes,
+        }
+    }
+}
+
 /// A decoder of one of the formats.
 pub enum RecordDecoder {
     Json(JsonDecoder),

@@ -12,6 +12,7 @@
 //! cut off when the log is opened; a damaged record anywhere else is an error naming the file.
 
 pub mod intake;
+pub mod read_back;
 mod reader;
 mod writer;
 

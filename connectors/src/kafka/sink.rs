@@ -17,14 +17,15 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use super::client_config;
 use super::config::KafkaSinkConfig;
 use crate::format::RecordEncoder;
+use crate::part_written::PartWritten;
 
 pub struct KafkaSink {
     config: KafkaSinkConfig,
     client: rdkafka::ClientConfig,
     encoder: RecordEncoder,
     producer: Option<FutureProducer>,
-    /// The rows of the batch a write failed in the middle of, and its first row not confirmed.
-    in_progress: Option<(usize, usize)>,
+    /// Where a failed write stopped, for its retry.
+    part_written: PartWritten,
 }
 
 impl KafkaSink {
@@ -45,7 +46,7 @@ impl KafkaSink {
             client,
             encoder,
             producer: None,
-            in_progress: None,
+            part_written: PartWritten::default(),
         }))
     }
 
@@ -111,10 +112,7 @@ impl Sink for KafkaSink {
 
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
         let rows = batch.num_rows();
-        let from = match self.in_progress.take() {
-            Some((n, from)) if n == rows => from,
-            _ => 0,
-        };
+        let from = self.part_written.resume(&batch);
         let producer = self.producer()?;
         let payloads = self
             .encoder
@@ -139,7 +137,7 @@ impl Sink for KafkaSink {
                             resume = resume.min(r);
                         }
                     }
-                    self.in_progress = Some((rows, resume));
+                    self.part_written.failed(&batch, resume);
                     self.producer = None;
                     return Err(ConnectorError::retryable(format!(
                         "cannot hand an alert to the Kafka producer: {e}"
@@ -165,7 +163,7 @@ impl Sink for KafkaSink {
         match failed {
             None => Ok(()),
             Some((row, why)) => {
-                self.in_progress = Some((rows, row));
+                self.part_written.failed(&batch, row);
                 // The retry goes through a new producer: an idempotent producer whose broker lost
                 // or refused its state (a restarted broker, a fenced producer id) fails every
                 // later delivery too.

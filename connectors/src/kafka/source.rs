@@ -27,14 +27,13 @@ use super::client_config;
 use super::config::KafkaSourceConfig;
 use crate::checkpoints::Covered;
 use crate::format::{self, DecodeOptions};
-use crate::messages::{Message, MessageRows, origin_column};
+use crate::messages::{Message, MessageRows, Origins, origin_column};
 
 pub struct KafkaSource {
     name: String,
     config: KafkaSourceConfig,
     client: rdkafka::ClientConfig,
     rows: MessageRows,
-    shown: String,
 }
 
 /// Per partition, the offset of the next message to read: what a checkpoint records.
@@ -156,26 +155,25 @@ impl KafkaSource {
             client.set("group.instance.id", id);
         }
         let key_column = origin_column(spec.schema, "key", config.key_column.as_deref())?;
-        let decode = DecodeOptions {
-            format: config.format,
-            delimiter: config.delimiter,
-            header: false,
-            value_column: config.value_column.clone(),
+        let decode = DecodeOptions::messages(
+            config.format,
+            config.delimiter,
+            config.value_column.clone(),
             paths,
-            max_records: config.batch_size,
-            max_record_bytes: config.max_record_bytes,
+            config.batch_size,
+            config.max_record_bytes,
+        );
+        let origins = Origins {
+            name: "key",
+            column: key_column,
+            ..Default::default()
         };
-        let mut shown = format!("{} messages", config.format.describe());
-        if let Some(i) = key_column {
-            shown.push_str(&format!(", key -> column {}", spec.schema.field(i).name()));
-        }
-        let rows = MessageRows::new(spec.schema, key_column, None, &[], &decode)?;
+        let rows = MessageRows::new(spec.schema, origins, &decode)?;
         Ok(Box::new(Self {
             name: spec.name.to_string(),
             config,
             client,
             rows,
-            shown,
         }))
     }
 
@@ -204,21 +202,16 @@ impl KafkaSource {
                     received: t.timestamp,
                 })
                 .collect();
-            let rows = self
-                .rows
-                .rows(&messages)
-                .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-            for (i, why) in &rows.rejected {
-                let t = of[*i];
-                let origin = format!("{}/{}@{}", self.config.topic, t.partition, t.offset);
-                ctx.dead_letter(&origin, &t.payload, why);
-            }
+            let topic = &self.config.topic;
+            let batch = self.rows.decode(&messages, ctx, |i| {
+                format!("{topic}/{partition}@{}", of[i].offset)
+            })?;
             if let Some(last) = of.last() {
                 read_to.partitions.insert(partition, last.offset + 1);
             }
             let position = serde_json::to_value(&*read_to)
                 .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-            match rows.batch {
+            match batch {
                 Some(b) => ctx.send_split(b, partition as u32, Some(position)).await?,
                 None => ctx.flush_from(position).await?,
             }
@@ -252,7 +245,7 @@ impl Source for KafkaSource {
             self.config.bootstrap_servers,
             self.config.topic,
             self.group(),
-            self.shown
+            self.rows.describe()
         )
     }
 

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use rumqttc::v5;
 use tokio::sync::mpsc;
 
-use super::connection::{Backoff, Connection};
+use super::connection::Connection;
+use crate::backoff::Backoff;
 
 /// Requests (acknowledgements, subscriptions) queued for the event loop. The event loop drains
 /// them as it is polled; a sender waits when they are this many.
@@ -67,13 +68,13 @@ pub enum Client {
     V5(v5::AsyncClient),
 }
 
-/// rumqttc's event loop of either protocol. With MQTT 5, `user_properties`: each message's
-/// user properties are kept, after its topic (see [`with_user_properties`]).
+/// rumqttc's event loop of either protocol. With MQTT 5, each message's user properties of the
+/// names in `user_properties` are kept after its topic (see [`with_user_properties`]).
 pub enum EventLoop {
     V311(Box<rumqttc::EventLoop>),
     V5 {
         events: Box<v5::EventLoop>,
-        user_properties: bool,
+        user_properties: Vec<String>,
     },
 }
 
@@ -89,13 +90,13 @@ enum Polled {
 /// A client and its event loop (not connected until polled). `manual_acks`: messages are
 /// acknowledged by [`Client::ack`], not on receipt; `receive_maximum`: with MQTT 5, how many
 /// unacknowledged QoS 1 messages the broker may send at once; `user_properties`: with MQTT 5,
-/// each message's user properties kept after its topic.
+/// the names of the user properties kept after each message's topic.
 pub fn client(
     connection: &Connection,
     protocol: Protocol,
     manual_acks: bool,
     receive_maximum: u16,
-    user_properties: bool,
+    user_properties: Vec<String>,
 ) -> Result<(Client, EventLoop), String> {
     match protocol {
         Protocol::V311 => {
@@ -207,9 +208,13 @@ impl EventLoop {
                 match events.poll().await.map_err(|e| e.to_string())? {
                     Event::Incoming(Packet::Publish(p)) => Ok(Polled::Message(Received {
                         needs_ack: p.qos != v5::mqttbytes::QoS::AtMostOnce,
-                        topic: match (&p.properties, *user_properties) {
-                            (Some(properties), true) => {
-                                with_user_properties(&p.topic, &properties.user_properties)
+                        topic: match &p.properties {
+                            Some(properties) if !user_properties.is_empty() => {
+                                with_user_properties(
+                                    &p.topic,
+                                    &properties.user_properties,
+                                    user_properties,
+                                )
                             }
                             _ => p.topic,
                         },
@@ -236,20 +241,28 @@ impl EventLoop {
     }
 }
 
-/// A topic followed by user properties, each as `\0name\0value`: what the source's ingest log
-/// keeps as the message's origin, and [`crate::messages::split_origin`] takes apart. MQTT forbids
-/// the null character in topics and in properties' names and values (MQTT 5 section 1.5.4), so
-/// the first one ends the topic.
-pub fn with_user_properties(topic: &[u8], properties: &[(String, String)]) -> Bytes {
+/// A topic followed by the user properties whose names are `wanted`, each as `\0name\0value`:
+/// what the source's ingest log keeps as the message's origin, and
+/// [`crate::messages::split_origin`] takes apart. MQTT forbids the null character in topics and
+/// in properties' names and values (MQTT 5 section 1.5.4), so the first one ends the topic.
+pub fn with_user_properties(
+    topic: &[u8],
+    properties: &[(String, String)],
+    wanted: &[String],
+) -> Bytes {
+    let kept: Vec<&(String, String)> = properties
+        .iter()
+        .filter(|(name, _)| wanted.contains(name))
+        .collect();
     let mut origin = Vec::with_capacity(
         topic.len()
-            + properties
+            + kept
                 .iter()
                 .map(|(n, v)| n.len() + v.len() + 2)
                 .sum::<usize>(),
     );
     origin.extend_from_slice(topic);
-    for (name, value) in properties {
+    for (name, value) in kept {
         origin.push(0);
         origin.extend_from_slice(name.as_bytes());
         origin.push(0);

@@ -16,8 +16,9 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::config::MqttSinkConfig;
-use super::connection::{Backoff, Connection, ConnectionOptions, qos};
+use super::connection::{Connection, ConnectionOptions, qos};
 use super::event_loop::Protocol;
+use crate::backoff::Backoff;
 use crate::format::RecordEncoder;
 use crate::template::Template;
 

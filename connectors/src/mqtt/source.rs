@@ -8,14 +8,12 @@
 //! it is synced there, and the source reads the log back, so a restarted source reads again from
 //! the offset its checkpoint recorded.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Source, SourceContext, SourceSpec};
-use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::acks::{LogIntake, MqttAcks, Redeliveries};
@@ -23,11 +21,9 @@ use super::config::MqttSourceConfig;
 use super::connection::{Connection, ConnectionOptions, qos};
 use super::event_loop::{self, Client, Protocol, Received, Status};
 use super::topic_pattern::TopicPattern;
-use crate::checkpoints::Covered;
 use crate::format::{self, DecodeOptions};
-use crate::ingest_log::intake::{self, Backlog, Truncation};
-use crate::ingest_log::{self, LogError, LogReader};
-use crate::messages::{self as rows, Message, MessageRows};
+use crate::ingest_log::read_back::{OpenLog, ReadsBack, ingest_log_dir};
+use crate::messages::{self as rows, Message, MessageRows, Origins};
 
 pub struct MqttSource {
     config: MqttSourceConfig,
@@ -37,15 +33,10 @@ pub struct MqttSource {
     /// The filter subscribed to.
     topic: String,
     rows: MessageRows,
-    /// How messages become rows, as `eddy check` shows it.
-    shown: String,
-}
-
-/// Where a source reading through its ingest log is: what a checkpoint records.
-#[derive(Debug, Serialize, Deserialize)]
-struct LogPosition {
-    /// The offset in the ingest log of the first message not yet handed on.
-    log: u64,
+    /// The MQTT 5 user properties that fill columns.
+    user_properties: Vec<String>,
+    /// A connection has been made: the next is a reconnect.
+    connected_before: bool,
 }
 
 impl MqttSource {
@@ -116,69 +107,34 @@ impl MqttSource {
             ));
         }
         let topic_column = rows::topic_column(spec.schema, config.topic_column.as_deref())?;
-        let decode = DecodeOptions {
-            format: config.format,
-            delimiter: config.delimiter,
-            header: false,
-            value_column: config.value_column.clone(),
+        let decode = DecodeOptions::messages(
+            config.format,
+            config.delimiter,
+            config.value_column.clone(),
             paths,
-            max_records: config.batch_size,
-            max_record_bytes: config.max_record_bytes,
+            config.batch_size,
+            config.max_record_bytes,
+        );
+        let user_properties = config.user_properties()?;
+        let origins = Origins {
+            name: "topic",
+            column: topic_column,
+            pattern: pattern
+                .zip(config.topic_pattern.clone())
+                .map(|(p, t)| (t, p)),
+            properties: user_properties.clone(),
         };
-        let mut shown = format!("{} messages", config.format.describe());
-        if let Some(i) = topic_column {
-            shown.push_str(&format!(
-                ", topic -> column {}",
-                spec.schema.field(i).name()
-            ));
-        }
-        if let (Some(p), Some(text)) = (&pattern, &config.topic_pattern) {
-            shown.push_str(&format!(", {text} -> {}", p.columns().join(", ")));
-        }
-        let properties = config.user_properties()?;
-        if !properties.is_empty() {
-            shown.push_str(&format!(", user properties -> {}", properties.join(", ")));
-        }
-        let rows = MessageRows::new(spec.schema, topic_column, pattern, &properties, &decode)?;
+        let rows = MessageRows::new(spec.schema, origins, &decode)?;
         Ok(Box::new(Self {
-            shown,
             at_least_once: qos(config.qos)? != rumqttc::QoS::AtMostOnce,
             protocol,
             config,
             connection,
             topic,
             rows,
+            user_properties,
+            connected_before: false,
         }))
-    }
-
-    /// Decodes messages into one batch and hands it on (bad messages become dead letters); the
-    /// source is then at `position`.
-    async fn hand_on(
-        &mut self,
-        messages: &[Message<'_>],
-        position: Option<serde_json::Value>,
-        ctx: &mut SourceContext,
-    ) -> Result<(), ConnectorError> {
-        if messages.is_empty() {
-            return match position {
-                Some(p) => ctx.flush_from(p).await,
-                None => ctx.flush().await,
-            };
-        }
-        let rows = self
-            .rows
-            .rows(messages)
-            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-        for (i, why) in &rows.rejected {
-            let m = &messages[*i];
-            let (topic, _) = rows::split_origin(m.topic);
-            ctx.dead_letter(&String::from_utf8_lossy(topic), m.payload, why);
-        }
-        match (rows.batch, position) {
-            (Some(b), position) => ctx.send_from(b, position).await,
-            (None, Some(p)) => ctx.flush_from(p).await,
-            (None, None) => ctx.flush().await,
-        }
     }
 
     /// Messages straight from the event loop, acknowledged on receipt (QoS 1) by rumqttc.
@@ -189,13 +145,12 @@ impl MqttSource {
         let mut linger = tokio::time::interval(self.config.linger);
         linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = ctx.shutdown().clone();
-        let mut connected_before = false;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(s) = status.recv() => {
-                    if self.on_status(s, &mut connected_before, ctx)? {
+                    if self.note_status(s, ctx)? {
                         self.hand_on_pending(&mut pending, ctx).await?;
                     }
                 }
@@ -233,7 +188,7 @@ impl MqttSource {
                 received: m.received,
             })
             .collect();
-        let result = self.hand_on(&batch, None, ctx).await;
+        let result = self.rows.hand_on(&batch, None, ctx).await;
         drop(batch);
         *pending = messages;
         pending.clear();
@@ -248,108 +203,28 @@ impl MqttSource {
         dir: PathBuf,
     ) -> Result<(), ConnectorError> {
         let mut redeliveries = Redeliveries::default();
-        let opened = ingest_log::open(&dir, |r| redeliveries.note_record(r)).map_err(log_error)?;
-        let from = match ctx.resume_from() {
-            Some(p) => {
-                serde_json::from_value::<LogPosition>(p.clone())
-                    .map_err(|_| {
-                        ConnectorError::fatal(format!(
-                            "the checkpoint's position {p} is not a position in an MQTT source's ingest log"
-                        ))
-                    })?
-                    .log
-            }
-            None => opened.first,
-        };
-        if from > opened.end {
-            return Err(log_error(LogError::NotKept {
-                dir,
-                offset: from,
-                first: opened.first,
-                end: opened.end,
-            }));
-        }
-        let mut reader = LogReader::open(&dir, from).map_err(log_error)?;
-        if opened.end > from {
-            info!(source = %ctx.name(), "{} bytes of the ingest log not yet in a checkpoint: read again", opened.end - from);
-        }
-
+        let log = OpenLog::open(dir, "MQTT", ctx, |r| redeliveries.note_record(r))?;
         let (to_log, queue) = mpsc::unbounded_channel();
         let intake = LogIntake {
             redeliveries,
             to_log,
         };
         let (client, mut stop, mut status) = self.connect(true, intake)?;
-        let (synced_tx, mut synced) = watch::channel(opened.end);
-        let backlog = Arc::new(Backlog::new(from, self.config.max_log_bytes as u64));
-        let writer_stop = tokio_util::sync::CancellationToken::new();
-        let mut writer = tokio::spawn(intake::write_log(
-            opened.appender,
+        let mut run = log.start(
             queue,
             MqttAcks(client),
-            synced_tx,
-            Arc::clone(&backlog),
-            writer_stop.clone(),
-        ));
-
-        let mut truncation = Truncation::new(dir.clone(), Covered::new(ctx), backlog);
-        let mut flush = tokio::time::interval(self.config.linger);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let shutdown = ctx.shutdown().clone();
-        let mut connected_before = false;
-        loop {
-            // Everything synced is handed on before waiting again.
-            loop {
-                let upto = *synced.borrow_and_update();
-                if reader.position() >= upto || shutdown.is_cancelled() {
-                    break;
-                }
-                let records = reader
-                    .read(upto, self.config.batch_size)
-                    .map_err(log_error)?;
-                let position = serde_json::to_value(LogPosition { log: records.end })
-                    .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-                let messages: Vec<Message> = records
-                    .iter()
-                    .map(|r| Message {
-                        topic: r.origin,
-                        payload: r.payload,
-                        received: r.received,
-                    })
-                    .collect();
-                self.hand_on(&messages, Some(position), ctx).await?;
-                truncation
-                    .covered
-                    .handed_on(ctx.last_barrier().await + 1, records.end);
-            }
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                Some(s) = status.recv() => {
-                    self.on_status(s, &mut connected_before, ctx)?;
-                }
-                done = truncation.covered.next_completed() => truncation.completed(done).map_err(log_error)?,
-                changed = synced.changed() => {
-                    if changed.is_err() {
-                        // The writer stopped: it says why.
-                        return match (&mut writer).await {
-                            Ok(Err(e)) => Err(log_error(e)),
-                            _ => Err(ConnectorError::fatal("the ingest log's writer stopped")),
-                        };
-                    }
-                }
-                _ = flush.tick() => ctx.flush().await?,
-            }
-        }
-        // Messages synced but not handed on stay in the log: the next run reads them again. The
-        // writer acknowledges what it has synced, then the connection closes after those
-        // acknowledgements; what arrived but is not synced is the broker's to send again.
-        writer_stop.cancel();
-        if tokio::time::timeout(STOP_WAIT, &mut writer).await.is_err() {
-            writer.abort();
-        }
+            self.config.max_log_bytes as u64,
+            ctx,
+        );
+        let (batch_size, linger) = (self.config.batch_size, self.config.linger);
+        let result = run
+            .read_back(self, &mut status, batch_size, linger, ctx)
+            .await;
+        // The writer acknowledges what it has synced, then the connection closes after those
+        // acknowledgements.
+        run.stop().await;
         stop.disconnect().await;
-        Ok(())
+        result
     }
 
     /// A client and its event loop, polled in a task of its own that hands messages to `intake`:
@@ -364,7 +239,7 @@ impl MqttSource {
             self.protocol,
             manual_acks,
             self.config.receive_maximum,
-            self.config.user_properties.is_some(),
+            self.user_properties.clone(),
         )
         .map_err(ConnectorError::fatal)?;
         let (status_tx, status) = mpsc::unbounded_channel();
@@ -381,22 +256,17 @@ impl MqttSource {
 
     /// Logs a change of the connection's state and counts reconnects; fails when the broker
     /// refused the subscription. `true` when the connection failed.
-    fn on_status(
-        &self,
-        status: Status,
-        connected_before: &mut bool,
-        ctx: &SourceContext,
-    ) -> Result<bool, ConnectorError> {
+    fn note_status(&mut self, status: Status, ctx: &SourceContext) -> Result<bool, ConnectorError> {
         let address = &self.connection.address;
         let topic = &self.topic;
         match status {
-            Status::Connected { .. } if *connected_before => {
+            Status::Connected { .. } if self.connected_before => {
                 let n = ctx.metrics().reconnects.fetch_add(1, Ordering::Relaxed) + 1;
                 info!(source = %ctx.name(), "reconnected to {address} ({n} reconnects so far)");
             }
             Status::Connected { .. } => {
                 info!(source = %ctx.name(), "connected to {address}");
-                *connected_before = true;
+                self.connected_before = true;
             }
             Status::Subscribed => info!(source = %ctx.name(), "subscribed to {topic}"),
             Status::Refused => {
@@ -413,6 +283,18 @@ impl MqttSource {
     }
 }
 
+impl ReadsBack for MqttSource {
+    type Status = Status;
+
+    fn rows(&mut self) -> &mut MessageRows {
+        &mut self.rows
+    }
+
+    fn on_status(&mut self, status: Status, ctx: &SourceContext) -> Result<(), ConnectorError> {
+        self.note_status(status, ctx).map(drop)
+    }
+}
+
 #[async_trait]
 impl Source for MqttSource {
     fn describe(&self) -> String {
@@ -422,7 +304,10 @@ impl Source for MqttSource {
         };
         format!(
             "{}{protocol} topic {} qos {} ({})",
-            self.connection.address, self.topic, self.config.qos, self.shown
+            self.connection.address,
+            self.topic,
+            self.config.qos,
+            self.rows.describe()
         )
     }
 
@@ -468,13 +353,4 @@ impl Drop for Stop {
     fn drop(&mut self) {
         self.poller.abort();
     }
-}
-
-fn log_error(e: LogError) -> ConnectorError {
-    ConnectorError::fatal(e.to_string())
-}
-
-/// The directory of a source's ingest log under its durable directory.
-pub fn ingest_log_dir(durable: &Path) -> PathBuf {
-    durable.join("ingest-log")
 }

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::Server;
 use super::config::NatsSinkConfig;
 use crate::format::{RecordEncoder, alert_ids};
+use crate::part_written::PartWritten;
 use crate::template::{NATS_SUBJECT, Template};
 
 pub struct NatsSink {
@@ -24,9 +25,8 @@ pub struct NatsSink {
     template: Template,
     encoder: RecordEncoder,
     client: Option<async_nats::Client>,
-    /// The rows of the batch a write failed in the middle of, and its first row not acknowledged:
-    /// the retry of the same batch resumes there.
-    in_progress: Option<(usize, usize)>,
+    /// Where a failed write stopped, for its retry.
+    part_written: PartWritten,
 }
 
 impl NatsSink {
@@ -50,7 +50,7 @@ impl NatsSink {
             template,
             encoder,
             client: None,
-            in_progress: None,
+            part_written: PartWritten::default(),
         }))
     }
 
@@ -196,11 +196,7 @@ impl Sink for NatsSink {
             }
             return Ok(());
         }
-        let rows = batch.num_rows();
-        let from = match self.in_progress.take() {
-            Some((n, from)) if n == rows => from,
-            _ => 0,
-        };
+        let from = self.part_written.resume(&batch);
         let ids = alert_ids(&batch);
         match self
             .publish_acknowledged(client, subjects, payloads, ids, from)
@@ -208,7 +204,7 @@ impl Sink for NatsSink {
         {
             Ok(()) => Ok(()),
             Err((resume, e)) => {
-                self.in_progress = Some((rows, resume));
+                self.part_written.failed(&batch, resume);
                 Err(e)
             }
         }

@@ -19,17 +19,16 @@ use tracing::{debug, info, warn};
 
 use super::Server;
 use super::config::NatsSourceConfig;
+use crate::backoff::Backoff;
 use crate::checkpoints::Covered;
 use crate::format::{self, DecodeOptions};
-use crate::messages::{Message, MessageRows, origin_column};
-use crate::mqtt::Backoff;
+use crate::messages::{Message, MessageRows, Origins, origin_column};
 
 pub struct NatsSource {
     name: String,
     config: NatsSourceConfig,
     server: Server,
     rows: MessageRows,
-    shown: String,
 }
 
 /// Where a JetStream source is: what a checkpoint records.
@@ -107,29 +106,25 @@ impl NatsSource {
         }
         let subject_column =
             origin_column(spec.schema, "subject", config.subject_column.as_deref())?;
-        let decode = DecodeOptions {
-            format: config.format,
-            delimiter: config.delimiter,
-            header: false,
-            value_column: config.value_column.clone(),
+        let decode = DecodeOptions::messages(
+            config.format,
+            config.delimiter,
+            config.value_column.clone(),
             paths,
-            max_records: config.batch_size,
-            max_record_bytes: config.max_record_bytes,
+            config.batch_size,
+            config.max_record_bytes,
+        );
+        let origins = Origins {
+            name: "subject",
+            column: subject_column,
+            ..Default::default()
         };
-        let mut shown = format!("{} messages", config.format.describe());
-        if let Some(i) = subject_column {
-            shown.push_str(&format!(
-                ", subject -> column {}",
-                spec.schema.field(i).name()
-            ));
-        }
-        let rows = MessageRows::new(spec.schema, subject_column, None, &[], &decode)?;
+        let rows = MessageRows::new(spec.schema, origins, &decode)?;
         Ok(Box::new(Self {
             name: spec.name.to_string(),
             config,
             server,
             rows,
-            shown,
         }))
     }
 
@@ -187,19 +182,7 @@ impl NatsSource {
                 received: t.received,
             })
             .collect();
-        let rows = self
-            .rows
-            .rows(&messages)
-            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-        for (i, why) in &rows.rejected {
-            let m = &messages[*i];
-            ctx.dead_letter(&String::from_utf8_lossy(m.topic), m.payload, why);
-        }
-        match (rows.batch, position) {
-            (Some(b), position) => ctx.send_from(b, position).await,
-            (None, Some(p)) => ctx.flush_from(p).await,
-            (None, None) => ctx.flush().await,
-        }
+        self.rows.hand_on(&messages, position, ctx).await
     }
 
     /// A plain subscription: messages handed on as they come, never acknowledged.
@@ -504,7 +487,11 @@ impl Source for NatsSource {
                     .unwrap_or_default()
             )
         };
-        format!("{} {what} ({})", self.server.address(), self.shown)
+        format!(
+            "{} {what} ({})",
+            self.server.address(),
+            self.rows.describe()
+        )
     }
 
     async fn run(mut self: Box<Self>, ctx: &mut SourceContext) -> Result<(), ConnectorError> {

@@ -14,6 +14,7 @@ use sha2::Sha256;
 
 use super::config::WebhookSinkConfig;
 use crate::format::json::encode_rows;
+use crate::part_written::PartWritten;
 
 /// The longest a `Retry-After` is waited for before the request is tried again.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -29,9 +30,8 @@ pub struct WebhookSink {
     /// when the oldest waits.
     waiting: Vec<Alert>,
     waiting_since: Option<Instant>,
-    /// The batch a write failed in the middle of, and its first row not delivered: the retry of
-    /// the same batch resumes there.
-    in_progress: Option<(usize, usize)>,
+    /// Where a failed write stopped, for its retry.
+    part_written: PartWritten,
 }
 
 /// One alert as a JSON object, with its `alert_id` and its row in the batch being written
@@ -96,7 +96,7 @@ impl WebhookSink {
             signing_key,
             waiting: Vec::new(),
             waiting_since: None,
-            in_progress: None,
+            part_written: PartWritten::default(),
         }))
     }
 
@@ -230,11 +230,7 @@ impl Sink for WebhookSink {
 
     async fn write(&mut self, batch: RecordBatch) -> Result<(), ConnectorError> {
         // The same batch again after a failure worth a retry: resume after what was delivered.
-        let identity = batch_identity(&batch);
-        let from = match self.in_progress.take() {
-            Some((id, first)) if id == identity => first,
-            _ => 0,
-        };
+        let from = self.part_written.resume(&batch);
         let lines = encode_rows(&batch).map_err(|e| ConnectorError::fatal(e.to_string()))?;
         let ids = batch
             .column_by_name("alert_id")
@@ -267,7 +263,7 @@ impl Sink for WebhookSink {
             // What of this batch is not delivered is sent again with the retry; rows of earlier
             // batches keep waiting.
             if let Some(first) = self.waiting.iter().find_map(|a| a.row) {
-                self.in_progress = Some((identity, first));
+                self.part_written.failed(&batch, first);
             }
             self.waiting.retain(|a| a.row.is_none());
             return Err(e);
@@ -312,16 +308,6 @@ fn signature(key: &[u8], body: &[u8]) -> String {
     let digest = mac.finalize().into_bytes();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256={hex}")
-}
-
-/// What tells a batch retried by the engine (the same buffers) from the next one.
-fn batch_identity(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .first()
-        .and_then(|c| c.to_data().buffers().first().map(|b| b.as_ptr() as usize))
-        .unwrap_or(0)
-        ^ batch.num_rows()
 }
 
 #[cfg(test)]
