@@ -9,9 +9,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::windows::{
+    QUERY_WINDOWS, closing, expected_windows, read_alerts, readings, windows_of,
+};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -22,9 +24,6 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use serde_json::Value;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// 2026-01-01T00:00:00Z
-const T0: i64 = 1_767_225_600_000;
-
 fn id(test: &str) -> String {
     format!("{test}{}", std::process::id())
 }
@@ -107,75 +106,6 @@ async fn publish(channel: &Channel, exchange: &str, key: &str, payloads: Vec<Str
     }
 }
 
-/// The readings of the 4 devices at second `s`.
-fn readings(s: i64) -> Vec<String> {
-    (0..4)
-        .map(|d| {
-            format!(
-                r#"{{"device_id":"m{d}","temp":{},"ts":{}}}"#,
-                20 + (s + d) % 7,
-                T0 + s * 1000
-            )
-        })
-        .collect()
-}
-
-fn closing(at_second: i64) -> Vec<String> {
-    vec![format!(
-        r#"{{"device_id":"m9","temp":0,"ts":{}}}"#,
-        T0 + at_second * 1000
-    )]
-}
-
-/// (device, window start in seconds from T0) -> (count, sum of temperatures), windows of 10 s.
-fn expected_windows(seconds: i64) -> BTreeMap<(String, i64), (i64, i64)> {
-    let mut w = BTreeMap::new();
-    for s in 0..seconds {
-        for d in 0..4i64 {
-            let e = w.entry((format!("m{d}"), s / 10 * 10)).or_insert((0, 0));
-            e.0 += 1;
-            e.1 += 20 + (s + d) % 7;
-        }
-    }
-    w
-}
-
-const QUERY_WINDOWS: &str = "INSERT INTO alerts
-     SELECT device_id, window_start, count(*) AS n, sum(temp) AS total
-     FROM TUMBLE(readings, ts, INTERVAL '10' SECOND)
-     GROUP BY device_id, window_start, window_end;";
-
-/// Alerts into windows; an alert repeated (after a restart) must repeat its values.
-fn windows_of(alerts: &[Value]) -> BTreeMap<(String, i64), (i64, i64)> {
-    let mut w = BTreeMap::new();
-    for a in alerts {
-        let device = a["device_id"].as_str().expect("device_id").to_string();
-        let start = chrono::DateTime::parse_from_rfc3339(a["window_start"].as_str().expect("time"))
-            .expect("RFC 3339")
-            .timestamp_millis();
-        let values = (
-            a["n"].as_i64().expect("n"),
-            a["total"].as_f64().expect("total") as i64,
-        );
-        let key = (device, (start - T0) / 1000);
-        if let Some(before) = w.insert(key.clone(), values) {
-            assert_eq!(
-                before, values,
-                "window {key:?} alerted twice with other values"
-            );
-        }
-    }
-    w
-}
-
-fn read_alerts(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn readings_from_a_queue_become_alerts_on_an_exchange() {
     let id = id("ex");
@@ -223,7 +153,13 @@ async fn readings_from_a_queue_become_alerts_on_an_exchange() {
     }
     // Not bound: never read.
     publish(&channel, &readings_exchange, "office.x", readings(5)).await;
-    publish(&channel, &readings_exchange, "plant.hall1", closing(100)).await;
+    publish(
+        &channel,
+        &readings_exchange,
+        "plant.hall1",
+        vec![closing(0, 100)],
+    )
+    .await;
 
     let mut consumer = channel
         .basic_consume(
@@ -352,7 +288,7 @@ async fn killed_and_restarted_eddy_counts_every_reading_once() {
             ));
         }
     }
-    publish(&channel, &exchange, "plant.hall1", closing(700)).await;
+    publish(&channel, &exchange, "plant.hall1", vec![closing(0, 700)]).await;
     let expected = expected_windows(600);
     let deadline = Instant::now() + Duration::from_secs(60);
     while windows_of(&read_alerts(&out)).len() < expected.len() && Instant::now() < deadline {
@@ -462,7 +398,7 @@ async fn connections_closed_by_the_broker_lose_nothing_and_count_nothing_twice()
     for t in closing_tasks {
         closed.push(t.await.expect("closed"));
     }
-    publish(&channel, &exchange, "plant.hall1", closing(700)).await;
+    publish(&channel, &exchange, "plant.hall1", vec![closing(0, 700)]).await;
     let expected = expected_windows(600);
     let mut consumer = channel
         .basic_consume(

@@ -12,20 +12,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::windows::{self, QUERY_WINDOWS, expected_windows, read_alerts, windows_of};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
-
-/// 2026-01-01T00:00:00Z
-const T0: i64 = 1_767_225_600_000;
 
 /// One Kafka test at a time: each starts a broker and Eddy processes of its own, and on two cores
 /// they would compete.
@@ -176,16 +173,7 @@ async fn produce(producer: &FutureProducer, topic: &str, messages: Vec<(String, 
 /// The readings of the 4 devices at second `s`, keyed by device.
 fn readings(s: i64) -> Vec<(String, String)> {
     (0..4)
-        .map(|d| {
-            (
-                format!("m{d}"),
-                format!(
-                    r#"{{"device_id":"m{d}","temp":{},"ts":{}}}"#,
-                    20 + (s + d) % 7,
-                    T0 + s * 1000
-                ),
-            )
-        })
+        .map(|d| (format!("m{d}"), windows::reading(d, s)))
         .collect()
 }
 
@@ -193,58 +181,8 @@ fn readings(s: i64) -> Vec<(String, String)> {
 /// partitions' when they are read together).
 fn closing(at_second: i64) -> Vec<(String, String)> {
     (0..4)
-        .map(|d| {
-            (
-                format!("m{d}"),
-                format!(
-                    r#"{{"device_id":"x{d}","temp":0,"ts":{}}}"#,
-                    T0 + at_second * 1000
-                ),
-            )
-        })
+        .map(|d| (format!("m{d}"), windows::closing(d, at_second)))
         .collect()
-}
-
-/// (device, window start in seconds from T0) -> (count, sum of temperatures), windows of 10 s.
-fn expected_windows(seconds: i64) -> BTreeMap<(String, i64), (i64, i64)> {
-    let mut w = BTreeMap::new();
-    for s in 0..seconds {
-        for d in 0..4i64 {
-            let e = w.entry((format!("m{d}"), s / 10 * 10)).or_insert((0, 0));
-            e.0 += 1;
-            e.1 += 20 + (s + d) % 7;
-        }
-    }
-    w
-}
-
-const QUERY_WINDOWS: &str = "INSERT INTO alerts
-     SELECT device_id, window_start, count(*) AS n, sum(temp) AS total
-     FROM TUMBLE(readings, ts, INTERVAL '10' SECOND)
-     WHERE device_id LIKE 'm%'
-     GROUP BY device_id, window_start, window_end;";
-
-/// Alerts into windows; an alert repeated (after a restart) must repeat its values.
-fn windows_of(alerts: &[Value]) -> BTreeMap<(String, i64), (i64, i64)> {
-    let mut w = BTreeMap::new();
-    for a in alerts {
-        let device = a["device_id"].as_str().expect("device_id").to_string();
-        let start = chrono::DateTime::parse_from_rfc3339(a["window_start"].as_str().expect("time"))
-            .expect("RFC 3339")
-            .timestamp_millis();
-        let values = (
-            a["n"].as_i64().expect("n"),
-            a["total"].as_f64().expect("total") as i64,
-        );
-        let key = (device, (start - T0) / 1000);
-        if let Some(before) = w.insert(key.clone(), values) {
-            assert_eq!(
-                before, values,
-                "window {key:?} alerted twice with other values"
-            );
-        }
-    }
-    w
 }
 
 /// Reads the one partition of the topic `alerts` from its beginning, assigned rather than joined
@@ -261,14 +199,6 @@ fn alerts_reader(servers: &str) -> StreamConsumer {
         .expect("partition 0");
     consumer.assign(&partitions).expect("assigned");
     consumer
-}
-
-fn read_alerts(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn source(servers: &str, topic: &str) -> String {

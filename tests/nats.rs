@@ -9,19 +9,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, stream};
+use common::windows::{QUERY_WINDOWS, closing, expected_windows, reading, windows_of};
 use futures::StreamExt;
 use serde_json::Value;
 
 const URL: &str = "nats://127.0.0.1:4222";
-/// 2026-01-01T00:00:00Z
-const T0: i64 = 1_767_225_600_000;
-
 fn id(test: &str) -> String {
     format!("{test}{}", std::process::id())
 }
@@ -42,66 +39,6 @@ async fn fresh_stream(js: &jetstream::Context, name: &str, subjects: &str) -> st
     })
     .await
     .expect("stream created")
-}
-
-/// The reading of device `d` at second `s`: 4 devices, one reading a second each.
-fn reading(d: i64, s: i64) -> String {
-    format!(
-        r#"{{"device_id":"m{d}","temp":{},"ts":{}}}"#,
-        20 + (s + d) % 7,
-        T0 + s * 1000
-    )
-}
-
-/// The windows of 10 s (device, window start in seconds from T0) with their count and sum of
-/// temperatures, for seconds `0..seconds` of the 4 devices.
-fn expected_windows(seconds: i64) -> BTreeMap<(String, i64), (i64, i64)> {
-    let mut w = BTreeMap::new();
-    for s in 0..seconds {
-        for d in 0..4i64 {
-            let e = w.entry((format!("m{d}"), s / 10 * 10)).or_insert((0, 0));
-            e.0 += 1;
-            e.1 += 20 + (s + d) % 7;
-        }
-    }
-    w
-}
-
-const QUERY_WINDOWS: &str = "INSERT INTO alerts
-     SELECT device_id, window_start, count(*) AS n, sum(temp) AS total
-     FROM TUMBLE(readings, ts, INTERVAL '10' SECOND)
-     GROUP BY device_id, window_start, window_end;";
-
-/// Alerts as JSON objects into (device, window start in seconds from T0) -> (n, total), failing
-/// on an alert for a window seen already with other values.
-fn windows_of(alerts: &[Value]) -> BTreeMap<(String, i64), (i64, i64)> {
-    let mut w = BTreeMap::new();
-    for a in alerts {
-        let device = a["device_id"].as_str().expect("device_id").to_string();
-        let start = match &a["window_start"] {
-            Value::Number(n) => n.as_i64().expect("ms"),
-            Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| t.timestamp_millis())
-                .or_else(|_| {
-                    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-                        .map(|t| t.and_utc().timestamp_millis())
-                })
-                .expect("a time"),
-            other => panic!("window_start {other}"),
-        };
-        let values = (
-            a["n"].as_i64().expect("n"),
-            a["total"].as_f64().expect("total") as i64,
-        );
-        let key = (device, (start - T0) / 1000);
-        if let Some(before) = w.insert(key.clone(), values) {
-            assert_eq!(
-                before, values,
-                "window {key:?} alerted twice with other values"
-            );
-        }
-    }
-    w
 }
 
 /// Every message of stream `name` as JSON.
@@ -179,10 +116,7 @@ async fn readings_from_a_stream_become_alerts_on_a_stream() {
         }
     }
     // A reading past the last window closes it.
-    payloads.push(format!(
-        r#"{{"device_id":"m9","temp":0,"ts":{}}}"#,
-        T0 + 100_000
-    ));
+    payloads.push(closing(0, 100));
     publish_all(&js, &format!("{id}.readings.plant"), payloads).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -266,15 +200,7 @@ async fn killed_and_restarted_eddy_resumes_from_its_checkpointed_sequence() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     publish_seconds(&js, &subject, 100, 180).await;
     let eddy = common::run_with_until_logged(&query, &args, "reading stream");
-    publish_all(
-        &js,
-        &subject,
-        [format!(
-            r#"{{"device_id":"m9","temp":0,"ts":{}}}"#,
-            T0 + 300_000
-        )],
-    )
-    .await;
+    publish_all(&js, &subject, [closing(0, 300)]).await;
     common::wait_until("every window", Duration::from_secs(60), || {
         std::fs::read_to_string(&out).is_ok_and(|t| {
             let alerts: Vec<Value> = t
@@ -415,15 +341,7 @@ async fn the_server_restarted_while_readings_and_alerts_flow_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     publish_seconds(&js, "readings.plant", 60, 120).await;
-    publish_all(
-        &js,
-        "readings.plant",
-        [format!(
-            r#"{{"device_id":"m9","temp":0,"ts":{}}}"#,
-            T0 + 200_000
-        )],
-    )
-    .await;
+    publish_all(&js, "readings.plant", [closing(0, 200)]).await;
     let held = wait_for_messages(&js, "ALERTS", 48, Duration::from_secs(60)).await;
     drop(eddy);
     let got = stream_messages(&js, "ALERTS").await;

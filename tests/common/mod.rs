@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mosquitto;
+pub mod windows;
 
 use std::path::Path;
 use std::process::{Command, Output};
