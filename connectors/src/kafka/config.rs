@@ -50,6 +50,15 @@ pub struct KafkaSourceConfig {
     /// Longest wait before a partial batch is handed on.
     #[serde(default = "default_linger", deserialize_with = "duration")]
     pub linger: Duration,
+    /// A partition read to its end that stays silent this long stops holding the watermark back
+    /// (the others' windows close without it); its next message makes it hold it again. A
+    /// partition that has merely caught up with its producers for a moment keeps holding it, so
+    /// that its next messages are not late.
+    #[serde(
+        default = "default_partition_idle_timeout",
+        deserialize_with = "duration"
+    )]
+    pub partition_idle_timeout: Duration,
     /// Messages longer than this go to the dead letters unread.
     #[serde(default = "crate::file::config::default_max_record_bytes")]
     pub max_record_bytes: usize,
@@ -87,6 +96,10 @@ fn default_start() -> String {
 
 fn default_batch_size() -> usize {
     4096
+}
+
+fn default_partition_idle_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_linger() -> Duration {

@@ -8,10 +8,24 @@ mod sink;
 mod source;
 
 use eddy_engine::OptionError;
-use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, ClientContext};
+use tracing::warn;
 
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
+
+/// A sink's client: librdkafka's global errors (brokers gone, which it rides out by connecting
+/// again) logged as warnings that name the sink.
+pub(crate) struct SinkClient {
+    pub sink: String,
+}
+
+impl ClientContext for SinkClient {
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(sink = %self.sink, "{error}: {reason}");
+    }
+}
 
 /// `bootstrap.servers` and the `properties` option (`name=value; ...`) as librdkafka settings.
 fn client_config(

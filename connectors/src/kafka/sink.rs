@@ -14,16 +14,17 @@ use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Sink, SinkSpec};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use super::client_config;
 use super::config::KafkaSinkConfig;
+use super::{SinkClient, client_config};
 use crate::format::RecordEncoder;
 use crate::part_written::PartWritten;
 
 pub struct KafkaSink {
+    name: String,
     config: KafkaSinkConfig,
     client: rdkafka::ClientConfig,
     encoder: RecordEncoder,
-    producer: Option<FutureProducer>,
+    producer: Option<FutureProducer<SinkClient>>,
     /// Where a failed write stopped, for its retry.
     part_written: PartWritten,
 }
@@ -42,6 +43,7 @@ impl KafkaSink {
             .set("message.timeout.ms", config.timeout.as_millis().to_string());
         let encoder = RecordEncoder::new(config.format, config.value_column.clone())?;
         Ok(Box::new(Self {
+            name: spec.name.to_string(),
             config,
             client,
             encoder,
@@ -51,13 +53,15 @@ impl KafkaSink {
     }
 
     /// The producer, made on the first write (so `eddy check` never connects).
-    fn producer(&mut self) -> Result<FutureProducer, ConnectorError> {
+    fn producer(&mut self) -> Result<FutureProducer<SinkClient>, ConnectorError> {
         if let Some(p) = &self.producer {
             return Ok(p.clone());
         }
-        let producer: FutureProducer = self
+        let producer: FutureProducer<SinkClient> = self
             .client
-            .create()
+            .create_with_context(SinkClient {
+                sink: self.name.clone(),
+            })
             .map_err(|e| ConnectorError::fatal(format!("cannot make a Kafka producer: {e}")))?;
         self.producer = Some(producer.clone());
         Ok(producer)

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Source, SourceContext, SourceSpec};
@@ -60,7 +61,16 @@ struct Placement {
     assignments: tokio::sync::mpsc::UnboundedSender<(i32, bool)>,
 }
 
-impl ClientContext for Placement {}
+impl ClientContext for Placement {
+    /// librdkafka reports each partition read to its end (which the source handles as it reads)
+    /// and the brokers going away (which it rides out, reconnecting) as errors: the first is
+    /// not one, the second a warning.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            warn!(source = %self.source, "{error}: {reason}");
+        }
+    }
+}
 
 impl ConsumerContext for Placement {
     fn rebalance(
@@ -220,6 +230,47 @@ impl KafkaSource {
     }
 }
 
+/// Partitions read to their end, each retired from the watermark once it has been silent for
+/// the timeout: a partition that caught up with its producers for a moment would otherwise let
+/// the others move the watermark past the messages it is about to get.
+struct IdlePartitions {
+    timeout: Duration,
+    /// Since when each partition at its end has been there; `None` once retired.
+    at_end: BTreeMap<i32, Option<Instant>>,
+}
+
+impl IdlePartitions {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            at_end: BTreeMap::new(),
+        }
+    }
+
+    fn at_end(&mut self, partition: i32) {
+        self.at_end
+            .entry(partition)
+            .or_insert_with(|| Some(Instant::now()));
+    }
+
+    fn message(&mut self, partition: i32) {
+        self.at_end.remove(&partition);
+    }
+
+    /// The partitions silent at their end for the timeout, not retired before.
+    fn silent(&mut self) -> Vec<i32> {
+        let now = Instant::now();
+        let mut silent = Vec::new();
+        for (partition, since) in &mut self.at_end {
+            if since.is_some_and(|t| now.duration_since(t) >= self.timeout) {
+                *since = None;
+                silent.push(*partition);
+            }
+        }
+        silent
+    }
+}
+
 /// Commits `offsets` (the next message to read, per partition) to the group.
 fn commit(source: &str, consumer: &StreamConsumer<Placement>, topic: &str, offsets: &Offsets) {
     let mut tpl = TopicPartitionList::new();
@@ -278,7 +329,8 @@ impl Source for KafkaSource {
         let mut position = resumed;
         let mut covered: Covered<Offsets> = Covered::new(ctx);
         let mut pending: Vec<Taken> = Vec::with_capacity(self.config.batch_size);
-        let mut eof: Vec<i32> = Vec::new();
+        // Partitions read to their end, and since when; retired once silent long enough.
+        let mut idle = IdlePartitions::new(self.config.partition_idle_timeout);
         let mut linger = tokio::time::interval(self.config.linger);
         linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = ctx.shutdown().clone();
@@ -302,12 +354,9 @@ impl Source for KafkaSource {
                 }
                 message = consumer.recv() => {
                     match message {
-                        Err(KafkaError::PartitionEOF(partition)) => {
-                            // Read to its end: what is pending goes first, then the partition
-                            // holds the watermark back no more.
-                            eof.push(partition);
-                        }
+                        Err(KafkaError::PartitionEOF(partition)) => idle.at_end(partition),
                         Ok(m) => {
+                            idle.message(m.partition());
                             pending.push(Taken {
                                 key: m.key().map(<[u8]>::to_vec).unwrap_or_default(),
                                 payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
@@ -325,7 +374,8 @@ impl Source for KafkaSource {
                 }
                 _ = linger.tick() => true,
             };
-            if (hand_on || !eof.is_empty()) && !pending.is_empty() {
+            let retire = if hand_on { idle.silent() } else { Vec::new() };
+            if (hand_on || !retire.is_empty()) && !pending.is_empty() {
                 let taken = std::mem::take(&mut pending);
                 self.hand_on(&taken, &mut position, ctx).await?;
                 if let Ok(mut r) = read_to.lock() {
@@ -337,7 +387,9 @@ impl Source for KafkaSource {
                     commit(&self.name, &consumer, &topic, &position);
                 }
             }
-            for partition in eof.drain(..) {
+            // What was pending went first: then the silent partitions hold the watermark back
+            // no more.
+            for partition in retire {
                 ctx.retire_split(partition as u32).await?;
             }
         }
