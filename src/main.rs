@@ -107,8 +107,9 @@ fn main() -> ExitCode {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("EDDY_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
+    let filter = EnvFilter::try_from_env("EDDY_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,rumqttd=off,rumqttc=warn,async_nats=warn,lapin=warn")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -451,3 +451,43 @@ async fn the_broker_restarted_while_readings_and_alerts_flow_loses_nothing() {
     std::fs::write(&out, "").ok();
     assert_eq!(windows_of(&alerts), expected);
 }
+
+/// A sink whose topic is not on the brokers says so at its first write (Eddy does not create
+/// topics), and its alerts go to the dead letters with that reason at once, instead of after
+/// waiting for the topic until they time out, retry after retry.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the tansu Kafka broker, which .ci/run installs"]
+async fn a_sink_to_a_topic_that_does_not_exist_says_so() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::start(dir.path());
+    std::fs::write(
+        dir.path().join("input.jsonl"),
+        windows::reading(0, 0) + "\n",
+    )
+    .expect("input written");
+    std::fs::write(
+        dir.path().join("q.sql"),
+        format!(
+            "CREATE SOURCE readings (device_id TEXT, temp BIGINT, ts TIMESTAMP)
+               WITH (connector = 'file', path = 'input.jsonl');
+             CREATE SINK alerts WITH (connector = 'kafka', bootstrap_servers = '{}',
+                                      topic = 'no-such-topic');
+             INSERT INTO alerts SELECT device_id, temp FROM readings;",
+            broker.servers()
+        ),
+    )
+    .expect("query written");
+    let output = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || common::run_eddy(&dir, &["run", "q.sql"], &[])
+    })
+    .await
+    .expect("ran");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("1 rows not written: topic no-such-topic does not exist on the brokers"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("retry"), "{stderr}");
+}

@@ -74,6 +74,24 @@ enum SourceKind {
     Kafka,
 }
 
+/// Creates `name` with one partition (Eddy's Kafka sink does not create topics).
+async fn create_topic(servers: &str, name: &str) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(name, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await?;
+    for result in results {
+        result.map_err(|(topic, e)| anyhow::anyhow!("cannot create topic {topic}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn reading(i: usize) -> String {
     format!(
         r#"{{"device_id":"machine-{:04}","temp":{}.5,"ts":{}}}"#,
@@ -149,6 +167,7 @@ async fn sink(
         ),
         SinkKind::Kafka => {
             let servers = kafka.context("--kafka host:port is needed")?;
+            create_topic(&servers, &format!("bench-{run}")).await?;
             format!(
                 "connector = 'kafka', bootstrap_servers = '{servers}', topic = 'bench-{run}', key = 'device_id'"
             )
@@ -402,6 +421,7 @@ async fn source(
                 .set("linger.ms", "5")
                 .create()?;
             let topic = format!("bench-in-{run}");
+            create_topic(&servers, &topic).await?;
             let mut deliveries = Vec::new();
             for i in 0..rows {
                 let payload = reading(i);

@@ -12,7 +12,8 @@ use arrow::datatypes::Schema;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use eddy_engine::{ConnectorError, OptionError, Sink, SinkSpec};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaRespErr;
 
 use super::config::KafkaSinkConfig;
 use super::{SinkClient, client_config};
@@ -25,6 +26,8 @@ pub struct KafkaSink {
     client: rdkafka::ClientConfig,
     encoder: RecordEncoder,
     producer: Option<FutureProducer<SinkClient>>,
+    /// The brokers have said the topic exists (Eddy does not create topics).
+    topic_found: bool,
     /// Where a failed write stopped, for its retry.
     part_written: PartWritten,
 }
@@ -48,6 +51,7 @@ impl KafkaSink {
             client,
             encoder,
             producer: None,
+            topic_found: false,
             part_written: PartWritten::default(),
         }))
     }
@@ -118,6 +122,10 @@ impl Sink for KafkaSink {
         let rows = batch.num_rows();
         let from = self.part_written.resume(&batch);
         let producer = self.producer()?;
+        if !self.topic_found {
+            topic_exists(&producer, &self.config.topic, self.config.timeout).await?;
+            self.topic_found = true;
+        }
         let payloads = self
             .encoder
             .each(&batch)
@@ -178,5 +186,38 @@ impl Sink for KafkaSink {
                 )))
             }
         }
+    }
+}
+
+/// Asks the brokers whether `topic` exists: a producer would otherwise wait for a topic that never
+/// comes until its messages time out, and say only that.
+async fn topic_exists(
+    producer: &FutureProducer<SinkClient>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), ConnectorError> {
+    let producer = producer.clone();
+    let name = topic.to_string();
+    let metadata =
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&name), timeout))
+            .await
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?
+            .map_err(|e| {
+                ConnectorError::retryable(format!(
+                    "cannot ask the brokers about topic {topic}: {e}"
+                ))
+            })?;
+    match metadata.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+        Some(t) if t.error() != Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {
+            Err(ConnectorError::retryable(format!(
+                "topic {topic}: {:?}",
+                t.error()
+            )))
+        }
+        _ => Err(ConnectorError::fatal(format!(
+            "topic {topic} does not exist on the brokers (Eddy does not create topics): create it, \
+             or name one that exists"
+        ))),
     }
 }

@@ -64,12 +64,18 @@ impl NatsSink {
         info!(sink = %self.name, "connected to {}", self.server.address());
         let sink = self.name.clone();
         tokio::spawn(async move {
+            // The client reports its first connection too: only one after a loss is a reconnect.
+            let mut lost = false;
             while let Some(e) = events.recv().await {
                 match e {
                     async_nats::Event::Disconnected => {
+                        lost = true;
                         warn!(sink = %sink, "disconnected from NATS; reconnecting")
                     }
-                    async_nats::Event::Connected => info!(sink = %sink, "reconnected to NATS"),
+                    async_nats::Event::Connected if lost => {
+                        lost = false;
+                        info!(sink = %sink, "reconnected to NATS")
+                    }
                     other => debug!(sink = %sink, "NATS: {other}"),
                 }
             }

@@ -29,6 +29,8 @@ pub struct NatsSource {
     config: NatsSourceConfig,
     server: Server,
     rows: MessageRows,
+    /// The connection was lost: the next one is a reconnect.
+    connection_lost: bool,
 }
 
 /// Where a JetStream source is: what a checkpoint records.
@@ -125,6 +127,7 @@ impl NatsSource {
             config,
             server,
             rows,
+            connection_lost: false,
         }))
     }
 
@@ -426,14 +429,17 @@ impl NatsSource {
         Ok(())
     }
 
-    fn on_event(&self, event: async_nats::Event, ctx: &SourceContext) {
+    fn on_event(&mut self, event: async_nats::Event, ctx: &SourceContext) {
         let address = self.server.address();
         match event {
-            async_nats::Event::Connected => {
+            // The client reports its first connection too: only one after a loss is a reconnect.
+            async_nats::Event::Connected if self.connection_lost => {
+                self.connection_lost = false;
                 let n = ctx.metrics().reconnects.fetch_add(1, Ordering::Relaxed) + 1;
                 info!(source = %self.name, "reconnected to {address} ({n} reconnects so far)");
             }
             async_nats::Event::Disconnected => {
+                self.connection_lost = true;
                 warn!(source = %self.name, "disconnected from {address}; reconnecting");
             }
             other => debug!(source = %self.name, "NATS: {other}"),
