@@ -243,6 +243,8 @@ fn fault_query(
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_and_restarted_eddy_counts_every_reading_once() {
     let id = id("kill");
+    // Two busy processes beside it: the kills come while every process competes for the cores.
+    let _load = common::CpuLoad::start();
     let (_connection, channel) = channel().await;
     let exchange = format!("eddy.readings.{id}");
     let queue = format!("eddy-readings-{id}");

@@ -5,13 +5,15 @@
 //! `--batch 1` makes every write one alert (batching off); the default hands the sinks batches of
 //! up to 4,096. Sources: a backlog of N readings is put in the service first, then `eddy run`
 //! reads it into a file; readings/s is N over the time from the source being ready to the last
-//! row written, MQTT (a persistent session on the Mosquitto at 127.0.0.1:1883) the comparison.
+//! row written, MQTT (a persistent session on a Mosquitto this program starts, which queues the
+//! whole backlog) the comparison.
 //!
 //!     cargo build --release --workspace --bins
 //!     target/release/connectors sink webhook --rows 100000
 //!     target/release/connectors source nats --rows 200000
 //!
-//! Services: PostgreSQL :5432 (database test), RabbitMQ :5672, NATS :4222, Mosquitto :1883,
+//! Services: PostgreSQL :5432 (database test), RabbitMQ :5672, NATS :4222, Mosquitto :1883 (the
+//! MQTT sink; the MQTT source gets a Mosquitto of its own),
 //! a Kafka-protocol broker given with `--kafka host:port` (tansu, as the tests start it).
 
 use std::path::{Path, PathBuf};
@@ -72,6 +74,50 @@ enum SourceKind {
     Nats,
     Amqp,
     Kafka,
+}
+
+/// A Mosquitto of this run's own (Debian's build) that queues a backlog of any length for a
+/// persistent session (`max_queued_messages 0`; the shipped default keeps 1,000).
+struct PrivateMosquitto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateMosquitto {
+    fn start(dir: &Path) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\npersistence false\n"
+            ),
+        )?;
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("mosquitto (Debian's package) must be installed")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("mosquitto did not listen on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self { child, port })
+    }
+}
+
+impl Drop for PrivateMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Creates `name` with one partition (Eddy's Kafka sink does not create topics).
@@ -280,11 +326,15 @@ async fn source(
     kafka: Option<String>,
 ) -> Result<()> {
     let run = std::process::id();
+    let mut _broker = None;
     let (options, ready) = match kind {
         SourceKind::Mqtt => {
+            let broker = PrivateMosquitto::start(dir)?;
+            let port = broker.port;
+            _broker = Some(broker);
             // A persistent session made first, so that Mosquitto queues the backlog for it.
             let client_id = format!("bench-source-{run}");
-            let mut o = rumqttc::MqttOptions::new(&client_id, "127.0.0.1", 1883);
+            let mut o = rumqttc::MqttOptions::new(&client_id, "127.0.0.1", port);
             o.set_clean_session(false);
             let (c, mut events) = rumqttc::AsyncClient::new(o, 10);
             c.subscribe(format!("bench/{run}/#"), rumqttc::QoS::AtLeastOnce)
@@ -299,7 +349,7 @@ async fn source(
                 while events.poll().await.is_ok() {}
             })
             .await;
-            let mut o = rumqttc::MqttOptions::new(format!("bench-pub-{run}"), "127.0.0.1", 1883);
+            let mut o = rumqttc::MqttOptions::new(format!("bench-pub-{run}"), "127.0.0.1", port);
             o.set_inflight(1000);
             let (p, mut events) = rumqttc::AsyncClient::new(o, 10_000);
             let acked = Arc::new(AtomicU64::new(0));
@@ -325,7 +375,7 @@ async fn source(
             }
             (
                 format!(
-                    "connector = 'mqtt', url = 'mqtt://127.0.0.1:1883', topic = 'bench/{run}/#', qos = 1, clean_session = 'false', client_id = '{client_id}'"
+                    "connector = 'mqtt', url = 'mqtt://127.0.0.1:{port}', topic = 'bench/{run}/#', qos = 1, clean_session = 'false', client_id = '{client_id}'"
                 ),
                 "subscribed to",
             )

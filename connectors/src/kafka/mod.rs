@@ -10,7 +10,10 @@ mod source;
 use eddy_engine::OptionError;
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, ClientContext};
-use tracing::warn;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
 
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
@@ -19,11 +22,42 @@ pub use source::KafkaSource;
 /// again) logged as warnings that name the sink.
 pub(crate) struct SinkClient {
     pub sink: String,
+    pub repeats: Repeats,
 }
 
 impl ClientContext for SinkClient {
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(sink = %self.sink, "{error}: {reason}");
+        let text = format!("{error}: {reason}");
+        if self.repeats.first(&text) {
+            warn!(sink = %self.sink, "{text}");
+        } else {
+            debug!(sink = %self.sink, "{text}");
+        }
+    }
+}
+
+/// librdkafka reports a broker that is away again and again, once per connection it tries: the
+/// same error is worth a warning once a minute.
+#[derive(Default)]
+pub(crate) struct Repeats {
+    last: Mutex<Option<(String, Instant)>>,
+}
+
+impl Repeats {
+    /// `true` unless `text` was said in the last minute.
+    pub fn first(&self, text: &str) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        if let Some((said, at)) = &*last
+            && said == text
+            && now.duration_since(*at) < Duration::from_secs(60)
+        {
+            return false;
+        }
+        *last = Some((text.to_string(), now));
+        true
     }
 }
 

@@ -16,7 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaRespErr;
 
 use super::config::KafkaSinkConfig;
-use super::{SinkClient, client_config};
+use super::{Repeats, SinkClient, client_config};
 use crate::format::RecordEncoder;
 use crate::part_written::PartWritten;
 
@@ -65,6 +65,7 @@ impl KafkaSink {
             .client
             .create_with_context(SinkClient {
                 sink: self.name.clone(),
+                repeats: Repeats::default(),
             })
             .map_err(|e| ConnectorError::fatal(format!("cannot make a Kafka producer: {e}")))?;
         self.producer = Some(producer.clone());
@@ -123,8 +124,8 @@ impl Sink for KafkaSink {
         let from = self.part_written.resume(&batch);
         let producer = self.producer()?;
         if !self.topic_found {
-            topic_exists(&producer, &self.config.topic, self.config.timeout).await?;
-            self.topic_found = true;
+            self.topic_found =
+                topic_exists(&producer, &self.config.topic, self.config.timeout).await?;
         }
         let payloads = self
             .encoder
@@ -190,30 +191,26 @@ impl Sink for KafkaSink {
 }
 
 /// Asks the brokers whether `topic` exists: a producer would otherwise wait for a topic that never
-/// comes until its messages time out, and say only that.
+/// comes until its messages time out, and say only that. `Ok(false)` when the brokers cannot be
+/// asked now (the write goes on, and waits for them as long as its timeout allows).
 async fn topic_exists(
     producer: &FutureProducer<SinkClient>,
     topic: &str,
     timeout: Duration,
-) -> Result<(), ConnectorError> {
+) -> Result<bool, ConnectorError> {
     let producer = producer.clone();
     let name = topic.to_string();
     let metadata =
         tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&name), timeout))
             .await
-            .map_err(|e| ConnectorError::fatal(e.to_string()))?
-            .map_err(|e| {
-                ConnectorError::retryable(format!(
-                    "cannot ask the brokers about topic {topic}: {e}"
-                ))
-            })?;
+            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+    let Ok(metadata) = metadata else {
+        return Ok(false);
+    };
     match metadata.topics().iter().find(|t| t.name() == topic) {
-        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(true),
         Some(t) if t.error() != Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {
-            Err(ConnectorError::retryable(format!(
-                "topic {topic}: {:?}",
-                t.error()
-            )))
+            Ok(false)
         }
         _ => Err(ConnectorError::fatal(format!(
             "topic {topic} does not exist on the brokers (Eddy does not create topics): create it, \

@@ -24,8 +24,8 @@ use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use super::client_config;
 use super::config::KafkaSourceConfig;
+use super::{Repeats, client_config};
 use crate::checkpoints::Covered;
 use crate::format::{self, DecodeOptions};
 use crate::messages::{Message, MessageRows, Origins, origin_column};
@@ -59,6 +59,7 @@ struct Placement {
     read_to: Arc<Mutex<Offsets>>,
     /// Partitions assigned (`true`) and revoked, for the watermark's splits.
     assignments: tokio::sync::mpsc::UnboundedSender<(i32, bool)>,
+    repeats: Repeats,
 }
 
 impl ClientContext for Placement {
@@ -66,8 +67,14 @@ impl ClientContext for Placement {
     /// and the brokers going away (which it rides out, reconnecting) as errors: the first is
     /// not one, the second a warning.
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            warn!(source = %self.source, "{error}: {reason}");
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            return;
+        }
+        let text = format!("{error}: {reason}");
+        if self.repeats.first(&text) {
+            warn!(source = %self.source, "{text}");
+        } else {
+            debug!(source = %self.source, "{text}");
         }
     }
 }
@@ -316,6 +323,7 @@ impl Source for KafkaSource {
             topic: self.config.topic.clone(),
             read_to: Arc::clone(&read_to),
             assignments: assignments_tx,
+            repeats: Repeats::default(),
         };
         let consumer: StreamConsumer<Placement> = self
             .client
