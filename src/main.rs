@@ -6,6 +6,7 @@
 //! - [`demo`]: embedded broker, simulated sensors, alert printer.
 
 mod demo;
+mod serve;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,8 @@ enum Command {
     },
     /// An embedded MQTT broker, simulated sensors and the example queries; alerts on stdout.
     Demo(demo::DemoArgs),
+    /// Run rules registered, replaced, paused and deleted over an HTTP API, until Ctrl-C.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -138,6 +141,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             run(&file, &overrides, output).await
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
     }
 }
 

@@ -75,6 +75,8 @@ pub struct Planner<'a> {
     pub(super) match_calls: HashMap<String, super::match_recognize::MatchCall>,
     /// `late_sink` options, resolved once every sink is defined: (source, sink name, place).
     pub(super) pending_late_sinks: Vec<(usize, String, Location)>,
+    /// A file of definitions only (a service's catalog) is not "nothing to run".
+    definitions_only: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -92,7 +94,14 @@ impl<'a> Planner<'a> {
             window_calls: HashMap::new(),
             match_calls: HashMap::new(),
             pending_late_sinks: Vec::new(),
+            definitions_only: false,
         }
+    }
+
+    /// Checks a file of definitions only (sources, sinks, tables): its plan runs nothing.
+    pub fn definitions_only(mut self) -> Self {
+        self.definitions_only = true;
+        self
     }
 
     /// Where `${VAR}` in option values is looked up (the process environment by default).
@@ -148,6 +157,7 @@ impl<'a> Planner<'a> {
             }
         }
         if errors.is_empty()
+            && !self.definitions_only
             && !self
                 .queries
                 .iter()

@@ -1,0 +1,195 @@
+//! The HTTP API (axum, JSON): rules registered, replaced, paused, resumed and deleted, their
+//! versions and the audit trail; `/health` (no token) and `/ready`. Every other route needs
+//! `Authorization: Bearer <token>` when the service has tokens.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Caller, Tokens};
+use super::rules::{Refused, Rules};
+
+#[derive(Clone)]
+pub struct Api {
+    pub rules: Arc<Rules>,
+    pub tokens: Arc<Tokens>,
+}
+
+pub fn router(api: Api) -> Router {
+    let protected = Router::new()
+        .route("/api/rules", post(create).get(list))
+        .route(
+            "/api/rules/{name}",
+            get(get_rule).put(replace).delete(delete),
+        )
+        .route("/api/rules/{name}/pause", post(pause))
+        .route("/api/rules/{name}/resume", post(resume))
+        .route("/api/rules/{name}/versions", get(versions))
+        .route("/api/audit", get(audit))
+        .route("/ready", get(ready))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&api.tokens),
+            authenticate,
+        ));
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(protected)
+        .with_state(api)
+}
+
+/// Lets a request through with its caller's name, or answers 401.
+async fn authenticate(
+    State(tokens): State<Arc<Tokens>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match tokens.caller(presented) {
+        Some(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "a valid bearer token is needed"})),
+        )
+            .into_response(),
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Sql(errors) => (
+                StatusCode::BAD_REQUEST,
+                Json(json!({
+                    "errors": errors
+                        .iter()
+                        .map(|e| json!({
+                            "line": e.location.line,
+                            "column": e.location.column,
+                            "message": e.message,
+                        }))
+                        .collect::<Vec<_>>()
+                })),
+            )
+                .into_response(),
+            Refused::NameTaken(name) => error(
+                StatusCode::CONFLICT,
+                format!("a rule named '{name}' exists already: replace it with PUT"),
+            ),
+            Refused::NoSuchRule(name) => {
+                error(StatusCode::NOT_FOUND, format!("no rule is named '{name}'"))
+            }
+            Refused::BadName(why) => error(StatusCode::BAD_REQUEST, why),
+            Refused::Internal(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        }
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRule {
+    name: String,
+    sql: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewVersion {
+    sql: String,
+}
+
+async fn create(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Json(rule): Json<NewRule>,
+) -> Result<impl IntoResponse, Refused> {
+    let created = api.rules.create(&rule.name, &rule.sql, &caller.0).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn list(State(api): State<Api>) -> impl IntoResponse {
+    Json(api.rules.list().await)
+}
+
+async fn get_rule(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, Refused> {
+    Ok(Json(api.rules.get(&name).await?))
+}
+
+async fn replace(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(version): Json<NewVersion>,
+) -> Result<impl IntoResponse, Refused> {
+    Ok(Json(
+        api.rules.replace(&name, &version.sql, &caller.0).await?,
+    ))
+}
+
+async fn pause(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, Refused> {
+    Ok(Json(api.rules.pause(&name, &caller.0).await?))
+}
+
+async fn resume(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, Refused> {
+    Ok(Json(api.rules.resume(&name, &caller.0).await?))
+}
+
+async fn delete(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, Refused> {
+    api.rules.delete(&name, &caller.0).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn versions(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, Refused> {
+    Ok(Json(api.rules.versions(&name).await?))
+}
+
+async fn audit(State(api): State<Api>) -> Result<impl IntoResponse, Refused> {
+    Ok(Json(api.rules.audit_trail().await?))
+}
+
+async fn ready(State(api): State<Api>) -> impl IntoResponse {
+    if api.rules.ready().await {
+        (StatusCode::OK, Json(json!({"ready": true})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false})),
+        )
+    }
+}

@@ -1,0 +1,123 @@
+//! `eddy serve`: rules registered, replaced, paused and deleted at runtime over an HTTP API,
+//! kept in a state directory and back in the state they had after a restart.
+//!
+//! - `catalog`: the rules and the audit trail on disk;
+//! - `rules`: each rule's engine, and the changes to them;
+//! - `api`: the HTTP routes; `auth`: bearer tokens.
+
+mod api;
+mod auth;
+mod catalog;
+mod rules;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// A file of CREATE SOURCE / CREATE SINK / CREATE TABLE statements every rule may use.
+    catalog: Option<PathBuf>,
+    /// Where the API listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Where rules, their versions, their checkpoints and the audit trail are kept (by default
+    /// the platform's data directory, e.g. ~/.local/share/eddy).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// A file of `name:token` lines; every request but /health needs one of the tokens (also
+    /// EDDY_TOKENS_FILE, or one token in EDDY_TOKEN).
+    #[arg(long)]
+    tokens_file: Option<PathBuf>,
+    /// How often each rule takes a checkpoint.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = eddy_engine::options::parse_duration)]
+    checkpoint_interval: std::time::Duration,
+}
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    let tokens_file = args
+        .tokens_file
+        .or_else(|| std::env::var_os("EDDY_TOKENS_FILE").map(PathBuf::from));
+    let tokens = auth::Tokens::load(tokens_file.as_deref(), std::env::var("EDDY_TOKEN").ok())?;
+    if tokens.is_empty() {
+        if !args.http.ip().is_loopback() {
+            bail!(
+                "without tokens the API listens on loopback only: give --tokens-file (or EDDY_TOKEN) to listen on {}",
+                args.http
+            );
+        }
+        warn!("no tokens: the API is open to anyone on this machine, and listens on loopback only");
+    }
+    let state_dir = match args.state_dir {
+        Some(d) => d,
+        None => default_state_dir()?,
+    };
+    let catalog = match &args.catalog {
+        Some(path) => Some((
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let rules = rules::Rules::start(state_dir.clone(), catalog, args.checkpoint_interval).await?;
+    let app = api::router(api::Api {
+        rules: Arc::clone(&rules),
+        tokens: Arc::new(tokens),
+    });
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http))?;
+    info!(
+        "listening on http://{} (state in {})",
+        listener.local_addr()?,
+        state_dir.display()
+    );
+    let shutdown = CancellationToken::new();
+    stop_on_signals(shutdown.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("the API stopped")?;
+    info!("stopping every rule (each takes a last checkpoint)");
+    rules.stop_all().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The platform's data directory: `$XDG_DATA_HOME/eddy`, else `~/.local/share/eddy`.
+fn default_state_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("eddy"));
+    }
+    let home = std::env::var_os("HOME").context("no HOME: give --state-dir")?;
+    Ok(PathBuf::from(home).join(".local/share/eddy"))
+}
+
+fn stop_on_signals(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        info!("stopping: the API closes, then every rule stops (Ctrl-C again to exit at once)");
+        shutdown.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+}

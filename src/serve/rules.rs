@@ -1,0 +1,513 @@
+//! The rules a service runs: each rule's SQL is planned after the service's catalog file (the
+//! sources, sinks and tables every rule may use) and runs as an engine of its own, with its own
+//! checkpoints under the state directory, so that rules stop, fail and resume independently.
+//! Changes go through [`Rules`]: a rule is planned before anything stops, the catalog on disk is
+//! written before a change is answered, and each change is audited.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use eddy_engine::connector::ConnectorRegistry;
+use eddy_engine::metrics::EngineMetrics;
+use eddy_engine::{EngineStatus, Plan, Planner, SqlError};
+use serde::Serialize;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::catalog::{AuditEntry, Catalog, Rule, Version, now};
+
+/// Why a change was refused.
+#[derive(Debug)]
+pub enum Refused {
+    /// The SQL does not plan: each problem at its line and column of the rule's SQL.
+    Sql(Vec<SqlError>),
+    NameTaken(String),
+    NoSuchRule(String),
+    BadName(String),
+    /// Writing the catalog or the state failed.
+    Internal(anyhow::Error),
+}
+
+/// A rule as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleView {
+    pub name: String,
+    pub version: u32,
+    /// `running`, `paused`, `failed` or `stopped` (its sources ended).
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub counters: Counters,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// After a replacement: whether the rule went on from its state or started afresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_kept: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    pub events_in: u64,
+    pub rows_out: u64,
+    pub late: u64,
+    pub dead_letters: u64,
+    pub state_bytes: u64,
+}
+
+/// A rule's engine while it runs.
+struct Running {
+    stop: CancellationToken,
+    status: watch::Receiver<EngineStatus>,
+    metrics: Arc<EngineMetrics>,
+    /// Ends when the engine has stopped (its last checkpoint taken).
+    done: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the engine gracefully and waits until it has.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.done.await;
+    }
+}
+
+pub struct Rules {
+    /// The catalog file's SQL, planned before each rule's.
+    catalog_sql: String,
+    catalog_name: String,
+    registry: Arc<ConnectorRegistry>,
+    checkpoint_interval: Duration,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    catalog: Catalog,
+    running: HashMap<String, Running>,
+}
+
+impl Rules {
+    /// The rules kept in `state_dir`, each started unless it was paused.
+    pub async fn start(
+        state_dir: PathBuf,
+        catalog: Option<(String, String)>,
+        checkpoint_interval: Duration,
+    ) -> anyhow::Result<Arc<Self>> {
+        let (catalog_name, catalog_sql) = catalog.unwrap_or_default();
+        let rules = Arc::new(Self {
+            catalog_sql,
+            catalog_name,
+            registry: Arc::new(eddy_connectors::registry()),
+            checkpoint_interval,
+            inner: Mutex::new(Inner {
+                catalog: Catalog::open(&state_dir)?,
+                running: HashMap::new(),
+            }),
+        });
+        if !rules.catalog_sql.trim().is_empty() {
+            // The catalog alone must plan: its errors are the service's, at its own lines.
+            Planner::new(&rules.catalog_name, &rules.registry)
+                .definitions_only()
+                .plan(&rules.catalog_sql)
+                .await
+                .map_err(|d| anyhow::anyhow!("{d}"))?;
+        }
+        let mut inner = rules.inner.lock().await;
+        let names: Vec<Rule> = inner.catalog.rules.values().cloned().collect();
+        for rule in names {
+            if rule.paused {
+                info!(rule = %rule.name, "paused");
+                continue;
+            }
+            match rules.run(&inner.catalog, &rule).await {
+                Ok(r) => {
+                    inner.running.insert(rule.name.clone(), r);
+                }
+                Err(e) => warn!(rule = %rule.name, "cannot start: {e:#}"),
+            }
+        }
+        drop(inner);
+        Ok(rules)
+    }
+
+    /// Plans `sql` as rule `name`'s: after the catalog, its errors at the rule's own lines.
+    async fn plan(&self, name: &str, sql: &str) -> Result<Plan, Refused> {
+        let offset = if self.catalog_sql.trim().is_empty() {
+            0
+        } else {
+            self.catalog_sql.lines().count() as u64
+        };
+        let script = if offset == 0 {
+            sql.to_string()
+        } else {
+            format!("{}\n{sql}", self.catalog_sql.trim_end_matches('\n'))
+        };
+        plan_apart(Arc::clone(&self.registry), format!("rule {name}"), script)
+            .await?
+            .map_err(|d| {
+                Refused::Sql(
+                    d.errors
+                        .into_iter()
+                        .map(|mut e| {
+                            e.location.line = e.location.line.saturating_sub(offset);
+                            e
+                        })
+                        .collect(),
+                )
+            })
+    }
+
+    /// Starts `rule`'s current version, resuming from its checkpoints.
+    async fn run(&self, catalog: &Catalog, rule: &Rule) -> anyhow::Result<Running> {
+        let plan = self
+            .plan(&rule.name, &rule.current().sql)
+            .await
+            .map_err(|r| match r {
+                Refused::Sql(errors) => anyhow::anyhow!(
+                    "{}",
+                    errors
+                        .iter()
+                        .map(|e| format!(
+                            "{}:{}: {}",
+                            e.location.line, e.location.column, e.message
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                other => anyhow::anyhow!("{other:?}"),
+            })?;
+        let stop = CancellationToken::new();
+        let checkpoints = eddy_engine::runtime::CheckpointConfig {
+            dir: catalog.state_of(&rule.name),
+            interval: self.checkpoint_interval,
+        };
+        let engine = eddy_engine::start(plan, &stop, Some(checkpoints))
+            .with_context(|| format!("cannot start rule {}", rule.name))?;
+        let status = engine.status();
+        let metrics = engine.metrics();
+        let name = rule.name.clone();
+        let done = tokio::spawn(async move {
+            match engine.wait().await {
+                Ok(()) => info!(rule = %name, "stopped"),
+                Err(e) => warn!(rule = %name, "failed: {e}"),
+            }
+        });
+        info!(rule = %rule.name, version = rule.current().version, "running");
+        Ok(Running {
+            stop,
+            status,
+            metrics,
+            done,
+        })
+    }
+
+    /// Registers and starts a new rule.
+    pub async fn create(&self, name: &str, sql: &str, who: &str) -> Result<RuleView, Refused> {
+        check_name(name)?;
+        let mut inner = self.inner.lock().await;
+        if inner.catalog.rules.contains_key(name) {
+            return Err(Refused::NameTaken(name.to_string()));
+        }
+        let plan = self.plan(name, sql).await?;
+        let rule = Rule {
+            name: name.to_string(),
+            paused: false,
+            versions: vec![Version {
+                version: 1,
+                sql: sql.to_string(),
+                created: now(),
+                fingerprint: plan.fingerprint(),
+            }],
+        };
+        // A rule's state directory left by a rule of the same name deleted before is not its.
+        let state = inner.catalog.state_of(name);
+        if state.exists() {
+            std::fs::remove_dir_all(&state)
+                .with_context(|| format!("cannot remove {}", state.display()))
+                .map_err(Refused::Internal)?;
+        }
+        let running = self
+            .run(&inner.catalog, &rule)
+            .await
+            .map_err(Refused::Internal)?;
+        inner.catalog.rules.insert(name.to_string(), rule);
+        self.commit(&inner.catalog, who, "create", name, None, Some(1))?;
+        inner.running.insert(name.to_string(), running);
+        Ok(view(&inner, name, false).expect("just inserted"))
+    }
+
+    /// A new version of `name`: planned first (a bad one leaves the old running), then the old
+    /// stops cleanly and the new starts, from the old's state when their plans match.
+    pub async fn replace(&self, name: &str, sql: &str, who: &str) -> Result<RuleView, Refused> {
+        let mut inner = self.inner.lock().await;
+        let Some(old) = inner.catalog.rules.get(name).cloned() else {
+            return Err(Refused::NoSuchRule(name.to_string()));
+        };
+        let plan = self.plan(name, sql).await?;
+        let fingerprint = plan.fingerprint();
+        drop(plan);
+        if let Some(running) = inner.running.remove(name) {
+            running.stop().await;
+        }
+        let kept = fingerprint == old.current().fingerprint;
+        let state = inner.catalog.state_of(name);
+        if !kept && state.exists() {
+            let aside = state.with_file_name(format!("{name}.v{}", old.current().version));
+            let _ = std::fs::remove_dir_all(&aside);
+            std::fs::rename(&state, &aside)
+                .with_context(|| format!("cannot move {} aside", state.display()))
+                .map_err(Refused::Internal)?;
+        }
+        let mut rule = old.clone();
+        let version = old.current().version + 1;
+        rule.versions.push(Version {
+            version,
+            sql: sql.to_string(),
+            created: now(),
+            fingerprint,
+        });
+        if !rule.paused {
+            let running = self
+                .run(&inner.catalog, &rule)
+                .await
+                .map_err(Refused::Internal)?;
+            inner.running.insert(name.to_string(), running);
+        }
+        inner.catalog.rules.insert(name.to_string(), rule);
+        self.commit(
+            &inner.catalog,
+            who,
+            "replace",
+            name,
+            Some(version - 1),
+            Some(version),
+        )?;
+        let mut shown = view(&inner, name, false).expect("present");
+        shown.state_kept = Some(kept);
+        Ok(shown)
+    }
+
+    /// Stops `name` after a last checkpoint; it stays stopped across restarts until resumed.
+    pub async fn pause(&self, name: &str, who: &str) -> Result<RuleView, Refused> {
+        let mut inner = self.inner.lock().await;
+        let Some(rule) = inner.catalog.rules.get_mut(name) else {
+            return Err(Refused::NoSuchRule(name.to_string()));
+        };
+        rule.paused = true;
+        let version = rule.current().version;
+        if let Some(running) = inner.running.remove(name) {
+            running.stop().await;
+        }
+        self.commit(
+            &inner.catalog,
+            who,
+            "pause",
+            name,
+            Some(version),
+            Some(version),
+        )?;
+        Ok(view(&inner, name, false).expect("present"))
+    }
+
+    /// Starts `name` again from its last checkpoint (a failed rule too).
+    pub async fn resume(&self, name: &str, who: &str) -> Result<RuleView, Refused> {
+        let mut inner = self.inner.lock().await;
+        let Some(rule) = inner.catalog.rules.get_mut(name) else {
+            return Err(Refused::NoSuchRule(name.to_string()));
+        };
+        rule.paused = false;
+        let rule = rule.clone();
+        if let Some(running) = inner.running.remove(name) {
+            running.stop().await;
+        }
+        let running = self
+            .run(&inner.catalog, &rule)
+            .await
+            .map_err(Refused::Internal)?;
+        inner.running.insert(name.to_string(), running);
+        let version = rule.current().version;
+        self.commit(
+            &inner.catalog,
+            who,
+            "resume",
+            name,
+            Some(version),
+            Some(version),
+        )?;
+        Ok(view(&inner, name, false).expect("present"))
+    }
+
+    /// Stops `name` and forgets it (and its state).
+    pub async fn delete(&self, name: &str, who: &str) -> Result<(), Refused> {
+        let mut inner = self.inner.lock().await;
+        let Some(rule) = inner.catalog.rules.remove(name) else {
+            return Err(Refused::NoSuchRule(name.to_string()));
+        };
+        if let Some(running) = inner.running.remove(name) {
+            running.stop().await;
+        }
+        let state = inner.catalog.state_of(name);
+        if state.exists() {
+            let _ = std::fs::remove_dir_all(&state);
+        }
+        let version = rule.current().version;
+        self.commit(&inner.catalog, who, "delete", name, Some(version), None)
+    }
+
+    pub async fn list(&self) -> Vec<RuleView> {
+        let inner = self.inner.lock().await;
+        inner
+            .catalog
+            .rules
+            .keys()
+            .filter_map(|n| view(&inner, n, false))
+            .collect()
+    }
+
+    /// One rule with its SQL and its plan.
+    pub async fn get(&self, name: &str) -> Result<RuleView, Refused> {
+        let inner = self.inner.lock().await;
+        let mut shown =
+            view(&inner, name, true).ok_or_else(|| Refused::NoSuchRule(name.to_string()))?;
+        let sql = shown.sql.clone().unwrap_or_default();
+        drop(inner);
+        shown.plan = self.plan(name, &sql).await.ok().map(|p| p.to_string());
+        Ok(shown)
+    }
+
+    pub async fn versions(&self, name: &str) -> Result<Vec<Version>, Refused> {
+        let inner = self.inner.lock().await;
+        inner
+            .catalog
+            .rules
+            .get(name)
+            .map(|r| r.versions.clone())
+            .ok_or_else(|| Refused::NoSuchRule(name.to_string()))
+    }
+
+    pub async fn audit_trail(&self) -> Result<Vec<AuditEntry>, Refused> {
+        let inner = self.inner.lock().await;
+        inner.catalog.audit_trail().map_err(Refused::Internal)
+    }
+
+    /// Every rule running (`false` when one has failed or stopped).
+    pub async fn ready(&self) -> bool {
+        let inner = self.inner.lock().await;
+        inner.catalog.rules.values().all(|r| {
+            r.paused
+                || inner
+                    .running
+                    .get(&r.name)
+                    .is_some_and(|run| matches!(*run.status.borrow(), EngineStatus::Running))
+        })
+    }
+
+    /// Stops every rule (each takes a last checkpoint).
+    pub async fn stop_all(&self) {
+        let mut inner = self.inner.lock().await;
+        let running: Vec<Running> = inner.running.drain().map(|(_, r)| r).collect();
+        for r in running {
+            r.stop().await;
+        }
+    }
+
+    /// Writes the catalog and audits the change.
+    fn commit(
+        &self,
+        catalog: &Catalog,
+        who: &str,
+        action: &str,
+        rule: &str,
+        old_version: Option<u32>,
+        new_version: Option<u32>,
+    ) -> Result<(), Refused> {
+        catalog.save().map_err(Refused::Internal)?;
+        catalog
+            .audit(&AuditEntry {
+                time: now(),
+                who: who.to_string(),
+                action: action.to_string(),
+                rule: rule.to_string(),
+                old_version,
+                new_version,
+            })
+            .map_err(Refused::Internal)
+    }
+}
+
+/// Plans `script` on a thread of its own: planning (DataFusion's) is not `Send`, and the API's
+/// handlers must be.
+async fn plan_apart(
+    registry: Arc<ConnectorRegistry>,
+    file: String,
+    script: String,
+) -> Result<Result<Plan, eddy_engine::Diagnostics>, Refused> {
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        runtime.block_on(Planner::new(&file, &registry).plan(&script))
+    })
+    .await
+    .map_err(|e| Refused::Internal(anyhow::anyhow!("planning failed: {e}")))
+}
+
+/// Rule names go into paths and URLs: letters, digits, `-` and `_`, at most 64.
+fn check_name(name: &str) -> Result<(), Refused> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Refused::BadName(format!(
+            "'{name}' is not a rule name: use 1 to 64 letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+fn view(inner: &Inner, name: &str, with_sql: bool) -> Option<RuleView> {
+    let rule = inner.catalog.rules.get(name)?;
+    let running = inner.running.get(name);
+    let (state, error) = match (rule.paused, running.map(|r| r.status.borrow().clone())) {
+        (true, _) => ("paused", None),
+        (false, Some(EngineStatus::Failed(e))) => ("failed", Some(e)),
+        (false, Some(EngineStatus::Stopped)) => ("stopped", None),
+        (false, Some(_)) => ("running", None),
+        (false, None) => ("failed", Some("not started".to_string())),
+    };
+    let counters = running.map(|r| counters(&r.metrics)).unwrap_or_default();
+    Some(RuleView {
+        name: rule.name.clone(),
+        version: rule.current().version,
+        state: state.to_string(),
+        error,
+        counters,
+        sql: with_sql.then(|| rule.current().sql.clone()),
+        plan: None,
+        state_kept: None,
+    })
+}
+
+fn counters(metrics: &EngineMetrics) -> Counters {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut c = Counters::default();
+    for s in &metrics.sources {
+        c.events_in += s.events.load(Relaxed);
+        c.late += s.late.load(Relaxed);
+        c.dead_letters += s.dead_letters.load(Relaxed);
+    }
+    for s in &metrics.sinks {
+        c.rows_out += s.rows.load(Relaxed);
+    }
+    for q in &metrics.queries {
+        c.state_bytes += q.peak_state_bytes.load(Relaxed);
+    }
+    c
+}
