@@ -176,6 +176,25 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
+    // The live stream of the rule's alerts, read as it comes.
+    let mut stream = client
+        .http
+        .get(format!("{}/api/alerts/stream?rule=hot", client.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("the stream answers");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let streamed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let into = std::sync::Arc::clone(&streamed);
+    tokio::spawn(async move {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            if let Ok(mut text) = into.lock() {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        }
+    });
+
     let mut options = MqttOptions::new(format!("serve-publisher-{id}"), "127.0.0.1", 1883);
     options.set_keep_alive(Duration::from_secs(30));
     let (publisher, mut events) = AsyncClient::new(options, 100);
@@ -189,6 +208,17 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
         }
     }
     assert!(!alerts(dir.path()).is_empty(), "the rule alerts");
+    common::wait_until(
+        "the alert on the live stream",
+        Duration::from_secs(10),
+        || {
+            streamed.lock().is_ok_and(|t| {
+                t.contains("event: alert")
+                    && t.contains(r#""rule":"hot""#)
+                    && t.contains(r#""device_id":"boiler-1""#)
+            })
+        },
+    );
 
     // A new version: a higher threshold, planned before the old one stops.
     let (status, body) = client

@@ -53,4 +53,4 @@ pub use connector::{
 pub use error::{ConnectorError, Diagnostics, EngineError, Location, SqlError};
 pub use options::{OptionError, Options};
 pub use plan::{Plan, Planner, plan_file, plan_script};
-pub use runtime::{EngineStatus, RunningEngine, start};
+pub use runtime::{EngineStatus, RunningEngine, Written, start};

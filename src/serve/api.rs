@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -20,6 +21,8 @@ use super::rules::{Refused, Rules};
 pub struct Api {
     pub rules: Arc<Rules>,
     pub tokens: Arc<Tokens>,
+    /// Cancelled when the service stops: live streams end, so that the server can.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(api: Api) -> Router {
@@ -33,6 +36,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/rules/{name}/resume", post(resume))
         .route("/api/rules/{name}/versions", get(versions))
         .route("/api/audit", get(audit))
+        .route("/api/alerts/stream", get(alerts_stream))
         .route("/ready", get(ready))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&api.tokens),
@@ -181,6 +185,42 @@ async fn versions(
 
 async fn audit(State(api): State<Api>) -> Result<impl IntoResponse, Refused> {
     Ok(Json(api.rules.audit_trail().await?))
+}
+
+#[derive(Deserialize)]
+struct StreamFilter {
+    rule: Option<String>,
+}
+
+/// Server-Sent Events: each alert as an `alert` event (`{"rule", "sink", "row"}`); a client that
+/// falls behind gets a `skipped` event with how many it missed, and goes on.
+async fn alerts_stream(
+    State(api): State<Api>,
+    Query(filter): Query<StreamFilter>,
+) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    use tokio::sync::broadcast::error::RecvError;
+    let receiver = api.rules.alerts.subscribe();
+    let stream = futures::stream::unfold(receiver, move |mut receiver| {
+        let wanted = filter.rule.clone();
+        async move {
+            loop {
+                let event = match receiver.recv().await {
+                    Ok(alert) if wanted.as_ref().is_none_or(|w| *w == alert.rule) => {
+                        Event::default().event("alert").json_data(&alert).ok()?
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => {
+                        Event::default().event("skipped").data(n.to_string())
+                    }
+                    Err(RecvError::Closed) => return None,
+                };
+                return Some((Ok(event), receiver));
+            }
+        }
+    });
+    use futures::StreamExt;
+    let stream = stream.take_until(api.shutdown.clone().cancelled_owned());
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 async fn ready(State(api): State<Api>) -> impl IntoResponse {

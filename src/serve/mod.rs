@@ -66,9 +66,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         None => None,
     };
     let rules = rules::Rules::start(state_dir.clone(), catalog, args.checkpoint_interval).await?;
+    let shutdown = CancellationToken::new();
     let app = api::router(api::Api {
         rules: Arc::clone(&rules),
         tokens: Arc::new(tokens),
+        shutdown: shutdown.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
@@ -78,7 +80,6 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         listener.local_addr()?,
         state_dir.display()
     );
-    let shutdown = CancellationToken::new();
     stop_on_signals(shutdown.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

@@ -14,7 +14,7 @@ use eddy_engine::connector::ConnectorRegistry;
 use eddy_engine::metrics::EngineMetrics;
 use eddy_engine::{EngineStatus, Plan, Planner, SqlError};
 use serde::Serialize;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -78,7 +78,22 @@ impl Running {
     }
 }
 
+/// An alert as the live stream shows it: a row a rule's sink has written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub rule: String,
+    pub sink: String,
+    /// The row, as the JSON object a sink writes.
+    pub row: serde_json::Value,
+}
+
+/// Alerts the live stream may fall behind by before a slow client skips some.
+const ALERTS_CHANNEL: usize = 4096;
+
 pub struct Rules {
+    /// Every rule's alerts, for the live stream: a client that falls behind skips, it never
+    /// slows a rule.
+    pub alerts: broadcast::Sender<Alert>,
     /// The catalog file's SQL, planned before each rule's.
     catalog_sql: String,
     catalog_name: String,
@@ -101,6 +116,7 @@ impl Rules {
     ) -> anyhow::Result<Arc<Self>> {
         let (catalog_name, catalog_sql) = catalog.unwrap_or_default();
         let rules = Arc::new(Self {
+            alerts: broadcast::channel(ALERTS_CHANNEL).0,
             catalog_sql,
             catalog_name,
             registry: Arc::new(eddy_connectors::registry()),
@@ -191,6 +207,11 @@ impl Rules {
             .with_context(|| format!("cannot start rule {}", rule.name))?;
         let status = engine.status();
         let metrics = engine.metrics();
+        tokio::spawn(forward_alerts(
+            rule.name.clone(),
+            engine.written(),
+            self.alerts.clone(),
+        ));
         let name = rule.name.clone();
         let done = tokio::spawn(async move {
             match engine.wait().await {
@@ -454,6 +475,40 @@ async fn plan_apart(
     })
     .await
     .map_err(|e| Refused::Internal(anyhow::anyhow!("planning failed: {e}")))
+}
+
+/// Hands each row a rule's sinks write to the live stream, while anyone listens; ends with the
+/// rule's engine.
+async fn forward_alerts(
+    rule: String,
+    mut written: broadcast::Receiver<eddy_engine::Written>,
+    alerts: broadcast::Sender<Alert>,
+) {
+    use eddy_connectors::format::{Format, RecordEncoder};
+    let Ok(encoder) = RecordEncoder::new(Format::Json, None) else {
+        return;
+    };
+    loop {
+        let w = match written.recv().await {
+            Ok(w) => w,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if alerts.receiver_count() == 0 {
+            continue;
+        }
+        let Ok(rows) = encoder.each(&w.batch) else {
+            continue;
+        };
+        for row in rows {
+            let row = serde_json::from_slice(&row).unwrap_or(serde_json::Value::Null);
+            let _ = alerts.send(Alert {
+                rule: rule.clone(),
+                sink: w.sink.clone(),
+                row,
+            });
+        }
+    }
 }
 
 /// Rule names go into paths and URLs: letters, digits, `-` and `_`, at most 64.

@@ -34,6 +34,14 @@ pub struct RunningEngine {
     pub(super) completed: watch::Receiver<u64>,
     pub(super) wanted: Option<Arc<tokio::sync::Notify>>,
     pub(super) supervisor: JoinHandle<Result<()>>,
+    pub(super) written: tokio::sync::broadcast::Sender<Written>,
+}
+
+/// Rows a sink has written (its alerts), as [`RunningEngine::written`] shows them.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub sink: String,
+    pub batch: datafusion::arrow::record_batch::RecordBatch,
 }
 
 impl RunningEngine {
@@ -64,6 +72,12 @@ impl RunningEngine {
     /// The id of the newest completed checkpoint, as it changes (0 before the first).
     pub fn completed_checkpoints(&self) -> watch::Receiver<u64> {
         self.completed.clone()
+    }
+
+    /// Every batch of rows a sink writes, once written. A watcher that falls behind skips what
+    /// it missed (`Lagged`); it never holds a sink back.
+    pub fn written(&self) -> tokio::sync::broadcast::Receiver<Written> {
+        self.written.subscribe()
     }
 
     /// The engine's status, as it changes.

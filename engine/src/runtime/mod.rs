@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use barriers::CheckpointConfig;
-pub use engine::{EngineStatus, RunningEngine};
+pub use engine::{EngineStatus, RunningEngine, Written};
 
 use crate::checkpoint::{CheckpointStore, SourceCheckpoint};
 use crate::error::{EngineError, Result};
@@ -44,6 +44,9 @@ use topology::{QueryShape, SourceShape, topology};
 const SOURCE_CHANNEL: usize = 16;
 /// Result batches in flight between the queries and a sink.
 const SINK_CHANNEL: usize = 64;
+/// Batches written that a watcher of [`RunningEngine::written`] may fall behind by before it
+/// skips some (it never holds a sink back).
+const WRITTEN_CHANNEL: usize = 256;
 
 /// Starts every source, query and sink of `plan`, under a token of its own that is a child of
 /// `shutdown`: cancelling `shutdown` (or [`RunningEngine::stop`]) stops the sources; the queries
@@ -119,6 +122,7 @@ pub fn start(
     // Sinks first: queries need their senders.
     let mut sink_senders = Vec::new();
     let mut sink_metrics = Vec::new();
+    let (written, _) = tokio::sync::broadcast::channel(WRITTEN_CHANNEL);
     let alert_ids: Vec<bool> = sinks.iter().map(|s| s.alert_id).collect();
     for (s, w) in sinks.into_iter().zip(&shape.writers) {
         let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
@@ -130,7 +134,15 @@ pub fn start(
             dead_letter: s.dead_letter,
         };
         let barriers = checkpointing.as_ref().map(|c| (*w, c.acks.clone()));
-        tasks.spawn(run_sink(s.name, s.sink, rx, m, failed, barriers));
+        tasks.spawn(run_sink(
+            s.name,
+            s.sink,
+            rx,
+            m,
+            failed,
+            barriers,
+            written.clone(),
+        ));
     }
 
     // Channels: each live query has one, and every stream it reads sends to it.
@@ -273,6 +285,7 @@ pub fn start(
         completed,
         wanted: checkpointing.is_some().then_some(wanted),
         supervisor,
+        written,
     })
 }
 

@@ -77,6 +77,7 @@ pub(super) async fn run_sink(
     metrics: Arc<SinkMetrics>,
     mut failed: FailedRows,
     barriers: Option<(usize, mpsc::UnboundedSender<Ack>)>,
+    written: tokio::sync::broadcast::Sender<super::Written>,
 ) -> Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
     // Barriers received per checkpoint, until every writer's is in.
@@ -112,6 +113,12 @@ pub(super) async fn run_sink(
         match write_with_retries(&name, sink.as_mut(), &batch, failed.retry).await {
             Ok(()) => {
                 metrics.rows.fetch_add(rows, Relaxed);
+                if written.receiver_count() > 0 {
+                    let _ = written.send(super::Written {
+                        sink: name.clone(),
+                        batch,
+                    });
+                }
             }
             Err(e) => {
                 metrics.errors.fetch_add(1, Relaxed);

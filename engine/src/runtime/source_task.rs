@@ -53,6 +53,8 @@ pub(super) fn spawn_source(
             dm,
             FailedRows::default(),
             barriers,
+            // Dead letters are not alerts: nobody watches what this sink writes.
+            tokio::sync::broadcast::channel(1).0,
         ));
         tx
     });
