@@ -284,6 +284,54 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
         },
     );
 
+    // The counters, as Prometheus reads them: the resumed engine's, so the 5 readings sent
+    // while it was paused, and the 2 requests refused above.
+    let text = client
+        .http
+        .get(format!("{}/metrics", client.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the Prometheus text format");
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape.samples.iter().find_map(|s| {
+            let matches =
+                s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
+            match (matches, &s.value) {
+                (true, prometheus_parse::Value::Counter(v))
+                | (true, prometheus_parse::Value::Gauge(v))
+                | (true, prometheus_parse::Value::Untyped(v)) => Some(*v),
+                _ => None,
+            }
+        })
+    };
+    let rule = [("rule", "hot"), ("source", "readings")];
+    assert_eq!(
+        value("eddy_source_events_total", &rule),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("eddy_rule_rows_out_total", &[("rule", "hot")]),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("eddy_rules", &[("state", "running")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("eddy_http_unauthorized_total", &[]),
+        Some(2.0),
+        "{text}"
+    );
+
     // The service restarted: the rule is back, at its version, running.
     service.stop();
     let service = Service::start(dir.path());

@@ -23,6 +23,8 @@ pub struct Api {
     pub tokens: Arc<Tokens>,
     /// Cancelled when the service stops: live streams end, so that the server can.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Requests refused for a missing or wrong token.
+    pub unauthorized: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub fn router(api: Api) -> Router {
@@ -38,8 +40,9 @@ pub fn router(api: Api) -> Router {
         .route("/api/audit", get(audit))
         .route("/api/alerts/stream", get(alerts_stream))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&api.tokens),
+            api.clone(),
             authenticate,
         ));
     Router::new()
@@ -49,27 +52,27 @@ pub fn router(api: Api) -> Router {
 }
 
 /// Lets a request through with its caller's name, or answers 401.
-async fn authenticate(
-    State(tokens): State<Arc<Tokens>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+async fn authenticate(State(api): State<Api>, mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match tokens.caller(presented) {
+    match api.tokens.caller(presented) {
         Some(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        None => (
-            StatusCode::UNAUTHORIZED,
-            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({"error": "a valid bearer token is needed"})),
-        )
-            .into_response(),
+        None => {
+            api.unauthorized
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({"error": "a valid bearer token is needed"})),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -221,6 +224,18 @@ async fn alerts_stream(
     use futures::StreamExt;
     let stream = stream.take_until(api.shutdown.clone().cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn metrics(State(api): State<Api>) -> impl IntoResponse {
+    let rules = api.rules.metrics().await;
+    let unauthorized = api.unauthorized.load(std::sync::atomic::Ordering::Relaxed);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        super::metrics::render(&rules, unauthorized, eddy_engine::time::now_millis()),
+    )
 }
 
 async fn ready(State(api): State<Api>) -> impl IntoResponse {

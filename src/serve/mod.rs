@@ -3,11 +3,13 @@
 //!
 //! - `catalog`: the rules and the audit trail on disk;
 //! - `rules`: each rule's engine, and the changes to them;
-//! - `api`: the HTTP routes; `auth`: bearer tokens.
+//! - `api`: the HTTP routes; `auth`: bearer tokens; `metrics`: `/metrics` in Prometheus's text
+//!   format.
 
 mod api;
 mod auth;
 mod catalog;
+mod metrics;
 mod rules;
 
 use std::net::SocketAddr;
@@ -71,6 +73,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         rules: Arc::clone(&rules),
         tokens: Arc::new(tokens),
         shutdown: shutdown.clone(),
+        unauthorized: Arc::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.http)
         .await

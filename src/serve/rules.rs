@@ -402,6 +402,24 @@ impl Rules {
         Ok(shown)
     }
 
+    /// Every rule's state and, while it runs, its engine's counters.
+    pub async fn metrics(&self) -> Vec<super::metrics::RuleMetrics> {
+        let inner = self.inner.lock().await;
+        inner
+            .catalog
+            .rules
+            .keys()
+            .filter_map(|name| {
+                let shown = view(&inner, name, false)?;
+                Some(super::metrics::RuleMetrics {
+                    name: name.clone(),
+                    state: shown.state,
+                    engine: inner.running.get(name).map(|r| Arc::clone(&r.metrics)),
+                })
+            })
+            .collect()
+    }
+
     pub async fn versions(&self, name: &str) -> Result<Vec<Version>, Refused> {
         let inner = self.inner.lock().await;
         inner

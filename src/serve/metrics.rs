@@ -1,0 +1,231 @@
+//! `GET /metrics`: the Prometheus text format (version 0.0.4), every series labelled with its
+//! rule: per source, readings, bytes, late rows, dead letters, reconnects and watermark lag; per
+//! rule, rows out, state bytes and checkpoints; per sink, rows and errors; for the service, rules
+//! by state and refused requests.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use eddy_engine::metrics::EngineMetrics;
+
+/// One rule's part: its name, state and, while it runs, its engine's counters.
+pub struct RuleMetrics {
+    pub name: String,
+    pub state: String,
+    pub engine: Option<Arc<EngineMetrics>>,
+}
+
+/// A metric family: its samples gathered, then written under one HELP and TYPE.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    samples: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+impl Family {
+    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            kind,
+            samples: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, labels: Vec<(&'static str, String)>, value: f64) {
+        self.samples.push((labels, value));
+    }
+
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
+        for (labels, value) in &self.samples {
+            out.push_str(self.name);
+            if !labels.is_empty() {
+                out.push('{');
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{k}=\"{}\"", escape(v));
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {value}");
+        }
+    }
+}
+
+/// A label value as the text format wants it: backslash, quote and line feed escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(rules: &[RuleMetrics], unauthorized: u64, now_millis: i64) -> String {
+    let mut events = Family::new(
+        "eddy_source_events_total",
+        "counter",
+        "Readings a source decoded (on time and late).",
+    );
+    let mut bytes = Family::new("eddy_source_bytes_total", "counter", "Bytes a source read.");
+    let mut late = Family::new(
+        "eddy_source_late_total",
+        "counter",
+        "Readings dropped as older than the watermark.",
+    );
+    let mut dead = Family::new(
+        "eddy_source_dead_letters_total",
+        "counter",
+        "Messages a source could not decode, sent to its dead letters.",
+    );
+    let mut reconnects = Family::new(
+        "eddy_source_reconnects_total",
+        "counter",
+        "Connections to a source's server made again after it went away.",
+    );
+    let mut lag = Family::new(
+        "eddy_source_watermark_lag_seconds",
+        "gauge",
+        "Wall-clock time minus the source's watermark.",
+    );
+    let mut rows_out = Family::new(
+        "eddy_rule_rows_out_total",
+        "counter",
+        "Rows (alerts) a rule's sinks wrote.",
+    );
+    let mut state_bytes = Family::new(
+        "eddy_rule_state_bytes",
+        "gauge",
+        "The most memory a rule's queries held in state, as they estimate it.",
+    );
+    let mut checkpoints = Family::new(
+        "eddy_rule_checkpoints_total",
+        "counter",
+        "Checkpoints a rule completed.",
+    );
+    let mut checkpoint_seconds = Family::new(
+        "eddy_rule_checkpoint_duration_seconds",
+        "gauge",
+        "How long a rule's last checkpoint took.",
+    );
+    let mut checkpoint_bytes = Family::new(
+        "eddy_rule_checkpoint_bytes",
+        "gauge",
+        "How large a rule's last checkpoint was.",
+    );
+    let mut sink_rows = Family::new("eddy_sink_rows_total", "counter", "Rows a sink wrote.");
+    let mut sink_errors = Family::new(
+        "eddy_sink_errors_total",
+        "counter",
+        "Writes a sink gave up on (their rows went to its dead letters).",
+    );
+    let mut states = Family::new("eddy_rules", "gauge", "Rules by state.");
+    let mut refused = Family::new(
+        "eddy_http_unauthorized_total",
+        "counter",
+        "API requests refused for a missing or wrong token.",
+    );
+
+    let mut by_state = std::collections::BTreeMap::<&str, u64>::new();
+    for state in ["running", "paused", "failed", "stopped"] {
+        by_state.insert(state, 0);
+    }
+    for rule in rules {
+        *by_state.entry(rule.state.as_str()).or_default() += 1;
+        let Some(m) = &rule.engine else { continue };
+        let r = || ("rule", rule.name.clone());
+        for s in &m.sources {
+            let labels = || vec![r(), ("source", s.name.clone())];
+            events.add(labels(), s.events.load(Relaxed) as f64);
+            bytes.add(labels(), s.bytes_read.load(Relaxed) as f64);
+            late.add(labels(), s.late.load(Relaxed) as f64);
+            dead.add(labels(), s.dead_letters.load(Relaxed) as f64);
+            reconnects.add(labels(), s.reconnects.load(Relaxed) as f64);
+            if let Some(w) = s.watermark() {
+                lag.add(labels(), (now_millis - w) as f64 / 1000.0);
+            }
+        }
+        let mut out = 0;
+        for s in &m.sinks {
+            let labels = || vec![r(), ("sink", s.name.clone())];
+            let rows = s.rows.load(Relaxed);
+            out += rows;
+            sink_rows.add(labels(), rows as f64);
+            sink_errors.add(labels(), s.errors.load(Relaxed) as f64);
+        }
+        rows_out.add(vec![r()], out as f64);
+        let state: u64 = m
+            .queries
+            .iter()
+            .map(|q| q.peak_state_bytes.load(Relaxed))
+            .sum();
+        state_bytes.add(vec![r()], state as f64);
+        checkpoints.add(vec![r()], m.checkpoints.completed.load(Relaxed) as f64);
+        checkpoint_seconds.add(
+            vec![r()],
+            m.checkpoints.last_millis.load(Relaxed) as f64 / 1000.0,
+        );
+        checkpoint_bytes.add(vec![r()], m.checkpoints.last_bytes.load(Relaxed) as f64);
+    }
+    for (state, n) in by_state {
+        states.add(vec![("state", state.to_string())], n as f64);
+    }
+    refused.add(Vec::new(), unauthorized as f64);
+
+    let mut text = String::new();
+    for family in [
+        &events,
+        &bytes,
+        &late,
+        &dead,
+        &reconnects,
+        &lag,
+        &rows_out,
+        &state_bytes,
+        &checkpoints,
+        &checkpoint_seconds,
+        &checkpoint_bytes,
+        &sink_rows,
+        &sink_errors,
+        &states,
+        &refused,
+    ] {
+        family.write(&mut text);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_and_families_written_once() {
+        let text = render(
+            &[
+                RuleMetrics {
+                    name: "a\"b\\c".into(),
+                    state: "paused".into(),
+                    engine: None,
+                },
+                RuleMetrics {
+                    name: "x".into(),
+                    state: "running".into(),
+                    engine: None,
+                },
+            ],
+            3,
+            0,
+        );
+        assert_eq!(text.matches("# TYPE eddy_rules gauge").count(), 1);
+        assert!(text.contains("eddy_rules{state=\"paused\"} 1"), "{text}");
+        assert!(text.contains("eddy_rules{state=\"failed\"} 0"), "{text}");
+        assert!(text.contains("eddy_http_unauthorized_total 3"), "{text}");
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
