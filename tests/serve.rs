@@ -34,6 +34,13 @@ impl Service {
                 .args(["serve", "catalog.sql", "--state-dir", "state"])
                 .args(["--http", &format!("127.0.0.1:{port}")])
                 .args(["--tokens-file", "tokens", "--checkpoint-interval", "500ms"])
+                .args([
+                    "--allow-path",
+                    "allowed",
+                    "--allow-env",
+                    "EDDY_SERVE_TEST_LEVEL",
+                ])
+                .env("EDDY_SERVE_TEST_LEVEL", "80")
                 .env("EDDY_LOG", "info")
                 .stdout(Stdio::null());
             c
@@ -105,6 +112,7 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
     let id = std::process::id();
     let topic = format!("serve-{id}/readings");
     std::fs::write(dir.path().join("tokens"), format!("ops:{TOKEN}\n")).expect("tokens");
+    std::fs::create_dir(dir.path().join("allowed")).expect("allowed dir");
     std::fs::write(
         dir.path().join("catalog.sql"),
         format!(
@@ -156,6 +164,58 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
             .is_some_and(|m| m.contains("tempp")),
         "{body}"
     );
+
+    // A rule reaches only the files and variables the service allows.
+    for (sql, option) in [
+        (
+            "CREATE SINK mine WITH (connector = 'file', path = '/etc/eddy-stolen.jsonl');\nINSERT INTO mine SELECT * FROM readings;",
+            "option 'path'",
+        ),
+        (
+            "CREATE SINK mine WITH (connector = 'file', path = 'allowed/../../x.jsonl');\nINSERT INTO mine SELECT * FROM readings;",
+            "option 'path'",
+        ),
+        (
+            "CREATE SINK mine WITH (connector = 'file', path = 'allowed/${EDDY_SERVE_TEST_LEVEL}/../../x.jsonl');\nINSERT INTO mine SELECT * FROM readings;",
+            "option 'path'",
+        ),
+        (
+            "CREATE SINK mine WITH (connector = 'file', path = 'allowed/${HOME}.jsonl');\nINSERT INTO mine SELECT * FROM readings;",
+            "HOME",
+        ),
+        (
+            "CREATE SINK mine WITH (connector = 'webhook', url = 'http://127.0.0.1:9/', signing_secret_env = 'PATH');\nINSERT INTO mine SELECT * FROM readings;",
+            "option 'signing_secret_env'",
+        ),
+    ] {
+        let (status, body) = client
+            .send(
+                reqwest::Method::POST,
+                "/api/rules",
+                Some(json!({"name": "sneaky", "sql": sql})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(option)),
+            "{body}"
+        );
+        assert_eq!(body["errors"][0]["line"], 1, "{body}");
+    }
+    let (status, body) = client
+        .send(
+            reqwest::Method::POST,
+            "/api/rules",
+            Some(json!({"name": "allowed", "sql": "CREATE SINK mine WITH (connector = 'file', path = 'allowed/${EDDY_SERVE_TEST_LEVEL}.jsonl');\nINSERT INTO mine SELECT * FROM readings;"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = client
+        .send(reqwest::Method::DELETE, "/api/rules/allowed", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 
     let (status, body) = client
         .send(
@@ -372,6 +432,8 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
     assert_eq!(
         actions,
         [
+            ("create", "ops"),
+            ("delete", "ops"),
             ("create", "ops"),
             ("replace", "ops"),
             ("pause", "ops"),

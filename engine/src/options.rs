@@ -112,6 +112,105 @@ impl Options {
     }
 }
 
+/// What SQL from an untrusted author (a rule sent over a service's API) may reach: only the
+/// environment variables named (through `${VAR}` and options such as `password_env`), and only
+/// files under the directories named (sources' and sinks' paths, dead letters, certificates).
+#[derive(Debug, Clone, Default)]
+pub struct Restriction {
+    pub env: Vec<String>,
+    /// Absolute directories.
+    pub paths: Vec<std::path::PathBuf>,
+}
+
+/// Options whose value is a file to read or write.
+const PATH_OPTIONS: &[&str] = &["path", "dead_letter", "ca_file", "cert_file", "key_file"];
+
+impl Options {
+    /// Refuses, before `${VAR}` is expanded, a variable `restriction` does not allow, or an
+    /// `*_env` option naming one, naming the option.
+    pub fn check_env(&self, restriction: &Restriction) -> Result<(), SqlError> {
+        for e in &self.entries {
+            let mut names: Vec<&str> = variables(&e.value);
+            if e.key.ends_with("_env") {
+                names.push(e.value.trim());
+            }
+            for name in names {
+                if !restriction.env.iter().any(|allowed| allowed == name) {
+                    return Err(SqlError::new(
+                        e.value_location,
+                        format!(
+                            "option '{}': the environment variable {name} is not one this service lets rules read (--allow-env)",
+                            e.key
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses, once expanded, a file outside the directories `restriction` allows, naming the
+    /// option. Relative paths are taken from `base`.
+    pub fn check_paths(
+        &self,
+        restriction: &Restriction,
+        base: &std::path::Path,
+    ) -> Result<(), SqlError> {
+        for e in &self.entries {
+            if !PATH_OPTIONS.contains(&e.key.as_str()) {
+                continue;
+            }
+            let path = lexical(&base.join(&e.value));
+            let allowed = path
+                .as_ref()
+                .is_some_and(|p| restriction.paths.iter().any(|dir| p.starts_with(dir)));
+            if !allowed {
+                return Err(SqlError::new(
+                    e.value_location,
+                    format!(
+                        "option '{}': '{}' is outside the directories this service lets rules use (--allow-path)",
+                        e.key, e.value
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The names of the `${VAR}` references in `value`.
+fn variables(value: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let inner = &after[..end];
+        names.push(inner.split_once(":-").map_or(inner, |(n, _)| n));
+        rest = &after[end + 1..];
+    }
+    names
+}
+
+/// `path` with `.` and `..` resolved without the file system; `None` when `..` climbs past the
+/// root.
+fn lexical(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
 fn expand_variables(
     value: &str,
     lookup: &dyn Fn(&str) -> Option<String>,

@@ -36,6 +36,14 @@ pub struct ServeArgs {
     /// EDDY_TOKENS_FILE, or one token in EDDY_TOKEN).
     #[arg(long)]
     tokens_file: Option<PathBuf>,
+    /// An environment variable rules sent over the API may read (`${NAME}`, `password_env`);
+    /// repeatable. The catalog file may read any.
+    #[arg(long = "allow-env", value_name = "NAME")]
+    allow_env: Vec<String>,
+    /// A directory under which rules sent over the API may read and write files (file sources
+    /// and sinks, dead letters, certificates); repeatable. Without it they may use none.
+    #[arg(long = "allow-path", value_name = "DIR")]
+    allow_path: Vec<PathBuf>,
     /// How often each rule takes a checkpoint.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = eddy_engine::options::parse_duration)]
     checkpoint_interval: std::time::Duration,
@@ -67,7 +75,23 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         )),
         None => None,
     };
-    let rules = rules::Rules::start(state_dir.clone(), catalog, args.checkpoint_interval).await?;
+    let mut restriction = eddy_engine::options::Restriction {
+        env: args.allow_env,
+        paths: Vec::new(),
+    };
+    for dir in &args.allow_path {
+        restriction.paths.push(
+            std::fs::canonicalize(dir)
+                .with_context(|| format!("--allow-path {}", dir.display()))?,
+        );
+    }
+    let rules = rules::Rules::start(
+        state_dir.clone(),
+        catalog,
+        restriction,
+        args.checkpoint_interval,
+    )
+    .await?;
     let shutdown = CancellationToken::new();
     let app = api::router(api::Api {
         rules: Arc::clone(&rules),

@@ -98,6 +98,8 @@ pub struct Rules {
     catalog_sql: String,
     catalog_name: String,
     registry: Arc<ConnectorRegistry>,
+    /// What a rule's own statements may reach.
+    restriction: eddy_engine::options::Restriction,
     checkpoint_interval: Duration,
     inner: Mutex<Inner>,
 }
@@ -112,6 +114,7 @@ impl Rules {
     pub async fn start(
         state_dir: PathBuf,
         catalog: Option<(String, String)>,
+        restriction: eddy_engine::options::Restriction,
         checkpoint_interval: Duration,
     ) -> anyhow::Result<Arc<Self>> {
         let (catalog_name, catalog_sql) = catalog.unwrap_or_default();
@@ -120,6 +123,7 @@ impl Rules {
             catalog_sql,
             catalog_name,
             registry: Arc::new(eddy_connectors::registry()),
+            restriction,
             checkpoint_interval,
             inner: Mutex::new(Inner {
                 catalog: Catalog::open(&state_dir)?,
@@ -164,19 +168,25 @@ impl Rules {
         } else {
             format!("{}\n{sql}", self.catalog_sql.trim_end_matches('\n'))
         };
-        plan_apart(Arc::clone(&self.registry), format!("rule {name}"), script)
-            .await?
-            .map_err(|d| {
-                Refused::Sql(
-                    d.errors
-                        .into_iter()
-                        .map(|mut e| {
-                            e.location.line = e.location.line.saturating_sub(offset);
-                            e
-                        })
-                        .collect(),
-                )
-            })
+        let restriction = (self.restriction.clone(), offset + 1);
+        plan_apart(
+            Arc::clone(&self.registry),
+            format!("rule {name}"),
+            script,
+            restriction,
+        )
+        .await?
+        .map_err(|d| {
+            Refused::Sql(
+                d.errors
+                    .into_iter()
+                    .map(|mut e| {
+                        e.location.line = e.location.line.saturating_sub(offset);
+                        e
+                    })
+                    .collect(),
+            )
+        })
     }
 
     /// Starts `rule`'s current version, resuming from its checkpoints.
@@ -486,10 +496,12 @@ async fn plan_apart(
     registry: Arc<ConnectorRegistry>,
     file: String,
     script: String,
+    (restriction, from_line): (eddy_engine::options::Restriction, u64),
 ) -> Result<Result<Plan, eddy_engine::Diagnostics>, Refused> {
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        runtime.block_on(Planner::new(&file, &registry).plan(&script))
+        let planner = Planner::new(&file, &registry).restrict(restriction, from_line);
+        runtime.block_on(planner.plan(&script))
     })
     .await
     .map_err(|e| Refused::Internal(anyhow::anyhow!("planning failed: {e}")))

@@ -77,6 +77,8 @@ pub struct Planner<'a> {
     pub(super) pending_late_sinks: Vec<(usize, String, Location)>,
     /// A file of definitions only (a service's catalog) is not "nothing to run".
     definitions_only: bool,
+    /// What statements from this line on may reach (a rule after a service's catalog).
+    pub(super) restriction: Option<(crate::options::Restriction, u64)>,
 }
 
 impl<'a> Planner<'a> {
@@ -95,7 +97,37 @@ impl<'a> Planner<'a> {
             match_calls: HashMap::new(),
             pending_late_sinks: Vec::new(),
             definitions_only: false,
+            restriction: None,
         }
+    }
+
+    /// Statements from line `from_line` on may reach only the environment variables and the
+    /// directories `restriction` allows; the ones before (a service's own catalog) anything.
+    pub fn restrict(mut self, restriction: crate::options::Restriction, from_line: u64) -> Self {
+        self.restriction = Some((restriction, from_line));
+        self
+    }
+
+    /// Expands `${VAR}` in the options of a statement at `location`, refusing what its
+    /// restriction does not allow: variables before they are expanded, files after.
+    pub(super) fn expand_options(
+        &self,
+        options: &mut Options,
+        location: Location,
+    ) -> Result<(), SqlError> {
+        let restriction = match &self.restriction {
+            Some((restriction, from)) if location.line >= *from => Some(restriction),
+            _ => None,
+        };
+        if let Some(r) = restriction {
+            options.check_env(r)?;
+        }
+        options.expand(self.env)?;
+        if let Some(r) = restriction {
+            let base = std::env::current_dir().unwrap_or_default();
+            options.check_paths(r, &base)?;
+        }
+        Ok(())
     }
 
     /// Checks a file of definitions only (sources, sinks, tables): its plan runs nothing.

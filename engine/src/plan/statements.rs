@@ -61,7 +61,7 @@ impl Planner<'_> {
         };
 
         let mut options = self.source_options(&name, stmt.options);
-        options.expand(self.env)?;
+        self.expand_options(&mut options, stmt.location)?;
         let connector = take_connector(
             &mut options,
             stmt.location,
@@ -171,7 +171,7 @@ impl Planner<'_> {
         }
         let schema = Arc::new(Schema::new(fields));
         let mut options = stmt.options;
-        options.expand(self.env)?;
+        self.expand_options(&mut options, stmt.location)?;
         let connector = take_connector(
             &mut options,
             stmt.location,
@@ -232,7 +232,7 @@ impl Planner<'_> {
             ));
         }
         let mut options = stmt.options;
-        options.expand(self.env)?;
+        self.expand_options(&mut options, stmt.location)?;
         let connector = take_connector(
             &mut options,
             stmt.location,
