@@ -1,16 +1,21 @@
 //! `eddy demo`: an embedded MQTT broker, simulated sensors publishing readings, the example queries
-//! of `queries/` running against the broker, and the alerts they publish printed as readable lines.
+//! of `queries/` running against the broker as the rules of an `eddy serve` whose API it prints,
+//! and the alerts they publish printed as readable lines.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use std::sync::Arc;
+
 use eddy_connectors::mqtt::EmbeddedBroker;
-use eddy_engine::Planner;
+use eddy_engine::options::Restriction;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::serve::auth::Tokens;
+use crate::serve::{Access, Rules, serve_api};
 use crate::status::Status;
 
 /// The example queries the demo runs, built into the binary so `eddy demo` works from anywhere.
@@ -36,6 +41,9 @@ pub struct DemoArgs {
     /// No live status line on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Where the API listens (a free port if this one is taken).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: std::net::SocketAddr,
 }
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -47,23 +55,41 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .context("cannot start the embedded MQTT broker")?;
     let url = broker.url();
     info!("embedded MQTT broker at {url}");
-    let env = |name: &str| match name {
-        "MQTT_URL" => Some(url.clone()),
-        _ => std::env::var(name).ok(),
+    // The example queries run as the service's rules, their ${MQTT_URL} the embedded broker.
+    let access = Access {
+        restriction: Restriction {
+            env: vec!["MQTT_URL".to_string()],
+            paths: Vec::new(),
+        },
+        env: Arc::new({
+            let url = url.clone();
+            move |name: &str| (name == "MQTT_URL").then(|| url.clone())
+        }),
     };
-    let registry = eddy_connectors::registry();
-    let shutdown = CancellationToken::new();
-    let mut engines = Vec::new();
+    let state = std::env::temp_dir().join(format!("eddy-demo-{}", std::process::id()));
+    let rules = Rules::start(state.clone(), None, access, Duration::from_secs(10)).await?;
     for (file, sql) in QUERIES {
-        let plan = match Planner::new(file, &registry).with_env(&env).plan(sql).await {
-            Ok(p) => p,
-            Err(d) => {
-                eprintln!("{d}");
-                return Ok(ExitCode::FAILURE);
-            }
-        };
-        engines.push(eddy_engine::start(plan, &shutdown, None)?);
+        let name = rule_name(file);
+        if let Err(refused) = rules.create(name, sql, "demo").await {
+            eprintln!("{file}: {refused:?}");
+            return Ok(ExitCode::FAILURE);
+        }
     }
+    let listener = match tokio::net::TcpListener::bind(args.http).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("cannot listen on {}: {e}; taking a free port", args.http);
+            tokio::net::TcpListener::bind((args.http.ip(), 0)).await?
+        }
+    };
+    let api = format!("http://{}", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve_api(
+        listener,
+        Arc::clone(&rules),
+        Tokens::load(None, None)?,
+        shutdown.clone(),
+    ));
     let printer = tokio::spawn(print_alerts(broker.port(), shutdown.clone()));
     let simulator = tokio::spawn(simulate(
         broker.port(),
@@ -72,43 +98,53 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         shutdown.clone(),
     ));
     eprintln!(
-        "Eddy demo: {} devices at {} Hz on {url}; queries {}. Alerts appear below; Ctrl-C stops.",
+        "Eddy demo: {} devices at {} Hz on {url}; rules {} ({api}/api/rules, live alerts at {api}/api/alerts/stream). Alerts appear below; Ctrl-C stops.",
         args.devices,
         args.rate,
-        QUERIES.map(|q| q.0).join(", ")
+        QUERIES.map(|q| rule_name(q.0)).join(", ")
     );
-    let status = Status::start(engines[0].metrics(), args.quiet);
-    let stop = shutdown.clone();
-    let seconds = args.seconds;
-    tokio::spawn(async move {
-        match seconds {
-            Some(s) => {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(s)) => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
+    let first = rules.metrics().await.into_iter().find_map(|r| r.engine);
+    let status = first.map(|m| Status::start(m, args.quiet));
+    match args.seconds {
+        Some(s) => {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(s)) => {}
+                _ = tokio::signal::ctrl_c() => {}
             }
         }
-        stop.cancel();
-    });
-    let mut failed = false;
-    for engine in engines {
-        if let Err(e) = engine.wait().await {
-            eprintln!("error: {e}");
-            failed = true;
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
-    status.finish(false);
+    shutdown.cancel();
+    let failed: Vec<String> = rules
+        .list()
+        .await
+        .into_iter()
+        .filter_map(|r| r.error.map(|e| format!("rule {}: {e}", r.name)))
+        .collect();
+    rules.stop_all().await;
+    if let Some(status) = status {
+        status.finish(false);
+    }
     let _ = simulator.await;
     let _ = printer.await;
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&state);
+    for f in &failed {
+        eprintln!("error: {f}");
+    }
+    Ok(if failed.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
+}
+
+/// `queries/overheat.sql` -> `overheat`.
+fn rule_name(file: &str) -> &str {
+    let base = file.rsplit('/').next().unwrap_or(file);
+    base.strip_suffix(".sql").unwrap_or(base)
 }
 
 /// Subscribes to `alerts/#` and prints each alert as one readable line on stdout.

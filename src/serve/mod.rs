@@ -7,10 +7,10 @@
 //!   format.
 
 mod api;
-mod auth;
+pub mod auth;
 mod catalog;
 mod metrics;
-mod rules;
+pub mod rules;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +20,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+pub use rules::{Access, Rules};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -85,20 +87,13 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
                 .with_context(|| format!("--allow-path {}", dir.display()))?,
         );
     }
-    let rules = rules::Rules::start(
+    let rules = Rules::start(
         state_dir.clone(),
         catalog,
-        restriction,
+        Access::process(restriction),
         args.checkpoint_interval,
     )
     .await?;
-    let shutdown = CancellationToken::new();
-    let app = api::router(api::Api {
-        rules: Arc::clone(&rules),
-        tokens: Arc::new(tokens),
-        shutdown: shutdown.clone(),
-        unauthorized: Arc::default(),
-    });
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("cannot listen on {}", args.http))?;
@@ -107,14 +102,31 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         listener.local_addr()?,
         state_dir.display()
     );
+    let shutdown = CancellationToken::new();
     stop_on_signals(shutdown.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("the API stopped")?;
+    serve_api(listener, Arc::clone(&rules), tokens, shutdown).await?;
     info!("stopping every rule (each takes a last checkpoint)");
     rules.stop_all().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled.
+pub async fn serve_api(
+    listener: tokio::net::TcpListener,
+    rules: Arc<Rules>,
+    tokens: auth::Tokens,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let app = api::router(api::Api {
+        rules,
+        tokens: Arc::new(tokens),
+        shutdown: shutdown.clone(),
+        unauthorized: Arc::default(),
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("the API stopped")
 }
 
 /// The platform's data directory: `$XDG_DATA_HOME/eddy`, else `~/.local/share/eddy`.

@@ -78,6 +78,24 @@ impl Running {
     }
 }
 
+/// What rules' own statements may reach: the variables and directories `restriction` allows,
+/// their `${VAR}` looked up in `env`.
+#[derive(Clone)]
+pub struct Access {
+    pub restriction: eddy_engine::options::Restriction,
+    pub env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+}
+
+impl Access {
+    /// The process environment, as far as `restriction` allows.
+    pub fn process(restriction: eddy_engine::options::Restriction) -> Self {
+        Self {
+            restriction,
+            env: Arc::new(|name: &str| std::env::var(name).ok()),
+        }
+    }
+}
+
 /// An alert as the live stream shows it: a row a rule's sink has written.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
@@ -98,8 +116,8 @@ pub struct Rules {
     catalog_sql: String,
     catalog_name: String,
     registry: Arc<ConnectorRegistry>,
-    /// What a rule's own statements may reach.
-    restriction: eddy_engine::options::Restriction,
+    /// What a rule's own statements may reach, and where their `${VAR}` are looked up.
+    access: Access,
     checkpoint_interval: Duration,
     inner: Mutex<Inner>,
 }
@@ -114,7 +132,7 @@ impl Rules {
     pub async fn start(
         state_dir: PathBuf,
         catalog: Option<(String, String)>,
-        restriction: eddy_engine::options::Restriction,
+        access: Access,
         checkpoint_interval: Duration,
     ) -> anyhow::Result<Arc<Self>> {
         let (catalog_name, catalog_sql) = catalog.unwrap_or_default();
@@ -123,7 +141,7 @@ impl Rules {
             catalog_sql,
             catalog_name,
             registry: Arc::new(eddy_connectors::registry()),
-            restriction,
+            access,
             checkpoint_interval,
             inner: Mutex::new(Inner {
                 catalog: Catalog::open(&state_dir)?,
@@ -133,6 +151,7 @@ impl Rules {
         if !rules.catalog_sql.trim().is_empty() {
             // The catalog alone must plan: its errors are the service's, at its own lines.
             Planner::new(&rules.catalog_name, &rules.registry)
+                .with_env(&*rules.access.env)
                 .definitions_only()
                 .plan(&rules.catalog_sql)
                 .await
@@ -168,12 +187,11 @@ impl Rules {
         } else {
             format!("{}\n{sql}", self.catalog_sql.trim_end_matches('\n'))
         };
-        let restriction = (self.restriction.clone(), offset + 1);
         plan_apart(
             Arc::clone(&self.registry),
             format!("rule {name}"),
             script,
-            restriction,
+            (self.access.clone(), offset + 1),
         )
         .await?
         .map_err(|d| {
@@ -496,11 +514,13 @@ async fn plan_apart(
     registry: Arc<ConnectorRegistry>,
     file: String,
     script: String,
-    (restriction, from_line): (eddy_engine::options::Restriction, u64),
+    (access, from_line): (Access, u64),
 ) -> Result<Result<Plan, eddy_engine::Diagnostics>, Refused> {
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let planner = Planner::new(&file, &registry).restrict(restriction, from_line);
+        let planner = Planner::new(&file, &registry)
+            .with_env(&*access.env)
+            .restrict(access.restriction, from_line);
         runtime.block_on(planner.plan(&script))
     })
     .await
