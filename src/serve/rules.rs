@@ -78,12 +78,15 @@ impl Running {
     }
 }
 
+/// Where `${VAR}` is looked up.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// What rules' own statements may reach: the variables and directories `restriction` allows,
 /// their `${VAR}` looked up in `env`.
 #[derive(Clone)]
 pub struct Access {
     pub restriction: eddy_engine::options::Restriction,
-    pub env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env: Env,
 }
 
 impl Access {
