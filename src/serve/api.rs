@@ -46,6 +46,7 @@ pub fn router(api: Api) -> Router {
             authenticate,
         ));
     Router::new()
+        .route("/", get(dashboard))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .merge(protected)
         .with_state(api)
@@ -235,6 +236,21 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         super::metrics::render(&rules, unauthorized, eddy_engine::time::now_millis()),
+    )
+}
+
+/// The dashboard: one page, built into the binary (no CDN), that asks for the token and uses the
+/// API above.
+async fn dashboard() -> impl IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        include_str!("dashboard.html"),
     )
 }
 
