@@ -443,3 +443,70 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
     );
     service.stop();
 }
+
+/// `/api/openapi.json` describes the routes the service answers, every one of them: each path and
+/// method it lists is routed (a request is not answered 404 without a body, nor 405), and it
+/// lists the routes of the API.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_description_is_the_routes_the_service_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("tokens"), format!("ops:{TOKEN}\n")).expect("tokens");
+    std::fs::write(dir.path().join("catalog.sql"), "").expect("catalog");
+    std::fs::create_dir(dir.path().join("allowed")).expect("allowed dir");
+    let service = Service::start(dir.path());
+    let http = reqwest::Client::new();
+    let text = http
+        .get(format!("{}/api/openapi.json", service.url))
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("a body");
+    let spec: Value = serde_json::from_str(&text).expect("JSON");
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.")),
+        "{spec}"
+    );
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut listed: Vec<String> = paths.keys().cloned().collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "/api/alerts/stream",
+            "/api/audit",
+            "/api/rules",
+            "/api/rules/{name}",
+            "/api/rules/{name}/pause",
+            "/api/rules/{name}/resume",
+            "/api/rules/{name}/versions",
+            "/metrics",
+            "/ready",
+        ]
+    );
+    for (path, item) in paths {
+        for method in item.as_object().expect("methods").keys() {
+            let url = format!("{}{}", service.url, path.replace("{name}", "no-such-rule"));
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
+                .expect("an HTTP method");
+            let response = http
+                .request(method.clone(), &url)
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .expect("answers");
+            let status = response.status();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            if status == StatusCode::NOT_FOUND {
+                let body = response.text().await.unwrap_or_default();
+                assert!(body.contains("no rule"), "{method} {path} is not routed");
+            }
+        }
+    }
+    service.stop();
+}

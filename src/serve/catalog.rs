@@ -28,7 +28,7 @@ impl Rule {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Version {
     pub version: u32,
     pub sql: String,
@@ -40,7 +40,7 @@ pub struct Version {
 }
 
 /// One change, as the audit trail keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// RFC 3339.
     pub time: String,

@@ -34,7 +34,7 @@ pub enum Refused {
 }
 
 /// A rule as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RuleView {
     pub name: String,
     pub version: u32,
@@ -52,7 +52,8 @@ pub struct RuleView {
     pub state_kept: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// What a rule's engine has counted since it last started.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Counters {
     pub events_in: u64,
     pub rows_out: u64,
@@ -100,7 +101,7 @@ impl Access {
 }
 
 /// An alert as the live stream shows it: a row a rule's sink has written.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Alert {
     pub rule: String,
     pub sink: String,
