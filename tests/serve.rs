@@ -510,3 +510,54 @@ async fn the_openapi_description_is_the_routes_the_service_answers() {
     }
     service.stop();
 }
+
+/// A rule that no longer plans when the service starts again (its catalog changed under it) is
+/// shown failed with the reason, and the service serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_that_no_longer_plans_after_a_restart_is_shown_failed_with_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = std::process::id();
+    std::fs::write(dir.path().join("tokens"), format!("ops:{TOKEN}\n")).expect("tokens");
+    std::fs::create_dir(dir.path().join("allowed")).expect("allowed dir");
+    let catalog = |source: &str| {
+        format!(
+            "CREATE SOURCE {source} (device_id TEXT, temp DOUBLE)
+               WITH (connector = 'mqtt', url = 'mqtt://127.0.0.1:1883', topic = 'serve-{id}/gone');
+             CREATE SINK alerts WITH (connector = 'file', path = 'alerts.jsonl');
+"
+        )
+    };
+    std::fs::write(dir.path().join("catalog.sql"), catalog("readings")).expect("catalog");
+    let service = Service::start(dir.path());
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: service.url.clone(),
+    };
+    let (status, body) = client
+        .send(
+            reqwest::Method::POST,
+            "/api/rules",
+            Some(json!({"name": "hot", "sql": "INSERT INTO alerts SELECT device_id, temp FROM readings;"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    service.stop();
+
+    std::fs::write(dir.path().join("catalog.sql"), catalog("measurements")).expect("catalog");
+    let service = Service::start(dir.path());
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: service.url.clone(),
+    };
+    let (_, body) = client.send(reqwest::Method::GET, "/api/rules", None).await;
+    assert_eq!(body[0]["state"], "failed", "{body}");
+    assert!(
+        body[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("readings")),
+        "{body}"
+    );
+    let ready = client.send(reqwest::Method::GET, "/ready", None).await;
+    assert_eq!(ready.0, StatusCode::SERVICE_UNAVAILABLE);
+    service.stop();
+}

@@ -129,6 +129,9 @@ pub struct Rules {
 struct Inner {
     catalog: Catalog,
     running: HashMap<String, Running>,
+    /// Why a rule that should run could not start (its SQL no longer plans against the catalog,
+    /// its checkpoint cannot be read): shown as its error until it starts.
+    not_started: HashMap<String, String>,
 }
 
 impl Rules {
@@ -150,6 +153,7 @@ impl Rules {
             inner: Mutex::new(Inner {
                 catalog: Catalog::open(&state_dir)?,
                 running: HashMap::new(),
+                not_started: HashMap::new(),
             }),
         });
         if !rules.catalog_sql.trim().is_empty() {
@@ -172,7 +176,12 @@ impl Rules {
                 Ok(r) => {
                     inner.running.insert(rule.name.clone(), r);
                 }
-                Err(e) => warn!(rule = %rule.name, "cannot start: {e:#}"),
+                Err(e) => {
+                    warn!(rule = %rule.name, "cannot start: {e:#}");
+                    inner
+                        .not_started
+                        .insert(rule.name.clone(), format!("{e:#}"));
+                }
             }
         }
         drop(inner);
@@ -292,6 +301,7 @@ impl Rules {
         inner.catalog.rules.insert(name.to_string(), rule);
         self.commit(&inner.catalog, who, "create", name, None, Some(1))?;
         inner.running.insert(name.to_string(), running);
+        inner.not_started.remove(name);
         Ok(view(&inner, name, false).expect("just inserted"))
     }
 
@@ -331,6 +341,8 @@ impl Rules {
                 .await
                 .map_err(Refused::Internal)?;
             inner.running.insert(name.to_string(), running);
+            inner.not_started.remove(name);
+            inner.not_started.remove(name);
         }
         inner.catalog.rules.insert(name.to_string(), rule);
         self.commit(
@@ -384,6 +396,7 @@ impl Rules {
             .await
             .map_err(Refused::Internal)?;
         inner.running.insert(name.to_string(), running);
+        inner.not_started.remove(name);
         let version = rule.current().version;
         self.commit(
             &inner.catalog,
@@ -402,6 +415,7 @@ impl Rules {
         let Some(rule) = inner.catalog.rules.remove(name) else {
             return Err(Refused::NoSuchRule(name.to_string()));
         };
+        inner.not_started.remove(name);
         if let Some(running) = inner.running.remove(name) {
             running.stop().await;
         }
@@ -589,7 +603,16 @@ fn view(inner: &Inner, name: &str, with_sql: bool) -> Option<RuleView> {
         (false, Some(EngineStatus::Failed(e))) => ("failed", Some(e)),
         (false, Some(EngineStatus::Stopped)) => ("stopped", None),
         (false, Some(_)) => ("running", None),
-        (false, None) => ("failed", Some("not started".to_string())),
+        (false, None) => (
+            "failed",
+            Some(
+                inner
+                    .not_started
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| "not started".to_string()),
+            ),
+        ),
     };
     let counters = running.map(|r| counters(&r.metrics)).unwrap_or_default();
     Some(RuleView {
