@@ -74,6 +74,8 @@ pub struct SinkMetrics {
     pub name: String,
     pub rows: AtomicU64,
     pub errors: AtomicU64,
+    /// Alerts its `throttle` held back.
+    pub suppressed: Arc<AtomicU64>,
 }
 
 impl SinkMetrics {
@@ -82,6 +84,7 @@ impl SinkMetrics {
             name: name.to_string(),
             rows: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            suppressed: Arc::default(),
         }
     }
 }

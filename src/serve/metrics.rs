@@ -1,6 +1,7 @@
 //! `GET /metrics`: the Prometheus text format (version 0.0.4), every series labelled with its
 //! rule: per source, readings, bytes, late rows, dead letters, reconnects and watermark lag; per
-//! rule, rows out, state bytes and checkpoints; per sink, rows and errors; for the service, rules
+//! rule, rows out, state bytes and checkpoints; per sink, rows, errors and alerts its throttle
+//! held back; for the service, rules
 //! by state and refused requests.
 
 use std::fmt::Write;
@@ -124,6 +125,11 @@ pub fn render(rules: &[RuleMetrics], unauthorized: u64, now_millis: i64) -> Stri
         "counter",
         "Writes a sink gave up on (their rows went to its dead letters).",
     );
+    let mut suppressed = Family::new(
+        "eddy_alerts_suppressed_total",
+        "counter",
+        "Alerts a sink's throttle held back (one alert per key per interval).",
+    );
     let mut states = Family::new("eddy_rules", "gauge", "Rules by state.");
     let mut refused = Family::new(
         "eddy_http_unauthorized_total",
@@ -157,6 +163,7 @@ pub fn render(rules: &[RuleMetrics], unauthorized: u64, now_millis: i64) -> Stri
             out += rows;
             sink_rows.add(labels(), rows as f64);
             sink_errors.add(labels(), s.errors.load(Relaxed) as f64);
+            suppressed.add(labels(), s.suppressed.load(Relaxed) as f64);
         }
         rows_out.add(vec![r()], out as f64);
         let state: u64 = m
@@ -192,6 +199,7 @@ pub fn render(rules: &[RuleMetrics], unauthorized: u64, now_millis: i64) -> Stri
         &checkpoint_bytes,
         &sink_rows,
         &sink_errors,
+        &suppressed,
         &states,
         &refused,
     ] {

@@ -14,6 +14,7 @@ mod partitioned;
 mod project;
 mod scan;
 mod session_window;
+mod throttle;
 mod time_buffer;
 mod union;
 mod window_aggregate;
@@ -34,6 +35,7 @@ pub use over_window::{Frame, OverCall, OverWindow};
 pub use project::Project;
 pub use scan::{ScanColumn, ScanTime, SourceScan, WindowColumns};
 pub use session_window::SessionAggregate;
+pub use throttle::Throttle;
 pub use union::Union;
 pub use window_aggregate::{OutputColumn, WindowAggregate, WindowKind};
 
@@ -142,6 +144,11 @@ impl Pipeline {
             meet: Some(meet),
             operators,
         }
+    }
+
+    /// Adds `operator` after every other: what the pipeline emits goes through it.
+    pub fn push_last(&mut self, operator: Box<dyn Operator>) {
+        self.operators.push(operator);
     }
 
     /// The operators of each branch, then where they meet, then the operators after.

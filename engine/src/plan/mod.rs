@@ -87,6 +87,19 @@ pub struct PlannedSink {
     pub dead_letter: Option<Box<dyn Sink>>,
     /// Add an `alert_id` column: the same alert always gets the same id.
     pub alert_id: bool,
+    /// `throttle`: at most one alert per key per interval.
+    pub throttle: Option<Throttling>,
+    /// Alerts the throttle held back, counted by each query's throttle.
+    pub suppressed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A sink's `throttle = '1 minute'` and `throttle_key = 'device_id'`.
+#[derive(Debug, Clone)]
+pub struct Throttling {
+    pub interval: crate::time::Millis,
+    /// The key columns named; by default the TEXT columns of the rows the sink receives.
+    pub key: Option<Vec<String>>,
+    pub location: crate::error::Location,
 }
 
 /// Retries of a failed write: `attempts` more tries, waiting `first`, then twice as long each

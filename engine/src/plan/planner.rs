@@ -408,6 +408,8 @@ impl<'a> Planner<'a> {
                     retry: super::Retry::default(),
                     dead_letter: None,
                     alert_id: false,
+                    throttle: None,
+                    suppressed: Default::default(),
                 });
                 self.sinks.len() - 1
             }
@@ -442,19 +444,76 @@ impl<'a> Planner<'a> {
             lower::Anchors::of(&query, location),
         )?;
         let schema = Arc::new(optimized.schema().as_arrow().clone());
+        let mut pipeline = lowered.pipeline;
         if let Output::Sink(sink) = output {
             self.sinks[sink].sink.check_schema(&schema).map_err(|m| {
                 SqlError::new(location, format!("sink '{}': {m}", self.sinks[sink].name))
             })?;
+            if let Some(throttling) = &self.sinks[sink].throttle {
+                pipeline.push_last(self.throttle(sink, throttling, &schema, location)?);
+            }
         }
         self.queries.push(PlannedQuery {
             label: format!("{}:{}", self.file, location.line),
             inputs: lowered.inputs,
             output,
-            pipeline: lowered.pipeline,
+            pipeline,
             schema,
         });
         Ok(())
+    }
+}
+
+impl Planner<'_> {
+    /// The throttle of sink `sink` over a query's rows of `schema`: its key columns found (by
+    /// default the TEXT ones), its time the rows' event time.
+    fn throttle(
+        &self,
+        sink: usize,
+        throttling: &super::Throttling,
+        schema: &Schema,
+        location: Location,
+    ) -> Result<Box<dyn crate::ops::Operator>, SqlError> {
+        let names: Vec<String> = match &throttling.key {
+            Some(names) => names.clone(),
+            None => schema
+                .fields()
+                .iter()
+                .filter(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8))
+                .map(|f| f.name().clone())
+                .collect(),
+        };
+        if names.is_empty() {
+            return Err(SqlError::new(
+                throttling.location,
+                format!(
+                    "throttle of sink '{}': the query's rows have no TEXT column to take as the key; name the key with throttle_key",
+                    self.sinks[sink].name
+                ),
+            ));
+        }
+        let mut keys = Vec::with_capacity(names.len());
+        for name in &names {
+            let i = schema.index_of(name).map_err(|_| {
+                let columns: Vec<&str> =
+                    schema.fields().iter().map(|f| f.name().as_str()).collect();
+                SqlError::new(
+                    location,
+                    format!(
+                        "throttle_key of sink '{}' names '{name}', but the query's columns are: {}",
+                        self.sinks[sink].name,
+                        columns.join(", ")
+                    ),
+                )
+            })?;
+            keys.push(i);
+        }
+        Ok(Box::new(crate::ops::Throttle::new(
+            throttling.interval,
+            keys,
+            names,
+            Arc::clone(&self.sinks[sink].suppressed),
+        )))
     }
 }
 

@@ -27,12 +27,14 @@ pub const SOURCE_OPTIONS: [&str; 5] = [
 /// Rows stamped further ahead of the clock than this are dead letters, unless `max_future` says.
 const DEFAULT_MAX_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400);
 /// Options every sink takes.
-pub const SINK_OPTIONS: [&str; 5] = [
+pub const SINK_OPTIONS: [&str; 7] = [
     "alert_id",
     "connector",
     "dead_letter",
     "retries",
     "retry_backoff",
+    "throttle",
+    "throttle_key",
 ];
 /// Options every table takes, whatever its connector.
 pub const TABLE_OPTIONS: [&str; 2] = ["connector", "refresh"];
@@ -266,6 +268,39 @@ impl Planner<'_> {
                 .map_err(|e| SqlError::new(entry.value_location, format!("retry_backoff: {e}")))?;
             retry.max = retry.max.max(retry.first);
         }
+        let throttle = match options.take("throttle") {
+            Some(entry) => {
+                let interval = crate::options::parse_duration(&entry.value)
+                    .map_err(|e| SqlError::new(entry.value_location, format!("throttle: {e}")))?;
+                if interval.is_zero() {
+                    return Err(SqlError::new(
+                        entry.value_location,
+                        "throttle: give an interval longer than zero, such as '1 minute'",
+                    ));
+                }
+                let key = options.take("throttle_key").map(|k| {
+                    k.value
+                        .split(',')
+                        .map(|c| c.trim().to_lowercase())
+                        .filter(|c| !c.is_empty())
+                        .collect()
+                });
+                Some(super::Throttling {
+                    interval: interval.as_millis() as crate::time::Millis,
+                    key,
+                    location: entry.value_location,
+                })
+            }
+            None => {
+                if let Some(k) = options.take("throttle_key") {
+                    return Err(SqlError::new(
+                        k.key_location,
+                        "throttle_key names the key of a throttle: give throttle = '1 minute' too",
+                    ));
+                }
+                None
+            }
+        };
         let dead_letter = self.dead_letter_sink(&name, &mut options)?;
         let spec = SinkSpec {
             name: &name,
@@ -292,6 +327,8 @@ impl Planner<'_> {
             retry,
             dead_letter,
             alert_id,
+            throttle,
+            suppressed: Default::default(),
         });
         Ok(())
     }

@@ -126,7 +126,10 @@ pub fn start(
     let alert_ids: Vec<bool> = sinks.iter().map(|s| s.alert_id).collect();
     for (s, w) in sinks.into_iter().zip(&shape.writers) {
         let (tx, rx) = mpsc::channel::<SinkInput>(SINK_CHANNEL);
-        let m = Arc::new(SinkMetrics::new(&s.name));
+        let m = Arc::new(SinkMetrics {
+            suppressed: Arc::clone(&s.suppressed),
+            ..SinkMetrics::new(&s.name)
+        });
         sink_senders.push(tx);
         sink_metrics.push(Arc::clone(&m));
         let failed = FailedRows {
