@@ -7,88 +7,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "0123456789abcdef-ops";
-
-/// `eddy serve` on a free port, killed when dropped.
-struct Service {
-    process: common::Running,
-    url: String,
-}
-
-impl Service {
-    fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut logged = common::Logged::spawn({
-            let mut c = common::eddy();
-            c.current_dir(dir)
-                .args(["serve", "catalog.sql", "--state-dir", "state"])
-                .args(["--http", &format!("127.0.0.1:{port}")])
-                .args(["--tokens-file", "tokens", "--checkpoint-interval", "500ms"])
-                .args([
-                    "--allow-path",
-                    "allowed",
-                    "--allow-env",
-                    "EDDY_SERVE_TEST_LEVEL",
-                ])
-                .env("EDDY_SERVE_TEST_LEVEL", "80")
-                .env("EDDY_LOG", "info")
-                .stdout(Stdio::null());
-            c
-        });
-        logged.wait_for_line("listening on", Duration::from_secs(30));
-        Self {
-            process: logged.into_running(),
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// SIGTERM, and waits for the service to stop its rules and exit.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.process.0.id().to_string()])
-            .status();
-        let status = self.process.0.wait().expect("exits");
-        assert!(status.success(), "eddy serve exited with {status}");
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl Client {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.expect("the service answers");
-        let status = response.status();
-        let text = response.text().await.expect("a body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
+use common::service::{Client, Service, TOKEN};
 
 fn alerts(dir: &Path) -> Vec<Value> {
     common::windows::read_alerts(&dir.join("alerts.jsonl"))
@@ -111,19 +36,16 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
     let dir = tempfile::tempdir().expect("temp dir");
     let id = std::process::id();
     let topic = format!("serve-{id}/readings");
-    std::fs::write(dir.path().join("tokens"), format!("ops:{TOKEN}\n")).expect("tokens");
-    std::fs::create_dir(dir.path().join("allowed")).expect("allowed dir");
-    std::fs::write(
-        dir.path().join("catalog.sql"),
-        format!(
+    common::service::prepare(
+        dir.path(),
+        &format!(
             "CREATE SOURCE readings (device_id TEXT, temp DOUBLE)
                WITH (connector = 'mqtt', url = 'mqtt://127.0.0.1:1883', topic = '{topic}',
                      qos = 1, client_id = 'eddy-serve-{id}', clean_session = 'false');
              CREATE SINK alerts WITH (connector = 'file', path = 'alerts.jsonl');
 "
         ),
-    )
-    .expect("catalog");
+    );
     let service = Service::start(dir.path());
     let client = Client {
         http: reqwest::Client::new(),
@@ -356,20 +278,7 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
         .text()
         .await
         .expect("text");
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("the Prometheus text format");
-    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
-        scrape.samples.iter().find_map(|s| {
-            let matches =
-                s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
-            match (matches, &s.value) {
-                (true, prometheus_parse::Value::Counter(v))
-                | (true, prometheus_parse::Value::Gauge(v))
-                | (true, prometheus_parse::Value::Untyped(v)) => Some(*v),
-                _ => None,
-            }
-        })
-    };
+    let value = |name: &str, labels: &[(&str, &str)]| common::service::metric(&text, name, labels);
     let rule = [("rule", "hot"), ("source", "readings")];
     assert_eq!(
         value("eddy_source_events_total", &rule),
@@ -450,9 +359,7 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_description_is_the_routes_the_service_answers() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("tokens"), format!("ops:{TOKEN}\n")).expect("tokens");
-    std::fs::write(dir.path().join("catalog.sql"), "").expect("catalog");
-    std::fs::create_dir(dir.path().join("allowed")).expect("allowed dir");
+    common::service::prepare(dir.path(), "");
     let service = Service::start(dir.path());
     let http = reqwest::Client::new();
     let text = http

@@ -17,6 +17,8 @@
 //! - [`backoff`]: the waits between attempts to reach a service.
 //! - [`part_written`]: where a sink's failed write stopped, for its retry.
 //! - [`ingest_log`]: the log a source writes what it receives to before acknowledging it.
+//! - [`shared`]: MQTT sources read by many rules of a service through one connection and one
+//!   decoding of each message.
 //! - [`messages`]: a broker's messages into rows; [`template`]: topics, subjects and routing keys
 //!   made from a row's columns.
 //!
@@ -37,6 +39,7 @@ pub mod mqtt;
 pub mod nats;
 pub mod part_written;
 pub mod postgres;
+pub mod shared;
 pub mod stdout;
 pub mod template;
 

@@ -23,6 +23,17 @@ pub struct Message<'a> {
     pub received: i64,
 }
 
+/// A record of an ingest log, to decode.
+impl<'a> std::convert::From<crate::ingest_log::Record<'a>> for Message<'a> {
+    fn from(r: crate::ingest_log::Record<'a>) -> Self {
+        Self {
+            topic: r.origin,
+            payload: r.payload,
+            received: r.received,
+        }
+    }
+}
+
 /// What [`MessageRows::rows`] made of some messages.
 pub struct Rows {
     pub batch: Option<RecordBatch>,
@@ -153,19 +164,30 @@ impl MessageRows {
                 None => ctx.flush().await,
             };
         }
-        let with_properties = !self.properties.is_empty();
-        let batch = self.decode(messages, ctx, |i| {
-            let origin = match with_properties {
-                true => split_origin(messages[i].topic).0,
-                false => messages[i].topic,
-            };
-            String::from_utf8_lossy(origin).into_owned()
-        })?;
+        let batch = self.decode_with_origins(messages, ctx)?;
         match (batch, position) {
             (Some(b), position) => ctx.send_from(b, position).await,
             (None, Some(p)) => ctx.flush_from(p).await,
             (None, None) => ctx.flush().await,
         }
+    }
+
+    /// The rows of `messages`; each message that becomes none goes to the dead letters with the
+    /// reason, under its origin as [`Self::origin_text`] shows it.
+    pub fn decode_with_origins(
+        &mut self,
+        messages: &[Message<'_>],
+        ctx: &mut SourceContext,
+    ) -> Result<Option<RecordBatch>, ConnectorError> {
+        let with_properties = !self.properties.is_empty();
+        self.decode(messages, ctx, |i| {
+            origin_text(with_properties, messages[i].topic)
+        })
+    }
+
+    /// A message's origin as dead letters name it: the topic, without MQTT 5 user properties.
+    pub fn origin_text(&self, origin: &[u8]) -> String {
+        origin_text(!self.properties.is_empty(), origin)
     }
 
     /// The rows of `messages`; each message that becomes none goes to the dead letters with the
@@ -330,6 +352,14 @@ fn describe(schema: &Schema, origins: &Origins, options: &DecodeOptions) -> Stri
         ));
     }
     shown
+}
+
+fn origin_text(with_properties: bool, origin: &[u8]) -> String {
+    let origin = match with_properties {
+        true => split_origin(origin).0,
+        false => origin,
+    };
+    String::from_utf8_lossy(origin).into_owned()
 }
 
 /// A message's origin taken apart: the topic, and what follows it (MQTT 5 user properties, each

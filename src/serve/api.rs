@@ -323,12 +323,18 @@ async fn alerts_stream(
 async fn metrics(State(api): State<Api>) -> impl IntoResponse {
     let rules = api.rules.metrics().await;
     let unauthorized = api.unauthorized.load(std::sync::atomic::Ordering::Relaxed);
+    let connections = api.rules.shared_connections().await;
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        super::metrics::render(&rules, unauthorized, eddy_engine::time::now_millis()),
+        super::metrics::render(
+            &rules,
+            unauthorized,
+            connections,
+            eddy_engine::time::now_millis(),
+        ),
     )
 }
 

@@ -67,7 +67,12 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub fn render(rules: &[RuleMetrics], unauthorized: u64, now_millis: i64) -> String {
+pub fn render(
+    rules: &[RuleMetrics],
+    unauthorized: u64,
+    shared_connections: usize,
+    now_millis: i64,
+) -> String {
     let mut events = Family::new(
         "eddy_source_events_total",
         "counter",
@@ -131,6 +136,11 @@ pub fn render(rules: &[RuleMetrics], unauthorized: u64, now_millis: i64) -> Stri
         "Alerts a sink's throttle held back (one alert per key per interval).",
     );
     let mut states = Family::new("eddy_rules", "gauge", "Rules by state.");
+    let mut connections = Family::new(
+        "eddy_shared_source_connections",
+        "gauge",
+        "Connections of the sources rules share: one per source, however many rules read it.",
+    );
     let mut refused = Family::new(
         "eddy_http_unauthorized_total",
         "counter",
@@ -183,6 +193,7 @@ pub fn render(rules: &[RuleMetrics], unauthorized: u64, now_millis: i64) -> Stri
         states.add(vec![("state", state.to_string())], n as f64);
     }
     refused.add(Vec::new(), unauthorized as f64);
+    connections.add(Vec::new(), shared_connections as f64);
 
     let mut text = String::new();
     for family in [
@@ -201,6 +212,7 @@ pub fn render(rules: &[RuleMetrics], unauthorized: u64, now_millis: i64) -> Stri
         &sink_errors,
         &suppressed,
         &states,
+        &connections,
         &refused,
     ] {
         family.write(&mut text);
@@ -228,12 +240,14 @@ mod tests {
                 },
             ],
             3,
+            1,
             0,
         );
         assert_eq!(text.matches("# TYPE eddy_rules gauge").count(), 1);
         assert!(text.contains("eddy_rules{state=\"paused\"} 1"), "{text}");
         assert!(text.contains("eddy_rules{state=\"failed\"} 0"), "{text}");
         assert!(text.contains("eddy_http_unauthorized_total 3"), "{text}");
+        assert!(text.contains("eddy_shared_source_connections 1"), "{text}");
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use eddy_connectors::shared::SharedSources;
 use eddy_engine::connector::ConnectorRegistry;
 use eddy_engine::metrics::EngineMetrics;
 use eddy_engine::{EngineStatus, Plan, Planner, SqlError};
@@ -120,6 +121,9 @@ pub struct Rules {
     catalog_sql: String,
     catalog_name: String,
     registry: Arc<ConnectorRegistry>,
+    /// The connections of the MQTT sources the rules read, one per source however many rules
+    /// read it.
+    shared: Arc<SharedSources>,
     /// What a rule's own statements may reach, and where their `${VAR}` are looked up.
     access: Access,
     checkpoint_interval: Duration,
@@ -143,11 +147,13 @@ impl Rules {
         checkpoint_interval: Duration,
     ) -> anyhow::Result<Arc<Self>> {
         let (catalog_name, catalog_sql) = catalog.unwrap_or_default();
+        let shared = SharedSources::new(state_dir.join("sources"));
         let rules = Arc::new(Self {
             alerts: broadcast::channel(ALERTS_CHANNEL).0,
             catalog_sql,
             catalog_name,
-            registry: Arc::new(eddy_connectors::registry()),
+            registry: Arc::new(eddy_connectors::shared::registry(&shared)),
+            shared,
             access,
             checkpoint_interval,
             inner: Mutex::new(Inner {
@@ -493,13 +499,19 @@ impl Rules {
         })
     }
 
-    /// Stops every rule (each takes a last checkpoint).
+    /// Stops every rule (each takes a last checkpoint), then closes the shared connections.
     pub async fn stop_all(&self) {
         let mut inner = self.inner.lock().await;
         let running: Vec<Running> = inner.running.drain().map(|(_, r)| r).collect();
         for r in running {
             r.stop().await;
         }
+        self.shared.stop().await;
+    }
+
+    /// How many shared source connections are open.
+    pub async fn shared_connections(&self) -> usize {
+        self.shared.connections().await
     }
 
     /// Writes the catalog and audits the change.

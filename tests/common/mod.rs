@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mosquitto;
+pub mod service;
 pub mod windows;
 
 use std::path::Path;

@@ -162,14 +162,7 @@ impl LogRun {
                 let records = self.reader.read(upto, batch_size).map_err(log_error)?;
                 let position = serde_json::to_value(LogPosition { log: records.end })
                     .map_err(|e| ConnectorError::fatal(e.to_string()))?;
-                let messages: Vec<Message> = records
-                    .iter()
-                    .map(|r| Message {
-                        topic: r.origin,
-                        payload: r.payload,
-                        received: r.received,
-                    })
-                    .collect();
+                let messages: Vec<Message> = records.iter().map(Message::from).collect();
                 source
                     .rows()
                     .hand_on(&messages, Some(position), ctx)

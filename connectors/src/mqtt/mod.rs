@@ -13,6 +13,7 @@ mod broker;
 pub mod config;
 mod connection;
 mod event_loop;
+mod hub;
 mod sink;
 mod source;
 pub(crate) mod topic_pattern;

@@ -26,13 +26,13 @@ use crate::ingest_log::read_back::{OpenLog, ReadsBack, ingest_log_dir};
 use crate::messages::{self as rows, Message, MessageRows, Origins};
 
 pub struct MqttSource {
-    config: MqttSourceConfig,
-    connection: Connection,
+    pub(crate) config: MqttSourceConfig,
+    pub(super) connection: Connection,
     protocol: Protocol,
     at_least_once: bool,
     /// The filter subscribed to.
-    topic: String,
-    rows: MessageRows,
+    pub(super) topic: String,
+    pub(crate) rows: MessageRows,
     /// The MQTT 5 user properties that fill columns.
     user_properties: Vec<String>,
     /// A connection has been made: the next is a reconnect.
@@ -41,6 +41,11 @@ pub struct MqttSource {
 
 impl MqttSource {
     pub fn create(spec: &SourceSpec) -> Result<Box<dyn Source>, OptionError> {
+        Ok(Box::new(Self::new(spec)?))
+    }
+
+    /// The source `spec` declares.
+    pub fn new(spec: &SourceSpec) -> Result<Self, OptionError> {
         let (options, paths) = format::take_column_paths(spec.options, spec.schema);
         let config: MqttSourceConfig = options.deserialize()?;
         let connection = Connection::new(ConnectionOptions {
@@ -125,7 +130,7 @@ impl MqttSource {
             properties: user_properties.clone(),
         };
         let rows = MessageRows::new(spec.schema, origins, &decode)?;
-        Ok(Box::new(Self {
+        Ok(Self {
             at_least_once: qos(config.qos)? != rumqttc::QoS::AtMostOnce,
             protocol,
             config,
@@ -134,7 +139,7 @@ impl MqttSource {
             rows,
             user_properties,
             connected_before: false,
-        }))
+        })
     }
 
     /// Messages straight from the event loop, acknowledged on receipt (QoS 1) by rumqttc.
@@ -229,7 +234,7 @@ impl MqttSource {
 
     /// A client and its event loop, polled in a task of its own that hands messages to `intake`:
     /// the client, what stops the task, and the changes of state it reports.
-    fn connect(
+    pub(super) fn connect(
         &self,
         manual_acks: bool,
         intake: impl event_loop::Intake,
@@ -327,7 +332,7 @@ impl Source for MqttSource {
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The event loop's task, stopped when the source returns, however it returns.
-struct Stop {
+pub(super) struct Stop {
     poller: tokio::task::JoinHandle<()>,
     client: Client,
 }
@@ -339,7 +344,7 @@ impl Stop {
 
     /// A clean end: a DISCONNECT after every request queued (acknowledgements), then the event
     /// loop ends; at most [`STOP_WAIT`].
-    async fn disconnect(&mut self) {
+    pub(super) async fn disconnect(&mut self) {
         let client = self.client.clone();
         let sent = async {
             client.disconnect().await;

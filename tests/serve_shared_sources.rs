@@ -1,0 +1,224 @@
+//! Rules of `eddy serve` that read one catalog source share its connection: one MQTT client,
+//! whatever the number of rules, each reading (taken at QoS 1 from the Mosquitto on
+//! 127.0.0.1:1883) handed to every rule exactly once, while a rule is paused and resumed (it
+//! goes on from its checkpoint, with the readings sent meanwhile), a new rule joins (from the
+//! readings that follow), and the service restarts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde_json::{Value, json};
+
+use common::service::{Client, Service, TOKEN};
+
+/// How many times each `seq` is in a rule's output file.
+fn seen(dir: &Path, file: &str) -> BTreeMap<i64, usize> {
+    let mut counts = BTreeMap::new();
+    for row in common::windows::read_alerts(&dir.join(file)) {
+        if let Some(seq) = row["seq"].as_i64() {
+            *counts.entry(seq).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Every `seq` in `expected` exactly once, and nothing else.
+fn exactly(expected: impl Iterator<Item = i64>) -> BTreeMap<i64, usize> {
+    expected.map(|s| (s, 1)).collect()
+}
+
+/// Waits until rule output `file` holds exactly the readings `expected`, failing with what it
+/// holds otherwise.
+fn wait_for(dir: &Path, file: &str, expected: &BTreeMap<i64, usize>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = seen(dir, file);
+        if &got == expected {
+            return;
+        }
+        let too_many = got.iter().any(|(s, n)| *n > 1 || !expected.contains_key(s));
+        assert!(
+            !too_many && std::time::Instant::now() < deadline,
+            "{file}: expected {} readings once each, got {} distinct, duplicated or unexpected: {:?}",
+            expected.len(),
+            got.len(),
+            got.iter()
+                .filter(|(s, n)| **n > 1 || !expected.contains_key(s))
+                .take(10)
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn publish(publisher: &AsyncClient, topic: &str, seqs: std::ops::Range<i64>) {
+    for seq in seqs {
+        publisher
+            .publish(
+                topic,
+                QoS::AtLeastOnce,
+                false,
+                json!({"device_id": format!("d-{}", seq % 7), "seq": seq}).to_string(),
+            )
+            .await
+            .expect("published");
+    }
+}
+
+async fn metrics(client: &Client) -> String {
+    client
+        .http
+        .get(format!("{}/metrics", client.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn create(client: &Client, name: &str, sql: &str) {
+    let (status, body) = client
+        .send(
+            Method::POST,
+            "/api/rules",
+            Some(json!({"name": name, "sql": sql})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn post(client: &Client, path: &str) -> Value {
+    let (status, body) = client.send(Method::POST, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_reading_one_source_share_one_connection_and_each_reads_every_reading_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = std::process::id();
+    let topic = format!("serve-shared-{id}/readings");
+    // A fixed client id and a kept session: two connections under one id would take the
+    // session from each other, over and over.
+    common::service::prepare(
+        dir.path(),
+        &format!(
+            "CREATE SOURCE readings (device_id TEXT, seq BIGINT)
+               WITH (connector = 'mqtt', url = 'mqtt://127.0.0.1:1883', topic = '{topic}',
+                     qos = 1, client_id = 'eddy-shared-{id}', clean_session = 'false');
+             CREATE SINK every_out WITH (connector = 'file', path = 'every.jsonl');
+             CREATE SINK even_out WITH (connector = 'file', path = 'even.jsonl');
+             CREATE SINK later_out WITH (connector = 'file', path = 'later.jsonl');
+"
+        ),
+    );
+    let service = Service::start(dir.path());
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: service.url.clone(),
+    };
+    create(
+        &client,
+        "every",
+        "INSERT INTO every_out SELECT device_id, seq FROM readings;",
+    )
+    .await;
+    create(
+        &client,
+        "even",
+        "INSERT INTO even_out SELECT device_id, seq FROM readings WHERE seq % 2 = 0;",
+    )
+    .await;
+
+    let mut options = MqttOptions::new(format!("serve-shared-publisher-{id}"), "127.0.0.1", 1883);
+    options.set_keep_alive(Duration::from_secs(30));
+    let (publisher, mut events) = AsyncClient::new(options, 100);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+
+    // The connection is made when the first rule starts, and each new rule reads from where the
+    // source is when it joins: readings until both take them, then each rule has every reading
+    // from its first on.
+    let mut next = 0;
+    let firsts = loop {
+        let firsts =
+            ["every.jsonl", "even.jsonl"].map(|f| seen(dir.path(), f).keys().next().copied());
+        if let [Some(every), Some(even)] = firsts {
+            break [every, even];
+        }
+        assert!(next < 300, "the rules take no reading");
+        publish(&publisher, &topic, next..next + 2).await;
+        next += 2;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let [start, even_start] = firsts;
+    let evens = |upto: i64| exactly((even_start..upto).filter(|s| s % 2 == 0));
+    publish(&publisher, &topic, next..300).await;
+    wait_for(dir.path(), "every.jsonl", &exactly(start..300));
+    wait_for(dir.path(), "even.jsonl", &evens(300));
+
+    let text = metrics(&client).await;
+    let metric = |name: &str, labels: &[(&str, &str)]| common::service::metric(&text, name, labels);
+    assert_eq!(
+        metric("eddy_shared_source_connections", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    for rule in ["every", "even"] {
+        let labels = [("rule", rule), ("source", "readings")];
+        assert_eq!(
+            metric("eddy_source_reconnects_total", &labels),
+            Some(0.0),
+            "{text}"
+        );
+    }
+
+    // Paused, the rule holds back no other; a rule made meanwhile reads from where the source
+    // is; resumed, the paused rule reads what it missed, from its checkpoint on.
+    assert_eq!(
+        post(&client, "/api/rules/even/pause").await["state"],
+        "paused"
+    );
+    publish(&publisher, &topic, 300..400).await;
+    wait_for(dir.path(), "every.jsonl", &exactly(start..400));
+    create(
+        &client,
+        "later",
+        "INSERT INTO later_out SELECT device_id, seq FROM readings;",
+    )
+    .await;
+    publish(&publisher, &topic, 400..500).await;
+    wait_for(dir.path(), "every.jsonl", &exactly(start..500));
+    wait_for(dir.path(), "later.jsonl", &exactly(400..500));
+    assert_eq!(
+        post(&client, "/api/rules/even/resume").await["state"],
+        "running"
+    );
+    wait_for(dir.path(), "even.jsonl", &evens(500));
+
+    // The service restarted: every rule goes on from its checkpoint through the one connection.
+    service.stop();
+    publish(&publisher, &topic, 500..600).await;
+    let service = Service::start(dir.path());
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: service.url.clone(),
+    };
+    publish(&publisher, &topic, 600..700).await;
+    wait_for(dir.path(), "every.jsonl", &exactly(start..700));
+    wait_for(dir.path(), "even.jsonl", &evens(700));
+    wait_for(dir.path(), "later.jsonl", &exactly(400..700));
+    let text = metrics(&client).await;
+    assert_eq!(
+        common::service::metric(&text, "eddy_shared_source_connections", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    service.stop();
+}
