@@ -246,10 +246,10 @@ fn a_damaged_or_foreign_checkpoint_is_refused_with_its_name() {
         .max()
         .expect("a checkpoint");
 
-    // Other queries in the file: refused, nothing run.
+    // Other windows in the file: refused, nothing run.
     std::fs::write(
         dir.path().join("q.sql"),
-        QUERY.replace("avg(temp) > 71", "avg(temp) > 72"),
+        QUERY.replace("INTERVAL '10' SECOND", "INTERVAL '15' SECOND"),
     )
     .expect("query");
     let run = run_with_state(dir.path(), &out, "state");

@@ -212,7 +212,10 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 2);
-    assert!(body["state_kept"].is_boolean(), "{body}");
+    assert_eq!(
+        body["state_kept"], true,
+        "a new condition keeps the rule's state and place: {body}"
+    );
     let (status, body) = client
         .send(
             reqwest::Method::PUT,

@@ -239,3 +239,63 @@ async fn releasing_idle_keys_leaves_active_ones_alone() {
     })
     .await;
 }
+
+/// The fingerprint of the plan of `INSERT INTO out {select}` over the readings: what a
+/// checkpoint must have been taken for to be restored.
+async fn fingerprint(select: &str) -> String {
+    let sql = format!(
+        "CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
+            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'driven');
+         CREATE SINK out WITH (connector = 'driven');
+         INSERT INTO out {select};"
+    );
+    eddy_engine::Planner::new("readings.sql", &common::driven())
+        .plan(&sql)
+        .await
+        .unwrap_or_else(|d| panic!("{d}"))
+        .fingerprint()
+}
+
+/// A new version of a query goes on from the old one's checkpoint when what keeps state is the
+/// same: a condition (`WHERE`, `HAVING`) or the columns selected may change; a window, an
+/// aggregate or a key may not.
+#[tokio::test]
+async fn the_fingerprint_follows_the_state_not_the_conditions_or_columns() {
+    let base = "SELECT device_id, window_start, avg(temp) AS a FROM TUMBLE(readings, ts, INTERVAL '10' SECOND)
+         WHERE temp > 65 GROUP BY device_id, window_start, window_end HAVING avg(temp) > 70";
+    let original = fingerprint(base).await;
+    for (from, to) in [
+        ("temp > 65", "temp > 60"),
+        ("avg(temp) > 70", "avg(temp) > 75"),
+        ("AS a FROM", "AS average FROM"),
+        (
+            "device_id, window_start, avg",
+            "window_start, device_id, avg",
+        ),
+    ] {
+        assert_eq!(
+            fingerprint(&base.replace(from, to)).await,
+            original,
+            "{from} -> {to} keeps the state"
+        );
+    }
+    for (from, to) in [
+        ("INTERVAL '10' SECOND", "INTERVAL '20' SECOND"),
+        ("avg(temp) AS a", "max(temp) AS a"),
+        ("GROUP BY device_id, ", "GROUP BY "),
+    ] {
+        let changed = base
+            .replace(from, to)
+            .replace("SELECT device_id, ", "SELECT ");
+        let changed = if from.starts_with("GROUP") {
+            changed
+        } else {
+            base.replace(from, to)
+        };
+        assert_ne!(
+            fingerprint(&changed).await,
+            original,
+            "{from} -> {to} changes the state"
+        );
+    }
+}

@@ -324,14 +324,11 @@ impl Rules {
         if let Some(running) = inner.running.remove(name) {
             running.stop().await;
         }
-        let kept = fingerprint == old.current().fingerprint;
+        let mut kept = fingerprint == old.current().fingerprint;
         let state = inner.catalog.state_of(name);
-        if !kept && state.exists() {
-            let aside = state.with_file_name(format!("{name}.v{}", old.current().version));
-            let _ = std::fs::remove_dir_all(&aside);
-            std::fs::rename(&state, &aside)
-                .with_context(|| format!("cannot move {} aside", state.display()))
-                .map_err(Refused::Internal)?;
+        let old_version = old.current().version;
+        if !kept {
+            set_aside(&state, old_version).map_err(Refused::Internal)?;
         }
         let mut rule = old.clone();
         let version = old.current().version + 1;
@@ -342,12 +339,21 @@ impl Rules {
             fingerprint,
         });
         if !rule.paused {
-            let running = self
-                .run(&inner.catalog, &rule)
-                .await
-                .map_err(Refused::Internal)?;
+            let running = match self.run(&inner.catalog, &rule).await {
+                Ok(running) => running,
+                Err(e) if kept => {
+                    // Each operator checks the state it reads: state of the same shape that
+                    // does not fit (a column's type changed under an aggregate) is not used.
+                    warn!(rule = %name, "version {version} cannot go on from the state of version {old_version}, so it starts afresh: {e:#}");
+                    kept = false;
+                    set_aside(&state, old_version).map_err(Refused::Internal)?;
+                    self.run(&inner.catalog, &rule)
+                        .await
+                        .map_err(Refused::Internal)?
+                }
+                Err(e) => return Err(Refused::Internal(e)),
+            };
             inner.running.insert(name.to_string(), running);
-            inner.not_started.remove(name);
             inner.not_started.remove(name);
         }
         inner.catalog.rules.insert(name.to_string(), rule);
@@ -589,6 +595,21 @@ async fn forward_alerts(
             });
         }
     }
+}
+
+/// Moves a rule's state directory `state` aside, to `NAME.vVERSION` beside it, so that the rule
+/// starts afresh and the state of version `version` can still be looked at.
+fn set_aside(state: &std::path::Path, version: u32) -> anyhow::Result<()> {
+    if !state.exists() {
+        return Ok(());
+    }
+    let name = state
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let aside = state.with_file_name(format!("{name}.v{version}"));
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::rename(state, &aside).with_context(|| format!("cannot move {} aside", state.display()))
 }
 
 /// Rule names go into paths and URLs: letters, digits, `-` and `_`, at most 64.

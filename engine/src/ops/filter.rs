@@ -21,6 +21,10 @@ impl Filter {
 }
 
 impl Operator for Filter {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     fn snapshot(&mut self, _state: &mut crate::checkpoint::StateWriter) -> Result<()> {
         Ok(())
     }

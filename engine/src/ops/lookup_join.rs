@@ -173,6 +173,10 @@ impl LookupJoin {
 }
 
 impl Operator for LookupJoin {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     fn snapshot(&mut self, _state: &mut crate::checkpoint::StateWriter) -> Result<()> {
         Ok(())
     }

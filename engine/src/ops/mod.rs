@@ -78,6 +78,13 @@ pub trait Operator: Send {
     /// the watermark releases by itself (windows, sessions, join sides) is not touched.
     fn release_keys_idle_since(&mut self, _before: Millis) {}
 
+    /// Whether the operator writes anything into checkpoints. One that writes nothing (a filter,
+    /// a projection) may change from one version of a query to the next without the others
+    /// losing their state: see [`Pipeline::state_shape`].
+    fn keeps_state(&self) -> bool {
+        true
+    }
+
     /// Writes what the operator holds into a checkpoint (stateless operators write nothing).
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()>;
 
@@ -166,6 +173,26 @@ impl Pipeline {
         }
         lines.extend(self.meet.as_ref().map(|m| m.describe()));
         lines.extend(self.operators.iter().map(|op| op.describe()));
+        lines
+    }
+
+    /// What a checkpoint of the pipeline holds, as [`Self::describe`] shows it: the operators
+    /// that keep state, in order. Two pipelines of the same shape read each other's checkpoints
+    /// (each operator still checks what it reads).
+    pub fn state_shape(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (i, b) in self.branches.iter().enumerate() {
+            for op in b.iter().filter(|op| op.keeps_state()) {
+                lines.push(format!("[input {}] {}", i + 1, op.describe()));
+            }
+        }
+        lines.extend(self.meet.as_ref().map(|m| m.describe()));
+        lines.extend(
+            self.operators
+                .iter()
+                .filter(|op| op.keeps_state())
+                .map(|op| op.describe()),
+        );
         lines
     }
 

@@ -23,6 +23,10 @@ impl Project {
 }
 
 impl Operator for Project {
+    fn keeps_state(&self) -> bool {
+        false
+    }
+
     fn snapshot(&mut self, _state: &mut crate::checkpoint::StateWriter) -> Result<()> {
         Ok(())
     }

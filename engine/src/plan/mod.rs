@@ -162,8 +162,10 @@ impl Plan {
 
 impl Plan {
     /// What a checkpoint must have been taken for to be restored into this plan: the sources'
-    /// names, columns and event time, and each query's inputs, output, operators and schema.
-    /// Connector settings (a file path, a broker) may change between runs; the queries may not.
+    /// names, columns and event time, and each query's inputs, output and the operators that
+    /// keep state ([`crate::ops::Pipeline::state_shape`]). Connector settings (a file path, a
+    /// broker) may change between runs, and so may what keeps no state (a `WHERE` condition, the
+    /// columns selected); a window, an aggregate, a pattern may not.
     pub fn fingerprint(&self) -> String {
         let mut text = String::new();
         for s in &self.sources {
@@ -174,11 +176,10 @@ impl Plan {
         }
         for q in &self.queries {
             text.push_str(&format!(
-                "query {:?} -> {:?}\n{}\n{:?}\n",
+                "query {:?} -> {:?}\n{}\n",
                 q.inputs,
                 q.output,
-                q.pipeline.describe().join("\n"),
-                q.schema
+                q.pipeline.state_shape().join("\n"),
             ));
         }
         format!("{:016x}", crate::hash::fnv1a_of(text.as_bytes()))
