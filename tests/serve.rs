@@ -202,6 +202,17 @@ async fn rules_are_registered_replaced_paused_and_deleted_over_http() {
         },
     );
 
+    let (_, body) = client
+        .send(reqwest::Method::GET, "/api/rules/hot", None)
+        .await;
+    assert!(
+        body["counters"]["last_alert"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some(),
+        "the time of the last alert: {body}"
+    );
+
     // A new version: a higher threshold, planned before the old one stops.
     let (status, body) = client
         .send(

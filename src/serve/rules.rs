@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -61,6 +63,9 @@ pub struct Counters {
     pub late: u64,
     pub dead_letters: u64,
     pub state_bytes: u64,
+    /// When its sinks last wrote a row, RFC 3339 (none since it started: absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_alert: Option<String>,
 }
 
 /// A rule's engine while it runs.
@@ -68,6 +73,8 @@ struct Running {
     stop: CancellationToken,
     status: watch::Receiver<EngineStatus>,
     metrics: Arc<EngineMetrics>,
+    /// When its sinks last wrote rows, in milliseconds since the epoch (0: not yet).
+    last_alert: Arc<AtomicI64>,
     /// Ends when the engine has stopped (its last checkpoint taken).
     done: JoinHandle<()>,
 }
@@ -254,10 +261,12 @@ impl Rules {
             .with_context(|| format!("cannot start rule {}", rule.name))?;
         let status = engine.status();
         let metrics = engine.metrics();
+        let last_alert = Arc::new(AtomicI64::new(0));
         tokio::spawn(forward_alerts(
             rule.name.clone(),
             engine.written(),
             self.alerts.clone(),
+            Arc::clone(&last_alert),
         ));
         let name = rule.name.clone();
         let done = tokio::spawn(async move {
@@ -271,6 +280,7 @@ impl Rules {
             stop,
             status,
             metrics,
+            last_alert,
             done,
         })
     }
@@ -569,6 +579,7 @@ async fn forward_alerts(
     rule: String,
     mut written: broadcast::Receiver<eddy_engine::Written>,
     alerts: broadcast::Sender<Alert>,
+    last_alert: Arc<AtomicI64>,
 ) {
     use eddy_connectors::format::{Format, RecordEncoder};
     let Ok(encoder) = RecordEncoder::new(Format::Json, None) else {
@@ -580,6 +591,9 @@ async fn forward_alerts(
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        if w.batch.num_rows() > 0 {
+            last_alert.store(eddy_engine::time::now_millis(), Relaxed);
+        }
         if alerts.receiver_count() == 0 {
             continue;
         }
@@ -647,7 +661,7 @@ fn view(inner: &Inner, name: &str, with_sql: bool) -> Option<RuleView> {
             ),
         ),
     };
-    let counters = running.map(|r| counters(&r.metrics)).unwrap_or_default();
+    let counters = running.map(counters).unwrap_or_default();
     Some(RuleView {
         name: rule.name.clone(),
         version: rule.current().version,
@@ -660,9 +674,16 @@ fn view(inner: &Inner, name: &str, with_sql: bool) -> Option<RuleView> {
     })
 }
 
-fn counters(metrics: &EngineMetrics) -> Counters {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut c = Counters::default();
+fn counters(running: &Running) -> Counters {
+    let metrics = &running.metrics;
+    let mut c = Counters {
+        last_alert: match running.last_alert.load(Relaxed) {
+            0 => None,
+            at => chrono::DateTime::from_timestamp_millis(at)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        },
+        ..Counters::default()
+    };
     for s in &metrics.sources {
         c.events_in += s.events.load(Relaxed);
         c.late += s.late.load(Relaxed);
