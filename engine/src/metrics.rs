@@ -76,6 +76,9 @@ pub struct SinkMetrics {
     pub errors: AtomicU64,
     /// Alerts its `throttle` held back.
     pub suppressed: Arc<AtomicU64>,
+    /// How long after the reading that released them (by moving the watermark past a window's
+    /// end, a session's gap, a pattern's last row) alerts were handed to the sink.
+    pub alert_latency: Arc<LatencyHistogram>,
 }
 
 impl SinkMetrics {
@@ -85,7 +88,82 @@ impl SinkMetrics {
             rows: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             suppressed: Arc::default(),
+            alert_latency: Arc::default(),
         }
+    }
+}
+
+/// The upper bounds, in seconds, of [`LatencyHistogram`]'s buckets (a last one holds the rest).
+pub const LATENCY_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Durations counted in buckets, as a Prometheus histogram shows them.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// How many fell in each bucket (not cumulative); the last one is beyond every bound.
+    counts: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let seconds = d.as_secs_f64();
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|&b| seconds <= b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// How many were at most each bound (cumulative, as Prometheus's `le` buckets), the count of
+    /// all, and their sum in seconds.
+    pub fn cumulative(&self) -> (Vec<u64>, u64, f64) {
+        let mut total = 0;
+        let mut at_most = Vec::with_capacity(LATENCY_BOUNDS.len());
+        for (i, c) in self.counts.iter().enumerate() {
+            total += c.load(Ordering::Relaxed);
+            if i < LATENCY_BOUNDS.len() {
+                at_most.push(total);
+            }
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        (at_most, total, sum)
+    }
+}
+
+/// When the readings that moved the sources' watermarks arrived: a source notes each watermark
+/// it sends with the arrival of the rows that moved it there, and a query whose output a
+/// watermark released looks up how long ago that was. The newest few are kept.
+#[derive(Debug, Default)]
+pub struct WatermarkArrivals {
+    recent: std::sync::Mutex<std::collections::VecDeque<(Millis, Instant)>>,
+}
+
+/// Watermarks whose arrival is remembered.
+const ARRIVALS_KEPT: usize = 4096;
+
+impl WatermarkArrivals {
+    pub(crate) fn sent(&self, watermark: Millis, arrival: Instant) {
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == ARRIVALS_KEPT {
+                recent.pop_front();
+            }
+            recent.push_back((watermark, arrival));
+        }
+    }
+
+    /// When the rows arrived that first moved a source's watermark to `watermark` (a query over
+    /// several sources gets the least of theirs, which is one of them), or else past it.
+    pub(crate) fn arrival_of(&self, watermark: Millis) -> Option<Instant> {
+        let recent = self.recent.lock().ok()?;
+        recent
+            .iter()
+            .find(|(w, _)| *w == watermark)
+            .or_else(|| recent.iter().find(|(w, _)| *w > watermark))
+            .map(|(_, at)| *at)
     }
 }
 

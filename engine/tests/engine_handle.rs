@@ -254,3 +254,49 @@ async fn a_checkpoint_asked_for_completes_and_abort_ends_everything() {
         "an abort takes no last checkpoint"
     );
 }
+
+/// Alerts a watermark releases are timed, once per release, in their sink's latency histogram;
+/// rows a query passes straight through are not (no watermark released them).
+#[tokio::test]
+async fn alerts_a_watermark_releases_are_timed_in_the_sinks_histogram() {
+    const WINDOWED: &str = "
+CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
+                        WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+  WITH (connector = 'fed');
+CREATE SINK out WITH (connector = 'counted');
+INSERT INTO out SELECT device_id, window_start, count(*) AS n
+FROM TUMBLE(readings, ts, INTERVAL '10' SECOND) GROUP BY device_id, window_start, window_end;
+";
+    let timed = |h: &Harness| h.engine.metrics().sinks[0].alert_latency.cumulative().1;
+    // The query times a release once it has handed the alerts on, maybe after the sink wrote
+    // them.
+    async fn settled(h: &Harness, n: u64) -> u64 {
+        let timed = || h.engine.metrics().sinks[0].alert_latency.cumulative().1;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while timed() < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        timed()
+    }
+    let shutdown = CancellationToken::new();
+    let windowed = start(WINDOWED, &shutdown, None).await;
+    for ts in [1_000, 4_000, 9_000] {
+        windowed.feed.send(reading(ts)).await.expect("fed");
+    }
+    // Moves the watermark to 11 s: the first window closes.
+    windowed.feed.send(reading(13_000)).await.expect("fed");
+    rows_reach(&windowed.rows, 1).await;
+    assert_eq!(settled(&windowed, 1).await, 1, "one window released once");
+    // Moves the watermark to 21 s: the second window (one reading) closes.
+    windowed.feed.send(reading(23_000)).await.expect("fed");
+    rows_reach(&windowed.rows, 2).await;
+    assert_eq!(settled(&windowed, 2).await, 2);
+
+    let passing = start(PASS_THROUGH, &shutdown, None).await;
+    for ts in [1_000, 13_000, 23_000] {
+        passing.feed.send(reading(ts)).await.expect("fed");
+    }
+    rows_reach(&passing.rows, 3).await;
+    assert_eq!(timed(&passing), 0, "no watermark released these rows");
+    shutdown.cancel();
+}

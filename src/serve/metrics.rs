@@ -1,7 +1,7 @@
 //! `GET /metrics`: the Prometheus text format (version 0.0.4), every series labelled with its
 //! rule: per source, readings, bytes, late rows, dead letters, reconnects and watermark lag; per
-//! rule, rows out, state bytes and checkpoints; per sink, rows, errors and alerts its throttle
-//! held back; for the service, rules
+//! rule, rows out, state bytes and checkpoints; per sink, rows, errors, alerts its throttle
+//! held back and the alert latency histogram; for the service, rules
 //! by state and refused requests.
 
 use std::fmt::Write;
@@ -43,18 +43,57 @@ impl Family {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
         for (labels, value) in &self.samples {
-            out.push_str(self.name);
-            if !labels.is_empty() {
-                out.push('{');
-                for (i, (k, v)) in labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{k}=\"{}\"", escape(v));
-                }
-                out.push('}');
+            sample(out, self.name, labels, value);
+        }
+    }
+}
+
+/// One line: `name{k="v",...} value`.
+fn sample(out: &mut String, name: &str, labels: &[(&str, String)], value: impl std::fmt::Display) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
             }
-            let _ = writeln!(out, " {value}");
+            let _ = write!(out, "{k}=\"{}\"", escape(v));
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// Labels, in the order written.
+type Labels = Vec<(&'static str, String)>;
+
+/// One histogram: its labels, its buckets' bounds, and how many were at most each bound, the
+/// count and the sum (as [`eddy_engine::metrics::LatencyHistogram::cumulative`] gives them).
+type HistogramSeries = (Labels, &'static [f64], (Vec<u64>, u64, f64));
+
+/// A histogram family: each series' buckets (`le`, cumulative), sum and count.
+struct Histograms {
+    name: &'static str,
+    help: &'static str,
+    series: Vec<HistogramSeries>,
+}
+
+impl Histograms {
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} histogram", self.name);
+        let bucket = format!("{}_bucket", self.name);
+        for (labels, bounds, (at_most, count, sum)) in &self.series {
+            for (bound, n) in bounds.iter().zip(at_most) {
+                let mut l = labels.clone();
+                l.push(("le", bound.to_string()));
+                sample(out, &bucket, &l, n);
+            }
+            let mut l = labels.clone();
+            l.push(("le", "+Inf".to_string()));
+            sample(out, &bucket, &l, count);
+            sample(out, &format!("{}_sum", self.name), labels, sum);
+            sample(out, &format!("{}_count", self.name), labels, count);
         }
     }
 }
@@ -135,6 +174,11 @@ pub fn render(
         "counter",
         "Alerts a sink's throttle held back (one alert per key per interval).",
     );
+    let mut latency = Histograms {
+        name: "eddy_alert_latency_seconds",
+        help: "From the arrival of the reading that released alerts (its watermark closed a window, a session, a match) to the alerts handed to the sink, once per release.",
+        series: Vec::new(),
+    };
     let mut states = Family::new("eddy_rules", "gauge", "Rules by state.");
     let mut connections = Family::new(
         "eddy_shared_source_connections",
@@ -174,6 +218,11 @@ pub fn render(
             sink_rows.add(labels(), rows as f64);
             sink_errors.add(labels(), s.errors.load(Relaxed) as f64);
             suppressed.add(labels(), s.suppressed.load(Relaxed) as f64);
+            latency.series.push((
+                labels(),
+                &eddy_engine::metrics::LATENCY_BOUNDS,
+                s.alert_latency.cumulative(),
+            ));
         }
         rows_out.add(vec![r()], out as f64);
         let state: u64 = m
@@ -217,6 +266,7 @@ pub fn render(
     ] {
         family.write(&mut text);
     }
+    latency.write(&mut text);
     text
 }
 
@@ -249,5 +299,68 @@ mod tests {
         assert!(text.contains("eddy_http_unauthorized_total 3"), "{text}");
         assert!(text.contains("eddy_shared_source_connections 1"), "{text}");
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn the_alert_latency_is_a_histogram_prometheus_reads() {
+        use eddy_engine::metrics::{CheckpointMetrics, SinkMetrics};
+        use std::time::Duration;
+        let sink = SinkMetrics::new("alerts");
+        for ms in [3, 40, 40, 700] {
+            sink.alert_latency.observe(Duration::from_millis(ms));
+        }
+        let engine = EngineMetrics {
+            started: std::time::Instant::now(),
+            sources: Vec::new(),
+            sinks: vec![Arc::new(sink)],
+            queries: Vec::new(),
+            checkpoints: Arc::new(CheckpointMetrics::default()),
+        };
+        let text = render(
+            &[RuleMetrics {
+                name: "overheat".into(),
+                state: "running".into(),
+                engine: Some(Arc::new(engine)),
+            }],
+            0,
+            0,
+            0,
+        );
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("the Prometheus text format");
+        let histogram = scrape
+            .samples
+            .iter()
+            .find_map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(h)
+                    if s.metric == "eddy_alert_latency_seconds"
+                        && s.labels.get("rule") == Some("overheat")
+                        && s.labels.get("sink") == Some("alerts") =>
+                {
+                    Some(h.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no histogram in {text}"));
+        let at_most = |bound: f64| {
+            histogram
+                .iter()
+                .find(|b| b.less_than == bound || (b.less_than - bound).abs() < 1e-9)
+                .map(|b| b.count)
+        };
+        assert_eq!(at_most(0.005), Some(1.0), "{text}");
+        assert_eq!(at_most(0.05), Some(3.0), "{text}");
+        assert_eq!(at_most(1.0), Some(4.0), "{text}");
+        assert_eq!(at_most(f64::INFINITY), Some(4.0), "{text}");
+        assert!(
+            text.contains("eddy_alert_latency_seconds_count{rule=\"overheat\",sink=\"alerts\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "eddy_alert_latency_seconds_sum{rule=\"overheat\",sink=\"alerts\"} 0.783"
+            ),
+            "{text}"
+        );
     }
 }

@@ -79,6 +79,8 @@ pub(crate) struct Emitter {
     /// The sinks this source writes to besides the queries (late rows, dead letters): barriers
     /// go there too.
     side_outputs: Vec<mpsc::Sender<SinkInput>>,
+    /// Where the arrival of the rows behind each watermark sent is noted.
+    arrivals: Option<Arc<crate::metrics::WatermarkArrivals>>,
 }
 
 impl Emitter {
@@ -89,13 +91,21 @@ impl Emitter {
         Ok(())
     }
 
-    /// Sends the tracker's watermark if it moved forward.
-    async fn advance(&mut self, metrics: &SourceMetrics) -> Result<(), ConnectorError> {
+    /// Sends the tracker's watermark if it moved forward, moved by rows that arrived at
+    /// `arrival` (now, when none did: the clock moved it).
+    async fn advance(
+        &mut self,
+        metrics: &SourceMetrics,
+        arrival: Option<std::time::Instant>,
+    ) -> Result<(), ConnectorError> {
         if let Some(w) = self.tracker.as_ref().and_then(WatermarkTracker::watermark)
             && self.sent_watermark.is_none_or(|s| w > s)
         {
             self.sent_watermark = Some(w);
             metrics.set_watermark(w);
+            if let Some(arrivals) = &self.arrivals {
+                arrivals.sent(w, arrival.unwrap_or_else(std::time::Instant::now));
+            }
             self.broadcast(Message::Watermark(w)).await?;
         }
         Ok(())
@@ -138,7 +148,7 @@ impl Emitter {
             return Ok(());
         }
         tracker.advance_to(max.saturating_add(silent.as_millis() as Millis));
-        self.advance(metrics).await
+        self.advance(metrics, None).await
     }
 }
 
@@ -169,6 +179,7 @@ impl SourceContext {
             position: None,
             last_barrier: 0,
             side_outputs: dead_letter_tx.iter().cloned().collect(),
+            arrivals: None,
         };
         Self {
             name: name.to_string(),
@@ -254,6 +265,14 @@ impl SourceContext {
     /// reading would be late.
     pub(crate) fn with_max_future(mut self, limit: Option<std::time::Duration>) -> Self {
         self.max_future = limit.map(|d| d.as_millis() as Millis);
+        self
+    }
+
+    /// Notes in `arrivals` when the rows behind each watermark sent arrived.
+    pub(crate) fn with_arrivals(self, arrivals: Arc<crate::metrics::WatermarkArrivals>) -> Self {
+        if let Ok(mut emitter) = self.emitter.try_lock() {
+            emitter.arrivals = Some(arrivals);
+        }
         self
     }
 
@@ -352,7 +371,7 @@ impl SourceContext {
         if let Some(tracker) = &mut emitter.tracker {
             tracker.retire_split(split);
         }
-        emitter.advance(&self.metrics).await
+        emitter.advance(&self.metrics, None).await
     }
 
     async fn send_inner(
@@ -361,6 +380,7 @@ impl SourceContext {
         position: Option<serde_json::Value>,
         split: Option<u32>,
     ) -> Result<(), ConnectorError> {
+        let arrived = std::time::Instant::now();
         let rows = batch.num_rows();
         self.metrics
             .events
@@ -416,7 +436,7 @@ impl SourceContext {
         if batch.num_rows() > 0 {
             emitter.broadcast(Message::Batch(batch)).await?;
         }
-        emitter.advance(&self.metrics).await
+        emitter.advance(&self.metrics, Some(arrived)).await
     }
 
     /// The id of the last checkpoint barrier this source has sent: rows sent before it are in

@@ -119,6 +119,7 @@ pub fn start(
     }
     drop(loading_tx);
 
+    let arrivals = Arc::new(crate::metrics::WatermarkArrivals::default());
     // Sinks first: queries need their senders.
     let mut sink_senders = Vec::new();
     let mut sink_metrics = Vec::new();
@@ -197,6 +198,13 @@ pub fn start(
             metrics: m,
             limits,
             checkpointing: checkpointing.clone(),
+            alert_latency: match q.output {
+                Output::Sink(k) => Some((
+                    Arc::clone(&arrivals),
+                    Arc::clone(&sink_metrics[k].alert_latency),
+                )),
+                Output::View(_) => None,
+            },
         };
         tasks.spawn(run_query(q, rx, to, task));
     }
@@ -209,6 +217,7 @@ pub fn start(
         sinks: &sink_senders,
         tables: &loading,
         shutdown: &token,
+        arrivals: &arrivals,
     };
     for (index, ((s, outputs), resumed)) in sources
         .into_iter()

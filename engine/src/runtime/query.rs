@@ -72,6 +72,12 @@ pub(super) struct QueryTask {
     pub(super) metrics: Arc<QueryMetrics>,
     pub(super) limits: Limits,
     pub(super) checkpointing: Option<Checkpointing>,
+    /// For a query that writes to a sink: where the arrival of the rows behind each watermark
+    /// is, and the sink's histogram of how long alerts a watermark released took.
+    pub(super) alert_latency: Option<(
+        Arc<crate::metrics::WatermarkArrivals>,
+        Arc<crate::metrics::LatencyHistogram>,
+    )>,
 }
 
 /// Most rows in one batch a query sends to its sink.
@@ -280,12 +286,28 @@ pub(super) async fn run_query(
             error!(query = %query.label, "{e}");
             return Err(e);
         }
+        let released_by = match message {
+            Message::Watermark(w) => Some(w),
+            _ => None,
+        };
         if let Err(e) = query.pipeline.push(i, message, &mut out) {
             task.metrics
                 .errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             error!(query = %query.label, "a batch failed and was skipped: {e}");
         }
+        // Alerts a watermark released: timed from the arrival of the rows that moved it, once
+        // they are handed to the sink.
+        let released = match (released_by, &task.alert_latency) {
+            (Some(w), Some((arrivals, latency)))
+                if out
+                    .iter()
+                    .any(|m| matches!(m, Message::Batch(b) if b.num_rows() > 0)) =>
+            {
+                arrivals.arrival_of(w).map(|at| (at, latency))
+            }
+            _ => None,
+        };
         let mut end = false;
         for m in out.drain(..) {
             end |= matches!(m, Message::End);
@@ -295,6 +317,9 @@ pub(super) async fn run_query(
                     query.label
                 )));
             }
+        }
+        if let Some((arrived, latency)) = released {
+            latency.observe(arrived.elapsed());
         }
         if end {
             break;

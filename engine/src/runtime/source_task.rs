@@ -29,6 +29,8 @@ pub(super) struct SourceWiring<'a> {
     pub sinks: &'a [mpsc::Sender<SinkInput>],
     pub tables: &'a watch::Receiver<TablesLoading>,
     pub shutdown: &'a CancellationToken,
+    /// Where sources note when the rows behind each watermark arrived.
+    pub arrivals: &'a Arc<crate::metrics::WatermarkArrivals>,
 }
 
 /// Spawns the tasks of source `index` into `tasks`, resumed from `resumed` when there is a
@@ -68,7 +70,8 @@ pub(super) fn spawn_source(
         wiring.shutdown.child_token(),
     )
     .with_late_rows(s.late_sink.map(|k| wiring.sinks[k].clone()))
-    .with_max_future(s.max_future);
+    .with_max_future(s.max_future)
+    .with_arrivals(Arc::clone(wiring.arrivals));
     if let Some(state) = &resumed {
         ctx = ctx.restored(state);
     }
