@@ -2,7 +2,7 @@
 //! whatever the number of rules, each reading (taken at QoS 1 from the Mosquitto on
 //! 127.0.0.1:1883) handed to every rule exactly once, while a rule is paused and resumed (it
 //! goes on from its checkpoint, with the readings sent meanwhile), a new rule joins (from the
-//! readings that follow), and the service restarts.
+//! readings that follow), the service restarts, and it restarts with the source defined anew.
 
 mod common;
 
@@ -220,5 +220,22 @@ async fn rules_reading_one_source_share_one_connection_and_each_reads_every_read
         Some(1.0),
         "{text}"
     );
+    service.stop();
+
+    // The source's definition changed while the service was down (its messages now come
+    // through another log): the rules go on, from what the new connection receives, the
+    // readings sent meanwhile included (the broker kept the session).
+    let catalog = std::fs::read_to_string(dir.path().join("catalog.sql")).expect("catalog");
+    std::fs::write(
+        dir.path().join("catalog.sql"),
+        catalog.replace("qos = 1,", "qos = 1, linger = '7ms',"),
+    )
+    .expect("catalog");
+    publish(&publisher, &topic, 700..800).await;
+    let service = Service::start(dir.path());
+    publish(&publisher, &topic, 800..900).await;
+    wait_for(dir.path(), "every.jsonl", &exactly(start..900));
+    wait_for(dir.path(), "even.jsonl", &evens(900));
+    wait_for(dir.path(), "later.jsonl", &exactly(400..900));
     service.stop();
 }

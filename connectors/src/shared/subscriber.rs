@@ -19,7 +19,9 @@ use crate::mqtt::MqttSource;
 /// Where a rule is in a shared source's log: what its checkpoint records.
 #[derive(Debug, Serialize, Deserialize)]
 struct SharedPosition {
-    /// The offset in the shared ingest log of the first message not yet handed on.
+    /// Which log: the source's key (its name and a hash of its definition).
+    log: String,
+    /// The offset in that log of the first message not yet handed on.
     shared_log: u64,
 }
 
@@ -44,9 +46,12 @@ impl Drop for Joined {
     }
 }
 
-fn position(offset: u64) -> Result<serde_json::Value, ConnectorError> {
-    serde_json::to_value(SharedPosition { shared_log: offset })
-        .map_err(|e| ConnectorError::fatal(e.to_string()))
+fn position(log: &str, offset: u64) -> Result<serde_json::Value, ConnectorError> {
+    serde_json::to_value(SharedPosition {
+        log: log.to_string(),
+        shared_log: offset,
+    })
+    .map_err(|e| ConnectorError::fatal(e.to_string()))
 }
 
 #[async_trait]
@@ -60,15 +65,22 @@ impl Source for SharedSubscriber {
 
     async fn run(mut self: Box<Self>, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
         let at = match ctx.resume_from() {
-            Some(p) => Some(
-                serde_json::from_value::<SharedPosition>(p.clone())
-                    .map_err(|_| {
-                        ConnectorError::fatal(format!(
-                            "the checkpoint's position {p} is not a position in a shared source's log"
-                        ))
-                    })?
-                    .shared_log,
-            ),
+            Some(p) => {
+                let at = serde_json::from_value::<SharedPosition>(p.clone()).map_err(|_| {
+                    ConnectorError::fatal(format!(
+                        "the checkpoint's position {p} is not a position in a shared source's log"
+                    ))
+                })?;
+                if at.log == self.key {
+                    Some(at.shared_log)
+                } else {
+                    // The source's definition changed (another broker, topic or format): its
+                    // messages come through another log, begun when the new definition first
+                    // ran, read from its beginning.
+                    warn!(source = %ctx.name(), "the source's definition changed since the checkpoint: reading what its new connection has received");
+                    Some(0)
+                }
+            }
             None => None,
         };
         let for_hub = self
@@ -86,7 +98,7 @@ impl Source for SharedSubscriber {
         let joined = Joined { hub, id };
         // The rule is at `at` from now on, whether or not anything arrives before its next
         // checkpoint: a rule stopped before then goes on from here, missing nothing.
-        ctx.flush_from(position(at)?).await?;
+        ctx.flush_from(position(&self.key, at)?).await?;
         self.read(&joined, at, ctx).await
     }
 }
@@ -115,7 +127,7 @@ impl SharedSubscriber {
                         for r in &decoded.rejected {
                             ctx.dead_letter(&r.origin, &r.payload, &r.reason);
                         }
-                        let p = position(decoded.end)?;
+                        let p = position(&self.key, decoded.end)?;
                         match &decoded.batch {
                             Some(b) => ctx.send_from(b.clone(), Some(p)).await?,
                             None => ctx.flush_from(p).await?,
@@ -136,7 +148,7 @@ impl SharedSubscriber {
                         let messages: Vec<Message> = records.iter().map(Message::from).collect();
                         self.own
                             .rows
-                            .hand_on(&messages, Some(position(records.end)?), ctx)
+                            .hand_on(&messages, Some(position(&self.key, records.end)?), ctx)
                             .await?;
                         at = records.end;
                     }
