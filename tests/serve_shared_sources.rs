@@ -239,3 +239,69 @@ async fn rules_reading_one_source_share_one_connection_and_each_reads_every_read
     wait_for(dir.path(), "later.jsonl", &exactly(400..900));
     service.stop();
 }
+
+/// Two rules over one AMQP catalog source would split its queue's messages between them: the
+/// second is refused, shown failed with the reason, and runs once the first is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_rule_on_one_queue_is_refused_rather_than_given_half_its_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = std::process::id();
+    common::service::prepare(
+        dir.path(),
+        &format!(
+            "CREATE SOURCE readings (device_id TEXT, seq BIGINT)
+               WITH (connector = 'amqp', url = 'amqp://guest:guest@127.0.0.1:5672/%2f',
+                     queue = 'eddy-serve-exclusive-{id}');
+             CREATE SINK first_out WITH (connector = 'file', path = 'first.jsonl');
+             CREATE SINK second_out WITH (connector = 'file', path = 'second.jsonl');
+"
+        ),
+    );
+    let service = Service::start(dir.path());
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: service.url.clone(),
+    };
+    create(
+        &client,
+        "first",
+        "INSERT INTO first_out SELECT device_id, seq FROM readings;",
+    )
+    .await;
+    create(
+        &client,
+        "second",
+        "INSERT INTO second_out SELECT device_id, seq FROM readings;",
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let (_, body) = client.send(Method::GET, "/api/rules/second", None).await;
+        if body["state"] == "failed" {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second rule still runs: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let why = refused["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("read by another rule") && why.contains("queue"),
+        "{refused}"
+    );
+    let (_, first) = client.send(Method::GET, "/api/rules/first", None).await;
+    assert_eq!(first["state"], "running", "{first}");
+
+    let (status, _) = client.send(Method::DELETE, "/api/rules/first", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        post(&client, "/api/rules/second/resume").await["state"],
+        "running"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, second) = client.send(Method::GET, "/api/rules/second", None).await;
+    assert_eq!(second["state"], "running", "{second}");
+    service.stop();
+}

@@ -9,6 +9,7 @@
 //! [`registry`] gives the connectors with this `mqtt` source, and the [`SharedSources`] that
 //! keep the hubs, under a directory of their own (each hub's ingest log in `DIR/NAME-HASH`).
 
+mod exclusive;
 pub mod hub;
 mod subscriber;
 
@@ -30,6 +31,8 @@ type Running = (Arc<Hub>, JoinHandle<()>);
 pub struct SharedSources {
     dir: PathBuf,
     hubs: tokio::sync::Mutex<HashMap<String, Running>>,
+    /// The sources that only one rule at a time may read, being read.
+    exclusive: exclusive::Readers,
 }
 
 impl SharedSources {
@@ -38,6 +41,7 @@ impl SharedSources {
         Arc::new(Self {
             dir,
             hubs: tokio::sync::Mutex::new(HashMap::new()),
+            exclusive: exclusive::Readers::default(),
         })
     }
 
@@ -80,16 +84,42 @@ impl SharedSources {
     }
 }
 
-/// The connectors of [`crate::registry`], with MQTT sources shared through `shared`.
+/// What makes a connector's source.
+type Create = fn(&SourceSpec) -> Result<Box<dyn Source>, OptionError>;
+
+/// The connectors of [`crate::registry`], with MQTT sources shared through `shared`, and the
+/// sources whose broker splits messages between consumers (an AMQP queue, a JetStream durable
+/// consumer, a Kafka consumer group) read by one rule at a time.
 pub fn registry(shared: &Arc<SharedSources>) -> ConnectorRegistry {
     let mut r = crate::registry();
-    let shared = Arc::clone(shared);
+    let to_mqtt = Arc::clone(shared);
     r.register_source("mqtt", move |spec| {
         Ok(Box::new(subscriber::SharedSubscriber::new(
             spec,
-            Arc::clone(&shared),
+            Arc::clone(&to_mqtt),
         )?) as Box<dyn Source>)
     });
+    let kinds: [(&str, Create); 3] = [
+        ("amqp", crate::amqp::AmqpSource::create),
+        ("kafka", crate::kafka::KafkaSource::create),
+        ("nats", crate::nats::NatsSource::create),
+    ];
+    for (kind, create) in kinds {
+        let readers = shared.exclusive.clone();
+        r.register_source(kind, move |spec| {
+            let source = create(spec)?;
+            // A plain NATS subscription hands every message to every subscriber.
+            if kind == "nats" && spec.options.get("jetstream") == Some("false") {
+                return Ok(source);
+            }
+            Ok(Box::new(exclusive::Exclusive::new(
+                kind,
+                exclusive::consumer(kind, spec),
+                source,
+                readers.clone(),
+            )) as Box<dyn Source>)
+        });
+    }
     r
 }
 
