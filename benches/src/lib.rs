@@ -238,6 +238,24 @@ pub fn host_port(address: &str) -> anyhow::Result<(String, u16)> {
         .ok_or_else(|| anyhow::anyhow!("'{address}' is not host:port"))
 }
 
+/// A process the harness started (`eddy`), killed and waited for when dropped, whatever
+/// happened to the measurement.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The wall clock, in milliseconds since the epoch (as readings are stamped).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,11 +11,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use eddy_benches::{Killed, now_ms};
 use eddy_connectors::mqtt::EmbeddedBroker;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
@@ -73,22 +74,6 @@ fn rss(pid: u32) -> Option<u64> {
         .parse()
         .ok()?;
     Some(kb * 1024)
-}
-
-/// Kills eddy when the measurement ends, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[tokio::main]
@@ -211,7 +196,7 @@ GROUP BY device_id, window_start, window_end;
         .with_context(|| format!("cannot start {}", eddy.display()))?;
     let stderr = child.stderr.take().context("stderr")?;
     let pid = child.id();
-    let running = Running(child);
+    let running = Killed(child);
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

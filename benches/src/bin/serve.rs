@@ -9,11 +9,12 @@
 //! catalog source with a kept session, so the broker drops none.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use eddy_benches::{Killed, now_ms};
 use eddy_connectors::mqtt::EmbeddedBroker;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::{Value, json};
@@ -50,22 +51,6 @@ struct Args {
     /// An MQTT broker to use (host:port) instead of the embedded one.
     #[arg(long)]
     broker: Option<String>,
-}
-
-/// Stops the service when the measurement ends, whatever happened.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 struct Api {
@@ -204,7 +189,7 @@ CREATE SINK alerts WITH (connector = 'file', path = 'alerts.jsonl');
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("cannot start {}", eddy.display()))?;
-    let _running = Running(child);
+    let _running = Killed(child);
     let api = Api {
         http: reqwest::Client::new(),
         url: format!("http://127.0.0.1:{http_port}"),

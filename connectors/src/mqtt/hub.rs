@@ -15,9 +15,10 @@ use super::acks::{LogIntake, MqttAcks, Redeliveries};
 use super::event_loop::Status;
 use super::source::MqttSource;
 use crate::ingest_log::intake::{self, Backlog};
+use crate::ingest_log::read_back::log_error;
 use crate::ingest_log::{self as log, LogError, LogReader};
 use crate::messages::Message;
-use crate::shared::hub::{self, Decoded, Hub, Rejected};
+use crate::shared::hub::{Decoded, Hub, Rejected};
 
 impl MqttSource {
     /// Connects and starts feeding a hub whose ingest log is in `log_dir`, decoding from `start`
@@ -70,7 +71,8 @@ impl MqttSource {
             status,
         };
         let task = tokio::spawn(async move {
-            let result = feeding.run().await;
+            let name = feeding.hub.name.clone();
+            feeding.run().await;
             // The writer acknowledges what it has synced, then the connection closes after
             // those acknowledgements.
             writer_stop.cancel();
@@ -83,15 +85,9 @@ impl MqttSource {
                 writer.abort();
             }
             stop.disconnect().await;
-            info!(source = %name_of(&result), "shared connection closed");
+            info!(source = %name, "shared connection closed");
         });
         Ok((hub, task))
-    }
-}
-
-fn name_of(result: &Result<String, String>) -> &str {
-    match result {
-        Ok(n) | Err(n) => n,
     }
 }
 
@@ -105,24 +101,17 @@ struct Feeding {
 }
 
 impl Feeding {
-    /// Decodes what is synced and publishes it until stopped; a failure fails the hub. Returns
-    /// the source's name, for the log.
-    async fn run(mut self) -> Result<String, String> {
-        let name = self.hub.name.clone();
-        match self.feed().await {
-            Ok(()) => Ok(name),
-            Err(e) => {
-                warn!(source = %name, "the shared connection failed: {e}");
-                self.hub.fail(e.to_string());
-                Err(name)
-            }
+    /// Decodes what is synced and publishes it until stopped; a failure fails the hub.
+    async fn run(mut self) {
+        if let Err(e) = self.feed().await {
+            warn!(source = %self.hub.name, "the shared connection failed: {e}");
+            self.hub.fail(e.to_string());
         }
     }
 
     async fn feed(&mut self) -> Result<(), ConnectorError> {
         let mut floor = self.hub.floor();
         let stop = self.hub.stop.clone();
-        let mut connected_before = false;
         loop {
             loop {
                 let upto = *self.synced.borrow_and_update();
@@ -134,7 +123,9 @@ impl Feeding {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(()),
-                Some(s) = self.status.recv() => self.note(s, &mut connected_before)?,
+                Some(s) = self.status.recv() => {
+                    self.source.note_status_of(s, &self.hub.name, &self.hub.reconnects)?;
+                }
                 moved = floor.changed() => {
                     if moved.is_ok() {
                         let offset = *floor.borrow_and_update();
@@ -182,36 +173,4 @@ impl Feeding {
         });
         Ok(())
     }
-
-    fn note(&mut self, status: Status, connected_before: &mut bool) -> Result<(), ConnectorError> {
-        let (name, address, topic) = (
-            &self.hub.name,
-            &self.source.connection.address,
-            &self.source.topic,
-        );
-        match status {
-            Status::Connected { .. } if *connected_before => {
-                let n = hub::reconnected(&self.hub);
-                info!(source = %name, "reconnected to {address} ({n} reconnects so far)");
-            }
-            Status::Connected { .. } => {
-                info!(source = %name, "connected to {address} (shared by the rules that read it)");
-                *connected_before = true;
-            }
-            Status::Subscribed => info!(source = %name, "subscribed to {topic}"),
-            Status::Refused => {
-                return Err(ConnectorError::fatal(format!(
-                    "the broker at {address} refused the subscription to {topic}"
-                )));
-            }
-            Status::Failed(e, delay) => {
-                warn!(source = %name, "cannot reach the broker at {address}: {e}; retrying in {delay:.1?}");
-            }
-        }
-        Ok(())
-    }
-}
-
-fn log_error(e: LogError) -> ConnectorError {
-    ConnectorError::fatal(e.to_string())
 }

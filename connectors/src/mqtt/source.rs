@@ -262,25 +262,35 @@ impl MqttSource {
     /// Logs a change of the connection's state and counts reconnects; fails when the broker
     /// refused the subscription. `true` when the connection failed.
     fn note_status(&mut self, status: Status, ctx: &SourceContext) -> Result<bool, ConnectorError> {
+        self.note_status_of(status, ctx.name(), &ctx.metrics().reconnects)
+    }
+
+    /// [`Self::note_status`] for source `name`, whose reconnects `reconnects` counts.
+    pub(super) fn note_status_of(
+        &mut self,
+        status: Status,
+        name: &str,
+        reconnects: &std::sync::atomic::AtomicU64,
+    ) -> Result<bool, ConnectorError> {
         let address = &self.connection.address;
         let topic = &self.topic;
         match status {
             Status::Connected { .. } if self.connected_before => {
-                let n = ctx.metrics().reconnects.fetch_add(1, Ordering::Relaxed) + 1;
-                info!(source = %ctx.name(), "reconnected to {address} ({n} reconnects so far)");
+                let n = reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+                info!(source = %name, "reconnected to {address} ({n} reconnects so far)");
             }
             Status::Connected { .. } => {
-                info!(source = %ctx.name(), "connected to {address}");
+                info!(source = %name, "connected to {address}");
                 self.connected_before = true;
             }
-            Status::Subscribed => info!(source = %ctx.name(), "subscribed to {topic}"),
+            Status::Subscribed => info!(source = %name, "subscribed to {topic}"),
             Status::Refused => {
                 return Err(ConnectorError::fatal(format!(
                     "the broker at {address} refused the subscription to {topic}"
                 )));
             }
             Status::Failed(e, delay) => {
-                warn!(source = %ctx.name(), "cannot reach the broker at {address}: {e}; retrying in {delay:.1?}");
+                warn!(source = %name, "cannot reach the broker at {address}: {e}; retrying in {delay:.1?}");
                 return Ok(true);
             }
         }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use arrow::array::RecordBatch;
 use tokio::sync::watch;
@@ -221,11 +221,6 @@ impl Hub {
             None => Next::Read(s.decoded),
         }
     }
-}
-
-/// Counts a reconnection.
-pub fn reconnected(hub: &Hub) -> u64 {
-    hub.reconnects.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::SharedSources;
 use super::hub::{Hub, Next};
 use crate::checkpoints::Covered;
 use crate::ingest_log::LogReader;
+use crate::ingest_log::read_back::log_error;
 use crate::messages::Message;
 use crate::mqtt::MqttSource;
 
@@ -137,14 +138,13 @@ impl SharedSubscriber {
                     Next::Read(upto) => {
                         let r = match &mut reader {
                             Some(r) if r.position() == at => r,
-                            _ => reader.insert(
-                                LogReader::open(&hub.log_dir, at)
-                                    .map_err(|e| ConnectorError::fatal(e.to_string()))?,
-                            ),
+                            _ => {
+                                reader.insert(LogReader::open(&hub.log_dir, at).map_err(log_error)?)
+                            }
                         };
                         let records = r
                             .read(upto, self.own.config.batch_size)
-                            .map_err(|e| ConnectorError::fatal(e.to_string()))?;
+                            .map_err(log_error)?;
                         let messages: Vec<Message> = records.iter().map(Message::from).collect();
                         self.own
                             .rows
