@@ -1,8 +1,9 @@
-//! Rules of `eddy serve` that read one catalog source share its connection: one MQTT client,
-//! whatever the number of rules, each reading (taken at QoS 1 from the Mosquitto on
-//! 127.0.0.1:1883) handed to every rule exactly once, while a rule is paused and resumed (it
-//! goes on from its checkpoint, with the readings sent meanwhile), a new rule joins (from the
-//! readings that follow), the service restarts, and it restarts with the source defined anew.
+//! Rules of `eddy serve` that read one catalog source share its connection: one MQTT client (or
+//! one consumer of an AMQP queue), whatever the number of rules, each reading (taken at QoS 1
+//! from the Mosquitto on 127.0.0.1:1883, or from RabbitMQ on 127.0.0.1:5672) handed to every rule
+//! exactly once, while a rule is paused and resumed (it goes on from its checkpoint, with the
+//! readings sent meanwhile), a new rule joins (from the readings that follow), the service
+//! restarts, and it restarts with the source defined anew.
 
 mod common;
 
@@ -240,20 +241,77 @@ async fn rules_reading_one_source_share_one_connection_and_each_reads_every_read
     service.stop();
 }
 
-/// Two rules over one AMQP catalog source would split its queue's messages between them: the
-/// second is refused, shown failed with the reason, and runs once the first is gone.
+async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!("RabbitMQ must listen on 127.0.0.1:5672 (rabbitmq-server -detached): {e}")
+    });
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    (connection, channel)
+}
+
+/// Sends readings `seqs` to `queue` through the default exchange, confirmed by the broker.
+async fn send_to_queue(channel: &lapin::Channel, queue: &str, seqs: std::ops::Range<i64>) {
+    for seq in seqs {
+        let payload = json!({"device_id": format!("d-{}", seq % 7), "seq": seq}).to_string();
+        channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                lapin::options::BasicPublishOptions::default(),
+                payload.as_bytes(),
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("published")
+            .await
+            .expect("confirmed");
+    }
+}
+
+/// Rules over one AMQP catalog source share one consumer of its queue: each rule has every
+/// message once (two consumers would split them), through a pause and a restart; a paused rule's
+/// position is held in the source's log directory; a rule that reads the same queue through a
+/// source declared otherwise is refused, with the reason, instead of taking half the messages.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_second_rule_on_one_queue_is_refused_rather_than_given_half_its_messages() {
+async fn rules_reading_one_queue_share_one_consumer_and_each_reads_every_message_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let id = std::process::id();
+    let queue = format!("eddy-serve-shared-{id}");
+    let (_connection, channel) = amqp_channel().await;
+    let _ = channel
+        .queue_delete(
+            queue.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await;
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("queue declared");
+    let amqp = "connector = 'amqp', url = 'amqp://guest:guest@127.0.0.1:5672/%2f'";
     common::service::prepare(
         dir.path(),
         &format!(
-            "CREATE SOURCE readings (device_id TEXT, seq BIGINT)
-               WITH (connector = 'amqp', url = 'amqp://guest:guest@127.0.0.1:5672/%2f',
-                     queue = 'eddy-serve-exclusive-{id}');
-             CREATE SINK first_out WITH (connector = 'file', path = 'first.jsonl');
-             CREATE SINK second_out WITH (connector = 'file', path = 'second.jsonl');
+            "CREATE SOURCE readings (device_id TEXT, seq BIGINT) WITH ({amqp}, queue = '{queue}');
+             CREATE SINK every_out WITH (connector = 'file', path = 'every.jsonl');
+             CREATE SINK even_out WITH (connector = 'file', path = 'even.jsonl');
+             CREATE SINK other_out WITH (connector = 'file', path = 'other.jsonl');
 "
         ),
     );
@@ -264,44 +322,102 @@ async fn a_second_rule_on_one_queue_is_refused_rather_than_given_half_its_messag
     };
     create(
         &client,
-        "first",
-        "INSERT INTO first_out SELECT device_id, seq FROM readings;",
+        "every",
+        "INSERT INTO every_out SELECT device_id, seq FROM readings;",
     )
     .await;
     create(
         &client,
-        "second",
-        "INSERT INTO second_out SELECT device_id, seq FROM readings;",
+        "even",
+        "INSERT INTO even_out SELECT device_id, seq FROM readings WHERE seq % 2 = 0;",
+    )
+    .await;
+
+    // Each rule reads from where the consumer is when it joins: readings until both take them.
+    let mut next = 0;
+    let firsts = loop {
+        let firsts =
+            ["every.jsonl", "even.jsonl"].map(|f| seen(dir.path(), f).keys().next().copied());
+        if let [Some(every), Some(even)] = firsts {
+            break [every, even];
+        }
+        assert!(next < 300, "the rules take no reading");
+        send_to_queue(&channel, &queue, next..next + 2).await;
+        next += 2;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let [start, even_start] = firsts;
+    let evens = |upto: i64| exactly((even_start..upto).filter(|s| s % 2 == 0));
+    send_to_queue(&channel, &queue, next..300).await;
+    wait_for(dir.path(), "every.jsonl", &exactly(start..300));
+    wait_for(dir.path(), "even.jsonl", &evens(300));
+    let text = metrics(&client).await;
+    assert_eq!(
+        common::service::metric(&text, "eddy_shared_source_connections", &[]),
+        Some(1.0),
+        "{text}"
+    );
+
+    // The same queue through a source of another definition: a second consumer; refused.
+    create(
+        &client,
+        "other",
+        &format!(
+            "CREATE SOURCE own (device_id TEXT, seq BIGINT)
+               WITH ({amqp}, queue = '{queue}', linger = '7ms');
+             INSERT INTO other_out SELECT device_id, seq FROM own;"
+        ),
     )
     .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let refused = loop {
-        let (_, body) = client.send(Method::GET, "/api/rules/second", None).await;
+        let (_, body) = client.send(Method::GET, "/api/rules/other", None).await;
         if body["state"] == "failed" {
             break body;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the second rule still runs: {body}"
+            "the rule reading the queue otherwise runs: {body}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let why = refused["error"].as_str().unwrap_or_default();
     assert!(
-        why.contains("read by another rule") && why.contains("queue"),
+        why.contains("split its messages") && why.contains(&queue),
         "{refused}"
     );
-    let (_, first) = client.send(Method::GET, "/api/rules/first", None).await;
-    assert_eq!(first["state"], "running", "{first}");
-
-    let (status, _) = client.send(Method::DELETE, "/api/rules/first", None).await;
+    let (status, _) = client.send(Method::DELETE, "/api/rules/other", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Paused, a rule's position is held in the source's log directory; resumed, it reads what
+    // it missed.
     assert_eq!(
-        post(&client, "/api/rules/second/resume").await["state"],
+        post(&client, "/api/rules/even/pause").await["state"],
+        "paused"
+    );
+    send_to_queue(&channel, &queue, 300..400).await;
+    wait_for(dir.path(), "every.jsonl", &exactly(start..400));
+    let held: Vec<String> = std::fs::read_dir(dir.path().join("state/sources"))
+        .expect("the shared sources' logs")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("held.json")).ok())
+        .collect();
+    assert!(
+        held.iter().any(|h| h.contains("even")),
+        "no position held for the paused rule: {held:?}"
+    );
+    assert_eq!(
+        post(&client, "/api/rules/even/resume").await["state"],
         "running"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, second) = client.send(Method::GET, "/api/rules/second", None).await;
-    assert_eq!(second["state"], "running", "{second}");
+    wait_for(dir.path(), "even.jsonl", &evens(400));
+
+    // Restarted, with messages queued meanwhile: each rule goes on from its checkpoint.
+    service.stop();
+    send_to_queue(&channel, &queue, 400..500).await;
+    let service = Service::start(dir.path());
+    send_to_queue(&channel, &queue, 500..600).await;
+    wait_for(dir.path(), "every.jsonl", &exactly(start..600));
+    wait_for(dir.path(), "even.jsonl", &evens(600));
+    assert!(seen(dir.path(), "other.jsonl").is_empty());
     service.stop();
 }

@@ -445,6 +445,8 @@ impl Rules {
         if state.exists() {
             let _ = std::fs::remove_dir_all(&state);
         }
+        // The shared sources hold the log for it no longer.
+        self.shared.release(&state).await;
         let version = rule.current().version;
         self.commit(&inner.catalog, who, "delete", name, Some(version), None)
     }

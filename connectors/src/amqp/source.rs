@@ -9,8 +9,9 @@
 //! taken twice. Without `--state-dir`, each batch is acknowledged once handed on.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use eddy_engine::hash::{fnv1a, fnv1a_of};
@@ -25,8 +26,10 @@ use super::consume::{self, CurrentChannel, Delivered, Status, Token, Topology};
 use super::{check_url, exchange_kind, shown_address};
 use crate::format::{self, DecodeOptions};
 use crate::ingest_log::intake::{Acknowledge, Entry, ToLog};
-use crate::ingest_log::read_back::{OpenLog, ReadsBack, ingest_log_dir};
+use crate::ingest_log::read_back::{OpenLog, ReadsBack, ingest_log_dir, log_error};
+use crate::ingest_log::{self, OpenedLog};
 use crate::messages::{Message, MessageRows, Origins, origin_column};
+use crate::shared::feed::{Connected, Feeds};
 
 pub struct AmqpSource {
     name: String,
@@ -40,6 +43,11 @@ const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl AmqpSource {
     pub fn create(spec: &SourceSpec) -> Result<Box<dyn Source>, OptionError> {
+        Ok(Box::new(Self::new(spec)?))
+    }
+
+    /// The source `spec` declares.
+    pub fn new(spec: &SourceSpec) -> Result<Self, OptionError> {
         let (options, paths) = format::take_column_paths(spec.options, spec.schema);
         let config: AmqpSourceConfig = options.deserialize()?;
         check_url(&config.url)?;
@@ -87,12 +95,12 @@ impl AmqpSource {
             ..Default::default()
         };
         let rows = MessageRows::new(spec.schema, origins, &decode)?;
-        Ok(Box::new(Self {
+        Ok(Self {
             name: spec.name.to_string(),
             config,
             topology,
             rows,
-        }))
+        })
     }
 
     /// The connection's task: deliveries to `deliver`, its changes of state, the current channel.
@@ -122,17 +130,27 @@ impl AmqpSource {
     /// Logs a change of the connection's state and counts reconnects; fails when the broker
     /// refused the topology.
     fn note_status(&self, status: Status, ctx: &SourceContext) -> Result<(), ConnectorError> {
+        self.note_status_of(status, ctx.name(), &ctx.metrics().reconnects)
+    }
+
+    /// [`Self::note_status`] for source `name`, whose reconnects `reconnects` counts.
+    fn note_status_of(
+        &self,
+        status: Status,
+        name: &str,
+        reconnects: &AtomicU64,
+    ) -> Result<(), ConnectorError> {
         let address = shown_address(&self.config.url);
         match status {
             Status::Connected { reconnected: true } => {
-                let n = ctx.metrics().reconnects.fetch_add(1, Ordering::Relaxed) + 1;
-                info!(source = %self.name, "reconnected to {address} ({n} reconnects so far)");
+                let n = reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+                info!(source = %name, "reconnected to {address} ({n} reconnects so far)");
             }
             Status::Connected { reconnected: false } => {
-                info!(source = %self.name, "consuming queue {} at {address}", self.config.queue);
+                info!(source = %name, "consuming queue {} at {address}", self.config.queue);
             }
             Status::Failed(e, delay) => {
-                warn!(source = %self.name, "{e}; connecting again in {delay:.1?}");
+                warn!(source = %name, "{e}; connecting again in {delay:.1?}");
             }
             Status::Refused(e) => {
                 return Err(ConnectorError::fatal(format!(
@@ -141,6 +159,11 @@ impl AmqpSource {
             }
         }
         Ok(())
+    }
+
+    /// Remembers as many of the newest messages as can be sent again.
+    fn recent_messages(&self) -> RecentMessages {
+        RecentMessages::new(usize::from(self.config.prefetch) * 4)
     }
 
     /// Without a state directory: each batch acknowledged once handed on.
@@ -217,32 +240,13 @@ impl AmqpSource {
         ctx: &mut SourceContext,
         dir: PathBuf,
     ) -> Result<(), ConnectorError> {
-        let mut recent = RecentMessages::new(usize::from(self.config.prefetch) * 4);
+        let mut recent = self.recent_messages();
         let log = OpenLog::open(dir, "AMQP", ctx, |r| {
             recent.note(message_hash(r.origin, r.payload))
         })?;
         let (to_log, queue) = mpsc::unbounded_channel();
-        let source = self.name.clone();
-        let deliver = move |d: Delivered| {
-            let hash = message_hash(&d.routing_key, &d.payload);
-            let queued = if d.redelivered && recent.contains(hash) {
-                debug!(source = %source, "a message sent again is in the ingest log already: acknowledged, not taken twice");
-                ToLog::AckOnly(d.token)
-            } else {
-                recent.note(hash);
-                ToLog::Append(Entry {
-                    id: 0,
-                    received: d.received,
-                    origin: d.routing_key,
-                    payload: d.payload,
-                    ack: Some(d.token),
-                })
-            };
-            // Once the writer has stopped, what arrives is not acknowledged: the broker sends
-            // it again.
-            let _ = to_log.send(queued);
-        };
         let stop = CancellationToken::new();
+        let deliver = to_log_deliveries(self.name.clone(), recent, to_log);
         let (mut task, mut status, channel) = self.consume(deliver, stop.clone());
         let mut run = log.start(
             queue,
@@ -265,9 +269,95 @@ impl AmqpSource {
     }
 }
 
+/// Queues each delivery for the ingest log's writer; a delivery the broker sends again that
+/// `recent` shows is in the log already is only acknowledged.
+fn to_log_deliveries(
+    source: String,
+    mut recent: RecentMessages,
+    to_log: mpsc::UnboundedSender<ToLog<Token>>,
+) -> impl FnMut(Delivered) + Send + 'static {
+    move |d: Delivered| {
+        let hash = message_hash(&d.routing_key, &d.payload);
+        let queued = if d.redelivered && recent.contains(hash) {
+            debug!(source = %source, "a message sent again is in the ingest log already: acknowledged, not taken twice");
+            ToLog::AckOnly(d.token)
+        } else {
+            recent.note(hash);
+            ToLog::Append(Entry {
+                id: 0,
+                received: d.received,
+                origin: d.routing_key,
+                payload: d.payload,
+                ack: Some(d.token),
+            })
+        };
+        // Once the writer has stopped, what arrives is not acknowledged: the broker sends it
+        // again.
+        let _ = to_log.send(queued);
+    }
+}
+
+impl Feeds for AmqpSource {
+    type Status = Status;
+    type Acks = AmqpAcks;
+    type Seen = RecentMessages;
+
+    fn open_log(&mut self, dir: &Path) -> Result<(OpenedLog, RecentMessages), ConnectorError> {
+        let mut recent = self.recent_messages();
+        let opened = ingest_log::open(dir, |r| recent.note(message_hash(r.origin, r.payload)))
+            .map_err(log_error)?;
+        Ok((opened, recent))
+    }
+
+    fn connect(
+        &mut self,
+        recent: RecentMessages,
+        to_log: mpsc::UnboundedSender<ToLog<Token>>,
+    ) -> Result<Connected<AmqpAcks, Status>, ConnectorError> {
+        let stop = CancellationToken::new();
+        let deliver = to_log_deliveries(self.name.clone(), recent, to_log);
+        let (mut task, status, channel) = self.consume(deliver, stop.clone());
+        Ok(Connected {
+            acks: AmqpAcks(channel),
+            status,
+            close: Box::pin(async move {
+                stop.cancel();
+                if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
+                    task.abort();
+                }
+            }),
+        })
+    }
+
+    fn on_status(
+        &mut self,
+        status: Status,
+        name: &str,
+        reconnects: &AtomicU64,
+    ) -> Result<(), ConnectorError> {
+        self.note_status_of(status, name, reconnects)
+    }
+
+    fn rows(&mut self) -> &mut MessageRows {
+        &mut self.rows
+    }
+
+    fn batch_size(&self) -> usize {
+        self.config.batch_size
+    }
+
+    fn linger(&self) -> Duration {
+        self.config.linger
+    }
+
+    fn max_log_bytes(&self) -> u64 {
+        self.config.max_log_bytes as u64
+    }
+}
+
 /// Acknowledges a group with one `basic.ack` (`multiple`) of its newest delivery on the current
 /// connection; deliveries of a connection since lost are the broker's to send again.
-struct AmqpAcks(watch::Receiver<CurrentChannel>);
+pub struct AmqpAcks(watch::Receiver<CurrentChannel>);
 
 impl Acknowledge for AmqpAcks {
     type Token = Token;
@@ -302,7 +392,7 @@ fn message_hash(routing_key: &[u8], payload: &[u8]) -> u64 {
 
 /// Hashes of the newest messages logged: a redelivered message is one of the messages the broker
 /// had sent and not had acknowledged, at most `prefetch` of them, all among the newest logged.
-struct RecentMessages {
+pub struct RecentMessages {
     order: VecDeque<u64>,
     counts: HashMap<u64, u32>,
     capacity: usize,

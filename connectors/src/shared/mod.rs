@@ -10,6 +10,7 @@
 //! keep the hubs, under a directory of their own (each hub's ingest log in `DIR/NAME-HASH`).
 
 mod exclusive;
+pub mod feed;
 pub mod hub;
 mod subscriber;
 
@@ -19,18 +20,16 @@ use std::sync::Arc;
 
 use eddy_engine::connector::{ConnectorRegistry, SourceSpec};
 use eddy_engine::{ConnectorError, OptionError, Source};
-use tokio::task::JoinHandle;
 
+use crate::amqp::AmqpSource;
 use crate::mqtt::MqttSource;
+use feed::{Running, Shareable};
 use hub::Hub;
-
-/// A hub, and the task that feeds it (ends once its connection has closed).
-type Running = (Arc<Hub>, JoinHandle<()>);
 
 /// The hubs of a service, by source.
 pub struct SharedSources {
     dir: PathBuf,
-    hubs: tokio::sync::Mutex<HashMap<String, Running>>,
+    hubs: tokio::sync::Mutex<Hubs>,
     /// The sources that only one rule at a time may read, being read.
     exclusive: exclusive::Readers,
 }
@@ -40,67 +39,125 @@ impl SharedSources {
     pub fn new(dir: PathBuf) -> Arc<Self> {
         Arc::new(Self {
             dir,
-            hubs: tokio::sync::Mutex::new(HashMap::new()),
+            hubs: tokio::sync::Mutex::new(Hubs::default()),
             exclusive: exclusive::Readers::default(),
         })
     }
 
     /// The hub of source `key`, started with `source` (decoding from `at`) if it is not running.
+    /// A source read by `consumer` is read by one hub at a time: a hub of another definition
+    /// reading it gives way if no rule reads through it, otherwise the source is refused.
     async fn hub(
         &self,
         key: &str,
+        consumer: Option<&str>,
         name: &str,
-        source: Box<MqttSource>,
+        source: Box<dyn Shareable>,
         at: Option<u64>,
     ) -> Result<Arc<Hub>, ConnectorError> {
         let mut hubs = self.hubs.lock().await;
-        if let Some((hub, _)) = hubs.get(key)
+        if let Some((hub, _)) = hubs.running.get(key)
             && !hub.failed()
         {
             return Ok(Arc::clone(hub));
         }
-        if let Some((hub, task)) = hubs.remove(key) {
-            // A failed hub has stopped feeding; its connection closes before another opens.
-            hub.stop.cancel();
-            let _ = task.await;
+        hubs.stop(key).await;
+        if let Some(consumer) = consumer {
+            if let Some(other) = hubs.consumers.get(consumer).cloned() {
+                let read = hubs
+                    .running
+                    .get(&other)
+                    .is_some_and(|(hub, _)| hub.readers() > 0);
+                if read {
+                    return Err(ConnectorError::fatal(format!(
+                        "source {name} reads {consumer}, which another rule reads through a source declared otherwise: the broker would split its messages between the two; declare the source alike in both rules (or in the catalog), or give each a {} of its own",
+                        if consumer.starts_with("amqp") { "queue" } else { "consumer" }
+                    )));
+                }
+                hubs.stop(&other).await;
+            }
+            hubs.consumers.insert(consumer.to_string(), key.to_string());
         }
         let (hub, task) = source.start_hub(name, &self.dir.join(key), at)?;
-        hubs.insert(key.to_string(), (Arc::clone(&hub), task));
+        hubs.running
+            .insert(key.to_string(), (Arc::clone(&hub), task));
         Ok(hub)
     }
 
     /// How many connections are open (one per source some rule has read since the start).
     pub async fn connections(&self) -> usize {
-        self.hubs.lock().await.len()
+        self.hubs.lock().await.running.len()
+    }
+
+    /// Lets go of the positions held for the rule whose state is under `dir` (it was deleted).
+    pub async fn release(&self, dir: &std::path::Path) {
+        let prefix = format!("{}/", dir.display());
+        for (hub, _) in self.hubs.lock().await.running.values() {
+            hub.release(&prefix);
+        }
     }
 
     /// Closes every connection (after the rules that read them have stopped).
     pub async fn stop(&self) {
-        let hubs: Vec<_> = self.hubs.lock().await.drain().collect();
-        for (_, (hub, task)) in hubs {
+        let mut hubs = self.hubs.lock().await;
+        let keys: Vec<String> = hubs.running.keys().cloned().collect();
+        for key in keys {
+            hubs.stop(&key).await;
+        }
+    }
+}
+
+/// The running hubs, by source key, and which hub reads each consumer.
+#[derive(Default)]
+struct Hubs {
+    running: HashMap<String, Running>,
+    consumers: HashMap<String, String>,
+}
+
+impl Hubs {
+    /// Stops the hub of `key`, if any: its connection closes before another opens.
+    async fn stop(&mut self, key: &str) {
+        if let Some((hub, task)) = self.running.remove(key) {
             hub.stop.cancel();
             let _ = task.await;
         }
+        self.consumers.retain(|_, k| k != key);
     }
 }
 
 /// What makes a connector's source.
 type Create = fn(&SourceSpec) -> Result<Box<dyn Source>, OptionError>;
 
-/// The connectors of [`crate::registry`], with MQTT sources shared through `shared`, and the
-/// sources whose broker splits messages between consumers (an AMQP queue, a JetStream durable
+/// The connectors of [`crate::registry`], with MQTT and AMQP sources shared through `shared`,
+/// and the other sources whose broker splits messages between consumers (a JetStream durable
 /// consumer, a Kafka consumer group) read by one rule at a time.
 pub fn registry(shared: &Arc<SharedSources>) -> ConnectorRegistry {
     let mut r = crate::registry();
     let to_mqtt = Arc::clone(shared);
     r.register_source("mqtt", move |spec| {
+        let source = |spec: &SourceSpec| {
+            MqttSource::new(spec).map(|s| Box::new(s) as Box<dyn Shareable>)
+        };
         Ok(Box::new(subscriber::SharedSubscriber::new(
             spec,
+            None,
+            source,
             Arc::clone(&to_mqtt),
         )?) as Box<dyn Source>)
     });
-    let kinds: [(&str, Create); 3] = [
-        ("amqp", crate::amqp::AmqpSource::create),
+    let to_amqp = Arc::clone(shared);
+    r.register_source("amqp", move |spec| {
+        let source = |spec: &SourceSpec| {
+            AmqpSource::new(spec).map(|s| Box::new(s) as Box<dyn Shareable>)
+        };
+        Ok(Box::new(subscriber::SharedSubscriber::new(
+            spec,
+            Some(exclusive::consumer("amqp", spec)),
+            source,
+            Arc::clone(&to_amqp),
+        )?) as Box<dyn Source>)
+    });
+    let kinds: [(&str, Create); 2] = [
         ("kafka", crate::kafka::KafkaSource::create),
         ("nats", crate::nats::NatsSource::create),
     ];
@@ -145,11 +202,18 @@ fn key(spec: &SourceSpec) -> String {
 }
 
 impl subscriber::SharedSubscriber {
-    fn new(spec: &SourceSpec, shared: Arc<SharedSources>) -> Result<Self, OptionError> {
+    /// The rule's side of the source `spec` declares, which `source` makes.
+    fn new(
+        spec: &SourceSpec,
+        consumer: Option<String>,
+        source: impl Fn(&SourceSpec) -> Result<Box<dyn Shareable>, OptionError>,
+        shared: Arc<SharedSources>,
+    ) -> Result<Self, OptionError> {
         Ok(Self {
             key: key(spec),
-            for_hub: Some(Box::new(MqttSource::new(spec)?)),
-            own: MqttSource::new(spec)?,
+            consumer,
+            for_hub: Some(source(spec)?),
+            own: source(spec)?,
             shared,
         })
     }

@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::SharedSources;
+use super::feed::Shareable;
 use super::hub::{Hub, Next};
 use crate::checkpoints::Covered;
 use crate::ingest_log::LogReader;
 use crate::ingest_log::read_back::log_error;
 use crate::messages::Message;
-use crate::mqtt::MqttSource;
 
 /// Where a rule is in a shared source's log: what its checkpoint records.
 #[derive(Debug, Serialize, Deserialize)]
@@ -28,10 +28,13 @@ struct SharedPosition {
 
 pub struct SharedSubscriber {
     pub(super) key: String,
+    /// Who the broker knows the source's reader as, when two connections reading it would split
+    /// its messages (an AMQP queue's consumers): one hub at a time may read it.
+    pub(super) consumer: Option<String>,
     /// What starts the hub, if this rule is the first to read the source.
-    pub(super) for_hub: Option<Box<MqttSource>>,
+    pub(super) for_hub: Option<Box<dyn Shareable>>,
     /// How this rule decodes what it reads from the log itself.
-    pub(super) own: MqttSource,
+    pub(super) own: Box<dyn Shareable>,
     pub(super) shared: Arc<SharedSources>,
 }
 
@@ -88,8 +91,13 @@ impl Source for SharedSubscriber {
             .for_hub
             .take()
             .ok_or_else(|| ConnectorError::fatal("the source has run already"))?;
-        let hub = self.shared.hub(&self.key, ctx.name(), for_hub, at).await?;
-        let (id, at, skipped) = hub.join(at);
+        let hub = self
+            .shared
+            .hub(&self.key, self.consumer.as_deref(), ctx.name(), for_hub, at)
+            .await?;
+        // The rule's state directory names it: its position is held there when it stops.
+        let holder = ctx.durable_dir().map(|d| d.display().to_string());
+        let (id, at, skipped) = hub.join(at, holder);
         if skipped > 0 {
             warn!(
                 source = %ctx.name(),
@@ -117,7 +125,7 @@ impl SharedSubscriber {
         let mut covered = Covered::new(ctx);
         let mut published = hub.published();
         let mut reader: Option<LogReader> = None;
-        let mut flush = tokio::time::interval(self.own.config.linger);
+        let mut flush = tokio::time::interval(self.own.linger());
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = ctx.shutdown().clone();
         loop {
@@ -143,11 +151,11 @@ impl SharedSubscriber {
                             }
                         };
                         let records = r
-                            .read(upto, self.own.config.batch_size)
+                            .read(upto, self.own.batch_size())
                             .map_err(log_error)?;
                         let messages: Vec<Message> = records.iter().map(Message::from).collect();
                         self.own
-                            .rows
+                            .rows()
                             .hand_on(&messages, Some(position(&self.key, records.end)?), ctx)
                             .await?;
                         at = records.end;
