@@ -277,38 +277,46 @@ async fn send_to_queue(channel: &lapin::Channel, queue: &str, seqs: std::ops::Ra
     }
 }
 
-/// Rules over one AMQP catalog source share one consumer of its queue: each rule has every
-/// message once (two consumers would split them), through a pause and a restart; a paused rule's
-/// position is held in the source's log directory; a rule that reads the same queue through a
-/// source declared otherwise is refused, with the reason, instead of taking half the messages.
-#[tokio::test(flavor = "multi_thread")]
-async fn rules_reading_one_queue_share_one_consumer_and_each_reads_every_message_once() {
+/// Where a test's readings are sent: a queue, or a JetStream stream's subject.
+enum Broker {
+    Amqp(lapin::Channel, String),
+    JetStream(async_nats::jetstream::Context, String),
+}
+
+impl Broker {
+    async fn send(&self, seqs: std::ops::Range<i64>) {
+        match self {
+            Broker::Amqp(channel, queue) => send_to_queue(channel, queue, seqs).await,
+            Broker::JetStream(js, subject) => {
+                let mut stored = Vec::new();
+                for seq in seqs {
+                    let payload =
+                        json!({"device_id": format!("d-{}", seq % 7), "seq": seq}).to_string();
+                    stored.push(
+                        js.publish(subject.clone(), payload.into())
+                            .await
+                            .expect("published"),
+                    );
+                }
+                for s in stored {
+                    s.await.expect("stored");
+                }
+            }
+        }
+    }
+}
+
+/// Two rules over catalog source `readings` (`source`: its connector options), fed through
+/// `broker`: each has every message once, through a pause and a restart (their one consumer
+/// shared, two would split the messages); a paused rule's position is held in the source's log
+/// directory; a rule reading the same messages through a source declared otherwise (`other`:
+/// its options, with `linger = '7ms'` added) is refused with the reason, naming `named`.
+async fn shared_by_two_rules(source: &str, broker: Broker, other: &str, named: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let id = std::process::id();
-    let queue = format!("eddy-serve-shared-{id}");
-    let (_connection, channel) = amqp_channel().await;
-    let _ = channel
-        .queue_delete(
-            queue.as_str().into(),
-            lapin::options::QueueDeleteOptions::default(),
-        )
-        .await;
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .expect("queue declared");
-    let amqp = "connector = 'amqp', url = 'amqp://guest:guest@127.0.0.1:5672/%2f'";
     common::service::prepare(
         dir.path(),
         &format!(
-            "CREATE SOURCE readings (device_id TEXT, seq BIGINT) WITH ({amqp}, queue = '{queue}');
+            "CREATE SOURCE readings (device_id TEXT, seq BIGINT) WITH ({source});
              CREATE SINK every_out WITH (connector = 'file', path = 'every.jsonl');
              CREATE SINK even_out WITH (connector = 'file', path = 'even.jsonl');
              CREATE SINK other_out WITH (connector = 'file', path = 'other.jsonl');
@@ -342,13 +350,13 @@ async fn rules_reading_one_queue_share_one_consumer_and_each_reads_every_message
             break [every, even];
         }
         assert!(next < 300, "the rules take no reading");
-        send_to_queue(&channel, &queue, next..next + 2).await;
+        broker.send(next..next + 2).await;
         next += 2;
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let [start, even_start] = firsts;
     let evens = |upto: i64| exactly((even_start..upto).filter(|s| s % 2 == 0));
-    send_to_queue(&channel, &queue, next..300).await;
+    broker.send(next..300).await;
     wait_for(dir.path(), "every.jsonl", &exactly(start..300));
     wait_for(dir.path(), "even.jsonl", &evens(300));
     let text = metrics(&client).await;
@@ -358,13 +366,12 @@ async fn rules_reading_one_queue_share_one_consumer_and_each_reads_every_message
         "{text}"
     );
 
-    // The same queue through a source of another definition: a second consumer; refused.
+    // The same messages through a source of another definition: a second consumer; refused.
     create(
         &client,
         "other",
         &format!(
-            "CREATE SOURCE own (device_id TEXT, seq BIGINT)
-               WITH ({amqp}, queue = '{queue}', linger = '7ms');
+            "CREATE SOURCE own (device_id TEXT, seq BIGINT) WITH ({other}, linger = '7ms');
              INSERT INTO other_out SELECT device_id, seq FROM own;"
         ),
     )
@@ -377,13 +384,13 @@ async fn rules_reading_one_queue_share_one_consumer_and_each_reads_every_message
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the rule reading the queue otherwise runs: {body}"
+            "the rule reading the messages otherwise runs: {body}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let why = refused["error"].as_str().unwrap_or_default();
     assert!(
-        why.contains("split its messages") && why.contains(&queue),
+        why.contains("split its messages") && why.contains(named),
         "{refused}"
     );
     let (status, _) = client.send(Method::DELETE, "/api/rules/other", None).await;
@@ -395,7 +402,7 @@ async fn rules_reading_one_queue_share_one_consumer_and_each_reads_every_message
         post(&client, "/api/rules/even/pause").await["state"],
         "paused"
     );
-    send_to_queue(&channel, &queue, 300..400).await;
+    broker.send(300..400).await;
     wait_for(dir.path(), "every.jsonl", &exactly(start..400));
     let held: Vec<String> = std::fs::read_dir(dir.path().join("state/sources"))
         .expect("the shared sources' logs")
@@ -411,13 +418,67 @@ async fn rules_reading_one_queue_share_one_consumer_and_each_reads_every_message
     );
     wait_for(dir.path(), "even.jsonl", &evens(400));
 
-    // Restarted, with messages queued meanwhile: each rule goes on from its checkpoint.
+    // Restarted, with messages sent meanwhile: each rule goes on from its checkpoint.
     service.stop();
-    send_to_queue(&channel, &queue, 400..500).await;
+    broker.send(400..500).await;
     let service = Service::start(dir.path());
-    send_to_queue(&channel, &queue, 500..600).await;
+    broker.send(500..600).await;
     wait_for(dir.path(), "every.jsonl", &exactly(start..600));
     wait_for(dir.path(), "even.jsonl", &evens(600));
     assert!(seen(dir.path(), "other.jsonl").is_empty());
     service.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_reading_one_queue_share_one_consumer_and_each_reads_every_message_once() {
+    let queue = format!("eddy-serve-shared-{}", std::process::id());
+    let (_connection, channel) = amqp_channel().await;
+    let _ = channel
+        .queue_delete(
+            queue.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await;
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("queue declared");
+    let amqp = format!(
+        "connector = 'amqp', url = 'amqp://guest:guest@127.0.0.1:5672/%2f', queue = '{queue}'"
+    );
+    shared_by_two_rules(&amqp, Broker::Amqp(channel, queue.clone()), &amqp, &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_reading_one_stream_share_one_durable_consumer_and_each_reads_every_message_once()
+{
+    let id = std::process::id();
+    let stream = format!("eddy-serve-shared-{id}");
+    let subject = format!("serve-shared-{id}.readings");
+    let client = async_nats::connect("nats://127.0.0.1:4222")
+        .await
+        .unwrap_or_else(|e| {
+            panic!("NATS with JetStream must listen on 127.0.0.1:4222 (nats-server -js): {e}")
+        });
+    let js = async_nats::jetstream::new(client);
+    let _ = js.delete_stream(&stream).await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![subject.clone()],
+        ..Default::default()
+    })
+    .await
+    .expect("stream created");
+    let nats = format!("connector = 'nats', url = 'nats://127.0.0.1:4222', stream = '{stream}'");
+    // The other rule's source asks for the catalog source's durable consumer by name.
+    let other = format!("{nats}, durable = 'eddy-readings'");
+    shared_by_two_rules(&nats, Broker::JetStream(js.clone(), subject), &other, &stream).await;
+    let _ = js.delete_stream(&stream).await;
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use eddy_engine::options::duration;
+use eddy_engine::options::{bytes, duration};
 use serde::Deserialize;
 
 use crate::format::Format;
@@ -35,6 +35,12 @@ pub struct NatsSourceConfig {
     /// again. Acknowledgements follow checkpoints, so this is longer than the checkpoint interval.
     #[serde(default = "default_ack_wait", deserialize_with = "duration")]
     pub ack_wait: Duration,
+    /// JetStream under `eddy serve`, where the rules reading the source share one consumer that
+    /// writes what it pulls to the source's ingest log and acknowledges it once synced there:
+    /// past this many bytes of the log that the rules' completed checkpoints do not cover, it
+    /// stops acknowledging (the server keeps the rest).
+    #[serde(default = "default_max_log_bytes", deserialize_with = "bytes")]
+    pub max_log_bytes: usize,
     /// Without JetStream: a queue group, so that several Eddy processes share the messages.
     pub queue: Option<String>,
     /// The user name the server authenticates (or in the URL).
@@ -109,6 +115,10 @@ fn default_true() -> bool {
 
 fn default_deliver() -> String {
     "all".into()
+}
+
+fn default_max_log_bytes() -> usize {
+    1 << 30
 }
 
 fn default_ack_wait() -> Duration {

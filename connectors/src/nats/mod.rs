@@ -3,6 +3,7 @@
 //! without JetStream's acknowledgements.
 
 pub mod config;
+mod hub;
 mod sink;
 mod source;
 
@@ -17,7 +18,7 @@ pub use source::NatsSource;
 
 /// How to reach and authenticate to the server.
 #[derive(Debug, Clone)]
-struct Server {
+pub(crate) struct Server {
     urls: Vec<String>,
     username: Option<String>,
     password: Option<String>,
@@ -70,13 +71,13 @@ impl Server {
         })
     }
 
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         self.urls.join(",")
     }
 
     /// Connects as `name`; the client reconnects by itself after that, and reports connections
     /// and disconnections on `events`.
-    async fn connect(
+    pub(crate) async fn connect(
         &self,
         name: &str,
         events: mpsc::UnboundedSender<async_nats::Event>,

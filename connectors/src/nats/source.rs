@@ -25,12 +25,12 @@ use crate::format::{self, DecodeOptions};
 use crate::messages::{Message, MessageRows, Origins, origin_column};
 
 pub struct NatsSource {
-    name: String,
-    config: NatsSourceConfig,
-    server: Server,
-    rows: MessageRows,
+    pub(super) name: String,
+    pub(super) config: NatsSourceConfig,
+    pub(super) server: Server,
+    pub(super) rows: MessageRows,
     /// The connection was lost: the next one is a reconnect.
-    connection_lost: bool,
+    pub(super) connection_lost: bool,
 }
 
 /// Where a JetStream source is: what a checkpoint records.
@@ -51,6 +51,11 @@ struct Taken {
 
 impl NatsSource {
     pub fn create(spec: &SourceSpec) -> Result<Box<dyn Source>, OptionError> {
+        Ok(Box::new(Self::new(spec)?))
+    }
+
+    /// The source `spec` declares.
+    pub fn new(spec: &SourceSpec) -> Result<Self, OptionError> {
         let (options, paths) = format::take_column_paths(spec.options, spec.schema);
         let config: NatsSourceConfig = options.deserialize()?;
         let server = Server::new(
@@ -122,20 +127,17 @@ impl NatsSource {
             ..Default::default()
         };
         let rows = MessageRows::new(spec.schema, origins, &decode)?;
-        Ok(Box::new(Self {
+        Ok(Self {
             name: spec.name.to_string(),
             config,
             server,
             rows,
             connection_lost: false,
-        }))
+        })
     }
 
-    fn durable(&self) -> String {
-        self.config
-            .durable
-            .clone()
-            .unwrap_or_else(|| format!("eddy-{}", self.name))
+    pub(super) fn durable(&self) -> String {
+        durable_name(&self.name, &self.config)
     }
 
     /// Connects, trying again with backoff until the server answers or the engine stops.
@@ -252,23 +254,7 @@ impl NatsSource {
         stream: &JetStream,
         start: DeliverPolicy,
     ) -> Result<PullConsumer, ConnectorError> {
-        let durable = self.durable();
-        if let Err(e) = stream.delete_consumer(&durable).await {
-            debug!(source = %self.name, "no consumer {durable} to replace: {e}");
-        }
-        let config = pull::Config {
-            durable_name: Some(durable.clone()),
-            deliver_policy: start,
-            ack_policy: AckPolicy::All,
-            ack_wait: self.config.ack_wait,
-            // Acknowledgements wait for checkpoints: the pulls, not this, bound what is in flight.
-            max_ack_pending: -1,
-            filter_subject: self.config.subject.clone().unwrap_or_default(),
-            ..Default::default()
-        };
-        stream.create_consumer(config).await.map_err(|e| {
-            ConnectorError::retryable(format!("cannot create the consumer {durable}: {e}"))
-        })
+        durable_consumer(&self.name, &self.config, stream, start).await
     }
 
     /// Where the consumer starts: after the checkpoint's position, else after what the durable
@@ -430,20 +416,71 @@ impl NatsSource {
     }
 
     fn on_event(&mut self, event: async_nats::Event, ctx: &SourceContext) {
-        let address = self.server.address();
-        match event {
-            // The client reports its first connection too: only one after a loss is a reconnect.
-            async_nats::Event::Connected if self.connection_lost => {
-                self.connection_lost = false;
-                let n = ctx.metrics().reconnects.fetch_add(1, Ordering::Relaxed) + 1;
-                info!(source = %self.name, "reconnected to {address} ({n} reconnects so far)");
-            }
-            async_nats::Event::Disconnected => {
-                self.connection_lost = true;
-                warn!(source = %self.name, "disconnected from {address}; reconnecting");
-            }
-            other => debug!(source = %self.name, "NATS: {other}"),
+        note_event(
+            event,
+            &self.name,
+            &self.server.address(),
+            &mut self.connection_lost,
+            &ctx.metrics().reconnects,
+        );
+    }
+}
+
+/// The durable consumer's name: `durable`, by default `eddy-SOURCE`.
+pub(super) fn durable_name(source: &str, config: &NatsSourceConfig) -> String {
+    config
+        .durable
+        .clone()
+        .unwrap_or_else(|| format!("eddy-{source}"))
+}
+
+/// Source `source`'s durable consumer of `stream`, made again to start at `start`.
+pub(super) async fn durable_consumer(
+    source: &str,
+    config: &NatsSourceConfig,
+    stream: &JetStream,
+    start: DeliverPolicy,
+) -> Result<PullConsumer, ConnectorError> {
+    let durable = durable_name(source, config);
+    if let Err(e) = stream.delete_consumer(&durable).await {
+        debug!(source = %source, "no consumer {durable} to replace: {e}");
+    }
+    let config = pull::Config {
+        durable_name: Some(durable.clone()),
+        deliver_policy: start,
+        ack_policy: AckPolicy::All,
+        ack_wait: config.ack_wait,
+        // Acknowledgements wait for checkpoints: the pulls, not this, bound what is in flight.
+        max_ack_pending: -1,
+        filter_subject: config.subject.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    stream.create_consumer(config).await.map_err(|e| {
+        ConnectorError::retryable(format!("cannot create the consumer {durable}: {e}"))
+    })
+}
+
+/// Notes a change of source `source`'s connection to `address`, counting reconnects on
+/// `reconnects`; `lost` says whether the connection was lost (the next one is a reconnect).
+pub(super) fn note_event(
+    event: async_nats::Event,
+    source: &str,
+    address: &str,
+    lost: &mut bool,
+    reconnects: &std::sync::atomic::AtomicU64,
+) {
+    match event {
+        // The client reports its first connection too: only one after a loss is a reconnect.
+        async_nats::Event::Connected if *lost => {
+            *lost = false;
+            let n = reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+            info!(source = %source, "reconnected to {address} ({n} reconnects so far)");
         }
+        async_nats::Event::Disconnected => {
+            *lost = true;
+            warn!(source = %source, "disconnected from {address}; reconnecting");
+        }
+        other => debug!(source = %source, "NATS: {other}"),
     }
 }
 
@@ -455,7 +492,7 @@ async fn acknowledge(source: &str, message: &jetstream::Message) {
     }
 }
 
-fn deliver_policy(deliver: &str) -> Result<DeliverPolicy, OptionError> {
+pub(super) fn deliver_policy(deliver: &str) -> Result<DeliverPolicy, OptionError> {
     match deliver.to_ascii_lowercase().as_str() {
         "all" => Ok(DeliverPolicy::All),
         "new" => Ok(DeliverPolicy::New),

@@ -1,7 +1,9 @@
-//! Sources that one rule at a time may read: a broker that hands each message of an AMQP queue,
-//! a JetStream durable consumer or a Kafka consumer group to one of its consumers would split the
-//! messages between two rules reading the same source, and each rule would see part of them. The
-//! second rule to start is refused, with the reason, instead of answering wrongly.
+//! Sources that one rule at a time may read: a broker that hands each message of a Kafka consumer
+//! group or a NATS queue group to one of its members would split the messages between two rules
+//! reading the same source, and each rule would see part of them. The second rule to start is
+//! refused, with the reason, instead of answering wrongly. (AMQP queues and JetStream consumers
+//! are read once for every rule, through a hub; a Kafka source is not, because its watermark
+//! follows each partition apart, which a hub's batches do not keep.)
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,11 @@ pub fn consumer(kind: &str, spec: &SourceSpec) -> String {
             "kafka {} group {}",
             option("bootstrap_servers"),
             named("group_id")
+        ),
+        _ if spec.options.get("jetstream") == Some("false") => format!(
+            "nats {} queue group {}",
+            option("url"),
+            option("queue")
         ),
         _ => format!(
             "nats {} stream {} durable {}",
@@ -89,9 +96,8 @@ impl Source for Exclusive {
         } = *self;
         if !readers.lock().insert(key.clone()) {
             let what = match kind {
-                "amqp" => "queue",
                 "kafka" => "consumer group",
-                _ => "durable consumer",
+                _ => "queue group",
             };
             return Err(ConnectorError::fatal(format!(
                 "source {} is read by another rule already: the broker would split the {kind} {what}'s messages between the two rules; declare the source in each rule with a {what} of its own",

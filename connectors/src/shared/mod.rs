@@ -157,18 +157,38 @@ pub fn registry(shared: &Arc<SharedSources>) -> ConnectorRegistry {
             Arc::clone(&to_amqp),
         )?) as Box<dyn Source>)
     });
-    let kinds: [(&str, Create); 2] = [
-        ("kafka", crate::kafka::KafkaSource::create),
-        ("nats", crate::nats::NatsSource::create),
-    ];
+    let to_nats = Arc::clone(shared);
+    let readers = shared.exclusive.clone();
+    r.register_source("nats", move |spec| {
+        if spec.options.get("jetstream") == Some("false") {
+            let source = crate::nats::NatsSource::create(spec)?;
+            // A plain subscription hands every message to every subscriber, but a queue group
+            // splits them between its members.
+            if spec.options.get("queue").is_none() {
+                return Ok(source);
+            }
+            return Ok(Box::new(exclusive::Exclusive::new(
+                "nats",
+                exclusive::consumer("nats", spec),
+                source,
+                readers.clone(),
+            )) as Box<dyn Source>);
+        }
+        let source = |spec: &SourceSpec| {
+            crate::nats::NatsSource::new(spec).map(|s| Box::new(s) as Box<dyn Shareable>)
+        };
+        Ok(Box::new(subscriber::SharedSubscriber::new(
+            spec,
+            Some(exclusive::consumer("nats", spec)),
+            source,
+            Arc::clone(&to_nats),
+        )?) as Box<dyn Source>)
+    });
+    let kinds: [(&str, Create); 1] = [("kafka", crate::kafka::KafkaSource::create)];
     for (kind, create) in kinds {
         let readers = shared.exclusive.clone();
         r.register_source(kind, move |spec| {
             let source = create(spec)?;
-            // A plain NATS subscription hands every message to every subscriber.
-            if kind == "nats" && spec.options.get("jetstream") == Some("false") {
-                return Ok(source);
-            }
             Ok(Box::new(exclusive::Exclusive::new(
                 kind,
                 exclusive::consumer(kind, spec),
