@@ -470,8 +470,7 @@ async fn rules_reading_one_queue_share_one_consumer_and_each_reads_every_message
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rules_reading_one_stream_share_one_durable_consumer_and_each_reads_every_message_once()
-{
+async fn rules_reading_one_stream_share_one_durable_consumer_and_each_reads_every_message_once() {
     let id = std::process::id();
     let stream = format!("eddy-serve-shared-{id}");
     let subject = format!("serve-shared-{id}.readings");
@@ -492,7 +491,13 @@ async fn rules_reading_one_stream_share_one_durable_consumer_and_each_reads_ever
     let nats = format!("connector = 'nats', url = 'nats://127.0.0.1:4222', stream = '{stream}'");
     // The other rule's source asks for the catalog source's durable consumer by name.
     let other = format!("{nats}, durable = 'eddy-readings'");
-    shared_by_two_rules(&nats, Broker::JetStream(js.clone(), subject), &other, &stream).await;
+    shared_by_two_rules(
+        &nats,
+        Broker::JetStream(js.clone(), subject),
+        &other,
+        &stream,
+    )
+    .await;
     let _ = js.delete_stream(&stream).await;
 }
 
@@ -533,7 +538,10 @@ async fn a_broker_restart_under_load_loses_no_reading_for_any_rule() {
         url: service.url.clone(),
     };
     for (name, sql) in [
-        ("every", "INSERT INTO every_out SELECT device_id, seq FROM readings;"),
+        (
+            "every",
+            "INSERT INTO every_out SELECT device_id, seq FROM readings;",
+        ),
         (
             "even",
             "INSERT INTO even_out SELECT device_id, seq FROM readings WHERE seq % 2 = 0;",

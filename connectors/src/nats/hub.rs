@@ -36,7 +36,10 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 pub enum Status {
     Event(async_nats::Event),
     /// Reading the stream through the durable consumer.
-    Reading { stream: String, durable: String },
+    Reading {
+        stream: String,
+        durable: String,
+    },
     /// Cannot connect, or the consumer failed; tried again after the delay.
     Retrying(String, Duration),
     /// The stream is missing or the server refused: trying again would not help.

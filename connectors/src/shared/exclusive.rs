@@ -27,11 +27,9 @@ pub fn consumer(kind: &str, spec: &SourceSpec) -> String {
             option("bootstrap_servers"),
             named("group_id")
         ),
-        _ if spec.options.get("jetstream") == Some("false") => format!(
-            "nats {} queue group {}",
-            option("url"),
-            option("queue")
-        ),
+        _ if spec.options.get("jetstream") == Some("false") => {
+            format!("nats {} queue group {}", option("url"), option("queue"))
+        }
         _ => format!(
             "nats {} stream {} durable {}",
             option("url"),

@@ -134,7 +134,10 @@ fn read_held(log_dir: &Path) -> BTreeMap<String, u64> {
     let path = log_dir.join(HELD_FILE);
     match std::fs::read(&path) {
         Ok(json) => serde_json::from_slice(&json).unwrap_or_else(|e| {
-            warn!("{} is not a map of held positions ({e}): holding none", path.display());
+            warn!(
+                "{} is not a map of held positions ({e}): holding none",
+                path.display()
+            );
             BTreeMap::new()
         }),
         Err(_) => BTreeMap::new(),

@@ -1,13 +1,14 @@
-//! Sources shared by the rules of a service: rules whose plans declare the same MQTT source (the
-//! same name, columns and options, as a catalog source is for every rule that reads it) read it
-//! through one connection and one decoding of each message, a [`hub::Hub`]. Each rule reads at
-//! its own pace and checkpoints its own offset in the hub's ingest log: a new rule joins where
-//! the hub is, a resumed or restarted one goes on from its checkpoint's offset (reading the log
-//! itself until it reaches what the hub has decoded), and a slow or stopped rule holds back no
-//! other (only the log grows, up to the source's `max_log_bytes`).
+//! Sources shared by the rules of a service: rules whose plans declare the same MQTT, AMQP or
+//! JetStream source (the same name, columns and options, as a catalog source is for every rule
+//! that reads it) read it through one connection and one decoding of each message, a
+//! [`hub::Hub`] fed as [`feed`] says. Each rule reads at its own pace and checkpoints its own
+//! offset in the hub's ingest log: a new rule joins where the hub is, a resumed or restarted one
+//! goes on from its checkpoint's offset (reading the log itself until it reaches what the hub
+//! has decoded), and a slow or stopped rule holds back no other (only the log grows, up to the
+//! source's `max_log_bytes`).
 //!
-//! [`registry`] gives the connectors with this `mqtt` source, and the [`SharedSources`] that
-//! keep the hubs, under a directory of their own (each hub's ingest log in `DIR/NAME-HASH`).
+//! [`registry`] gives the connectors with these sources, and the [`SharedSources`] that keep the
+//! hubs, under a directory of their own (each hub's ingest log in `DIR/NAME-HASH`).
 
 mod exclusive;
 pub mod feed;
@@ -71,7 +72,11 @@ impl SharedSources {
                 if read {
                     return Err(ConnectorError::fatal(format!(
                         "source {name} reads {consumer}, which another rule reads through a source declared otherwise: the broker would split its messages between the two; declare the source alike in both rules (or in the catalog), or give each a {} of its own",
-                        if consumer.starts_with("amqp") { "queue" } else { "consumer" }
+                        if consumer.starts_with("amqp") {
+                            "queue"
+                        } else {
+                            "consumer"
+                        }
                     )));
                 }
                 hubs.stop(&other).await;
@@ -135,9 +140,8 @@ pub fn registry(shared: &Arc<SharedSources>) -> ConnectorRegistry {
     let mut r = crate::registry();
     let to_mqtt = Arc::clone(shared);
     r.register_source("mqtt", move |spec| {
-        let source = |spec: &SourceSpec| {
-            MqttSource::new(spec).map(|s| Box::new(s) as Box<dyn Shareable>)
-        };
+        let source =
+            |spec: &SourceSpec| MqttSource::new(spec).map(|s| Box::new(s) as Box<dyn Shareable>);
         Ok(Box::new(subscriber::SharedSubscriber::new(
             spec,
             None,
@@ -147,9 +151,8 @@ pub fn registry(shared: &Arc<SharedSources>) -> ConnectorRegistry {
     });
     let to_amqp = Arc::clone(shared);
     r.register_source("amqp", move |spec| {
-        let source = |spec: &SourceSpec| {
-            AmqpSource::new(spec).map(|s| Box::new(s) as Box<dyn Shareable>)
-        };
+        let source =
+            |spec: &SourceSpec| AmqpSource::new(spec).map(|s| Box::new(s) as Box<dyn Shareable>);
         Ok(Box::new(subscriber::SharedSubscriber::new(
             spec,
             Some(exclusive::consumer("amqp", spec)),

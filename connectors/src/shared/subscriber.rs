@@ -150,9 +150,7 @@ impl SharedSubscriber {
                                 reader.insert(LogReader::open(&hub.log_dir, at).map_err(log_error)?)
                             }
                         };
-                        let records = r
-                            .read(upto, self.own.batch_size())
-                            .map_err(log_error)?;
+                        let records = r.read(upto, self.own.batch_size()).map_err(log_error)?;
                         let messages: Vec<Message> = records.iter().map(Message::from).collect();
                         self.own
                             .rows()
