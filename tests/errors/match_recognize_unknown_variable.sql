@@ -11,4 +11,4 @@ SELECT * FROM readings MATCH_RECOGNIZE (
     DEFINE C AS C.temp > 1
 );
 
--- expect: 11:12: DEFINE c: the PATTERN has no variable c (it has: a, b)
+-- expect: 11:12: DEFINE C: the PATTERN has no variable C (it has: A, B)

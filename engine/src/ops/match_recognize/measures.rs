@@ -30,11 +30,12 @@ pub(super) fn over_rows(
     value_at: impl Fn(u64, usize) -> Result<ScalarValue>,
 ) -> Result<ScalarValue> {
     Ok(match &nav.kind {
-        NavKind::First | NavKind::Last => {
-            let seq = if matches!(nav.kind, NavKind::First) {
-                seqs.first()
+        NavKind::First(n) | NavKind::Last(n) => {
+            // Beyond the rows read, the value is NULL.
+            let seq = if matches!(nav.kind, NavKind::First(_)) {
+                seqs.get(*n)
             } else {
-                seqs.last()
+                seqs.len().checked_sub(n + 1).and_then(|i| seqs.get(i))
             };
             match (seq, nav.column) {
                 (Some(&s), Some(c)) => value_at(s, c)?,
@@ -42,17 +43,23 @@ pub(super) fn over_rows(
             }
         }
         NavKind::CountRows => ScalarValue::Int64(Some(seqs.len() as i64)),
-        NavKind::Aggregate(agg) => {
+        NavKind::Aggregate { function, input } => {
             let c = nav
                 .column
                 .ok_or_else(|| EngineError::Internal("aggregate without column".into()))?;
-            let mut acc = agg.create_accumulator()?;
+            let mut acc = function.create_accumulator()?;
             if !seqs.is_empty() {
                 let values = seqs
                     .iter()
                     .map(|&s| value_at(s, c))
                     .collect::<Result<Vec<_>>>()?;
-                acc.update_batch(&[ScalarValue::iter_to_array(values)?])?;
+                let values = ScalarValue::iter_to_array(values)?;
+                let values = if values.data_type() == input {
+                    values
+                } else {
+                    cast(&values, input)?
+                };
+                acc.update_batch(&[values])?;
             }
             acc.evaluate()?
         }
@@ -78,7 +85,7 @@ pub(super) fn measure(spec: &MatchSpec, state: &mut KeyState, m: &Match) -> Resu
         let v = match &nav.kind {
             NavKind::MatchNumber => ScalarValue::Int64(Some(state.matches)),
             NavKind::Classifier => match m.rows.last() {
-                Some((_, v)) => ScalarValue::Utf8(Some(spec.vars[*v].to_uppercase())),
+                Some((_, v)) => ScalarValue::Utf8(Some(spec.vars[*v].clone())),
                 None => ScalarValue::Utf8(None),
             },
             _ => over_rows(nav, &rows, value_at)?,

@@ -264,7 +264,7 @@ impl Operator for MatchRecognize {
                 .map(|c| format!("#{c}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            self.spec.vars.join(", ").to_uppercase(),
+            self.spec.vars.join(", "),
             self.spec.max_partial_matches,
             self.spec
                 .within

@@ -12,9 +12,16 @@ use crate::time::Millis;
 /// What a measure reads of a match.
 #[derive(Debug, Clone)]
 pub enum NavKind {
-    First,
-    Last,
-    Aggregate(Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>),
+    /// `FIRST(A.x, n)`: the value `n` rows after the first of the rows read.
+    First(usize),
+    /// `LAST(A.x, n)`: the value `n` rows before the last of the rows read.
+    Last(usize),
+    /// An aggregate over the rows read, whose values are cast to `input` first (as DataFusion
+    /// coerces an aggregate's argument: `AVG` of a `BIGINT` reads `DOUBLE`s).
+    Aggregate {
+        function: Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>,
+        input: datafusion::arrow::datatypes::DataType,
+    },
     CountRows,
     MatchNumber,
     Classifier,

@@ -6,7 +6,7 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::sql::sqlparser::ast::{self as sql, FunctionArgExpr, Ident, VisitorMut};
 
 use super::measures::MeasureRewriter;
-use super::{AGGREGATES, err, function_args, function_name, prev_name, var_column};
+use super::{AGGREGATES, err, function_args, function_name, prev_name, var_column, var_name};
 use crate::error::SqlError;
 use crate::ops::Nav;
 use crate::plan::Planner;
@@ -68,7 +68,7 @@ impl VisitorMut for DefineRewriter<'_> {
                         return fail("PREV takes a column: PREV(temp) or PREV(temp, 2)".into());
                     };
                     if let Some(v) = var
-                        && normalize(v) != self.var
+                        && var_name(v) != self.var
                     {
                         return fail(format!(
                             "PREV({}.{}) in the condition of {}: navigation to other variables' rows is not supported yet",
@@ -104,8 +104,15 @@ impl VisitorMut for DefineRewriter<'_> {
                     *e = sql::Expr::Identifier(Ident::new(prev_name(&column, n)));
                     return ControlFlow::Continue(());
                 }
-                if matches!(name.as_str(), "MATCH_NUMBER" | "CLASSIFIER") {
-                    return fail(format!("{name}() belongs in MEASURES, not in DEFINE"));
+                if name == "CLASSIFIER" {
+                    // In the condition of a variable, the current row is being mapped to it.
+                    *e = sql::Expr::value(sql::Value::SingleQuotedString(self.var.to_string()));
+                    return ControlFlow::Continue(());
+                }
+                if name == "MATCH_NUMBER" {
+                    return fail(
+                        "MATCH_NUMBER() in DEFINE is not supported; it is in MEASURES".into(),
+                    );
                 }
                 if matches!(name.as_str(), "FIRST" | "LAST") || AGGREGATES.contains(&name.as_str())
                 {
@@ -114,7 +121,7 @@ impl VisitorMut for DefineRewriter<'_> {
                 ControlFlow::Continue(())
             }
             sql::Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
-                let v = normalize(&parts[0]);
+                let v = var_name(&parts[0]);
                 if v == self.var {
                     *e = sql::Expr::Identifier(parts[1].clone());
                     ControlFlow::Continue(())

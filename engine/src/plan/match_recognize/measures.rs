@@ -4,10 +4,11 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 use datafusion::sql::sqlparser::ast::{self as sql, FunctionArgExpr, Ident, VisitorMut};
 
-use super::{AGGREGATES, err, function_args, function_name, var_column};
+use super::{AGGREGATES, err, function_args, function_name, var_column, var_name};
 use crate::error::{Location, SqlError};
 use crate::ops::{Nav, NavKind};
 use crate::plan::names::{location_of, normalize};
@@ -31,7 +32,7 @@ impl MeasureRewriter<'_> {
         match id {
             None => Ok(None),
             Some(id) => {
-                let n = normalize(id);
+                let n = var_name(id);
                 self.vars
                     .iter()
                     .position(|v| *v == n)
@@ -81,15 +82,38 @@ impl MeasureRewriter<'_> {
                             return Err(err(at, format!("{name} takes a column: {name}(A.ts)")));
                         };
                         let Some((v, c)) = var_column(x) else {
-                            return Err(err(at, format!("{name} takes a column: {name}(A.ts)")));
+                            return Err(err(
+                                at,
+                                format!(
+                                    "{name} takes a column, and an offset: {name}(A.ts) or {name}(A.ts, 1); \
+                                     navigation inside it (PREV, NEXT, another FIRST or LAST) is not supported"
+                                ),
+                            ));
                         };
+                        let offset = match args.get(1) {
+                            None => 0,
+                            Some(FunctionArgExpr::Expr(n)) => offset_of(n).ok_or_else(|| {
+                                err(
+                                    location_of(n),
+                                    format!(
+                                        "the offset of {name} is a number of rows, 0 or more: {name}(A.ts, 1)"
+                                    ),
+                                )
+                            })?,
+                            Some(_) => {
+                                return Err(err(at, format!("{name} takes a column and an offset")));
+                            }
+                        };
+                        if args.len() > 2 {
+                            return Err(err(at, format!("{name} takes a column and an offset")));
+                        }
                         let var = self.var(v, at)?;
                         let column = self.column(c, at)?;
                         Ok(Some(self.push(Nav {
                             kind: if name == "FIRST" {
-                                NavKind::First
+                                NavKind::First(offset)
                             } else {
-                                NavKind::Last
+                                NavKind::Last(offset)
                             },
                             var,
                             column: Some(column),
@@ -140,18 +164,29 @@ impl MeasureRewriter<'_> {
                             .ctx
                             .udaf(&name.to_lowercase())
                             .map_err(|e| err(at, diagnose::message(&e)))?;
-                        let arg_type = self.schema.field(c).data_type().clone();
+                        // The argument's type as DataFusion coerces it for this aggregate.
+                        let field = Arc::new(self.schema.field(c).clone());
+                        let input = fields_with_udf(&[field], udf.as_ref())
+                            .map_err(|e| err(at, diagnose::message(&e)))?
+                            .first()
+                            .map(|f| f.data_type().clone())
+                            .ok_or_else(|| err(at, format!("{name} takes one argument")))?;
                         let data_type = udf
-                            .return_type(&[arg_type])
+                            .return_type(std::slice::from_ref(&input))
                             .map_err(|e| err(at, diagnose::message(&e)))?;
-                        // Build once so that an aggregate unfit for the type fails here.
-                        let arg = datafusion::physical_expr::expressions::col(
-                            self.schema.field(c).name(),
-                            self.schema,
-                        )
-                        .map_err(|e| err(at, diagnose::message(&e)))?;
+                        // Build once so that an aggregate unfit for the type fails here; it reads
+                        // the values cast to `input`.
+                        let column = self.schema.field(c).name();
+                        let cast_schema =
+                            Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+                                column,
+                                input.clone(),
+                                true,
+                            )]);
+                        let arg = datafusion::physical_expr::expressions::col(column, &cast_schema)
+                            .map_err(|e| err(at, diagnose::message(&e)))?;
                         let aggregate = AggregateExprBuilder::new(Arc::clone(&udf), vec![arg])
-                            .schema(Arc::new(self.schema.clone()))
+                            .schema(Arc::new(cast_schema.clone()))
                             .alias(name.to_lowercase())
                             .build()
                             .map_err(|e| err(at, diagnose::message(&e)))?;
@@ -159,7 +194,10 @@ impl MeasureRewriter<'_> {
                             .create_accumulator()
                             .map_err(|e| err(at, diagnose::message(&e)))?;
                         Ok(Some(self.push(Nav {
-                            kind: NavKind::Aggregate(Arc::new(aggregate)),
+                            kind: NavKind::Aggregate {
+                                function: Arc::new(aggregate),
+                                input,
+                            },
                             var,
                             column: Some(c),
                             data_type,
@@ -172,7 +210,7 @@ impl MeasureRewriter<'_> {
                 let var = self.var(Some(&parts[0]), at)?;
                 let column = self.column(&parts[1], at)?;
                 Ok(Some(self.push(Nav {
-                    kind: NavKind::Last,
+                    kind: NavKind::Last(0),
                     var,
                     column: Some(column),
                     data_type: self.schema.field(column).data_type().clone(),
@@ -184,7 +222,7 @@ impl MeasureRewriter<'_> {
                     return Ok(None);
                 }
                 Ok(Some(self.push(Nav {
-                    kind: NavKind::Last,
+                    kind: NavKind::Last(0),
                     var: None,
                     column: Some(column),
                     data_type: self.schema.field(column).data_type().clone(),
@@ -192,6 +230,18 @@ impl MeasureRewriter<'_> {
             }
             _ => Ok(None),
         }
+    }
+}
+
+/// A logical offset: an integer literal, 0 or more.
+fn offset_of(e: &sql::Expr) -> Option<usize> {
+    match e {
+        sql::Expr::Value(v) => match &v.value {
+            sql::Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        sql::Expr::Nested(e) => offset_of(e),
+        _ => None,
     }
 }
 

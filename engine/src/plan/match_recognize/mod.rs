@@ -159,8 +159,7 @@ pub fn plan_match_recognize(
     let mut within = None;
     let mut conditions: Vec<Option<(sql::Expr, Location)>> = vec![None; vars.len()];
     for s in symbols {
-        let name = normalize(&s.symbol);
-        if name == WITHIN_SYMBOL {
+        if normalize(&s.symbol) == WITHIN_SYMBOL {
             let ms = planner.interval_millis(&s.definition)?;
             if ms <= 0 {
                 return Err(err(location_of(&s.definition), "WITHIN must be positive"));
@@ -168,6 +167,7 @@ pub fn plan_match_recognize(
             within = Some(ms);
             continue;
         }
+        let name = var_name(&s.symbol);
         let Some(v) = vars.iter().position(|x| *x == name) else {
             return Err(err(
                 Location::from(&s.symbol),
@@ -274,7 +274,7 @@ pub fn plan_match_recognize(
     }
 
     let var_index = |id: &Ident| -> Result<usize, SqlError> {
-        let n = normalize(id);
+        let n = var_name(id);
         vars.iter().position(|v| *v == n).ok_or_else(|| {
             err(
                 Location::from(id),
@@ -349,6 +349,16 @@ fn function_args(f: &sql::Function) -> Vec<&FunctionArgExpr> {
             })
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// A pattern variable's name: as written when quoted (`"b"` and `"B"` are two variables), in
+/// upper case otherwise (`b` and `B` are one, `B`), as the standard folds identifiers; it is what
+/// `CLASSIFIER()` returns.
+fn var_name(id: &Ident) -> String {
+    match id.quote_style {
+        Some(_) => id.value.clone(),
+        None => id.value.to_uppercase(),
     }
 }
 

@@ -8,7 +8,6 @@ use datafusion::sql::sqlparser::ast::{
 use super::err;
 use crate::error::{Location, SqlError};
 use crate::ops::pattern::Pattern;
-use crate::plan::names::normalize;
 
 pub(super) fn to_pattern(
     p: &MatchRecognizePattern,
@@ -18,7 +17,7 @@ pub(super) fn to_pattern(
     use MatchRecognizePattern as P;
     Ok(match p {
         P::Symbol(MatchRecognizeSymbol::Named(id)) => {
-            let name = normalize(id);
+            let name = super::var_name(id);
             let v = match vars.iter().position(|x| *x == name) {
                 Some(v) => v,
                 None => {
