@@ -1,10 +1,11 @@
 //! Session windows: `GROUP BY key, window_start, window_end` over `SESSION(source, ts, gap)`.
 //!
-//! A key's session holds readings less than `gap` apart; it starts at its first reading and ends
-//! `gap` after its last one. Rows wait until the watermark passes them and are then taken in
-//! event-time order per key, so a late-arriving row that bridges two sessions is already in place:
-//! sessions never need merging. A session fires once, when the watermark reaches its end; then no
-//! row of it can come any more.
+//! A key's session holds readings at most `gap` apart (two readings exactly `gap` apart are one
+//! session, as in Flink, whose session windows `[t, t + gap)` merge when they touch); it starts
+//! at its first reading and ends `gap` after its last one. Rows wait until the watermark passes
+//! them and are then taken in event-time order per key, so a late-arriving row that bridges two
+//! sessions is already in place: sessions never need merging. A session fires once, when the
+//! watermark passes its end; then no row of it can come any more.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -87,7 +88,7 @@ impl SessionAggregate {
     }
 
     /// Adds rows older than the watermark to their keys' sessions, in time order. Sessions a row
-    /// cannot join (it is `gap` or more after their last reading) fire first.
+    /// cannot join (it is more than `gap` after their last reading) fire first.
     fn add(&mut self, batch: RecordBatch, closed: &mut Vec<Session>) -> Result<()> {
         let n = batch.num_rows();
         let keys: Vec<ArrayRef> = self
@@ -116,13 +117,13 @@ impl SessionAggregate {
             // The run of rows of one key that fall into one session.
             let key = key_at(i);
             let mut j = i + 1;
-            while j < n && key_at(j) == key && times[j] - times[j - 1] < self.gap {
+            while j < n && key_at(j) == key && times[j] - times[j - 1] <= self.gap {
                 j += 1;
             }
             let current = self.open.get(key).copied();
             let joins = current
                 .and_then(|id| self.sessions.get(&id))
-                .is_some_and(|s| times[i] < s.end);
+                .is_some_and(|s| times[i] <= s.end);
             if !joins
                 && let Some(id) = current
                 && let Some(s) = self.sessions.remove(&id)
@@ -180,10 +181,11 @@ impl SessionAggregate {
         Ok(())
     }
 
-    /// Fires the sessions that end at or before `watermark`.
+    /// Fires the sessions that end before `watermark`: a reading at a session's end (exactly
+    /// `gap` after its last one) still joins it, and rows are taken once older than the watermark.
     fn fire(&mut self, watermark: Millis, closed: &mut Vec<Session>) {
         while let Some(first) = self.ends.first() {
-            if first.0 > watermark {
+            if first.0 >= watermark {
                 break;
             }
             let Some((_, id)) = self.ends.pop_first() else {

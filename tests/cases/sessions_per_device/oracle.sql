@@ -15,10 +15,11 @@ SELECT * FROM marked WHERE prev_max IS NULL OR t >= prev_max - 5000;
 -- Eddy writes times as RFC 3339 in UTC with milliseconds.
 CREATE MACRO ts_text(ms) AS strftime(make_timestamp(ms * 1000), '%Y-%m-%dT%H:%M:%S.%gZ');
 
--- A reading starts a session when the device's previous one is 1.5 s or more before it.
+-- A reading starts a session when the device's previous one is more than 1.5 s before it (two
+-- readings exactly 1.5 s apart are one session, as in Flink).
 WITH gaps AS (
     SELECT *,
-           CASE WHEN t - lag(t) OVER (PARTITION BY device_id ORDER BY t) < 1500 THEN 0 ELSE 1 END
+           CASE WHEN t - lag(t) OVER (PARTITION BY device_id ORDER BY t) <= 1500 THEN 0 ELSE 1 END
                AS starts
     FROM on_time
 ),
