@@ -243,6 +243,36 @@ FROM TUMBLE(jumps, jump_at, INTERVAL '1' MINUTE)
 GROUP BY device_id, window_start, window_end;
 """,
     },
+    {
+        "name": "lag_and_ranks_over_event_time",
+        "about": "LAG, ROW_NUMBER, RANK, DENSE_RANK, FIRST_VALUE, LAST_VALUE and aggregates with FILTER per device in event-time order, and the rise since a device's last reading through a view",
+        "seed": 13,
+        "eddy": """INSERT INTO out
+SELECT device_id, ts, temp,
+       LAG(temp) OVER (PARTITION BY device_id ORDER BY ts) AS prev_temp,
+       LAG(temp, 2, -1.0) OVER (PARTITION BY device_id ORDER BY ts) AS temp_2_before,
+       ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY ts) AS n,
+       RANK() OVER (PARTITION BY device_id ORDER BY ts) AS r,
+       DENSE_RANK() OVER (PARTITION BY device_id ORDER BY ts) AS dr,
+       FIRST_VALUE(temp) OVER (PARTITION BY device_id ORDER BY ts
+                               ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS first_of_4,
+       FIRST_VALUE(humidity) OVER (PARTITION BY device_id ORDER BY ts) AS first_humidity,
+       LAST_VALUE(temp) OVER (PARTITION BY device_id ORDER BY ts
+                              ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS last_temp,
+       count(*) FILTER (WHERE temp > 55) OVER (PARTITION BY device_id ORDER BY ts
+                                               ROWS BETWEEN 9 PRECEDING AND CURRENT ROW) AS warm_of_10,
+       avg(temp) FILTER (WHERE humidity > 40) OVER (PARTITION BY device_id ORDER BY ts
+                                                    RANGE BETWEEN INTERVAL '1' MINUTE PRECEDING
+                                                    AND CURRENT ROW) AS avg_humid_1min
+FROM readings;
+
+CREATE VIEW rises AS
+SELECT device_id, ts, temp - LAG(temp) OVER (PARTITION BY device_id ORDER BY ts) AS rise
+FROM readings;
+
+INSERT INTO out SELECT device_id, ts AS rose_at, rise FROM rises WHERE rise > 5;
+""",
+    },
 ]
 
 BAD_LINES = [

@@ -18,6 +18,8 @@ mod throttle;
 mod time_buffer;
 mod union;
 mod window_aggregate;
+mod window_functions;
+mod window_rank;
 
 use std::sync::Arc;
 
@@ -38,6 +40,8 @@ pub use session_window::SessionAggregate;
 pub use throttle::Throttle;
 pub use union::Union;
 pub use window_aggregate::{OutputColumn, WindowAggregate, WindowKind};
+pub use window_functions::WindowFunction;
+pub use window_rank::{RankOrder, WindowRank};
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{EngineError, Result};

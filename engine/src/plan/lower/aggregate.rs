@@ -85,6 +85,15 @@ impl Walk<'_, '_> {
                 ),
             ));
         }
+        let mut layout_origins: Vec<Origin> = layout
+            .iter()
+            .map(|c| match c {
+                OutputColumn::WindowStart => Origin::WindowStart,
+                OutputColumn::WindowEnd => Origin::WindowEnd,
+                _ => Origin::Value,
+            })
+            .collect();
+        layout_origins.resize(output.fields().len(), Origin::Value);
         let mut calls = Vec::with_capacity(a.aggr_expr.len());
         let props = ExecutionProps::new();
         let planning = PhysicalPlanningContext::default();
@@ -120,9 +129,11 @@ impl Walk<'_, '_> {
                 with_event_time(output),
             )),
         };
+        // The window's bounds stay what they are (a window Top-N partitions by them); an
+        // aggregate's rows are of one window each, so no column is an event time any more.
+        stage.origins = layout_origins;
         stage.ops.push(op);
         stage.aggregated = true;
-        stage.origins = vec![Origin::Value; output.fields().len()];
         Ok(stage)
     }
 }

@@ -10,7 +10,9 @@ use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 
 use super::{Origin, Stage, Walk};
 use crate::error::SqlError;
-use crate::ops::{Frame, OverCall, OverWindow, with_event_time};
+use crate::ops::{
+    Frame, OverCall, OverWindow, RankOrder, WindowFunction, WindowRank, with_event_time,
+};
 use crate::plan::diagnose;
 use crate::time::interval_millis;
 
@@ -21,6 +23,11 @@ impl Walk<'_, '_> {
         w: &datafusion::logical_expr::logical_plan::Window,
     ) -> Result<Stage, SqlError> {
         let mut stage = self.lower(&w.input)?;
+        if let Some(op) = self.window_rank(&stage, w)? {
+            stage.ops.push(Box::new(op));
+            stage.origins.push(Origin::Value);
+            return Ok(stage);
+        }
         if let Some(call) = &stage.window {
             return Err(SqlError::new(
                 call.location,
@@ -36,6 +43,84 @@ impl Walk<'_, '_> {
             .origins
             .extend(std::iter::repeat_n(Origin::Value, w.window_expr.len()));
         Ok(stage)
+    }
+
+    /// Window Top-N: a ranking `OVER (PARTITION BY window_start, window_end ... ORDER BY ...)` of
+    /// the rows of a window aggregate; `None` for any other OVER window.
+    fn window_rank(
+        &self,
+        stage: &Stage,
+        w: &datafusion::logical_expr::logical_plan::Window,
+    ) -> Result<Option<WindowRank>, SqlError> {
+        let [e] = w.window_expr.as_slice() else {
+            return Ok(None);
+        };
+        let inner = match e {
+            Expr::Alias(a) => a.expr.as_ref(),
+            other => other,
+        };
+        let Expr::WindowFunction(f) = inner else {
+            return Ok(None);
+        };
+        let name = f.fun.name().to_ascii_lowercase();
+        let function = match name.as_str() {
+            "row_number" => WindowFunction::RowNumber,
+            "rank" => WindowFunction::Rank,
+            "dense_rank" => WindowFunction::DenseRank,
+            _ => return Ok(None),
+        };
+        let input = w.input.schema();
+        let p = &f.params;
+        let origins: Vec<Origin> = p
+            .partition_by
+            .iter()
+            .map(|k| match k {
+                Expr::Column(c) => self.origin(stage, c, input),
+                _ => Origin::Value,
+            })
+            .collect();
+        if !(origins.contains(&Origin::WindowStart) && origins.contains(&Origin::WindowEnd)) {
+            return Ok(None);
+        }
+        let at = diagnose::find_function(self.query, &name);
+        if !stage.aggregated {
+            return Err(self.error_at(
+                at,
+                format!(
+                    "{name}() over the rows of a window table function is not supported yet; rank the rows of a window aggregate (GROUP BY ..., window_start, window_end)"
+                ),
+            ));
+        }
+        if p.order_by.is_empty() {
+            return Err(self.error_at(
+                at,
+                format!("{name}() OVER (PARTITION BY window_start, window_end ...) needs an ORDER BY: what ranks first"),
+            ));
+        }
+        let partition = p
+            .partition_by
+            .iter()
+            .map(|k| self.physical(k, input))
+            .collect::<Result<Vec<_>, _>>()?;
+        let order = p
+            .order_by
+            .iter()
+            .map(|s| {
+                Ok(RankOrder {
+                    expr: self.physical(&s.expr, input)?,
+                    descending: !s.asc,
+                    nulls_first: s.nulls_first,
+                })
+            })
+            .collect::<Result<Vec<_>, SqlError>>()?;
+        WindowRank::new(
+            function,
+            partition,
+            order,
+            with_event_time(w.schema.as_arrow()),
+        )
+        .map(Some)
+        .map_err(|e| self.error_at(at, e.to_string()))
     }
 
     /// `aggregate(...) OVER (PARTITION BY ... ORDER BY <event time> ROWS|RANGE ... PRECEDING)`.
@@ -63,19 +148,51 @@ impl Walk<'_, '_> {
             let Expr::WindowFunction(f) = inner else {
                 return Err(over_error(&format!("unexpected window expression {e}")));
             };
-            let WindowFunctionDefinition::AggregateUDF(udf) = &f.fun else {
-                return Err(over_error(&format!(
-                    "{} OVER (...) is not supported in a continuous query; aggregates (avg, sum, count, min, max, stddev, ...) are",
-                    f.fun
-                )));
+            let name = f.fun.name().to_ascii_lowercase();
+            let is_window_function = WINDOW_FUNCTIONS.contains(&name.as_str());
+            let udf = match &f.fun {
+                WindowFunctionDefinition::AggregateUDF(udf) if !is_window_function => Some(udf),
+                _ if is_window_function => None,
+                _ if name == "lead" => {
+                    return Err(self.error_at(
+                        diagnose::find_function(self.query, &name),
+                        "lead reads a reading that has not arrived yet: a continuous query looks back, with LAG (the reading before)",
+                    ));
+                }
+                _ => {
+                    return Err(self.error_at(
+                        diagnose::find_function(self.query, &name),
+                        format!(
+                            "{name} OVER (...) is not supported in a continuous query; the aggregates (avg, sum, count, min, max, stddev, ...) and {} are",
+                            WINDOW_FUNCTIONS.join(", ")
+                        ),
+                    ));
+                }
             };
             let p = &f.params;
-            if p.filter.is_some() || p.distinct {
+            if p.distinct {
                 return Err(over_error(
-                    "FILTER and DISTINCT are not supported in an OVER (...) aggregate",
+                    "DISTINCT is not supported in an OVER (...) aggregate",
                 ));
             }
-            match p.order_by.as_slice() {
+            if p.filter.is_some() && !IGNORING_NULLS.contains(&name.as_str()) {
+                return Err(self.error_at(
+                    diagnose::find_function(self.query, &name),
+                    format!(
+                        "FILTER (WHERE ...) on {name}(...) OVER (...) is not supported; it is on {}",
+                        IGNORING_NULLS.join(", ")
+                    ),
+                ));
+            }
+            if p.null_treatment
+                == Some(datafusion::sql::sqlparser::ast::NullTreatment::IgnoreNulls.into())
+            {
+                return Err(self.error_at(
+                    diagnose::find_function(self.query, &name),
+                    format!("{name}(...) IGNORE NULLS is not supported yet"),
+                ));
+            }
+            let time = match p.order_by.as_slice() {
                 [sort] if sort.asc => {
                     let is_time = matches!(&sort.expr, Expr::Column(c) if self.origin(stage, c, input) == Origin::EventTime);
                     if !is_time {
@@ -84,6 +201,7 @@ impl Walk<'_, '_> {
                             sort.expr
                         )));
                     }
+                    &sort.expr
                 }
                 [] => {
                     return Err(over_error(
@@ -95,7 +213,7 @@ impl Walk<'_, '_> {
                         "OVER (...) must be ORDER BY the event-time column alone, ascending",
                     ));
                 }
-            }
+            };
             let frame = &p.window_frame;
             if !matches!(frame.end_bound, WindowFrameBound::CurrentRow) {
                 return Err(over_error(
@@ -149,12 +267,29 @@ impl Walk<'_, '_> {
             if partition.is_none() {
                 partition = Some(keys);
             }
-            let args = p
-                .args
-                .iter()
-                .map(|a| self.physical(a, input))
-                .collect::<Result<Vec<_>, _>>()?;
-            let expr = AggregateExprBuilder::new(Arc::clone(udf), args)
+            let (udf, args, frame) = match udf {
+                Some(udf) => (
+                    Arc::clone(udf),
+                    p.args
+                        .iter()
+                        .map(|a| self.physical(&filtered(a, p.filter.as_deref()), input))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    frame,
+                ),
+                None => {
+                    let at = diagnose::find_function(self.query, &name);
+                    let (function, frame, arg) =
+                        window_function(&name, &p.args, frame, field.data_type(), time)
+                            .map_err(|m| self.error_at(at, m))?;
+                    let arg = self.physical(arg, input)?;
+                    let arg_type = arg
+                        .data_type(input.as_arrow())
+                        .map_err(|err| self.error_at(at, diagnose::message(&err)))?;
+                    let udf = function.udaf(arg_type, field.data_type().clone());
+                    (Arc::new(udf), vec![arg], frame)
+                }
+            };
+            let expr = AggregateExprBuilder::new(Arc::clone(&udf), args)
                 .schema(Arc::new(input.as_arrow().clone()))
                 .alias(field.name().clone())
                 .build()
@@ -175,5 +310,118 @@ impl Walk<'_, '_> {
             with_event_time(w.input.schema().as_arrow()),
             with_event_time(w.schema.as_arrow()),
         ))
+    }
+}
+
+/// The aggregates that skip NULL arguments: `agg(x) FILTER (WHERE c)` is `agg(CASE WHEN c THEN x
+/// END)` for them, so that a row left out by the filter enters and leaves the frame as a NULL.
+const IGNORING_NULLS: [&str; 13] = [
+    "avg",
+    "sum",
+    "count",
+    "min",
+    "max",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "var_samp",
+    "var_pop",
+    "variance",
+    "bool_and",
+    "bool_or",
+];
+
+/// `arg`, NULL where `filter` does not hold.
+fn filtered(arg: &Expr, filter: Option<&Expr>) -> Expr {
+    match filter {
+        None => arg.clone(),
+        Some(c) => Expr::Case(datafusion::logical_expr::Case {
+            expr: None,
+            when_then_expr: vec![(Box::new(c.clone()), Box::new(arg.clone()))],
+            else_expr: None,
+        }),
+    }
+}
+
+/// The window functions an OVER window computes besides the aggregates.
+const WINDOW_FUNCTIONS: [&str; 6] = [
+    "lag",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "first_value",
+    "last_value",
+];
+
+/// Window function `name` with arguments `args`, the frame written for it, giving `output`, over
+/// rows ordered by `time`: what it computes, over which frame, reading which argument.
+fn window_function<'e>(
+    name: &str,
+    args: &'e [Expr],
+    written: Frame,
+    output: &datafusion::arrow::datatypes::DataType,
+    time: &'e Expr,
+) -> Result<(WindowFunction, Frame, &'e Expr), String> {
+    let value = || {
+        args.first()
+            .ok_or_else(|| format!("{name} takes a column: {name}(temp)"))
+    };
+    Ok(match name {
+        "lag" => {
+            if args.len() > 3 {
+                return Err("LAG takes a column, an offset and a default: LAG(temp, 1, 0)".into());
+            }
+            let offset = match args.get(1) {
+                None => 1,
+                Some(e) => constant(e)
+                    .and_then(|v| {
+                        v.cast_to(&datafusion::arrow::datatypes::DataType::Int64)
+                            .ok()
+                    })
+                    .and_then(|v| match v {
+                        ScalarValue::Int64(Some(n)) => u64::try_from(n).ok(),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        format!("the offset of LAG is a whole number of rows, 0 or more, not {e}")
+                    })?,
+            };
+            let default = match args.get(2) {
+                None => ScalarValue::try_from(output).map_err(|e| e.to_string())?,
+                Some(e) => constant(e)
+                    .and_then(|v| v.cast_to(output).ok())
+                    .ok_or_else(|| {
+                        format!("the default of LAG is a constant of the column's type, not {e}")
+                    })?,
+            };
+            // LAG reads the row `offset` before the current one, whatever frame is written.
+            (
+                WindowFunction::Lag { offset, default },
+                Frame::Rows(Some(offset)),
+                value()?,
+            )
+        }
+        "row_number" => (WindowFunction::RowNumber, Frame::Rows(None), time),
+        "rank" => (WindowFunction::Rank, Frame::Rows(None), time),
+        "dense_rank" => (WindowFunction::DenseRank, Frame::Rows(None), time),
+        "first_value" => (
+            WindowFunction::FirstValue {
+                bounded: matches!(written, Frame::Rows(Some(_)) | Frame::Range(Some(_))),
+            },
+            written,
+            value()?,
+        ),
+        _ => (WindowFunction::LastValue, written, value()?),
+    })
+}
+
+/// The value of a constant expression (a literal, perhaps cast).
+fn constant(e: &Expr) -> Option<ScalarValue> {
+    match e {
+        Expr::Literal(v, _) => Some(v.clone()),
+        Expr::Cast(c) => constant(&c.expr)?.cast_to(c.field.data_type()).ok(),
+        Expr::TryCast(c) => constant(&c.expr)?.cast_to(c.field.data_type()).ok(),
+        Expr::Negative(e) => constant(e)?.arithmetic_negate().ok(),
+        _ => None,
     }
 }

@@ -4,7 +4,7 @@ CREATE SOURCE readings (device_id TEXT, temp DOUBLE, ts TIMESTAMP,
 CREATE SINK alerts WITH (connector = 'stdout');
 
 INSERT INTO alerts
-SELECT device_id, temp - lag(temp) OVER (PARTITION BY device_id ORDER BY ts) AS step
+SELECT device_id, lead(temp) OVER (PARTITION BY device_id ORDER BY ts) - temp AS step
 FROM readings;
 
--- expect: 7:26: lag OVER (...) is not supported in a continuous query; aggregates (avg, sum, count, min, max, stddev, ...) are
+-- expect: 7:19: lead reads a reading that has not arrived yet: a continuous query looks back, with LAG (the reading before)
