@@ -1,6 +1,6 @@
 //! A query restored from a checkpoint goes on exactly as if it had never stopped: every query
-//! kind (tumbling and hopping windows, sessions, OVER frames, interval joins, UNION ALL,
-//! MATCH_RECOGNIZE) runs over out-of-order readings once without interruption, and once with its
+//! kind (tumbling, hopping and cumulating windows, sessions, OVER frames and window functions,
+//! window Top-N, interval joins, UNION ALL, MATCH_RECOGNIZE) runs over out-of-order readings once without interruption, and once with its
 //! state written, encoded, decoded and restored into a freshly planned pipeline every few
 //! batches. Both runs must give the same rows. (The same input also checks that releasing idle
 //! keys leaves the keys that keep reporting alone.)
@@ -40,6 +40,32 @@ const QUERIES: &[(&str, &str)] = &[
            max(temp) OVER (PARTITION BY device_id ORDER BY ts RANGE BETWEEN INTERVAL '20' SECOND PRECEDING AND CURRENT ROW) AS max20,
            sum(temp) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS total
          FROM readings",
+    ),
+    (
+        "over window functions",
+        "SELECT device_id, ts,
+           LAG(temp, 2, 0.0) OVER (PARTITION BY device_id ORDER BY ts) AS lag2,
+           ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY ts) AS n,
+           RANK() OVER (PARTITION BY device_id ORDER BY ts) AS r,
+           DENSE_RANK() OVER (PARTITION BY device_id ORDER BY ts) AS dr,
+           FIRST_VALUE(temp) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS first4,
+           FIRST_VALUE(temp) OVER (PARTITION BY device_id ORDER BY ts) AS first_ever,
+           LAST_VALUE(temp) OVER (PARTITION BY device_id ORDER BY ts) AS last,
+           count(*) FILTER (WHERE temp > 65) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN 5 PRECEDING AND CURRENT ROW) AS warm6
+         FROM readings",
+    ),
+    (
+        "cumulate",
+        "SELECT device_id, window_start, window_end, count(*) AS n, max(temp) AS m
+         FROM CUMULATE(readings, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) GROUP BY device_id, window_start, window_end",
+    ),
+    (
+        "window top-n",
+        "SELECT * FROM (
+           SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY hottest DESC, device_id) AS rownum
+           FROM (SELECT window_start, window_end, device_id, max(temp) AS hottest
+                 FROM TUMBLE(readings, ts, INTERVAL '5' SECOND) GROUP BY device_id, window_start, window_end))
+         WHERE rownum <= 2",
     ),
     (
         "interval join",

@@ -36,7 +36,13 @@ pub enum WindowKind {
         size: Millis,
         slide: Millis,
     },
-    /// Readings of a key less than `gap` apart; see [`super::SessionAggregate`].
+    /// Windows that grow by `step` from the start of each `size` period to its end, each firing
+    /// at its end: `[p, p + step)`, `[p, p + 2 step)`, ... `[p, p + size)`.
+    Cumulate {
+        step: Millis,
+        size: Millis,
+    },
+    /// Readings of a key at most `gap` apart; see [`super::SessionAggregate`].
     Session {
         gap: Millis,
     },
@@ -45,7 +51,7 @@ pub enum WindowKind {
 impl WindowKind {
     pub fn size(&self) -> Millis {
         match *self {
-            Self::Tumble { size } | Self::Hop { size, .. } => size,
+            Self::Tumble { size } | Self::Hop { size, .. } | Self::Cumulate { size, .. } => size,
             Self::Session { gap } => gap,
         }
     }
@@ -55,12 +61,13 @@ impl WindowKind {
         match *self {
             Self::Tumble { size } => size,
             Self::Hop { size, slide } => gcd(size, slide),
+            Self::Cumulate { step, .. } => step,
             Self::Session { gap } => gap,
         }
     }
 
     /// True when a row's window is known only once rows are aggregated (a row is in several
-    /// HOP windows; a session's bounds depend on the rows around it).
+    /// HOP or CUMULATE windows; a session's bounds depend on the rows around it).
     pub fn assigned_by_aggregate(&self) -> bool {
         !matches!(self, Self::Tumble { .. })
     }
@@ -98,7 +105,7 @@ pub struct WindowAggregate {
     schema: SchemaRef,
     open: BTreeMap<Millis, OpenPane>,
     sealed: BTreeMap<Millis, SealedPane>,
-    last_fired_start: Option<Millis>,
+    last_fired: Option<Millis>,
     group_indices: Vec<usize>,
 }
 
@@ -120,7 +127,7 @@ impl WindowAggregate {
             schema,
             open: BTreeMap::new(),
             sealed: BTreeMap::new(),
-            last_fired_start: None,
+            last_fired: None,
             group_indices: Vec::new(),
         }
     }
@@ -242,6 +249,20 @@ impl WindowAggregate {
         self.output(&keys, &aggregates, rows, start, end).map(Some)
     }
 
+    /// Seals the open panes that end at or before `watermark`: no row of theirs can come any more.
+    fn seal_panes_before(&mut self, watermark: Millis) -> Result<()> {
+        let pane = self.kind.pane();
+        while let Some(entry) = self.open.first_entry() {
+            let start = *entry.key();
+            if start.saturating_add(pane) > watermark {
+                break;
+            }
+            let sealed = Self::seal(entry.remove())?;
+            self.sealed.insert(start, sealed);
+        }
+        Ok(())
+    }
+
     fn seal(mut pane: OpenPane) -> Result<SealedPane> {
         let groups = pane.groups.len();
         let keys = pane.groups.emit()?;
@@ -330,7 +351,7 @@ impl Operator for WindowAggregate {
     fn snapshot(&mut self, state: &mut StateWriter) -> Result<()> {
         let open: Vec<Millis> = self.open.keys().copied().collect();
         let sealed: Vec<Millis> = self.sealed.keys().copied().collect();
-        state.json(&(self.last_fired_start, &open, &sealed))?;
+        state.json(&(self.last_fired, &open, &sealed))?;
         for start in open {
             let Some(pane) = self.open.remove(&start) else {
                 continue;
@@ -347,9 +368,9 @@ impl Operator for WindowAggregate {
     }
 
     fn restore(&mut self, state: &mut StateReader) -> Result<()> {
-        let (last_fired_start, open, sealed): (Option<Millis>, Vec<Millis>, Vec<Millis>) =
+        let (last_fired, open, sealed): (Option<Millis>, Vec<Millis>, Vec<Millis>) =
             state.json()?;
-        self.last_fired_start = last_fired_start;
+        self.last_fired = last_fired;
         for start in open {
             let pane = self.pane_from_batch(&state.batch()?)?;
             let reopened = self.reopen(&pane)?;
@@ -390,6 +411,11 @@ impl Operator for WindowAggregate {
                 show_duration(size),
                 show_duration(slide),
                 show_duration(self.kind.pane())
+            ),
+            WindowKind::Cumulate { step, size } => format!(
+                "CUMULATE step {} max size {}",
+                show_duration(step),
+                show_duration(size)
             ),
             WindowKind::Session { gap } => format!("SESSION gap {}", show_duration(gap)),
         };
@@ -480,20 +506,41 @@ impl Operator for WindowAggregate {
                     "a session window planned as a pane window".into(),
                 ));
             }
-            WindowKind::Hop { size, slide } => {
-                let pane = self.kind.pane();
-                while let Some(entry) = self.open.first_entry() {
-                    let start = *entry.key();
-                    if start.saturating_add(pane) > watermark {
+            WindowKind::Cumulate { step, size } => {
+                self.seal_panes_before(watermark)?;
+                while let Some(&first) = self.sealed.keys().next() {
+                    // The period of the earliest sealed pane, and its next window to fire: the
+                    // first that holds that pane, or the one after the last fired.
+                    let period = align(first, size);
+                    let mut end = align(first, step).saturating_add(step);
+                    if let Some(last) = self.last_fired
+                        && last >= end
+                    {
+                        end = last.saturating_add(step);
+                    }
+                    let period_end = period.saturating_add(size);
+                    if end > period_end {
+                        self.sealed = self.sealed.split_off(&period_end);
+                        continue;
+                    }
+                    if end > watermark {
                         break;
                     }
-                    let sealed = Self::seal(entry.remove())?;
-                    self.sealed.insert(start, sealed);
+                    if let Some(b) = self.fire_window(period, end)? {
+                        out.push(Message::Batch(b));
+                    }
+                    self.last_fired = Some(end);
+                    if end == period_end {
+                        self.sealed = self.sealed.split_off(&period_end);
+                    }
                 }
+            }
+            WindowKind::Hop { size, slide } => {
+                self.seal_panes_before(watermark)?;
                 while let Some(&first) = self.sealed.keys().next() {
                     // The earliest window not fired yet that holds the earliest sealed pane.
                     let mut start = align(first - size + slide, slide);
-                    if let Some(last) = self.last_fired_start {
+                    if let Some(last) = self.last_fired {
                         start = start.max(last + slide);
                     }
                     let end = start.saturating_add(size);
@@ -503,7 +550,7 @@ impl Operator for WindowAggregate {
                     if let Some(b) = self.fire_window(start, end)? {
                         out.push(Message::Batch(b));
                     }
-                    self.last_fired_start = Some(start);
+                    self.last_fired = Some(start);
                     // Panes before the next window's start are in no window still to fire.
                     self.sealed = self.sealed.split_off(&(start + slide));
                 }

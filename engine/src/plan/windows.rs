@@ -36,6 +36,7 @@ impl WindowCall {
         match self.kind {
             WindowKind::Tumble { .. } => "TUMBLE",
             WindowKind::Hop { .. } => "HOP",
+            WindowKind::Cumulate { .. } => "CUMULATE",
             WindowKind::Session { .. } => "SESSION",
         }
     }
@@ -109,14 +110,15 @@ impl VisitorMut for Rewriter<'_, '_> {
                 location,
             ),
             "SESSION" => self.window_call(&call_args.args, &["data", "timecol", "gap"], location),
-            "CUMULATE" => Err(SqlError::new(
+            "CUMULATE" => self.window_call(
+                &call_args.args,
+                &["data", "timecol", "step", "size"],
                 location,
-                format!("{function} windows are not supported yet; use TUMBLE, HOP or SESSION"),
-            )),
+            ),
             _ => Err(SqlError::new(
                 location,
                 format!(
-                    "unknown table function '{name}'; window functions are TUMBLE, HOP and SESSION"
+                    "unknown table function '{name}'; window functions are TUMBLE, HOP, CUMULATE and SESSION"
                 ),
             )),
         };
@@ -146,8 +148,8 @@ impl VisitorMut for Rewriter<'_, '_> {
 }
 
 impl Rewriter<'_, '_> {
-    /// Reads the arguments of `TUMBLE` (data, timecol, size), `HOP` (data, timecol, slide, size) or
-    /// `SESSION` (data, timecol, gap).
+    /// Reads the arguments of `TUMBLE` (data, timecol, size), `HOP` (data, timecol, slide, size),
+    /// `CUMULATE` (data, timecol, step, size) or `SESSION` (data, timecol, gap).
     fn window_call(
         &self,
         args: &[FunctionArg],
@@ -155,14 +157,19 @@ impl Rewriter<'_, '_> {
         location: Location,
     ) -> Result<(WindowCall, String), SqlError> {
         let session = names.get(2) == Some(&"gap");
-        let function = match (session, names.len()) {
-            (true, _) => "SESSION",
-            (false, 3) => "TUMBLE",
+        let cumulate = names.get(2) == Some(&"step");
+        let function = match (session, cumulate, names.len()) {
+            (true, _, _) => "SESSION",
+            (false, _, 3) => "TUMBLE",
+            (false, true, _) => "CUMULATE",
             _ => "HOP",
         };
         let usage = match function {
             "SESSION" => "SESSION(source, time_column, INTERVAL '5' MINUTE) (the gap)",
             "TUMBLE" => "TUMBLE(source, time_column, INTERVAL '10' SECOND)",
+            "CUMULATE" => {
+                "CUMULATE(source, time_column, step, max_size), e.g. CUMULATE(readings, ts, INTERVAL '1' HOUR, INTERVAL '1' DAY)"
+            }
             _ => {
                 "HOP(source, time_column, slide, size), e.g. HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"
             }
@@ -278,6 +285,20 @@ impl Rewriter<'_, '_> {
             WindowKind::Tumble {
                 size: positive(args[2], "size")?,
             }
+        } else if cumulate {
+            let step = positive(args[2], "step")?;
+            let size = positive(args[3], "max size")?;
+            if size % step != 0 {
+                return Err(SqlError::new(
+                    location_of(args[3]),
+                    format!(
+                        "CUMULATE: the max size ({}) must be a whole number of steps ({}); arguments are (source, time_column, step, max_size)",
+                        show_duration(size),
+                        show_duration(step)
+                    ),
+                ));
+            }
+            WindowKind::Cumulate { step, size }
         } else {
             let slide = positive(args[2], "slide")?;
             let size = positive(args[3], "size")?;

@@ -126,7 +126,7 @@ pub fn lower_query(
             call.location,
             match call.kind {
                 WindowKind::Session { .. } => "rows of SESSION(...) get their session when they are aggregated: aggregate them with GROUP BY ..., window_start, window_end".to_string(),
-                _ => "rows of HOP(...) are in several windows each: aggregate them with GROUP BY ..., window_start, window_end".to_string(),
+                _ => format!("rows of {}(...) are in several windows each: aggregate them with GROUP BY ..., window_start, window_end", call.function()),
             },
         ));
     }
@@ -250,7 +250,9 @@ impl Walk<'_, '_> {
             .collect();
         let window_columns = window.as_ref().map(|w| match w.kind {
             WindowKind::Tumble { size } => WindowColumns::Tumble { size },
-            WindowKind::Hop { .. } | WindowKind::Session { .. } => WindowColumns::Placeholder,
+            WindowKind::Hop { .. } | WindowKind::Cumulate { .. } | WindowKind::Session { .. } => {
+                WindowColumns::Placeholder
+            }
         });
         let (time, drop_late) = match (input, &window) {
             (Input::Source(i), _) => (
