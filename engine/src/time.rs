@@ -232,6 +232,12 @@ pub fn align(t: Millis, size: Millis) -> Millis {
     t - t.rem_euclid(size)
 }
 
+/// The start of the `size`-long slice holding `t`, slices starting at `offset` (and every `size`
+/// before and after it): Flink's window offset.
+pub fn align_at(t: Millis, size: Millis, offset: Millis) -> Millis {
+    offset.saturating_add(align(t.saturating_sub(offset), size))
+}
+
 pub fn gcd(a: Millis, b: Millis) -> Millis {
     if b == 0 { a } else { gcd(b, a % b) }
 }

@@ -60,6 +60,12 @@ const QUERIES: &[(&str, &str)] = &[
          FROM CUMULATE(readings, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) GROUP BY device_id, window_start, window_end",
     ),
     (
+        "hop with an offset",
+        "SELECT device_id, window_start, window_end, count(*) AS n, avg(temp) AS a
+         FROM HOP(readings, ts, INTERVAL '3' SECOND, INTERVAL '9' SECOND, INTERVAL '1300' MILLISECOND)
+         GROUP BY device_id, window_start, window_end",
+    ),
+    (
         "window top-n",
         "SELECT * FROM (
            SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY hottest DESC, device_id) AS rownum

@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMilli
 use super::Operator;
 use crate::error::{EngineError, Result};
 use crate::message::Message;
-use crate::time::{Millis, align};
+use crate::time::{Millis, align_at};
 
 /// An output column of a scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,8 @@ pub enum ScanColumn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowColumns {
     /// A tumbling window: each row is in exactly one window, so the columns are computed.
-    Tumble { size: Millis },
+    /// Windows of `size` starting at `offset` (and every `size` from it).
+    Tumble { size: Millis, offset: Millis },
     /// A hopping window: a row is in several windows; the window aggregate that follows fills
     /// the columns, the scan leaves them null.
     Placeholder,
@@ -141,11 +142,11 @@ impl Operator for SourceScan {
         };
         let (start, end): (Option<ArrayRef>, Option<ArrayRef>) = match self.window {
             None => (None, None),
-            Some(WindowColumns::Tumble { size }) => {
+            Some(WindowColumns::Tumble { size, offset }) => {
                 let t = time
                     .as_primitive_opt::<TimestampMillisecondType>()
                     .ok_or_else(|| EngineError::Internal("event time is not in ms".into()))?;
-                let start: TimestampMillisecondArray = unary(t, |t| align(t, size));
+                let start: TimestampMillisecondArray = unary(t, |t| align_at(t, size, offset));
                 let end: TimestampMillisecondArray = unary(&start, |s| s + size);
                 (Some(Arc::new(start)), Some(Arc::new(end)))
             }

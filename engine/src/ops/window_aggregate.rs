@@ -24,7 +24,7 @@ use super::{Operator, event_times};
 use crate::checkpoint::{StateReader, StateWriter, expect_types};
 use crate::error::Result;
 use crate::message::Message;
-use crate::time::{Millis, align, gcd, show_duration};
+use crate::time::{Millis, align_at, gcd, show_duration};
 
 /// The windows of a window aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,8 @@ pub struct WindowAggregate {
     open: BTreeMap<Millis, OpenPane>,
     sealed: BTreeMap<Millis, SealedPane>,
     last_fired: Option<Millis>,
+    /// Where windows start, from the epoch: Flink's window offset (0 by default).
+    offset: Millis,
     group_indices: Vec<usize>,
 }
 
@@ -128,6 +130,7 @@ impl WindowAggregate {
             open: BTreeMap::new(),
             sealed: BTreeMap::new(),
             last_fired: None,
+            offset: 0,
             group_indices: Vec::new(),
         }
     }
@@ -247,6 +250,12 @@ impl WindowAggregate {
             .map(|a| a.evaluate(EmitTo::All))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
         self.output(&keys, &aggregates, rows, start, end).map(Some)
+    }
+
+    /// Windows that start at `offset` (and every slide or size from it) rather than at the epoch.
+    pub fn with_offset(mut self, offset: Millis) -> Self {
+        self.offset = offset;
+        self
     }
 
     /// Seals the open panes that end at or before `watermark`: no row of theirs can come any more.
@@ -419,6 +428,11 @@ impl Operator for WindowAggregate {
             ),
             WindowKind::Session { gap } => format!("SESSION gap {}", show_duration(gap)),
         };
+        let window = if self.offset == 0 {
+            window
+        } else {
+            format!("{window} offset {}", show_duration(self.offset))
+        };
         let keys: Vec<String> = self.keys.iter().map(|k| k.to_string()).collect();
         let calls: Vec<&str> = self.calls.iter().map(AggregateCall::name).collect();
         format!(
@@ -452,13 +466,17 @@ impl Operator for WindowAggregate {
             .fold((Millis::MAX, Millis::MIN), |(lo, hi), &t| {
                 (lo.min(t), hi.max(t))
             });
-        if align(min, pane) == align(max, pane) {
-            return self.update(align(min, pane), &keys, &inputs, &filters, rows);
+        let offset = self.offset;
+        if align_at(min, pane, offset) == align_at(max, pane, offset) {
+            return self.update(align_at(min, pane, offset), &keys, &inputs, &filters, rows);
         }
         // Rows of several panes (out-of-order input, or a batch across a pane boundary).
         let mut by_pane: BTreeMap<Millis, Vec<u32>> = BTreeMap::new();
         for (i, &t) in times.iter().enumerate() {
-            by_pane.entry(align(t, pane)).or_default().push(i as u32);
+            by_pane
+                .entry(align_at(t, pane, offset))
+                .or_default()
+                .push(i as u32);
         }
         for (start, indices) in by_pane {
             let indices = UInt32Array::from(indices);
@@ -511,8 +529,8 @@ impl Operator for WindowAggregate {
                 while let Some(&first) = self.sealed.keys().next() {
                     // The period of the earliest sealed pane, and its next window to fire: the
                     // first that holds that pane, or the one after the last fired.
-                    let period = align(first, size);
-                    let mut end = align(first, step).saturating_add(step);
+                    let period = align_at(first, size, self.offset);
+                    let mut end = align_at(first, step, self.offset).saturating_add(step);
                     if let Some(last) = self.last_fired
                         && last >= end
                     {
@@ -539,7 +557,7 @@ impl Operator for WindowAggregate {
                 self.seal_panes_before(watermark)?;
                 while let Some(&first) = self.sealed.keys().next() {
                     // The earliest window not fired yet that holds the earliest sealed pane.
-                    let mut start = align(first - size + slide, slide);
+                    let mut start = align_at(first - size + slide, slide, self.offset);
                     if let Some(last) = self.last_fired {
                         start = start.max(last + slide);
                     }

@@ -18,7 +18,7 @@ use super::names::{location_of, normalize};
 use super::planner::window_table_schema;
 use crate::error::{Location, SqlError};
 use crate::ops::WindowKind;
-use crate::time::show_duration;
+use crate::time::{Millis, show_duration};
 
 /// A window call, by the name of the table that replaced it.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct WindowCall {
     /// The event-time column, in the input's columns.
     pub time_index: usize,
     pub location: Location,
+    /// Where windows start, from the epoch (Flink's `offset` argument; 0 without).
+    pub offset: Millis,
 }
 
 impl WindowCall {
@@ -103,16 +105,20 @@ impl VisitorMut for Rewriter<'_, '_> {
         let function = name.to_string().to_uppercase();
         let location = location_of(name);
         let result = match function.as_str() {
-            "TUMBLE" => self.window_call(&call_args.args, &["data", "timecol", "size"], location),
+            "TUMBLE" => self.window_call(
+                &call_args.args,
+                &["data", "timecol", "size", "offset"],
+                location,
+            ),
             "HOP" => self.window_call(
                 &call_args.args,
-                &["data", "timecol", "slide", "size"],
+                &["data", "timecol", "slide", "size", "offset"],
                 location,
             ),
             "SESSION" => self.window_call(&call_args.args, &["data", "timecol", "gap"], location),
             "CUMULATE" => self.window_call(
                 &call_args.args,
-                &["data", "timecol", "step", "size"],
+                &["data", "timecol", "step", "size", "offset"],
                 location,
             ),
             _ => Err(SqlError::new(
@@ -156,25 +162,28 @@ impl Rewriter<'_, '_> {
         names: &[&str],
         location: Location,
     ) -> Result<(WindowCall, String), SqlError> {
-        let session = names.get(2) == Some(&"gap");
-        let cumulate = names.get(2) == Some(&"step");
-        let function = match (session, cumulate, names.len()) {
-            (true, _, _) => "SESSION",
-            (false, _, 3) => "TUMBLE",
-            (false, true, _) => "CUMULATE",
+        let function = match names.get(2) {
+            Some(&"gap") => "SESSION",
+            Some(&"size") => "TUMBLE",
+            Some(&"step") => "CUMULATE",
             _ => "HOP",
         };
+        let session = function == "SESSION";
+        let cumulate = function == "CUMULATE";
         let usage = match function {
             "SESSION" => "SESSION(source, time_column, INTERVAL '5' MINUTE) (the gap)",
-            "TUMBLE" => "TUMBLE(source, time_column, INTERVAL '10' SECOND)",
+            "TUMBLE" => "TUMBLE(source, time_column, INTERVAL '10' SECOND [, offset])",
             "CUMULATE" => {
-                "CUMULATE(source, time_column, step, max_size), e.g. CUMULATE(readings, ts, INTERVAL '1' HOUR, INTERVAL '1' DAY)"
+                "CUMULATE(source, time_column, step, max_size [, offset]), e.g. CUMULATE(readings, ts, INTERVAL '1' HOUR, INTERVAL '1' DAY)"
             }
             _ => {
-                "HOP(source, time_column, slide, size), e.g. HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"
+                "HOP(source, time_column, slide, size [, offset]), e.g. HOP(readings, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"
             }
         };
-        let args = bind_arguments(args, names, location, usage)?;
+        // A trailing `offset` may be left out.
+        let optional = usize::from(names.last() == Some(&"offset"));
+        let bound = bind_arguments(args, names, optional, location, usage)?;
+        let args: Vec<&sql::Expr> = bound.iter().flatten().copied().collect();
         let source_name = match args[0] {
             sql::Expr::Identifier(i) => normalize(i),
             e => {
@@ -281,7 +290,7 @@ impl Rewriter<'_, '_> {
             WindowKind::Session {
                 gap: positive(args[2], "gap")?,
             }
-        } else if names.len() == 3 {
+        } else if function == "TUMBLE" {
             WindowKind::Tumble {
                 size: positive(args[2], "size")?,
             }
@@ -314,12 +323,17 @@ impl Rewriter<'_, '_> {
             }
             WindowKind::Hop { size, slide }
         };
+        let offset = match bound.get(names.len() - 1).copied().flatten() {
+            Some(e) if optional == 1 => self.planner.interval_millis(e)?,
+            _ => 0,
+        };
         Ok((
             WindowCall {
                 kind,
                 input,
                 time_index,
                 location,
+                offset,
             },
             source_name,
         ))
@@ -338,12 +352,14 @@ fn factor_location(factor: &TableFactor) -> Location {
 }
 
 /// Matches positional and named (`SIZE => ...`) arguments to `names`, in order.
+/// `args` bound to `names` by position or name; the last `optional` names may be left out (`None`).
 fn bind_arguments<'e>(
     args: &'e [FunctionArg],
     names: &[&str],
+    optional: usize,
     location: Location,
     usage: &str,
-) -> Result<Vec<&'e sql::Expr>, SqlError> {
+) -> Result<Vec<Option<&'e sql::Expr>>, SqlError> {
     let mut bound: Vec<Option<&sql::Expr>> = vec![None; names.len()];
     for (i, arg) in args.iter().enumerate() {
         let (slot, value) = match arg {
@@ -382,13 +398,12 @@ fn bind_arguments<'e>(
     bound
         .into_iter()
         .enumerate()
-        .map(|(i, b)| {
-            b.ok_or_else(|| {
-                SqlError::new(
-                    location,
-                    format!("missing argument '{}'; expected {usage}", names[i]),
-                )
-            })
+        .map(|(i, b)| match b {
+            None if i + optional < names.len() => Err(SqlError::new(
+                location,
+                format!("missing argument '{}'; expected {usage}", names[i]),
+            )),
+            b => Ok(b),
         })
         .collect()
 }

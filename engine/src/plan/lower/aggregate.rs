@@ -120,14 +120,17 @@ impl Walk<'_, '_> {
                 with_event_time(input.as_arrow()),
                 with_event_time(output),
             )),
-            kind => Box::new(WindowAggregate::new(
-                kind,
-                keys,
-                Arc::new(Schema::new(key_fields)),
-                calls,
-                layout,
-                with_event_time(output),
-            )),
+            kind => Box::new(
+                WindowAggregate::new(
+                    kind,
+                    keys,
+                    Arc::new(Schema::new(key_fields)),
+                    calls,
+                    layout,
+                    with_event_time(output),
+                )
+                .with_offset(call.offset),
+            ),
         };
         // The window's bounds stay what they are (a window Top-N partitions by them); an
         // aggregate's rows are of one window each, so no column is an event time any more.

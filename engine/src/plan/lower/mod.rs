@@ -249,7 +249,10 @@ impl Walk<'_, '_> {
             })
             .collect();
         let window_columns = window.as_ref().map(|w| match w.kind {
-            WindowKind::Tumble { size } => WindowColumns::Tumble { size },
+            WindowKind::Tumble { size } => WindowColumns::Tumble {
+                size,
+                offset: w.offset,
+            },
             WindowKind::Hop { .. } | WindowKind::Cumulate { .. } | WindowKind::Session { .. } => {
                 WindowColumns::Placeholder
             }
