@@ -41,6 +41,7 @@ pub mod part_written;
 pub mod postgres;
 pub mod shared;
 pub mod stdout;
+mod tasks;
 pub mod template;
 
 /// Makes ring the process's TLS provider, once: the connectors' TLS stacks (rumqttc, reqwest,

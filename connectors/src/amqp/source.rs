@@ -30,6 +30,7 @@ use crate::ingest_log::read_back::{OpenLog, ReadsBack, ingest_log_dir, log_error
 use crate::ingest_log::{self, OpenedLog};
 use crate::messages::{Message, MessageRows, Origins, origin_column};
 use crate::shared::feed::{Connected, Feeds};
+use crate::tasks::{cancel_and_join, join_within};
 
 pub struct AmqpSource {
     name: String,
@@ -207,9 +208,7 @@ impl AmqpSource {
             self.hand_on_direct(&mut pending, &channel, ctx).await?;
         }
         stop.cancel();
-        if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
-            task.abort();
-        }
+        join_within(&mut task, STOP_WAIT).await;
         result
     }
 
@@ -262,9 +261,7 @@ impl AmqpSource {
         // but is not synced is the broker's to send again.
         run.stop().await;
         stop.cancel();
-        if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
-            task.abort();
-        }
+        join_within(&mut task, STOP_WAIT).await;
         result
     }
 }
@@ -316,16 +313,11 @@ impl Feeds for AmqpSource {
     ) -> Result<Connected<AmqpAcks, Status>, ConnectorError> {
         let stop = CancellationToken::new();
         let deliver = to_log_deliveries(self.name.clone(), recent, to_log);
-        let (mut task, status, channel) = self.consume(deliver, stop.clone());
+        let (task, status, channel) = self.consume(deliver, stop.clone());
         Ok(Connected {
             acks: AmqpAcks(channel),
             status,
-            close: Box::pin(async move {
-                stop.cancel();
-                if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
-                    task.abort();
-                }
-            }),
+            close: cancel_and_join(stop, task, STOP_WAIT),
         })
     }
 

@@ -19,6 +19,7 @@ use super::intake::{self, Acknowledge, Backlog, ToLog, Truncation};
 use super::{LogError, LogReader, Record};
 use crate::checkpoints::Covered;
 use crate::messages::{Message, MessageRows};
+use crate::tasks::join_within;
 
 /// The longest a stopping source waits for the writer to acknowledge what it has synced: a
 /// broker that does not answer does not hold the engine's shutdown.
@@ -197,12 +198,7 @@ impl LogRun {
     /// broker's to send again.
     pub async fn stop(mut self) {
         self.writer_stop.cancel();
-        if tokio::time::timeout(STOP_WAIT, &mut self.writer)
-            .await
-            .is_err()
-        {
-            self.writer.abort();
-        }
+        join_within(&mut self.writer, STOP_WAIT).await;
     }
 }
 

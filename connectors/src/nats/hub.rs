@@ -28,6 +28,7 @@ use crate::ingest_log::read_back::log_error;
 use crate::ingest_log::{self as log, OpenedLog};
 use crate::messages::MessageRows;
 use crate::shared::feed::{Connected, Feeds};
+use crate::tasks::cancel_and_join;
 
 /// The longest a stopping hub waits for the consumer's task.
 const STOP_WAIT: Duration = Duration::from_secs(2);
@@ -91,16 +92,11 @@ impl Feeds for NatsSource {
             status: status_tx,
             stop: stop.clone(),
         };
-        let mut task = tokio::spawn(pulling.run(newest));
+        let task = tokio::spawn(pulling.run(newest));
         Ok(Connected {
             acks: JetStreamAcks,
             status,
-            close: Box::pin(async move {
-                stop.cancel();
-                if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
-                    task.abort();
-                }
-            }),
+            close: cancel_and_join(stop, task, STOP_WAIT),
         })
     }
 

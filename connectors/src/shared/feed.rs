@@ -21,6 +21,7 @@ use crate::ingest_log::intake::{self, Acknowledge, Backlog, ToLog};
 use crate::ingest_log::read_back::log_error;
 use crate::ingest_log::{self as log, LogError, LogReader, OpenedLog};
 use crate::messages::{Message, MessageRows};
+use crate::tasks::join_within;
 
 /// The longest a stopping hub waits for the writer to acknowledge what it has synced.
 const STOP_WAIT: Duration = Duration::from_secs(2);
@@ -175,9 +176,7 @@ fn start_feeding<F: Feeds>(
         // acknowledgements.
         writer_stop.cancel();
         let mut writer = writer;
-        if tokio::time::timeout(STOP_WAIT, &mut writer).await.is_err() {
-            writer.abort();
-        }
+        join_within(&mut writer, STOP_WAIT).await;
         close.await;
         info!(source = %name, "shared connection closed");
     });
