@@ -74,6 +74,24 @@ const QUERIES: &[(&str, &str)] = &[
          WHERE rownum <= 2",
     ),
     (
+        "window top-n over hop rows",
+        "SELECT * FROM (
+           SELECT device_id, ts, temp, window_start, window_end,
+             ROW_NUMBER() OVER (PARTITION BY window_start, window_end, device_id ORDER BY temp DESC, ts) AS rownum
+           FROM TABLE(HOP(TABLE readings, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '6' SECOND)))
+         WHERE rownum <= 2",
+    ),
+    (
+        "session rows",
+        "SELECT device_id, ts, temp, window_start, window_end, window_time
+         FROM TABLE(SESSION(TABLE readings PARTITION BY device_id, DESCRIPTOR(ts), INTERVAL '150' MILLISECOND))",
+    ),
+    (
+        "grouping sets",
+        "SELECT window_start, device_id, GROUPING(device_id) AS g, count(*) AS n, max(temp) AS m
+         FROM TUMBLE(readings, ts, INTERVAL '5' SECOND) GROUP BY window_start, window_end, ROLLUP (device_id)",
+    ),
+    (
         "interval join",
         "SELECT a.device_id, a.ts, b.ts AS later, b.temp - a.temp AS rise
          FROM readings a JOIN readings b ON a.device_id = b.device_id

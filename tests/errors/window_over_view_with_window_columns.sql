@@ -13,4 +13,4 @@ SELECT device_id, window_start, max(avg_temp) AS peak
 FROM TUMBLE(per_minute, window_end, INTERVAL '1' HOUR)
 GROUP BY device_id, window_start, window_end;
 
--- expect: 13:13: TUMBLE adds the columns window_start and window_end, but view 'per_minute' has a column 'window_start' already; rename it in the view (`window_start AS ...`)
+-- expect: 13:13: TUMBLE adds the columns window_start, window_end and window_time, but view 'per_minute' has a column 'window_start' already; rename it in the view (`window_start AS ...`)

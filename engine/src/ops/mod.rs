@@ -13,6 +13,7 @@ mod over_window;
 mod partitioned;
 mod project;
 mod scan;
+mod session_rows;
 mod session_window;
 mod throttle;
 mod time_buffer;
@@ -20,6 +21,7 @@ mod union;
 mod window_aggregate;
 mod window_functions;
 mod window_rank;
+mod window_rows;
 
 use std::sync::Arc;
 
@@ -36,12 +38,14 @@ pub use match_recognize::{MatchRecognize, MatchSpec, Nav, NavKind, pattern};
 pub use over_window::{Frame, OverCall, OverWindow};
 pub use project::Project;
 pub use scan::{ScanColumn, ScanTime, SourceScan, WindowColumns};
+pub use session_rows::{SessionColumn, SessionRows};
 pub use session_window::SessionAggregate;
 pub use throttle::Throttle;
 pub use union::Union;
-pub use window_aggregate::{OutputColumn, WindowAggregate, WindowKind};
+pub use window_aggregate::{GroupingSets, OutputColumn, WindowAggregate, WindowKind};
 pub use window_functions::WindowFunction;
 pub use window_rank::{RankOrder, WindowRank};
+pub use window_rows::WindowRows;
 
 use crate::checkpoint::{StateReader, StateWriter};
 use crate::error::{EngineError, Result};

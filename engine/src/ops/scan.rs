@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::array::{
     ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray, new_null_array,
 };
-use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::compute::kernels::arity::unary;
+use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
 
 use super::Operator;
@@ -21,6 +22,8 @@ pub enum ScanColumn {
     Source(usize),
     WindowStart,
     WindowEnd,
+    /// `window_end - 1ms`.
+    WindowTime,
 }
 
 /// How the window columns of a scan get their values.
@@ -29,9 +32,59 @@ pub enum WindowColumns {
     /// A tumbling window: each row is in exactly one window, so the columns are computed.
     /// Windows of `size` starting at `offset` (and every `size` from it).
     Tumble { size: Millis, offset: Millis },
-    /// A hopping window: a row is in several windows; the window aggregate that follows fills
-    /// the columns, the scan leaves them null.
+    /// The rows of a `HOP` table function read without aggregating them: each row once per
+    /// window it is in (`size / slide` of them), in the order of their starts.
+    Hop {
+        size: Millis,
+        slide: Millis,
+        offset: Millis,
+    },
+    /// The rows of a `CUMULATE` table function read without aggregating them: each row once per
+    /// window of its period that ends after it.
+    Cumulate {
+        step: Millis,
+        size: Millis,
+        offset: Millis,
+    },
+    /// A hopping, cumulating or session window aggregated later: a row is in several windows (or
+    /// its session is not known yet); the aggregate fills the columns, the scan leaves them null.
     Placeholder,
+}
+
+impl WindowColumns {
+    /// The windows `[start, end)` of a row at `t`, in the order of their starts (then ends).
+    fn windows_of(&self, t: Millis, mut each: impl FnMut(Millis, Millis)) {
+        match *self {
+            Self::Tumble { size, offset } => {
+                let start = align_at(t, size, offset);
+                each(start, start + size);
+            }
+            Self::Hop {
+                size,
+                slide,
+                offset,
+            } => {
+                let last = align_at(t, slide, offset);
+                let mut start = last;
+                while start - slide + size > t {
+                    start -= slide;
+                }
+                while start <= last {
+                    each(start, start + size);
+                    start += slide;
+                }
+            }
+            Self::Cumulate { step, size, offset } => {
+                let period = align_at(t, size, offset);
+                let mut end = align_at(t, step, offset) + step;
+                while end <= period + size {
+                    each(period, end);
+                    end += step;
+                }
+            }
+            Self::Placeholder => {}
+        }
+    }
 }
 
 /// Where a scan takes its rows' event time from.
@@ -110,7 +163,7 @@ impl Operator for SourceScan {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
         let mut batch = batch;
         let mut n = batch.num_rows();
-        let time: ArrayRef = match self.event_time {
+        let mut time: ArrayRef = match self.event_time {
             ScanTime::Column(i) => {
                 if let (true, Some(w)) = (self.drop_late, self.watermark) {
                     let t = batch
@@ -140,27 +193,68 @@ impl Operator for SourceScan {
                     .ok_or_else(|| EngineError::Internal("a view batch without columns".into()))?,
             ),
         };
-        let (start, end): (Option<ArrayRef>, Option<ArrayRef>) = match self.window {
-            None => (None, None),
-            Some(WindowColumns::Tumble { size, offset }) => {
-                let t = time
-                    .as_primitive_opt::<TimestampMillisecondType>()
-                    .ok_or_else(|| EngineError::Internal("event time is not in ms".into()))?;
-                let start: TimestampMillisecondArray = unary(t, |t| align_at(t, size, offset));
-                let end: TimestampMillisecondArray = unary(&start, |s| s + size);
-                (Some(Arc::new(start)), Some(Arc::new(end)))
-            }
-            Some(WindowColumns::Placeholder) => {
-                let null = new_null_array(&DataType::Timestamp(TimeUnit::Millisecond, None), n);
-                (Some(Arc::clone(&null)), Some(null))
-            }
-        };
+        let (start, end, last): (Option<ArrayRef>, Option<ArrayRef>, Option<ArrayRef>) =
+            match self.window {
+                None => (None, None, None),
+                Some(WindowColumns::Placeholder) => {
+                    let null = new_null_array(&DataType::Timestamp(TimeUnit::Millisecond, None), n);
+                    (Some(Arc::clone(&null)), Some(Arc::clone(&null)), Some(null))
+                }
+                Some(WindowColumns::Tumble { size, offset }) => {
+                    let t = time
+                        .as_primitive_opt::<TimestampMillisecondType>()
+                        .ok_or_else(|| EngineError::Internal("event time is not in ms".into()))?;
+                    let start: TimestampMillisecondArray = unary(t, |t| align_at(t, size, offset));
+                    let end: TimestampMillisecondArray = unary(&start, |s| s + size);
+                    let last: TimestampMillisecondArray = unary(&start, |s| s + size - 1);
+                    (
+                        Some(Arc::new(start)),
+                        Some(Arc::new(end)),
+                        Some(Arc::new(last)),
+                    )
+                }
+                Some(windows) => {
+                    let t = time
+                        .as_primitive_opt::<TimestampMillisecondType>()
+                        .ok_or_else(|| EngineError::Internal("event time is not in ms".into()))?;
+                    let mut rows = Vec::with_capacity(n);
+                    let mut starts = Vec::with_capacity(n);
+                    let mut ends = Vec::with_capacity(n);
+                    for (i, t) in t.values().iter().enumerate() {
+                        windows.windows_of(*t, |s, e| {
+                            rows.push(i as u32);
+                            starts.push(s);
+                            ends.push(e);
+                        });
+                    }
+                    if rows.len() != n {
+                        // Each row once per window: the rows repeated, in window order.
+                        let indices = UInt32Array::from(rows);
+                        batch = RecordBatch::try_new(
+                            batch.schema(),
+                            batch
+                                .columns()
+                                .iter()
+                                .map(|c| take(c, &indices, None))
+                                .collect::<std::result::Result<_, _>>()?,
+                        )?;
+                        time = take(&time, &indices, None)?;
+                    }
+                    let last: Vec<Millis> = ends.iter().map(|e| e - 1).collect();
+                    (
+                        Some(Arc::new(TimestampMillisecondArray::from(starts))),
+                        Some(Arc::new(TimestampMillisecondArray::from(ends))),
+                        Some(Arc::new(TimestampMillisecondArray::from(last))),
+                    )
+                }
+            };
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.columns.len() + 1);
         for c in &self.columns {
             columns.push(match c {
                 ScanColumn::Source(i) => Arc::clone(batch.column(*i)),
                 ScanColumn::WindowStart => start.clone().ok_or_else(no_window)?,
                 ScanColumn::WindowEnd => end.clone().ok_or_else(no_window)?,
+                ScanColumn::WindowTime => last.clone().ok_or_else(no_window)?,
             });
         }
         columns.push(time);

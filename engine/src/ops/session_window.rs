@@ -219,6 +219,9 @@ impl SessionAggregate {
                 OutputColumn::WindowEnd => Arc::new(TimestampMillisecondArray::from(
                     sessions.iter().map(|s| s.end).collect::<Vec<_>>(),
                 )),
+                OutputColumn::WindowTime => Arc::new(TimestampMillisecondArray::from(
+                    sessions.iter().map(|s| s.end - 1).collect::<Vec<_>>(),
+                )),
                 OutputColumn::Aggregate(j) => {
                     let values = std::mem::take(&mut aggregates[j]);
                     let array = ScalarValue::iter_to_array(values)?;

@@ -12,9 +12,10 @@ use std::collections::btree_map::Entry;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
+    ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array, UInt64Array,
+    new_null_array,
 };
-use datafusion::arrow::compute::take;
+use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
@@ -79,6 +80,8 @@ pub enum OutputColumn {
     Key(usize),
     WindowStart,
     WindowEnd,
+    /// `window_end - 1ms`, Flink's `window_time`.
+    WindowTime,
     Aggregate(usize),
 }
 
@@ -108,7 +111,21 @@ pub struct WindowAggregate {
     last_fired: Option<Millis>,
     /// Where windows start, from the epoch: Flink's window offset (0 by default).
     offset: Millis,
+    /// `GROUPING SETS`, `ROLLUP`, `CUBE`: rows are added once per set (see [`GroupingSets`]).
+    grouping_sets: Option<GroupingSets>,
     group_indices: Vec<usize>,
+}
+
+/// The sets of a `GROUP BY ... GROUPING SETS (...)`: each set groups by some of the keys, the
+/// others null. The last key is the set's grouping id (DataFusion's `__grouping_id`: a bit per
+/// grouping expression, set where the expression is left out), which keeps the sets' groups apart
+/// when their keys are equal.
+#[derive(Debug, Clone)]
+pub struct GroupingSets {
+    /// Per set: whether each key (the grouping id left out) is in it, and the set's id.
+    pub sets: Vec<(Vec<bool>, u64)>,
+    /// The grouping id's type.
+    pub id_type: DataType,
 }
 
 impl WindowAggregate {
@@ -131,8 +148,42 @@ impl WindowAggregate {
             sealed: BTreeMap::new(),
             last_fired: None,
             offset: 0,
+            grouping_sets: None,
             group_indices: Vec::new(),
         }
+    }
+
+    /// Groups by each of `sets` in turn; the key schema's last field is the grouping id.
+    pub fn with_grouping_sets(mut self, sets: GroupingSets) -> Self {
+        self.grouping_sets = Some(sets);
+        self
+    }
+
+    /// The keys of each grouping set for rows whose keys are `keys` (just `keys` without sets).
+    fn key_sets(&self, keys: Vec<ArrayRef>, rows: usize) -> Result<Vec<Vec<ArrayRef>>> {
+        let Some(grouping) = &self.grouping_sets else {
+            return Ok(vec![keys]);
+        };
+        grouping
+            .sets
+            .iter()
+            .map(|(present, id)| {
+                let mut set: Vec<ArrayRef> = keys
+                    .iter()
+                    .zip(present)
+                    .map(|(k, &p)| {
+                        if p {
+                            Arc::clone(k)
+                        } else {
+                            new_null_array(k.data_type(), rows)
+                        }
+                    })
+                    .collect();
+                let id: ArrayRef = Arc::new(UInt64Array::from_value(*id, rows));
+                set.push(cast(&id, &grouping.id_type)?);
+                Ok(set)
+            })
+            .collect()
     }
 
     /// Panes and windows held, and the bytes of their keys (for tests of bounded state).
@@ -152,6 +203,64 @@ impl WindowAggregate {
             .iter()
             .map(AggregateCall::new_accumulator)
             .collect()
+    }
+
+    /// Adds the rows of `batch`, grouped by `keys`, to their panes.
+    fn add_rows(&mut self, batch: &RecordBatch, keys: &[ArrayRef]) -> Result<()> {
+        let rows = batch.num_rows();
+        let inputs = self
+            .calls
+            .iter()
+            .map(|c| c.inputs(batch))
+            .collect::<Result<Vec<_>>>()?;
+        let filters = self
+            .calls
+            .iter()
+            .map(|c| c.filter_mask(batch))
+            .collect::<Result<Vec<_>>>()?;
+        let times = event_times(batch)?;
+        let pane = self.kind.pane();
+        let (min, max) = times
+            .iter()
+            .fold((Millis::MAX, Millis::MIN), |(lo, hi), &t| {
+                (lo.min(t), hi.max(t))
+            });
+        let offset = self.offset;
+        if align_at(min, pane, offset) == align_at(max, pane, offset) {
+            return self.update(align_at(min, pane, offset), keys, &inputs, &filters, rows);
+        }
+        // Rows of several panes (out-of-order input, or a batch across a pane boundary).
+        let mut by_pane: BTreeMap<Millis, Vec<u32>> = BTreeMap::new();
+        for (i, &t) in times.iter().enumerate() {
+            by_pane
+                .entry(align_at(t, pane, offset))
+                .or_default()
+                .push(i as u32);
+        }
+        for (start, indices) in by_pane {
+            let indices = UInt32Array::from(indices);
+            let n = indices.len();
+            let pick = |a: &ArrayRef| Ok(take(a.as_ref(), &indices, None)?);
+            let keys = keys.iter().map(pick).collect::<Result<Vec<_>>>()?;
+            let inputs = inputs
+                .iter()
+                .map(|v| v.iter().map(pick).collect::<Result<Vec<_>>>())
+                .collect::<Result<Vec<_>>>()?;
+            let filters = filters
+                .iter()
+                .map(|f| match f {
+                    Some(f) => Ok(Some(
+                        datafusion::arrow::array::AsArray::as_boolean(
+                            take(f, &indices, None)?.as_ref(),
+                        )
+                        .clone(),
+                    )),
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.update(start, &keys, &inputs, &filters, n)?;
+        }
+        Ok(())
     }
 
     /// Adds rows (all in the pane starting at `pane_start`) to that pane.
@@ -199,6 +308,9 @@ impl WindowAggregate {
                 }
                 OutputColumn::WindowEnd => {
                     Arc::new(TimestampMillisecondArray::from_value(end, rows))
+                }
+                OutputColumn::WindowTime => {
+                    Arc::new(TimestampMillisecondArray::from_value(end - 1, rows))
                 }
                 OutputColumn::Aggregate(j) => Arc::clone(&aggregates[j]),
             });
@@ -435,8 +547,12 @@ impl Operator for WindowAggregate {
         };
         let keys: Vec<String> = self.keys.iter().map(|k| k.to_string()).collect();
         let calls: Vec<&str> = self.calls.iter().map(AggregateCall::name).collect();
+        let sets = match &self.grouping_sets {
+            Some(g) => format!(" in {} grouping sets", g.sets.len()),
+            None => String::new(),
+        };
         format!(
-            "window aggregate {window}, keys [{}], aggregates [{}], fires when the watermark passes window_end",
+            "window aggregate {window}, keys [{}]{sets}, aggregates [{}], fires when the watermark passes window_end",
             keys.join(", "),
             calls.join(", ")
         )
@@ -449,61 +565,11 @@ impl Operator for WindowAggregate {
             .iter()
             .map(|k| Ok(k.evaluate(&batch)?.into_array(rows)?))
             .collect::<Result<Vec<_>>>()?;
-        let inputs = self
-            .calls
-            .iter()
-            .map(|c| c.inputs(&batch))
-            .collect::<Result<Vec<_>>>()?;
-        let filters = self
-            .calls
-            .iter()
-            .map(|c| c.filter_mask(&batch))
-            .collect::<Result<Vec<_>>>()?;
-        let times = event_times(&batch)?;
-        let pane = self.kind.pane();
-        let (min, max) = times
-            .iter()
-            .fold((Millis::MAX, Millis::MIN), |(lo, hi), &t| {
-                (lo.min(t), hi.max(t))
-            });
-        let offset = self.offset;
-        if align_at(min, pane, offset) == align_at(max, pane, offset) {
-            return self.update(align_at(min, pane, offset), &keys, &inputs, &filters, rows);
-        }
-        // Rows of several panes (out-of-order input, or a batch across a pane boundary).
-        let mut by_pane: BTreeMap<Millis, Vec<u32>> = BTreeMap::new();
-        for (i, &t) in times.iter().enumerate() {
-            by_pane
-                .entry(align_at(t, pane, offset))
-                .or_default()
-                .push(i as u32);
-        }
-        for (start, indices) in by_pane {
-            let indices = UInt32Array::from(indices);
-            let n = indices.len();
-            let pick = |a: &ArrayRef| Ok(take(a.as_ref(), &indices, None)?);
-            let keys = keys.iter().map(pick).collect::<Result<Vec<_>>>()?;
-            let inputs = inputs
-                .iter()
-                .map(|v| v.iter().map(pick).collect::<Result<Vec<_>>>())
-                .collect::<Result<Vec<_>>>()?;
-            let filters = filters
-                .iter()
-                .map(|f| match f {
-                    Some(f) => Ok(Some(
-                        datafusion::arrow::array::AsArray::as_boolean(
-                            take(f, &indices, None)?.as_ref(),
-                        )
-                        .clone(),
-                    )),
-                    None => Ok(None),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            self.update(start, &keys, &inputs, &filters, n)?;
+        for keys in self.key_sets(keys, rows)? {
+            self.add_rows(&batch, &keys)?;
         }
         Ok(())
     }
-
     fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
         match self.kind {
             WindowKind::Tumble { size } => {

@@ -517,10 +517,14 @@ impl Planner<'_> {
     }
 }
 
-/// The schema of a window call's table: the source's columns, then `window_start`, `window_end`.
+/// The schema of a window call's table: the source's columns, then `window_start`, `window_end`
+/// and `window_time` (the window's last millisecond, `window_end - 1ms`, as Flink's).
+/// The columns a window table function adds to its input's, in order.
+pub const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
+
 pub(super) fn window_table_schema(source: &Schema) -> SchemaRef {
     let mut fields: Vec<Field> = source.fields().iter().map(|f| f.as_ref().clone()).collect();
-    for name in ["window_start", "window_end"] {
+    for name in WINDOW_COLUMNS {
         fields.push(Field::new(
             name,
             DataType::Timestamp(TimeUnit::Millisecond, None),

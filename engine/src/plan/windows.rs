@@ -15,9 +15,10 @@ use datafusion::sql::sqlparser::ast::{
 use super::Input;
 use super::Planner;
 use super::names::{location_of, normalize};
-use super::planner::window_table_schema;
+use super::planner::{WINDOW_COLUMNS, window_table_schema};
 use crate::error::{Location, SqlError};
 use crate::ops::WindowKind;
+use crate::sql::parser::PARTITIONED_FUNCTION;
 use crate::time::{Millis, show_duration};
 
 /// A window call, by the name of the table that replaced it.
@@ -31,6 +32,10 @@ pub struct WindowCall {
     pub location: Location,
     /// Where windows start, from the epoch (Flink's `offset` argument; 0 without).
     pub offset: Millis,
+    /// Flink's `SESSION(TABLE src [PARTITION BY k], ...)`: sessions keyed by these columns alone
+    /// (over all rows without any). `None` for Eddy's `SESSION(src, ...)`, whose sessions are
+    /// keyed by the GROUP BY keys.
+    pub partition: Option<Vec<(String, Location)>>,
 }
 
 impl WindowCall {
@@ -171,7 +176,9 @@ impl Rewriter<'_, '_> {
         let session = function == "SESSION";
         let cumulate = function == "CUMULATE";
         let usage = match function {
-            "SESSION" => "SESSION(source, time_column, INTERVAL '5' MINUTE) (the gap)",
+            "SESSION" => {
+                "SESSION(source, time_column, INTERVAL '5' MINUTE) (the gap), or Flink's SESSION(TABLE source [PARTITION BY key], DESCRIPTOR(time_column), gap)"
+            }
             "TUMBLE" => "TUMBLE(source, time_column, INTERVAL '10' SECOND [, offset])",
             "CUMULATE" => {
                 "CUMULATE(source, time_column, step, max_size [, offset]), e.g. CUMULATE(readings, ts, INTERVAL '1' HOUR, INTERVAL '1' DAY)"
@@ -184,8 +191,27 @@ impl Rewriter<'_, '_> {
         let optional = usize::from(names.last() == Some(&"offset"));
         let bound = bind_arguments(args, names, optional, location, usage)?;
         let args: Vec<&sql::Expr> = bound.iter().flatten().copied().collect();
-        let source_name = match args[0] {
-            sql::Expr::Identifier(i) => normalize(i),
+        let (data, partition) = match args[0] {
+            sql::Expr::Function(f) if f.name.to_string() == PARTITIONED_FUNCTION => {
+                let FunctionArguments::List(list) = &f.args else {
+                    return Err(SqlError::new(location, format!("expected {usage}")));
+                };
+                let mut names = list.args.iter().map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(sql::Expr::Identifier(i))) => Ok(i),
+                    other => Err(SqlError::new(
+                        location_of(other),
+                        format!("{function}: PARTITION BY takes column names; expected {usage}"),
+                    )),
+                });
+                let data = names
+                    .next()
+                    .ok_or_else(|| SqlError::new(location, format!("expected {usage}")))??;
+                let keys = names
+                    .map(|k| k.map(|i| (normalize(i), Location::from(i))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (data, Some(keys))
+            }
+            sql::Expr::Identifier(i) => (i, None),
             e => {
                 return Err(SqlError::new(
                     location_of(e),
@@ -193,6 +219,7 @@ impl Rewriter<'_, '_> {
                 ));
             }
         };
+        let source_name = normalize(data);
         let input = self.planner.input_named(&source_name).ok_or_else(|| {
             SqlError::new(
                 location_of(args[0]),
@@ -202,6 +229,21 @@ impl Rewriter<'_, '_> {
                 ),
             )
         })?;
+        let columns = self.planner.input_schema(input);
+        if let Some((name, at)) = partition
+            .iter()
+            .flatten()
+            .find(|(name, _)| columns.index_of(name).is_err())
+        {
+            let known: Vec<&str> = columns.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(SqlError::new(
+                *at,
+                format!(
+                    "{function}: PARTITION BY {name}: '{source_name}' has no column '{name}'; its columns are {}",
+                    known.join(", ")
+                ),
+            ));
+        }
         let time_ident = time_column(args[1]).ok_or_else(|| {
             SqlError::new(
                 location_of(args[1]),
@@ -237,14 +279,14 @@ impl Rewriter<'_, '_> {
             }
             Input::View(_) => {
                 let schema = self.planner.input_schema(input);
-                if let Some(taken) = ["window_start", "window_end"]
+                if let Some(taken) = WINDOW_COLUMNS
                     .into_iter()
                     .find(|c| schema.index_of(c).is_ok())
                 {
                     return Err(SqlError::new(
                         location_of(args[0]),
                         format!(
-                            "{function} adds the columns window_start and window_end, but view '{source_name}' has a column '{taken}' already; rename it in the view (`{taken} AS ...`)"
+                            "{function} adds the columns window_start, window_end and window_time, but view '{source_name}' has a column '{taken}' already; rename it in the view (`{taken} AS ...`)"
                         ),
                     ));
                 }
@@ -327,6 +369,14 @@ impl Rewriter<'_, '_> {
             Some(e) if optional == 1 => self.planner.interval_millis(e)?,
             _ => 0,
         };
+        if let (false, Some(keys)) = (session, &partition)
+            && !keys.is_empty()
+        {
+            return Err(SqlError::new(
+                keys[0].1,
+                format!("{function} takes no PARTITION BY: only SESSION's windows are per key"),
+            ));
+        }
         Ok((
             WindowCall {
                 kind,
@@ -334,6 +384,7 @@ impl Rewriter<'_, '_> {
                 time_index,
                 location,
                 offset,
+                partition: partition.filter(|_| session),
             },
             source_name,
         ))

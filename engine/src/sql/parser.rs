@@ -25,6 +25,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
         .tokenize_with_location()
         .map_err(|e| SqlError::new(e.location, e.message))?;
     let tokens = unwrap_flink_window_calls(tokens);
+    let tokens = partition_by_as_call(tokens);
     let tokens = move_within_into_define(tokens);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
@@ -345,6 +346,103 @@ fn move_within_into_define(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
+/// The function the data argument `TABLE src [PARTITION BY k]` of Flink's
+/// `SESSION(TABLE src PARTITION BY k, ...)` becomes, so sqlparser reads it: `__partitioned(src, k)`.
+/// Flink's sessions are keyed by the PARTITION BY columns alone (all rows, without them).
+pub const PARTITIONED_FUNCTION: &str = "__partitioned";
+
+/// Rewrites SESSION's data argument in Flink's spelling, `TABLE src`, `TABLE src PARTITION BY k` or
+/// `TABLE src PARTITION BY (k1, k2)`, into `__partitioned(src[, k1, k2])`, which sqlparser reads.
+fn partition_by_as_call(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
+        .collect();
+    let tok = |k: usize| significant.get(k).map(|&i| &tokens[i].token);
+    // (`TABLE`, the source name, the keys, the first token after them), as indices in `tokens`.
+    let mut rewrites: Vec<(usize, usize, Vec<usize>, usize)> = Vec::new();
+    let mut calls: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    let mut k = 0;
+    while k < significant.len() {
+        let t = tok(k).unwrap_or(&Token::EOF);
+        match t {
+            Token::LParen => {
+                depth += 1;
+                if k > 0 && tok(k - 1).is_some_and(|t| word_is(t, "SESSION")) {
+                    calls.push(depth);
+                }
+            }
+            Token::RParen => {
+                if calls.last() == Some(&depth) {
+                    calls.pop();
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ if word_is(t, "TABLE")
+                && calls.last() == Some(&depth)
+                && matches!(
+                    tok(k.wrapping_sub(1)),
+                    Some(Token::LParen | Token::Comma | Token::RArrow)
+                )
+                && matches!(tok(k + 1), Some(Token::Word(_))) =>
+            {
+                let mut keys = Vec::new();
+                let mut end = k + 2;
+                if tok(k + 2).is_some_and(|t| word_is(t, "PARTITION"))
+                    && tok(k + 3).is_some_and(|t| word_is(t, "BY"))
+                {
+                    end = k + 4;
+                    if tok(end) == Some(&Token::LParen) {
+                        end += 1;
+                        while let Some(t) = tok(end) {
+                            end += 1;
+                            match t {
+                                Token::RParen => break,
+                                Token::Comma => {}
+                                _ => keys.push(significant[end - 1]),
+                            }
+                        }
+                    } else if tok(end).is_some() {
+                        keys.push(significant[end]);
+                        end += 1;
+                    }
+                }
+                rewrites.push((
+                    significant[k],
+                    significant[k + 1],
+                    keys,
+                    significant.get(end).copied().unwrap_or(tokens.len()),
+                ));
+                k = end;
+                continue;
+            }
+            _ => {}
+        }
+        k += 1;
+    }
+    if rewrites.is_empty() {
+        return tokens;
+    }
+    let mut out = Vec::with_capacity(tokens.len() + 4 * rewrites.len());
+    let mut i = 0;
+    for (table, source, keys, end) in rewrites {
+        let at = tokens[table].span;
+        let token = |t: Token| TokenWithSpan { token: t, span: at };
+        out.extend_from_slice(&tokens[i..table]);
+        out.push(token(Token::make_word(PARTITIONED_FUNCTION, None)));
+        out.push(token(Token::LParen));
+        out.push(tokens[source].clone());
+        for key in keys {
+            out.push(token(Token::Comma));
+            out.push(tokens[key].clone());
+        }
+        out.push(token(Token::RParen));
+        i = end;
+    }
+    out.extend_from_slice(&tokens[i..]);
+    out
+}
+
 /// Drops the `TABLE` keywords of Flink's window-call spelling so sqlparser reads it:
 /// `TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), size))` becomes `TUMBLE(src, DESCRIPTOR(ts), size)`.
 fn unwrap_flink_window_calls(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
@@ -352,6 +450,8 @@ fn unwrap_flink_window_calls(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     enum Paren {
         Plain,
         WindowCall,
+        /// SESSION's `TABLE src [PARTITION BY ...]` is left to [`partition_by_as_call`].
+        SessionCall,
         DroppedWrapper,
     }
     let significant: Vec<usize> = (0..tokens.len())
@@ -383,7 +483,10 @@ fn unwrap_flink_window_calls(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             drop[significant[k]] = true;
         } else if *t == Token::LParen {
             let call = k > 0 && is_window_fn(tok(k - 1));
-            stack.push(if call {
+            let session = k > 0 && tok(k - 1).is_some_and(|t| word_is(t, "SESSION"));
+            stack.push(if session {
+                Paren::SessionCall
+            } else if call {
                 Paren::WindowCall
             } else {
                 Paren::Plain

@@ -4,16 +4,20 @@
 //! an error that names the construct: never a silent batch answer.
 //!
 //! - this module: the walk and its dispatch by node kind; scans, filters, projections, unions;
-//! - `aggregate`: GROUP BY over windows; `over`: OVER windows; `join`: lookup and interval joins;
-//!   `match_recognize`: the rows of a MATCH_RECOGNIZE.
+//! - `aggregate`: GROUP BY over windows; `over`: OVER windows; `window_rank`: window Top-N and
+//!   deduplication; `join`: lookup and interval joins; `match_recognize`: the rows of a
+//!   MATCH_RECOGNIZE.
 
 mod aggregate;
 mod join;
 mod match_recognize;
 mod over;
+mod window_rank;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::{Column, DFSchema};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -27,8 +31,8 @@ use super::diagnose;
 use super::windows::WindowCall;
 use crate::error::{Location, SqlError};
 use crate::ops::{
-    Filter, MultiInputOperator, Operator, Pipeline, Project, ScanColumn, ScanTime, SourceScan,
-    Union, WindowColumns, WindowKind, with_event_time,
+    Filter, MultiInputOperator, Operator, Pipeline, Project, ScanColumn, ScanTime, SessionColumn,
+    SessionRows, SourceScan, Union, WindowColumns, WindowKind, with_event_time,
 };
 
 /// Places in a query that errors about its clauses point at.
@@ -74,6 +78,8 @@ enum Origin {
     EventTime,
     WindowStart,
     WindowEnd,
+    /// `window_time`: `window_end - 1ms`.
+    WindowTime,
 }
 
 /// The operators so far, and what the columns they output are.
@@ -113,10 +119,13 @@ pub fn lower_query(
     query: &sql::Query,
     anchors: Anchors,
 ) -> Result<Lowered, SqlError> {
+    let mut aggregated = HashSet::new();
+    aggregated_window_tables(plan, planner, false, &mut aggregated);
     let walk = Walk {
         planner,
         query,
         anchors,
+        aggregated,
     };
     let stage = walk.lower(plan)?;
     if let Some(call) = &stage.window
@@ -144,6 +153,34 @@ struct Walk<'p, 'a> {
     planner: &'p Planner<'a>,
     query: &'p sql::Query,
     anchors: Anchors,
+    /// The window tables whose rows an aggregate takes (the others' rows are read as they are).
+    aggregated: HashSet<String>,
+}
+
+/// Collects the window tables read by an aggregate through filters and projections only.
+fn aggregated_window_tables(
+    plan: &LogicalPlan,
+    planner: &Planner,
+    under_aggregate: bool,
+    found: &mut HashSet<String>,
+) {
+    let under = match plan {
+        LogicalPlan::TableScan(scan) => {
+            let table = scan.table_name.table();
+            if under_aggregate && planner.window_calls.contains_key(table) {
+                found.insert(table.to_string());
+            }
+            return;
+        }
+        LogicalPlan::Aggregate(_) => true,
+        LogicalPlan::Filter(_) | LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => {
+            under_aggregate
+        }
+        _ => false,
+    };
+    for input in plan.inputs() {
+        aggregated_window_tables(input, planner, under, found);
+    }
 }
 
 impl Walk<'_, '_> {
@@ -228,10 +265,11 @@ impl Walk<'_, '_> {
             .unwrap_or_else(|| (0..scan.source.schema().fields().len()).collect());
         let columns: Vec<ScanColumn> = projection
             .iter()
-            .map(|&i| match i.cmp(&n) {
-                std::cmp::Ordering::Less => ScanColumn::Source(i),
-                std::cmp::Ordering::Equal => ScanColumn::WindowStart,
-                std::cmp::Ordering::Greater => ScanColumn::WindowEnd,
+            .map(|&i| match i.checked_sub(n) {
+                None => ScanColumn::Source(i),
+                Some(0) => ScanColumn::WindowStart,
+                Some(1) => ScanColumn::WindowEnd,
+                Some(_) => ScanColumn::WindowTime,
             })
             .collect();
         let time_column = match (input, &window) {
@@ -246,10 +284,23 @@ impl Walk<'_, '_> {
                 ScanColumn::Source(_) => Origin::Value,
                 ScanColumn::WindowStart => Origin::WindowStart,
                 ScanColumn::WindowEnd => Origin::WindowEnd,
+                ScanColumn::WindowTime => Origin::WindowTime,
             })
             .collect();
+        // Rows of HOP and CUMULATE read without an aggregate are repeated, once per window.
+        let expanded = !self.aggregated.contains(table);
         let window_columns = window.as_ref().map(|w| match w.kind {
             WindowKind::Tumble { size } => WindowColumns::Tumble {
+                size,
+                offset: w.offset,
+            },
+            WindowKind::Hop { size, slide } if expanded => WindowColumns::Hop {
+                size,
+                slide,
+                offset: w.offset,
+            },
+            WindowKind::Cumulate { step, size } if expanded => WindowColumns::Cumulate {
+                step,
                 size,
                 offset: w.offset,
             },
@@ -268,7 +319,18 @@ impl Walk<'_, '_> {
             (Input::View(_), Some(call)) => (ScanTime::Column(call.time_index), true),
             (Input::View(_), None) => (ScanTime::Carried, false),
         };
+        // Expanded rows have their windows: nothing is left for an aggregate to assign.
+        let window = match window_columns {
+            Some(WindowColumns::Hop { .. } | WindowColumns::Cumulate { .. }) => None,
+            _ => window,
+        };
         let schema = with_event_time(scan.projected_schema.as_arrow());
+        if expanded
+            && let Some(call) = &window
+            && let WindowKind::Session { gap } = call.kind
+        {
+            return self.session_rows(scan, input, call, gap, columns, time, drop_late, origins);
+        }
         let op = SourceScan::new(
             self.planner.input_name(input),
             columns,
@@ -284,6 +346,80 @@ impl Walk<'_, '_> {
             ops: vec![Box::new(op)],
             origins,
             window,
+            aggregated: false,
+        })
+    }
+
+    /// The rows of `SESSION(...)` read without an aggregate: the scan reads the partition key
+    /// columns too (the query may not), and the session rows operator gives each row its
+    /// session's bounds once the session is over.
+    #[allow(clippy::too_many_arguments)]
+    fn session_rows(
+        &self,
+        scan: &datafusion::logical_expr::logical_plan::TableScan,
+        input: Input,
+        call: &WindowCall,
+        gap: crate::time::Millis,
+        mut columns: Vec<ScanColumn>,
+        time: ScanTime,
+        drop_late: bool,
+        mut origins: Vec<Origin>,
+    ) -> Result<Stage, SqlError> {
+        let input_schema = self.planner.input_schema(input);
+        let visible = scan.projected_schema.as_arrow();
+        let kinds: Vec<SessionColumn> = columns
+            .iter()
+            .map(|c| match c {
+                ScanColumn::Source(_) => SessionColumn::Value,
+                ScanColumn::WindowStart => SessionColumn::Start,
+                ScanColumn::WindowEnd => SessionColumn::End,
+                ScanColumn::WindowTime => SessionColumn::Time,
+            })
+            .collect();
+        let mut fields: Vec<Field> = visible
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut keys = Vec::new();
+        for (name, at) in call.partition.iter().flatten() {
+            let i = input_schema
+                .index_of(name)
+                .map_err(|_| self.error_at(Some(*at), format!("unknown column '{name}'")))?;
+            let k = match columns.iter().position(|c| *c == ScanColumn::Source(i)) {
+                Some(k) => k,
+                None => {
+                    columns.push(ScanColumn::Source(i));
+                    fields.push(input_schema.field(i).clone());
+                    columns.len() - 1
+                }
+            };
+            keys.push(k);
+        }
+        let scanned = with_event_time(&Schema::new(fields));
+        let op = SourceScan::new(
+            self.planner.input_name(input),
+            columns,
+            time,
+            drop_late,
+            Some(WindowColumns::Placeholder),
+            Arc::clone(&scanned),
+        );
+        let rows = SessionRows::new(gap, keys, kinds, scanned, with_event_time(visible));
+        // The rows leave at their session's end: window_time is their time attribute now, and
+        // the column they were windowed by an ordinary timestamp (as in Flink).
+        for o in &mut origins {
+            if *o == Origin::EventTime {
+                *o = Origin::Value;
+            }
+        }
+        Ok(Stage {
+            inputs: vec![input],
+            branches: vec![Vec::new()],
+            meet: None,
+            ops: vec![Box::new(op), Box::new(rows)],
+            origins,
+            window: None,
             aggregated: false,
         })
     }
@@ -364,7 +500,7 @@ impl Walk<'_, '_> {
         for c in e.column_refs() {
             if matches!(
                 self.origin(stage, c, schema),
-                Origin::WindowStart | Origin::WindowEnd
+                Origin::WindowStart | Origin::WindowEnd | Origin::WindowTime
             ) {
                 return Err(SqlError::new(
                     call.location,

@@ -10,9 +10,7 @@ use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 
 use super::{Origin, Stage, Walk};
 use crate::error::SqlError;
-use crate::ops::{
-    Frame, OverCall, OverWindow, RankOrder, WindowFunction, WindowRank, with_event_time,
-};
+use crate::ops::{Frame, OverCall, OverWindow, WindowFunction, with_event_time};
 use crate::plan::diagnose;
 use crate::time::interval_millis;
 
@@ -23,9 +21,10 @@ impl Walk<'_, '_> {
         w: &datafusion::logical_expr::logical_plan::Window,
     ) -> Result<Stage, SqlError> {
         let mut stage = self.lower(&w.input)?;
-        if let Some(op) = self.window_rank(&stage, w)? {
-            stage.ops.push(Box::new(op));
+        if let Some(ops) = self.window_rank(&stage, w)? {
+            stage.ops.extend(ops);
             stage.origins.push(Origin::Value);
+            stage.window = None;
             return Ok(stage);
         }
         if let Some(call) = &stage.window {
@@ -43,84 +42,6 @@ impl Walk<'_, '_> {
             .origins
             .extend(std::iter::repeat_n(Origin::Value, w.window_expr.len()));
         Ok(stage)
-    }
-
-    /// Window Top-N: a ranking `OVER (PARTITION BY window_start, window_end ... ORDER BY ...)` of
-    /// the rows of a window aggregate; `None` for any other OVER window.
-    fn window_rank(
-        &self,
-        stage: &Stage,
-        w: &datafusion::logical_expr::logical_plan::Window,
-    ) -> Result<Option<WindowRank>, SqlError> {
-        let [e] = w.window_expr.as_slice() else {
-            return Ok(None);
-        };
-        let inner = match e {
-            Expr::Alias(a) => a.expr.as_ref(),
-            other => other,
-        };
-        let Expr::WindowFunction(f) = inner else {
-            return Ok(None);
-        };
-        let name = f.fun.name().to_ascii_lowercase();
-        let function = match name.as_str() {
-            "row_number" => WindowFunction::RowNumber,
-            "rank" => WindowFunction::Rank,
-            "dense_rank" => WindowFunction::DenseRank,
-            _ => return Ok(None),
-        };
-        let input = w.input.schema();
-        let p = &f.params;
-        let origins: Vec<Origin> = p
-            .partition_by
-            .iter()
-            .map(|k| match k {
-                Expr::Column(c) => self.origin(stage, c, input),
-                _ => Origin::Value,
-            })
-            .collect();
-        if !(origins.contains(&Origin::WindowStart) && origins.contains(&Origin::WindowEnd)) {
-            return Ok(None);
-        }
-        let at = diagnose::find_function(self.query, &name);
-        if !stage.aggregated {
-            return Err(self.error_at(
-                at,
-                format!(
-                    "{name}() over the rows of a window table function is not supported yet; rank the rows of a window aggregate (GROUP BY ..., window_start, window_end)"
-                ),
-            ));
-        }
-        if p.order_by.is_empty() {
-            return Err(self.error_at(
-                at,
-                format!("{name}() OVER (PARTITION BY window_start, window_end ...) needs an ORDER BY: what ranks first"),
-            ));
-        }
-        let partition = p
-            .partition_by
-            .iter()
-            .map(|k| self.physical(k, input))
-            .collect::<Result<Vec<_>, _>>()?;
-        let order = p
-            .order_by
-            .iter()
-            .map(|s| {
-                Ok(RankOrder {
-                    expr: self.physical(&s.expr, input)?,
-                    descending: !s.asc,
-                    nulls_first: s.nulls_first,
-                })
-            })
-            .collect::<Result<Vec<_>, SqlError>>()?;
-        WindowRank::new(
-            function,
-            partition,
-            order,
-            with_event_time(w.schema.as_arrow()),
-        )
-        .map(Some)
-        .map_err(|e| self.error_at(at, e.to_string()))
     }
 
     /// `aggregate(...) OVER (PARTITION BY ... ORDER BY <event time> ROWS|RANGE ... PRECEDING)`.
