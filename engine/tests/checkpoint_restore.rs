@@ -92,6 +92,16 @@ const QUERIES: &[(&str, &str)] = &[
          FROM TUMBLE(readings, ts, INTERVAL '5' SECOND) GROUP BY window_start, window_end, ROLLUP (device_id)",
     ),
     (
+        "window join",
+        "SELECT a.device_id, a.window_start, a.n, b.ts, b.temp
+         FROM (SELECT device_id, window_start, window_end, count(*) AS n
+                 FROM TUMBLE(readings, ts, INTERVAL '2' SECOND) GROUP BY device_id, window_start, window_end) a
+         FULL JOIN (SELECT device_id, ts, temp, window_start, window_end
+                      FROM TUMBLE(readings, ts, INTERVAL '2' SECOND) WHERE temp > 74) b
+           ON a.device_id = b.device_id AND a.window_start = b.window_start AND a.window_end = b.window_end
+              AND a.n > 9",
+    ),
+    (
         "interval join",
         "SELECT a.device_id, a.ts, b.ts AS later, b.temp - a.temp AS rise
          FROM readings a JOIN readings b ON a.device_id = b.device_id

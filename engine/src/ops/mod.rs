@@ -20,6 +20,7 @@ mod time_buffer;
 mod union;
 mod window_aggregate;
 mod window_functions;
+mod window_join;
 mod window_rank;
 mod window_rows;
 
@@ -44,6 +45,7 @@ pub use throttle::Throttle;
 pub use union::Union;
 pub use window_aggregate::{GroupingSets, OutputColumn, WindowAggregate, WindowKind};
 pub use window_functions::WindowFunction;
+pub use window_join::{WindowJoin, WindowJoinInput, WindowJoinType};
 pub use window_rank::{RankOrder, WindowRank};
 pub use window_rows::WindowRows;
 

@@ -7,8 +7,19 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 
 use super::{Origin, Stage, Walk};
 use crate::error::SqlError;
-use crate::ops::{IntervalJoin, JoinInput, LookupJoin, TableRead, with_event_time};
+use crate::ops::{
+    IntervalJoin, JoinInput, LookupJoin, TableRead, WindowJoin, WindowJoinInput, WindowJoinType,
+    with_event_time,
+};
 use crate::time::{Millis, interval_millis};
+
+/// The columns of one side's window bounds.
+#[derive(Debug, Clone, Copy)]
+struct WindowColumnsOf {
+    start: usize,
+    end: usize,
+    time: Option<usize>,
+}
 
 impl Walk<'_, '_> {
     /// The reference table read by one side of a join: its scan's columns and the predicates on
@@ -79,7 +90,7 @@ impl Walk<'_, '_> {
                     self.error("a JOIN of two tables reads no stream; join a stream with a table")
                 );
             }
-            (None, None) => return self.interval_join(j),
+            (None, None) => return self.stream_join(j),
         };
         if stream_keys.is_empty() {
             return Err(self.error(
@@ -125,26 +136,173 @@ impl Walk<'_, '_> {
         Ok(stage)
     }
 
+    /// A join of two streams: a window join when ON equates both sides' window bounds, an
+    /// interval join when it bounds their event times.
+    fn stream_join(
+        &self,
+        j: &datafusion::logical_expr::logical_plan::Join,
+    ) -> Result<Stage, SqlError> {
+        let left = self.lower(&j.left)?;
+        let right = self.lower(&j.right)?;
+        for side in [&left, &right] {
+            if side.inputs.len() != 1 || side.meet.is_some() {
+                return Err(self.error("a join of two streams joins two streams, each one source or view; put a UNION ALL or another join in a view first"));
+            }
+            side.require_aggregated("aggregate them before joining")?;
+        }
+        match self.window_bounds(j, &left, &right)? {
+            Some(bounds) => self.window_join(j, left, right, bounds),
+            None => self.interval_join(j, left, right),
+        }
+    }
+
+    /// The columns of each side's window bounds when ON equates them (`l.window_start =
+    /// r.window_start AND l.window_end = r.window_end`).
+    fn window_bounds(
+        &self,
+        j: &datafusion::logical_expr::logical_plan::Join,
+        left: &Stage,
+        right: &Stage,
+    ) -> Result<Option<[WindowColumnsOf; 2]>, SqlError> {
+        let (ls, rs) = (j.left.schema(), j.right.schema());
+        let (mut start, mut end) = (None, None);
+        for (l, r) in &j.on {
+            let (Expr::Column(lc), Expr::Column(rc)) = (l, r) else {
+                continue;
+            };
+            let at = |c, s: &datafusion::common::DFSchema| s.index_of_column(c).ok();
+            match (self.origin(left, lc, ls), self.origin(right, rc, rs)) {
+                (Origin::WindowStart, Origin::WindowStart) => start = at(lc, ls).zip(at(rc, rs)),
+                (Origin::WindowEnd, Origin::WindowEnd) => end = at(lc, ls).zip(at(rc, rs)),
+                _ => {}
+            }
+        }
+        let time_of = |stage: &Stage| stage.origins.iter().position(|o| *o == Origin::WindowTime);
+        match (start, end) {
+            (Some((l_start, r_start)), Some((l_end, r_end))) => Ok(Some([
+                WindowColumnsOf {
+                    start: l_start,
+                    end: l_end,
+                    time: time_of(left),
+                },
+                WindowColumnsOf {
+                    start: r_start,
+                    end: r_end,
+                    time: time_of(right),
+                },
+            ])),
+            (None, None) => Ok(None),
+            _ => Err(self.error(
+                "a window join equates both window bounds: ON l.window_start = r.window_start AND l.window_end = r.window_end (and the keys)",
+            )),
+        }
+    }
+
+    /// A window join: both sides' rows of a window joined once the window is over.
+    fn window_join(
+        &self,
+        j: &datafusion::logical_expr::logical_plan::Join,
+        left: Stage,
+        right: Stage,
+        [lw, rw]: [WindowColumnsOf; 2],
+    ) -> Result<Stage, SqlError> {
+        use datafusion::logical_expr::JoinType;
+        let kind = match j.join_type {
+            JoinType::Inner => WindowJoinType::Inner,
+            JoinType::Left => WindowJoinType::Left,
+            JoinType::Right => WindowJoinType::Right,
+            JoinType::Full => WindowJoinType::Full,
+            JoinType::LeftSemi => WindowJoinType::LeftSemi,
+            JoinType::LeftAnti => WindowJoinType::LeftAnti,
+            JoinType::RightSemi => WindowJoinType::RightSemi,
+            JoinType::RightAnti => WindowJoinType::RightAnti,
+            other => {
+                return Err(self.error(format!("{other} window joins are not supported")));
+            }
+        };
+        let keys = |side: usize, schema: &datafusion::common::DFSchema| {
+            j.on.iter()
+                .map(|pair| self.physical(if side == 0 { &pair.0 } else { &pair.1 }, schema))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let pairs = j
+            .left
+            .schema()
+            .join(j.right.schema())
+            .map_err(|e| self.error(format!("internal: the joined columns: {e}")))?;
+        let one_side = matches!(
+            kind,
+            WindowJoinType::LeftSemi
+                | WindowJoinType::LeftAnti
+                | WindowJoinType::RightSemi
+                | WindowJoinType::RightAnti
+        );
+        let filter = j
+            .filter
+            .as_ref()
+            .map(|f| self.physical(f, if one_side { &pairs } else { &j.schema }))
+            .transpose()?;
+        let input = |side: usize, w: WindowColumnsOf, plan: &LogicalPlan| {
+            Ok::<_, SqlError>(WindowJoinInput {
+                keys: keys(side, plan.schema())?,
+                start: w.start,
+                end: w.end,
+                time: w.time,
+                schema: with_event_time(plan.schema().as_arrow()),
+            })
+        };
+        let join = WindowJoin::new(
+            input(0, lw, &j.left)?,
+            input(1, rw, &j.right)?,
+            kind,
+            filter,
+            with_event_time(pairs.as_arrow()),
+            with_event_time(j.schema.as_arrow()),
+        )
+        .null_aware(j.null_aware);
+        // The joined rows leave at their window's end: no column is their event time any more.
+        let plain = |origins: Vec<Origin>| -> Vec<Origin> {
+            origins
+                .into_iter()
+                .map(|o| {
+                    if o == Origin::EventTime {
+                        Origin::Value
+                    } else {
+                        o
+                    }
+                })
+                .collect()
+        };
+        let origins = match kind {
+            WindowJoinType::LeftSemi | WindowJoinType::LeftAnti => plain(left.origins),
+            WindowJoinType::RightSemi | WindowJoinType::RightAnti => plain(right.origins),
+            _ => [plain(left.origins), plain(right.origins)].concat(),
+        };
+        Ok(Stage {
+            inputs: [left.inputs, right.inputs].concat(),
+            branches: vec![left.ops, right.ops],
+            meet: Some(Box::new(join)),
+            ops: Vec::new(),
+            origins,
+            window: None,
+            aggregated: true,
+        })
+    }
+
     /// A join of two streams bounded in time (an interval join).
     fn interval_join(
         &self,
         j: &datafusion::logical_expr::logical_plan::Join,
+        left: Stage,
+        right: Stage,
     ) -> Result<Stage, SqlError> {
         use datafusion::logical_expr::{JoinType, Operator as Op};
-        let no_bound = "a JOIN of two streams needs a time bound: add `AND d.ts BETWEEN r.ts - INTERVAL '1' MINUTE AND r.ts` (an interval join), or join a stream with a table (CREATE TABLE)";
+        let no_bound = "a JOIN of two streams needs a time bound: add `AND d.ts BETWEEN r.ts - INTERVAL '1' MINUTE AND r.ts` (an interval join), join the rows of two windows on their bounds (`l.window_start = r.window_start AND l.window_end = r.window_end`: a window join), or join a stream with a table (CREATE TABLE)";
         if j.join_type != JoinType::Inner {
             return Err(self.error(format!(
                 "{} JOIN of two streams is not supported; an interval join is an inner JOIN",
                 j.join_type
             )));
-        }
-        let left = self.lower(&j.left)?;
-        let right = self.lower(&j.right)?;
-        for side in [&left, &right] {
-            if side.inputs.len() != 1 || side.meet.is_some() {
-                return Err(self.error("an interval join joins two streams, each one source or view; put a UNION ALL or another join in a view first"));
-            }
-            side.require_aggregated("aggregate them before joining")?;
         }
         // `right time - left time` must lie in [lower, upper].
         let (mut lower, mut upper) = (None::<Millis>, None::<Millis>);
