@@ -109,6 +109,13 @@ const QUERIES: &[(&str, &str)] = &[
          WHERE b.temp > a.temp + 5",
     ),
     (
+        "full interval join",
+        "SELECT a.device_id, a.ts, b.ts AS later, b.temp - a.temp AS rise
+         FROM (SELECT * FROM readings WHERE temp > 72) a FULL JOIN (SELECT * FROM readings WHERE temp < 62) b
+           ON a.device_id = b.device_id
+           AND b.ts BETWEEN a.ts - INTERVAL '1' SECOND AND a.ts + INTERVAL '2' SECOND",
+    ),
+    (
         "union",
         "SELECT device_id, ts, temp FROM readings WHERE temp > 70
          UNION ALL SELECT device_id, ts, temp FROM readings WHERE temp < 62",

@@ -244,6 +244,32 @@ GROUP BY device_id, window_start, window_end;
 """,
     },
     {
+        "name": "interval_outer_joins",
+        "about": "LEFT and FULL interval joins: each reading with the 5-degree jumps 1-3 s after it or alone, counted per minute through a view; hot readings and humid ones of a device within 2 s of each other, or either alone",
+        "seed": 14,
+        "eddy": """CREATE VIEW followed AS
+SELECT a.device_id, a.ts AS at, b.ts AS jump_at, b.temp - a.temp AS rise
+FROM readings a LEFT JOIN readings b
+  ON a.device_id = b.device_id
+ AND b.ts BETWEEN a.ts + INTERVAL '1' SECOND AND a.ts + INTERVAL '3' SECOND
+ AND b.temp > a.temp + 5;
+
+INSERT INTO out SELECT device_id, at, jump_at, rise FROM followed;
+
+INSERT INTO out
+SELECT device_id, window_start AS minute, count(*) AS readings, count(jump_at) AS followed_by_a_jump
+FROM TUMBLE(followed, at, INTERVAL '1' MINUTE)
+GROUP BY device_id, window_start, window_end;
+
+INSERT INTO out
+SELECT a.device_id AS hot_device, a.ts AS hot_at, b.device_id AS humid_device, b.ts AS humid_at
+FROM (SELECT * FROM readings WHERE temp > 75) a
+FULL JOIN (SELECT * FROM readings WHERE humidity > 68) b
+  ON a.device_id = b.device_id
+ AND b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '2' SECOND;
+""",
+    },
+    {
         "name": "lag_and_ranks_over_event_time",
         "about": "LAG, ROW_NUMBER, RANK, DENSE_RANK, FIRST_VALUE, LAST_VALUE and aggregates with FILTER per device in event-time order, and the rise since a device's last reading through a view",
         "seed": 13,

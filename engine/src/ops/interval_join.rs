@@ -3,12 +3,16 @@
 //! the other side's rows whose time is in its bound, and a side's rows are released as soon as the
 //! other side's watermark says no row they could match can still come. A joined row's event time is
 //! the later of its two rows'; the join's watermark is the smaller of the two sides'.
+//!
+//! `LEFT`, `RIGHT` and `FULL` joins give a row of an outer side that matched nothing when it is
+//! released, with NULLs for the other side's columns and its own event time; their watermark stays
+//! behind by the bound, so those rows are never late downstream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray, new_null_array,
 };
 use datafusion::arrow::compute::{filter_record_batch, interleave, interleave_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -21,8 +25,8 @@ use crate::error::{EngineError, Result};
 use crate::message::Message;
 use crate::time::{END_OF_TIME, Millis};
 
-/// A stored row: its time, its batch and its index there.
-type Stored = (Millis, Arc<RecordBatch>, u32);
+/// A stored row: its time, its batch and its index there, and whether it has matched a row.
+type Stored = (Millis, Arc<RecordBatch>, u32, bool);
 
 /// One input of a join: the key expressions over its rows, and the schema of its rows.
 pub struct JoinInput {
@@ -51,6 +55,9 @@ pub struct IntervalJoin {
     emitted_watermark: Option<Millis>,
     /// The watermark at the last release of stored rows.
     released_at: Millis,
+    /// Whether the rows of each side that match nothing are given too, padded with NULLs (LEFT,
+    /// RIGHT, FULL OUTER).
+    outer: [bool; 2],
 }
 
 impl IntervalJoin {
@@ -79,31 +86,110 @@ impl IntervalJoin {
             converter: None,
             emitted_watermark: None,
             released_at: Millis::MIN,
+            outer: [false; 2],
         }
     }
 
-    /// Emits the smaller watermark when it moved, and releases rows no future row can match.
-    fn advance(&mut self, out: &mut Vec<Message>) {
+    /// Gives the unmatched rows of the left and/or right side too (an outer join).
+    pub fn outer(mut self, left: bool, right: bool) -> Self {
+        self.outer = [left, right];
+        self
+    }
+
+    /// How far the join's watermark stays behind its inputs': an unmatched row of an outer side
+    /// leaves only when the other side's watermark has passed its bound, with its own time.
+    fn watermark_of(&self, left: Millis, right: Millis) -> Millis {
+        let mut now = left.min(right);
+        if self.outer[0] && right != END_OF_TIME {
+            now = now.min(right.saturating_sub(self.upper.max(0)));
+        }
+        if self.outer[1] && left != END_OF_TIME {
+            now = now.min(left.saturating_add(self.lower.min(0)));
+        }
+        now
+    }
+
+    /// Releases rows no future row can match (the unmatched rows of an outer side leave then),
+    /// and emits the join's watermark when it moved.
+    fn advance(&mut self, out: &mut Vec<Message>) -> Result<()> {
         let (Some(left), Some(right)) = (self.sides[0].watermark, self.sides[1].watermark) else {
-            return;
+            return Ok(());
         };
         let now = left.min(right);
+        // Releasing walks every stored row: do it when the watermark has moved by a tenth of the
+        // bound's width (or a second), not at every batch; an outer join's watermark waits for
+        // its unmatched rows, so it releases at every step.
+        let step = if self.outer.contains(&true) {
+            0
+        } else {
+            ((self.upper - self.lower) / 10).max(1_000)
+        };
+        if now == END_OF_TIME || now.saturating_sub(self.released_at) >= step {
+            self.released_at = now;
+            // A left row at t matches right rows in [t + lower, t + upper]; right rows older than
+            // the right watermark will not come, so it is done once t + upper < right watermark.
+            let (lower, upper) = (self.lower, self.upper);
+            let [l, r] = self.outer;
+            let done = release(&mut self.sides[0], l, |t| t.saturating_add(upper) < right);
+            self.emit_unmatched(0, done, out)?;
+            let done = release(&mut self.sides[1], r, |t| t.saturating_sub(lower) < left);
+            self.emit_unmatched(1, done, out)?;
+        }
+        let now = self.watermark_of(left, right);
         if self.emitted_watermark.is_none_or(|w| now > w) {
             self.emitted_watermark = Some(now);
             out.push(Message::Watermark(now));
         }
-        // Releasing walks every stored row: do it when the watermark has moved by a tenth of the
-        // bound's width (or a second), not at every batch.
-        let step = ((self.upper - self.lower) / 10).max(1_000);
-        if now != END_OF_TIME && now.saturating_sub(self.released_at) < step {
-            return;
+        Ok(())
+    }
+
+    /// The released rows of side `input` that matched nothing, padded with NULLs for the other
+    /// side's columns, when that side is outer.
+    fn emit_unmatched(
+        &self,
+        input: usize,
+        released: Vec<Stored>,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
+        if !self.outer[input] {
+            return Ok(());
         }
-        self.released_at = now;
-        // A left row at t matches right rows in [t + lower, t + upper]; right rows older than the
-        // right watermark will not come, so it is done once t + upper < right watermark.
-        let (lower, upper) = (self.lower, self.upper);
-        release(&mut self.sides[0], |t| t.saturating_add(upper) < right);
-        release(&mut self.sides[1], |t| t.saturating_sub(lower) < left);
+        let rows: Vec<&Stored> = released.iter().collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut batches: Vec<&RecordBatch> = Vec::new();
+        let mut index_of: HashMap<*const RecordBatch, usize> = HashMap::new();
+        let mut at = Vec::with_capacity(rows.len());
+        for (_, b, row, _) in &rows {
+            let i = *index_of.entry(Arc::as_ptr(b)).or_insert_with(|| {
+                batches.push(b.as_ref());
+                batches.len() - 1
+            });
+            at.push((i, *row as usize));
+        }
+        out.push(Message::Batch(
+            self.padded(input, &interleave_record_batch(&batches, &at)?)?,
+        ));
+        Ok(())
+    }
+
+    /// Rows of side `input` (with their event time) beside NULLs for the other side's columns.
+    fn padded(&self, input: usize, rows: &RecordBatch) -> Result<RecordBatch> {
+        let n = rows.num_rows();
+        let other = &self.sides[1 - input].schema;
+        let nulls: Vec<ArrayRef> = other.fields()[..other.fields().len() - 1]
+            .iter()
+            .map(|f| new_null_array(f.data_type(), n))
+            .collect();
+        let own = rows.columns()[..rows.num_columns() - 1].to_vec();
+        let mut columns = if input == 0 {
+            [own, nulls].concat()
+        } else {
+            [nulls, own].concat()
+        };
+        columns.push(Arc::clone(rows.column(rows.num_columns() - 1)));
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 
     /// The key columns of `batch` on side `input`, and their row format.
@@ -123,10 +209,10 @@ impl IntervalJoin {
     }
 
     /// Stores the rows of `batch` on side `input` without matching them.
-    fn store(&mut self, input: usize, batch: RecordBatch) -> Result<()> {
+    fn store(&mut self, input: usize, batch: RecordBatch, matched: &[bool]) -> Result<()> {
         let (keys, converted) = self.keys_of(input, &batch)?;
         let times = event_times(&batch)?.to_vec();
-        self.store_rows(input, &keys, &converted, &times, &Arc::new(batch));
+        self.store_rows(input, &keys, &converted, &times, &Arc::new(batch), matched);
         Ok(())
     }
 
@@ -138,6 +224,7 @@ impl IntervalJoin {
         converted: &datafusion::arrow::row::Rows,
         times: &[Millis],
         batch: &Arc<RecordBatch>,
+        matched: &[bool],
     ) {
         let side = &mut self.sides[input];
         for (i, &t) in times.iter().enumerate() {
@@ -147,7 +234,7 @@ impl IntervalJoin {
             side.rows
                 .entry(converted.row(i).data().into())
                 .or_default()
-                .push((t, Arc::clone(batch), i as u32));
+                .push((t, Arc::clone(batch), i as u32, matched[i]));
             side.stored += 1;
         }
     }
@@ -157,8 +244,10 @@ impl IntervalJoin {
         let times = event_times(&batch)?.to_vec();
         let batch = Arc::new(batch);
         let other = &self.sides[1 - input];
-        // Pairs of (this row, stored row of the other side) in bound.
+        // Pairs of (this row, stored row of the other side) in bound, and where the stored row
+        // is in its key's list.
         let mut pairs: Vec<(u32, &Stored)> = Vec::new();
+        let mut positions: Vec<usize> = Vec::new();
         for (i, &t) in times.iter().enumerate() {
             if keys.iter().any(|k| k.is_null(i)) {
                 continue;
@@ -166,20 +255,55 @@ impl IntervalJoin {
             let Some(candidates) = other.rows.get(converted.row(i).data()) else {
                 continue;
             };
-            for c in candidates {
+            for (at, c) in candidates.iter().enumerate() {
                 let diff = if input == 0 { c.0 - t } else { t - c.0 };
                 if diff >= self.lower && diff <= self.upper {
                     pairs.push((i as u32, c));
+                    positions.push(at);
                 }
             }
         }
+        let mut matched = vec![false; times.len()];
         if !pairs.is_empty() {
-            let joined = self.joined(input, &batch, &times, &pairs)?;
+            let (joined, kept) = self.joined(input, &batch, &times, &pairs)?;
             if joined.num_rows() > 0 {
                 out.push(Message::Batch(joined));
             }
+            // Which rows found a partner: this batch's now, the stored ones' for later.
+            let hits: Vec<(u32, usize)> = pairs
+                .iter()
+                .zip(&positions)
+                .enumerate()
+                .filter(|(p, _)| kept.as_ref().is_none_or(|k| k.value(*p)))
+                .map(|(_, ((i, _), at))| (*i, *at))
+                .collect();
+            let other = &mut self.sides[1 - input];
+            for (i, at) in hits {
+                matched[i as usize] = true;
+                if let Some(stored) = other
+                    .rows
+                    .get_mut(converted.row(i as usize).data())
+                    .and_then(|rows| rows.get_mut(at))
+                {
+                    stored.3 = true;
+                }
+            }
         }
-        self.store_rows(input, &keys, &converted, &times, &batch);
+        // A row with a NULL key matches nothing, ever: an outer side gives it at once.
+        if self.outer[input] {
+            let null_keyed: Vec<u32> = (0..times.len())
+                .filter(|&i| keys.iter().any(|k| k.is_null(i)))
+                .map(|i| i as u32)
+                .collect();
+            if !null_keyed.is_empty() {
+                let rows = datafusion::arrow::compute::take_record_batch(
+                    &batch,
+                    &datafusion::arrow::array::UInt32Array::from(null_keyed),
+                )?;
+                out.push(Message::Batch(self.padded(input, &rows)?));
+            }
+        }
+        self.store_rows(input, &keys, &converted, &times, &batch, &matched);
         Ok(())
     }
 
@@ -190,12 +314,12 @@ impl IntervalJoin {
         batch: &Arc<RecordBatch>,
         times: &[Millis],
         pairs: &[(u32, &Stored)],
-    ) -> Result<RecordBatch> {
+    ) -> Result<(RecordBatch, Option<BooleanArray>)> {
         // Sources of rows for `interleave`: this batch first, then each distinct stored batch.
         let mut sources: Vec<&RecordBatch> = vec![batch.as_ref()];
         let mut source_of: HashMap<*const RecordBatch, usize> = HashMap::new();
         let mut other_idx = Vec::with_capacity(pairs.len());
-        for (_, (_, b, row)) in pairs {
+        for (_, (_, b, row, _)) in pairs {
             let key = Arc::as_ptr(b);
             let s = *source_of.entry(key).or_insert_with(|| {
                 sources.push(b.as_ref());
@@ -237,12 +361,12 @@ impl IntervalJoin {
         };
         let time: TimestampMillisecondArray = pairs
             .iter()
-            .map(|(i, (t, _, _))| Some(times[*i as usize].max(*t)))
+            .map(|(i, (t, _, _, _))| Some(times[*i as usize].max(*t)))
             .collect();
         columns.push(Arc::new(time));
         let joined = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
         let Some(f) = &self.filter else {
-            return Ok(joined);
+            return Ok((joined, None));
         };
         let keep = f.evaluate(&joined)?.into_array(joined.num_rows())?;
         let keep = keep
@@ -254,7 +378,7 @@ impl IntervalJoin {
         } else {
             keep.clone()
         };
-        Ok(filter_record_batch(&joined, &keep)?)
+        Ok((filter_record_batch(&joined, &keep)?, Some(keep)))
     }
 }
 
@@ -290,7 +414,7 @@ impl MultiInputOperator for IntervalJoin {
         let batches = super::shared_batches_bytes(
             self.sides
                 .iter()
-                .flat_map(|s| s.rows.values().flatten().map(|(_, b, _)| b)),
+                .flat_map(|s| s.rows.values().flatten().map(|(_, b, _, _)| b)),
         );
         maps + batches
     }
@@ -302,8 +426,7 @@ impl MultiInputOperator for IntervalJoin {
             Message::Watermark(w) => {
                 let side = &mut self.sides[input];
                 side.watermark = Some(side.watermark.map_or(w, |old| old.max(w)));
-                self.advance(out);
-                Ok(())
+                self.advance(out)
             }
             Message::Barrier(_) => Err(EngineError::Internal(
                 "a barrier inside a join: the query task takes them".into(),
@@ -311,7 +434,7 @@ impl MultiInputOperator for IntervalJoin {
             Message::End => {
                 self.sides[input].ended = true;
                 self.sides[input].watermark = Some(END_OF_TIME);
-                self.advance(out);
+                self.advance(out)?;
                 if self.sides.iter().all(|s| s.ended) {
                     out.push(Message::End);
                 }
@@ -335,7 +458,9 @@ impl MultiInputOperator for IntervalJoin {
             let mut batches: Vec<&RecordBatch> = Vec::new();
             let mut index_of: HashMap<*const RecordBatch, usize> = HashMap::new();
             let mut rows = Vec::with_capacity(side.stored);
+            let mut matched = Vec::with_capacity(side.stored);
             for stored in side.rows.values().flatten() {
+                matched.push(stored.3);
                 let b = *index_of.entry(Arc::as_ptr(&stored.1)).or_insert_with(|| {
                     batches.push(stored.1.as_ref());
                     batches.len() - 1
@@ -343,6 +468,11 @@ impl MultiInputOperator for IntervalJoin {
                 rows.push((b, stored.2 as usize));
             }
             state.batch(interleave_record_batch(&batches, &rows)?);
+            // Which rows matched: only an outer side's rows need it (and an inner join's
+            // checkpoints keep the layout they had).
+            if self.outer.contains(&true) {
+                state.json(&matched)?;
+            }
         }
         Ok(())
     }
@@ -369,22 +499,47 @@ impl MultiInputOperator for IntervalJoin {
                 ][input];
                 expect_schema(&batch, &self.sides[input].schema, what)?;
                 expect_rows(&batch, stored, what)?;
-                self.store(input, batch)?;
+                let matched: Vec<bool> = if self.outer.contains(&true) {
+                    state.json()?
+                } else {
+                    vec![false; stored]
+                };
+                if matched.len() != stored {
+                    return Err(EngineError::Checkpoint(format!(
+                        "{what}: {} match flags for {stored} rows",
+                        matched.len()
+                    )));
+                }
+                self.store(input, batch, &matched)?;
             }
         }
         Ok(())
     }
 }
 
-fn release(side: &mut Side, done: impl Fn(Millis) -> bool) {
+/// Removes the rows of `side` that are `done`; returns those that never matched when `unmatched`
+/// (an outer side gives them), in time order, then by key: the same order whatever order the
+/// map holds its keys in.
+fn release(side: &mut Side, unmatched: bool, done: impl Fn(Millis) -> bool) -> Vec<Stored> {
     let mut released = 0;
-    side.rows.retain(|_, rows| {
+    let mut kept: Vec<(Box<[u8]>, Stored)> = Vec::new();
+    side.rows.retain(|key, rows| {
         let before = rows.len();
-        rows.retain(|(t, _, _)| !done(*t));
+        if unmatched {
+            kept.extend(
+                rows.extract_if(.., |r| done(r.0))
+                    .filter(|r| !r.3)
+                    .map(|r| (key.clone(), r)),
+            );
+        } else {
+            rows.retain(|(t, _, _, _)| !done(*t));
+        }
         released += before - rows.len();
         !rows.is_empty()
     });
     side.stored -= released;
+    kept.sort_by(|a, b| (a.1.0, &a.0).cmp(&(b.1.0, &b.0)));
+    kept.into_iter().map(|(_, r)| r).collect()
 }
 
 fn signed(ms: Millis) -> String {

@@ -298,12 +298,17 @@ impl Walk<'_, '_> {
     ) -> Result<Stage, SqlError> {
         use datafusion::logical_expr::{JoinType, Operator as Op};
         let no_bound = "a JOIN of two streams needs a time bound: add `AND d.ts BETWEEN r.ts - INTERVAL '1' MINUTE AND r.ts` (an interval join), join the rows of two windows on their bounds (`l.window_start = r.window_start AND l.window_end = r.window_end`: a window join), or join a stream with a table (CREATE TABLE)";
-        if j.join_type != JoinType::Inner {
-            return Err(self.error(format!(
-                "{} JOIN of two streams is not supported; an interval join is an inner JOIN",
-                j.join_type
-            )));
-        }
+        let (outer_left, outer_right) = match j.join_type {
+            JoinType::Inner => (false, false),
+            JoinType::Left => (true, false),
+            JoinType::Right => (false, true),
+            JoinType::Full => (true, true),
+            other => {
+                return Err(self.error(format!(
+                    "{other} JOIN of two streams bounded in time is not supported; an interval join is an inner, LEFT, RIGHT or FULL JOIN"
+                )));
+            }
+        };
         // `right time - left time` must lie in [lower, upper].
         let (mut lower, mut upper) = (None::<Millis>, None::<Millis>);
         let conjuncts = j
@@ -338,8 +343,19 @@ impl Walk<'_, '_> {
                 upper = Some(upper.map_or(value, |u| u.min(value)));
             }
         }
-        let (Some(lower), Some(upper)) = (lower, upper) else {
-            return Err(self.error(no_bound));
+        let (lower, upper) = match (lower, upper) {
+            (Some(lower), Some(upper)) => (lower, upper),
+            (None, None) => return Err(self.error(no_bound)),
+            (Some(_), None) => {
+                return Err(self.error(
+                    "this interval join bounds the right side's event time from below only: add an upper bound too (`AND r.ts <= l.ts + INTERVAL '1' MINUTE`); without both, each side's rows would have to be kept forever",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(self.error(
+                    "this interval join bounds the right side's event time from above only: add a lower bound too (`AND r.ts >= l.ts - INTERVAL '1' MINUTE`); without both, each side's rows would have to be kept forever",
+                ));
+            }
         };
         if lower > upper {
             return Err(self.error(
@@ -375,7 +391,8 @@ impl Walk<'_, '_> {
             upper,
             filter,
             with_event_time(j.schema.as_arrow()),
-        );
+        )
+        .outer(outer_left, outer_right);
         let columns = j.schema.fields().len();
         Ok(Stage {
             inputs: [left.inputs, right.inputs].concat(),
