@@ -55,6 +55,16 @@ const QUERIES: &[(&str, &str)] = &[
          FROM readings",
     ),
     (
+        "over frames reaching ahead",
+        "SELECT device_id, ts,
+           LEAD(temp, 2, 0.0) OVER (PARTITION BY device_id ORDER BY ts) AS lead2,
+           avg(temp) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN 2 PRECEDING AND 3 FOLLOWING) AS centred,
+           max(temp) OVER (PARTITION BY device_id ORDER BY ts RANGE BETWEEN INTERVAL '1' SECOND PRECEDING AND INTERVAL '2' SECOND FOLLOWING) AS around,
+           count(*) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND 1 FOLLOWING) AS so_far,
+           LAG(temp) OVER (PARTITION BY device_id ORDER BY ts) AS lag1
+         FROM readings",
+    ),
+    (
         "cumulate",
         "SELECT device_id, window_start, window_end, count(*) AS n, max(temp) AS m
          FROM CUMULATE(readings, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) GROUP BY device_id, window_start, window_end",

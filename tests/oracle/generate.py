@@ -270,6 +270,36 @@ FULL JOIN (SELECT * FROM readings WHERE humidity > 68) b
 """,
     },
     {
+        "name": "over_frames_reaching_ahead",
+        "about": "OVER frames that end after the current row: LEAD, centred ROWS and RANGE frames, and a view of the change to the next reading windowed by minute",
+        "seed": 15,
+        "eddy": """INSERT INTO out
+SELECT device_id, ts, temp,
+       LEAD(temp) OVER (PARTITION BY device_id ORDER BY ts) AS next_temp,
+       LEAD(temp, 2, -1.0) OVER (PARTITION BY device_id ORDER BY ts) AS temp_2_after,
+       avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+                       ROWS BETWEEN 2 PRECEDING AND 2 FOLLOWING) AS centred_5,
+       max(temp) OVER (PARTITION BY device_id ORDER BY ts
+                       RANGE BETWEEN INTERVAL '10' SECOND PRECEDING
+                       AND INTERVAL '5' SECOND FOLLOWING) AS max_around,
+       count(*) OVER (PARTITION BY device_id ORDER BY ts
+                      ROWS BETWEEN CURRENT ROW AND 3 FOLLOWING) AS this_and_next_3,
+       sum(humidity) OVER (PARTITION BY device_id ORDER BY ts
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 FOLLOWING) AS running_and_next,
+       LAG(temp) OVER (PARTITION BY device_id ORDER BY ts) AS prev_temp
+FROM readings;
+
+CREATE VIEW changes AS
+SELECT device_id, ts, LEAD(temp) OVER (PARTITION BY device_id ORDER BY ts) - temp AS change
+FROM readings;
+
+INSERT INTO out
+SELECT device_id, window_start AS minute, count(*) AS readings, min(change) AS biggest_drop
+FROM TUMBLE(changes, ts, INTERVAL '1' MINUTE)
+GROUP BY device_id, window_start, window_end;
+""",
+    },
+    {
         "name": "lag_and_ranks_over_event_time",
         "about": "LAG, ROW_NUMBER, RANK, DENSE_RANK, FIRST_VALUE, LAST_VALUE and aggregates with FILTER per device in event-time order, and the rise since a device's last reading through a view",
         "seed": 13,

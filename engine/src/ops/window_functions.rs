@@ -5,6 +5,9 @@
 //!
 //! - `LAG(x, n, default)` is the first row of a `ROWS n PRECEDING` frame once the frame holds
 //!   `n + 1` rows, the default (NULL unless given) before that;
+//! - `LEAD(x, n, default)` is the last row of a frame from the current row to `n FOLLOWING`
+//!   when it holds `n + 1` rows, the default when the input ended before (the OVER operator holds
+//!   the row until then);
 //! - `ROW_NUMBER()`, `RANK()` and `DENSE_RANK()` read the event time of every row of an unbounded
 //!   frame, rows of the same time being peers (the same rank);
 //! - `FIRST_VALUE(x)` and `LAST_VALUE(x)` are the first and last row of the frame (which ends at
@@ -27,6 +30,11 @@ pub enum WindowFunction {
         offset: u64,
         default: ScalarValue,
     },
+    /// The value `offset` rows after, `default` where there is none.
+    Lead {
+        offset: u64,
+        default: ScalarValue,
+    },
     RowNumber,
     Rank,
     DenseRank,
@@ -41,6 +49,7 @@ impl WindowFunction {
     fn name(&self) -> &'static str {
         match self {
             WindowFunction::Lag { .. } => "lag",
+            WindowFunction::Lead { .. } => "lead",
             WindowFunction::RowNumber => "row_number",
             WindowFunction::Rank => "rank",
             WindowFunction::DenseRank => "dense_rank",
@@ -54,7 +63,9 @@ impl WindowFunction {
     pub fn udaf(&self, input: DataType, output: DataType) -> AggregateUDF {
         let state: Vec<DataType> = match self {
             // Bounded frames are restored from their rows, not from a state.
-            WindowFunction::Lag { .. } | WindowFunction::FirstValue { bounded: true } => vec![],
+            WindowFunction::Lag { .. }
+            | WindowFunction::Lead { .. }
+            | WindowFunction::FirstValue { bounded: true } => vec![],
             WindowFunction::RowNumber => vec![DataType::Int64],
             WindowFunction::Rank | WindowFunction::DenseRank => vec![DataType::Int64; 4],
             WindowFunction::FirstValue { bounded: false } | WindowFunction::LastValue => {
@@ -132,7 +143,9 @@ impl Accumulator for FunctionState {
         };
         for i in 0..a.len() {
             match &self.function {
-                WindowFunction::Lag { .. } | WindowFunction::FirstValue { bounded: true } => {
+                WindowFunction::Lag { .. }
+                | WindowFunction::Lead { .. }
+                | WindowFunction::FirstValue { bounded: true } => {
                     self.rows.push_back(ScalarValue::try_from_array(a, i)?);
                 }
                 WindowFunction::RowNumber => self.count += 1,
@@ -173,6 +186,7 @@ impl Accumulator for FunctionState {
         matches!(
             self.function,
             WindowFunction::Lag { .. }
+                | WindowFunction::Lead { .. }
                 | WindowFunction::FirstValue { bounded: true }
                 | WindowFunction::LastValue
         )
@@ -183,6 +197,13 @@ impl Accumulator for FunctionState {
             WindowFunction::Lag { offset, default } => {
                 if self.rows.len() as u64 > *offset {
                     Ok(self.rows.front().cloned().unwrap_or(ScalarValue::Null))
+                } else {
+                    Ok(default.clone())
+                }
+            }
+            WindowFunction::Lead { offset, default } => {
+                if self.rows.len() as u64 > *offset {
+                    Ok(self.rows.back().cloned().unwrap_or(ScalarValue::Null))
                 } else {
                     Ok(default.clone())
                 }
@@ -211,7 +232,9 @@ impl Accumulator for FunctionState {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         Ok(match &self.function {
-            WindowFunction::Lag { .. } | WindowFunction::FirstValue { bounded: true } => vec![],
+            WindowFunction::Lag { .. }
+            | WindowFunction::Lead { .. }
+            | WindowFunction::FirstValue { bounded: true } => vec![],
             WindowFunction::RowNumber => vec![ScalarValue::Int64(Some(self.count))],
             WindowFunction::Rank | WindowFunction::DenseRank => vec![
                 ScalarValue::Int64(Some(self.before)),
@@ -239,7 +262,9 @@ impl Accumulator for FunctionState {
         };
         for i in 0..first.len() {
             match &self.function {
-                WindowFunction::Lag { .. } | WindowFunction::FirstValue { bounded: true } => {}
+                WindowFunction::Lag { .. }
+                | WindowFunction::Lead { .. }
+                | WindowFunction::FirstValue { bounded: true } => {}
                 WindowFunction::RowNumber => self.count = int(first, i)?.unwrap_or(0),
                 WindowFunction::Rank | WindowFunction::DenseRank => {
                     let [before, last, peers, distinct] = states else {

@@ -10,7 +10,7 @@ use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 
 use super::{Origin, Stage, Walk};
 use crate::error::SqlError;
-use crate::ops::{Frame, OverCall, OverWindow, WindowFunction, with_event_time};
+use crate::ops::{Following, Frame, OverCall, OverWindow, WindowFunction, with_event_time};
 use crate::plan::diagnose;
 use crate::time::interval_millis;
 
@@ -74,12 +74,6 @@ impl Walk<'_, '_> {
             let udf = match &f.fun {
                 WindowFunctionDefinition::AggregateUDF(udf) if !is_window_function => Some(udf),
                 _ if is_window_function => None,
-                _ if name == "lead" => {
-                    return Err(self.error_at(
-                        diagnose::find_function(self.query, &name),
-                        "lead reads a reading that has not arrived yet: a continuous query looks back, with LAG (the reading before)",
-                    ));
-                }
                 _ => {
                     return Err(self.error_at(
                         diagnose::find_function(self.query, &name),
@@ -136,11 +130,20 @@ impl Walk<'_, '_> {
                 }
             };
             let frame = &p.window_frame;
-            if !matches!(frame.end_bound, WindowFrameBound::CurrentRow) {
-                return Err(over_error(
-                    "an OVER frame must end at CURRENT ROW: rows that follow have not happened yet",
-                ));
-            }
+            let following = match &frame.end_bound {
+                WindowFrameBound::CurrentRow => None,
+                WindowFrameBound::Following(v) if v.is_null() => {
+                    return Err(over_error(
+                        "an OVER frame cannot end at UNBOUNDED FOLLOWING: a stream has no last row; end it at CURRENT ROW or n FOLLOWING",
+                    ));
+                }
+                WindowFrameBound::Following(v) => Some(v.clone()),
+                WindowFrameBound::Preceding(_) => {
+                    return Err(over_error(
+                        "an OVER frame must end at CURRENT ROW or after it (n FOLLOWING)",
+                    ));
+                }
+            };
             let preceding = match &frame.start_bound {
                 WindowFrameBound::Preceding(v) if v.is_null() => None,
                 WindowFrameBound::Preceding(v) => Some(v.clone()),
@@ -151,29 +154,46 @@ impl Walk<'_, '_> {
                     ));
                 }
             };
-            let frame = match frame.units {
-                WindowFrameUnits::Rows => Frame::Rows(match preceding {
-                    None => None,
-                    Some(v) => Some(
-                        v.cast_to(&datafusion::arrow::datatypes::DataType::UInt64)
-                            .ok()
-                            .and_then(|v| match v {
-                                ScalarValue::UInt64(n) => n,
-                                _ => None,
-                            })
-                            .ok_or_else(|| over_error("ROWS n PRECEDING needs a whole number"))?,
-                    ),
+            let rows = |v: ScalarValue, what: &str| {
+                v.cast_to(&datafusion::arrow::datatypes::DataType::UInt64)
+                    .ok()
+                    .and_then(|v| match v {
+                        ScalarValue::UInt64(n) => n,
+                        _ => None,
+                    })
+                    .ok_or_else(|| over_error(&format!("ROWS n {what} needs a whole number")))
+            };
+            let range = |v: ScalarValue, what: &str| {
+                match v {
+                ScalarValue::UInt64(Some(0)) => Ok(0),
+                v => interval_millis(&v).ok_or_else(|| {
+                    over_error(&format!(
+                        "RANGE over event time needs an interval such as INTERVAL '1' MINUTE {what}, not {v}"
+                    ))
                 }),
-                WindowFrameUnits::Range => Frame::Range(match preceding {
-                    None => None,
-                    Some(ScalarValue::UInt64(Some(0))) => Some(0),
-                    Some(v) if interval_millis(&v).is_some() => interval_millis(&v),
-                    Some(other) => {
-                        return Err(over_error(&format!(
-                            "RANGE over event time needs an interval such as INTERVAL '1' MINUTE PRECEDING, not {other}"
-                        )));
+            }
+            };
+            let (frame, following) = match frame.units {
+                WindowFrameUnits::Rows => {
+                    let after = following.map(|v| rows(v, "FOLLOWING")).transpose()?;
+                    let before = preceding.map(|v| rows(v, "PRECEDING")).transpose()?;
+                    match after {
+                        // The frame slides as one ending at its last row.
+                        Some(f) if f > 0 => (
+                            Frame::Rows(before.map(|b| b.saturating_add(f))),
+                            Following::Rows(f),
+                        ),
+                        _ => (Frame::Rows(before), Following::None),
                     }
-                }),
+                }
+                WindowFrameUnits::Range => {
+                    let after = following.map(|v| range(v, "FOLLOWING")).transpose()?;
+                    let before = preceding.map(|v| range(v, "PRECEDING")).transpose()?;
+                    match after {
+                        Some(f) if f > 0 => (Frame::Range(before), Following::Range(f)),
+                        _ => (Frame::Range(before), Following::None),
+                    }
+                }
                 WindowFrameUnits::Groups => {
                     return Err(over_error(
                         "GROUPS frames are not supported; use ROWS or RANGE",
@@ -188,7 +208,7 @@ impl Walk<'_, '_> {
             if partition.is_none() {
                 partition = Some(keys);
             }
-            let (udf, args, frame) = match udf {
+            let (udf, args, frame, following) = match udf {
                 Some(udf) => (
                     Arc::clone(udf),
                     p.args
@@ -196,18 +216,24 @@ impl Walk<'_, '_> {
                         .map(|a| self.physical(&filtered(a, p.filter.as_deref()), input))
                         .collect::<Result<Vec<_>, _>>()?,
                     frame,
+                    following,
                 ),
                 None => {
                     let at = diagnose::find_function(self.query, &name);
-                    let (function, frame, arg) =
-                        window_function(&name, &p.args, frame, field.data_type(), time)
-                            .map_err(|m| self.error_at(at, m))?;
+                    let (function, (frame, following), arg) = window_function(
+                        &name,
+                        &p.args,
+                        (frame, following),
+                        field.data_type(),
+                        time,
+                    )
+                    .map_err(|m| self.error_at(at, m))?;
                     let arg = self.physical(arg, input)?;
                     let arg_type = arg
                         .data_type(input.as_arrow())
                         .map_err(|err| self.error_at(at, diagnose::message(&err)))?;
                     let udf = function.udaf(arg_type, field.data_type().clone());
-                    (Arc::new(udf), vec![arg], frame)
+                    (Arc::new(udf), vec![arg], frame, following)
                 }
             };
             let expr = AggregateExprBuilder::new(Arc::clone(&udf), args)
@@ -218,6 +244,7 @@ impl Walk<'_, '_> {
             let call = OverCall {
                 expr: Arc::new(expr),
                 frame,
+                following,
             };
             call.new_accumulator().map_err(|err| {
                 let at = diagnose::find_function(self.query, udf.name());
@@ -265,8 +292,9 @@ fn filtered(arg: &Expr, filter: Option<&Expr>) -> Expr {
 }
 
 /// The window functions an OVER window computes besides the aggregates.
-const WINDOW_FUNCTIONS: [&str; 6] = [
+const WINDOW_FUNCTIONS: [&str; 7] = [
     "lag",
+    "lead",
     "row_number",
     "rank",
     "dense_rank",
@@ -279,18 +307,22 @@ const WINDOW_FUNCTIONS: [&str; 6] = [
 fn window_function<'e>(
     name: &str,
     args: &'e [Expr],
-    written: Frame,
+    written: (Frame, Following),
     output: &datafusion::arrow::datatypes::DataType,
     time: &'e Expr,
-) -> Result<(WindowFunction, Frame, &'e Expr), String> {
+) -> Result<(WindowFunction, (Frame, Following), &'e Expr), String> {
+    let now = Following::None;
     let value = || {
         args.first()
             .ok_or_else(|| format!("{name} takes a column: {name}(temp)"))
     };
     Ok(match name {
-        "lag" => {
+        "lag" | "lead" => {
+            let upper = name.to_ascii_uppercase();
             if args.len() > 3 {
-                return Err("LAG takes a column, an offset and a default: LAG(temp, 1, 0)".into());
+                return Err(format!(
+                    "{upper} takes a column, an offset and a default: {upper}(temp, 1, 0)"
+                ));
             }
             let offset = match args.get(1) {
                 None => 1,
@@ -304,7 +336,9 @@ fn window_function<'e>(
                         _ => None,
                     })
                     .ok_or_else(|| {
-                        format!("the offset of LAG is a whole number of rows, 0 or more, not {e}")
+                        format!(
+                            "the offset of {upper} is a whole number of rows, 0 or more, not {e}"
+                        )
                     })?,
             };
             let default = match args.get(2) {
@@ -312,22 +346,33 @@ fn window_function<'e>(
                 Some(e) => constant(e)
                     .and_then(|v| v.cast_to(output).ok())
                     .ok_or_else(|| {
-                        format!("the default of LAG is a constant of the column's type, not {e}")
+                        format!(
+                            "the default of {upper} is a constant of the column's type, not {e}"
+                        )
                     })?,
             };
-            // LAG reads the row `offset` before the current one, whatever frame is written.
-            (
-                WindowFunction::Lag { offset, default },
-                Frame::Rows(Some(offset)),
-                value()?,
-            )
+            // LAG reads the row `offset` before the current one, LEAD the row `offset` after it
+            // (once it has come), whatever frame is written.
+            if name == "lag" {
+                (
+                    WindowFunction::Lag { offset, default },
+                    (Frame::Rows(Some(offset)), now),
+                    value()?,
+                )
+            } else {
+                (
+                    WindowFunction::Lead { offset, default },
+                    (Frame::Rows(Some(offset)), Following::Rows(offset)),
+                    value()?,
+                )
+            }
         }
-        "row_number" => (WindowFunction::RowNumber, Frame::Rows(None), time),
-        "rank" => (WindowFunction::Rank, Frame::Rows(None), time),
-        "dense_rank" => (WindowFunction::DenseRank, Frame::Rows(None), time),
+        "row_number" => (WindowFunction::RowNumber, (Frame::Rows(None), now), time),
+        "rank" => (WindowFunction::Rank, (Frame::Rows(None), now), time),
+        "dense_rank" => (WindowFunction::DenseRank, (Frame::Rows(None), now), time),
         "first_value" => (
             WindowFunction::FirstValue {
-                bounded: matches!(written, Frame::Rows(Some(_)) | Frame::Range(Some(_))),
+                bounded: matches!(written.0, Frame::Rows(Some(_)) | Frame::Range(Some(_))),
             },
             written,
             value()?,

@@ -6,6 +6,11 @@
 //! and the rows of its current frame: a new row is added with `update_batch`, the rows that fall
 //! out of the frame are removed with `retract_batch` (DataFusion's sliding accumulators, as its
 //! own bounded window execution uses), so the cost per row does not grow with the frame.
+//!
+//! Frames that end after the current row (`... AND 2 FOLLOWING`, `LEAD`) are computed in
+//! [`ahead`]: a row waits there until the end of its frame has arrived.
+
+mod ahead;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -58,10 +63,27 @@ impl Frame {
     }
 }
 
+/// Where a frame ends, after the current row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Following {
+    /// `CURRENT ROW`.
+    #[default]
+    None,
+    /// `n FOLLOWING` in a ROWS frame: a row's result is known once `n` more rows of its key are.
+    Rows(u64),
+    /// `INTERVAL ... FOLLOWING` in a RANGE frame: known once the watermark passes its time plus
+    /// this.
+    Range(Millis),
+}
+
 /// One `aggregate(...) OVER (...)` of the operator.
 pub struct OverCall {
     pub expr: Arc<AggregateFunctionExpr>,
+    /// The rows before the current one the frame holds. With rows that follow, a ROWS frame is
+    /// written here with the following rows added (`2 PRECEDING AND 1 FOLLOWING` slides as `3
+    /// PRECEDING` ending at the frame's last row); a RANGE frame as written.
     pub frame: Frame,
+    pub following: Following,
 }
 
 impl OverCall {
@@ -87,11 +109,15 @@ struct CallState {
     acc: Box<dyn Accumulator>,
     /// The rows in the frame (their time and argument values); empty for unbounded frames.
     rows: VecDeque<(Millis, Vec<ScalarValue>)>,
+    /// How many of the key's waiting rows (the last ones) this call has no result for yet.
+    unresolved: usize,
 }
 
 struct KeyState {
     calls: Vec<CallState>,
     last: Millis,
+    /// Rows waiting for the end of their frames (frames with FOLLOWING only), oldest first.
+    pending: VecDeque<ahead::Pending>,
 }
 
 pub struct OverWindow {
@@ -105,6 +131,12 @@ pub struct OverWindow {
     /// The longest RANGE frame, if every frame is a bounded RANGE: keys idle longer are released.
     release_after: Option<Millis>,
     last_sweep: Millis,
+    /// Whether a frame ends after the current row: rows then wait in their keys' `pending`.
+    lookahead: bool,
+    /// The keys with waiting rows.
+    waiting: std::collections::HashSet<Box<[u8]>>,
+    /// The watermark given on (held back by the rows waiting).
+    emitted_watermark: Option<Millis>,
 }
 
 impl OverWindow {
@@ -117,11 +149,13 @@ impl OverWindow {
     ) -> Self {
         let release_after = calls
             .iter()
-            .map(|c| match c.frame {
-                Frame::Range(Some(ms)) => Some(ms),
+            .map(|c| match (c.frame, c.following) {
+                (Frame::Range(Some(ms)), Following::None) => Some(ms),
+                (Frame::Range(Some(ms)), Following::Range(f)) => Some(ms.saturating_add(f)),
                 _ => None,
             })
             .try_fold(0, |hi: Millis, ms| ms.map(|ms| hi.max(ms)));
+        let lookahead = calls.iter().any(|c| c.following != Following::None);
         Self {
             partition,
             calls,
@@ -131,6 +165,9 @@ impl OverWindow {
             converter: None,
             release_after,
             last_sweep: Millis::MIN,
+            lookahead,
+            waiting: std::collections::HashSet::new(),
+            emitted_watermark: None,
         }
     }
 
@@ -143,10 +180,15 @@ impl OverWindow {
                 Ok(CallState {
                     acc: c.new_accumulator()?,
                     rows: VecDeque::new(),
+                    unresolved: 0,
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(KeyState { calls, last })
+        Ok(KeyState {
+            calls,
+            last,
+            pending: VecDeque::new(),
+        })
     }
 
     /// Keys held, and rows buffered until the watermark passes them.
@@ -228,7 +270,7 @@ impl OverWindow {
         }
         self.last_sweep = watermark;
         self.keys
-            .retain(|_, k| k.last.saturating_add(range) >= watermark);
+            .retain(|_, k| !k.pending.is_empty() || k.last.saturating_add(range) >= watermark);
     }
 }
 
@@ -315,7 +357,9 @@ fn retract_front(state: &mut CallState) -> Result<()> {
 
 impl Operator for OverWindow {
     fn release_keys_idle_since(&mut self, before: Millis) {
-        self.keys.retain(|_, k| k.last >= before);
+        // A key with rows waiting for their frames keeps them (and its state) until they leave.
+        self.keys
+            .retain(|_, k| !k.pending.is_empty() || k.last >= before);
     }
 
     /// Per key: its bytes and last time; per call, the rows of each key's bounded frame (an
@@ -325,6 +369,9 @@ impl Operator for OverWindow {
         // The map is not changed in between, so each pass visits the keys in the same order.
         state.json(&(self.last_sweep, self.keys.len()))?;
         if self.keys.is_empty() {
+            if self.lookahead {
+                self.snapshot_pending(state)?;
+            }
             return Ok(());
         }
         let last = Int64Array::from_iter_values(self.keys.values().map(|k| k.last));
@@ -372,6 +419,9 @@ impl Operator for OverWindow {
             }
             state.batch(RecordBatch::try_from_iter(batch)?);
         }
+        if self.lookahead {
+            self.snapshot_pending(state)?;
+        }
         Ok(())
     }
 
@@ -380,6 +430,9 @@ impl Operator for OverWindow {
         let (last_sweep, n): (Millis, usize) = state.json()?;
         self.last_sweep = last_sweep;
         if n == 0 {
+            if self.lookahead {
+                self.restore_pending(state, &[], &mut [])?;
+            }
             return Ok(());
         }
         let keys_part = state.batch()?;
@@ -445,13 +498,16 @@ impl Operator for OverWindow {
                 s = e;
             }
         }
+        if self.lookahead {
+            self.restore_pending(state, &keys, &mut restored)?;
+        }
         self.keys = keys.into_iter().zip(restored).collect();
         Ok(())
     }
 
     fn state_rows(&self) -> usize {
         let (keys, buffered) = self.state_size();
-        keys + buffered
+        keys + buffered + self.pending_rows()
     }
 
     fn state_bytes(&self) -> usize {
@@ -488,8 +544,15 @@ impl Operator for OverWindow {
             .map(|c| {
                 let args: Vec<String> =
                     c.expr.expressions().iter().map(|a| a.to_string()).collect();
+                let following = match c.following {
+                    Following::None => String::new(),
+                    Following::Rows(n) => format!(" to {n} FOLLOWING (written with them)"),
+                    Following::Range(ms) => {
+                        format!(" to {} FOLLOWING", crate::time::show_duration(ms))
+                    }
+                };
                 format!(
-                    "{}({}) {}",
+                    "{}({}) {}{following}",
                     c.expr.fun().name(),
                     args.join(", "),
                     c.frame.describe()
@@ -508,6 +571,9 @@ impl Operator for OverWindow {
     }
 
     fn process_watermark(&mut self, watermark: Millis, out: &mut Vec<Message>) -> Result<()> {
+        if self.lookahead {
+            return self.process_watermark_ahead(watermark, out);
+        }
         if let Some(ready) = self.buffer.take_ready(watermark)? {
             out.push(Message::Batch(self.evaluate(ready)?));
         }
