@@ -61,7 +61,8 @@ const QUERIES: &[(&str, &str)] = &[
            avg(temp) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN 2 PRECEDING AND 3 FOLLOWING) AS centred,
            max(temp) OVER (PARTITION BY device_id ORDER BY ts RANGE BETWEEN INTERVAL '1' SECOND PRECEDING AND INTERVAL '2' SECOND FOLLOWING) AS around,
            count(*) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND 1 FOLLOWING) AS so_far,
-           LAG(temp) OVER (PARTITION BY device_id ORDER BY ts) AS lag1
+           LAG(temp) OVER (PARTITION BY device_id ORDER BY ts) AS lag1,
+           LAG(temp, 2) IGNORE NULLS OVER (PARTITION BY device_id ORDER BY ts) AS lag2_known
          FROM readings",
     ),
     (

@@ -271,7 +271,7 @@ FULL JOIN (SELECT * FROM readings WHERE humidity > 68) b
     },
     {
         "name": "over_frames_reaching_ahead",
-        "about": "OVER frames that end after the current row: LEAD, centred ROWS and RANGE frames, and a view of the change to the next reading windowed by minute",
+        "about": "OVER frames that end after the current row: LEAD, centred ROWS and RANGE frames, and a view of the change to the next reading windowed by minute; LAG, FIRST_VALUE and LAST_VALUE IGNORE NULLS",
         "seed": 15,
         "eddy": """INSERT INTO out
 SELECT device_id, ts, temp,
@@ -287,6 +287,18 @@ SELECT device_id, ts, temp,
        sum(humidity) OVER (PARTITION BY device_id ORDER BY ts
                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 FOLLOWING) AS running_and_next,
        LAG(temp) OVER (PARTITION BY device_id ORDER BY ts) AS prev_temp
+FROM readings;
+
+INSERT INTO out
+SELECT device_id, ts,
+       LAG(temp) IGNORE NULLS OVER (PARTITION BY device_id ORDER BY ts) AS prev_known_temp,
+       LAG(humidity, 2, -1.0) IGNORE NULLS OVER (PARTITION BY device_id ORDER BY ts)
+         AS humidity_2_known_before,
+       LAST_VALUE(temp) IGNORE NULLS OVER (PARTITION BY device_id ORDER BY ts
+                                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+         AS last_known_temp,
+       FIRST_VALUE(humidity) IGNORE NULLS OVER (PARTITION BY device_id ORDER BY ts)
+         AS first_known_humidity
 FROM readings;
 
 CREATE VIEW changes AS

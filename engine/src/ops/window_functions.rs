@@ -11,7 +11,10 @@
 //! - `ROW_NUMBER()`, `RANK()` and `DENSE_RANK()` read the event time of every row of an unbounded
 //!   frame, rows of the same time being peers (the same rank);
 //! - `FIRST_VALUE(x)` and `LAST_VALUE(x)` are the first and last row of the frame (which ends at
-//!   the current row, so `LAST_VALUE` is the current row's value).
+//!   the current row, so `LAST_VALUE` is the current row's value);
+//! - with `IGNORE NULLS`, `LAG(x, n)` is the `n`th non-NULL value before the current row (an
+//!   unbounded frame keeping the last `n + 1` of them), and `FIRST_VALUE` / `LAST_VALUE` over a frame
+//!   from `UNBOUNDED PRECEDING` the first and last non-NULL value.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -59,9 +62,17 @@ impl WindowFunction {
     }
 
     /// The function as an aggregate over one argument of type `input` (the value, or for the
-    /// numberings the event time), giving `output`.
-    pub fn udaf(&self, input: DataType, output: DataType) -> AggregateUDF {
+    /// numberings the event time), giving `output`; `ignore_nulls`: `IGNORE NULLS` (LAG,
+    /// FIRST_VALUE and LAST_VALUE).
+    pub fn udaf(&self, input: DataType, output: DataType, ignore_nulls: bool) -> AggregateUDF {
         let state: Vec<DataType> = match self {
+            // The last non-NULL values, and whether the current row's is NULL.
+            WindowFunction::Lag { .. } if ignore_nulls => vec![
+                DataType::List(Arc::new(
+                    datafusion::arrow::datatypes::Field::new_list_field(input.clone(), true),
+                )),
+                DataType::Boolean,
+            ],
             // Bounded frames are restored from their rows, not from a state.
             WindowFunction::Lag { .. }
             | WindowFunction::Lead { .. }
@@ -80,10 +91,9 @@ impl WindowFunction {
             Arc::new(output),
             Volatility::Immutable,
             Arc::new(move |_| {
-                Ok(Box::new(FunctionState::new(
-                    function.clone(),
-                    returns.clone(),
-                )))
+                let mut state = FunctionState::new(function.clone(), returns.clone());
+                state.ignore_nulls = ignore_nulls;
+                Ok(Box::new(state))
             }),
             Arc::new(state),
         )
@@ -105,6 +115,10 @@ struct FunctionState {
     distinct: i64,
     /// FIRST_VALUE (unbounded) and LAST_VALUE: the value kept, once a row has been seen.
     value: Option<ScalarValue>,
+    /// `IGNORE NULLS`: NULL values are skipped.
+    ignore_nulls: bool,
+    /// LAG IGNORE NULLS: whether the current row's value is NULL.
+    current_null: bool,
 }
 
 fn int(a: &ArrayRef, i: usize) -> Result<Option<i64>> {
@@ -128,6 +142,8 @@ impl FunctionState {
             peers: 0,
             distinct: 0,
             value: None,
+            ignore_nulls: false,
+            current_null: false,
         }
     }
 
@@ -143,6 +159,17 @@ impl Accumulator for FunctionState {
         };
         for i in 0..a.len() {
             match &self.function {
+                WindowFunction::Lag { offset, .. } if self.ignore_nulls => {
+                    let v = ScalarValue::try_from_array(a, i)?;
+                    self.current_null = v.is_null();
+                    if !self.current_null {
+                        self.rows.push_back(v);
+                        while self.rows.len() as u64 > offset.saturating_add(1) {
+                            self.rows.pop_front();
+                        }
+                    }
+                }
+                _ if self.ignore_nulls && a.is_null(i) => {}
                 WindowFunction::Lag { .. }
                 | WindowFunction::Lead { .. }
                 | WindowFunction::FirstValue { bounded: true } => {
@@ -194,6 +221,21 @@ impl Accumulator for FunctionState {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         match &self.function {
+            WindowFunction::Lag { offset, default } if self.ignore_nulls => {
+                // The current row's value is the last kept unless it is NULL.
+                let back = if self.current_null {
+                    *offset
+                } else {
+                    offset.saturating_add(1)
+                };
+                if *offset == 0 && self.current_null {
+                    return ScalarValue::try_from(&self.output);
+                }
+                match (self.rows.len() as u64).checked_sub(back) {
+                    Some(i) if back > 0 => Ok(self.rows[i as usize].clone()),
+                    _ => Ok(default.clone()),
+                }
+            }
             WindowFunction::Lag { offset, default } => {
                 if self.rows.len() as u64 > *offset {
                     Ok(self.rows.front().cloned().unwrap_or(ScalarValue::Null))
@@ -232,6 +274,17 @@ impl Accumulator for FunctionState {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         Ok(match &self.function {
+            WindowFunction::Lag { .. } if self.ignore_nulls => {
+                let values: Vec<ScalarValue> = self.rows.iter().cloned().collect();
+                let kept = match values.first() {
+                    Some(v) => v.data_type(),
+                    None => self.output.clone(),
+                };
+                vec![
+                    ScalarValue::List(ScalarValue::new_list_nullable(&values, &kept)),
+                    ScalarValue::Boolean(Some(self.current_null)),
+                ]
+            }
             WindowFunction::Lag { .. }
             | WindowFunction::Lead { .. }
             | WindowFunction::FirstValue { bounded: true } => vec![],
@@ -262,6 +315,20 @@ impl Accumulator for FunctionState {
         };
         for i in 0..first.len() {
             match &self.function {
+                WindowFunction::Lag { .. } if self.ignore_nulls => {
+                    if let ScalarValue::List(list) = ScalarValue::try_from_array(first, i)? {
+                        let values = list.value(0);
+                        for j in 0..values.len() {
+                            self.rows
+                                .push_back(ScalarValue::try_from_array(&values, j)?);
+                        }
+                    }
+                    self.current_null = states
+                        .get(1)
+                        .map(|s| ScalarValue::try_from_array(s, i))
+                        .transpose()?
+                        == Some(ScalarValue::Boolean(Some(true)));
+                }
                 WindowFunction::Lag { .. }
                 | WindowFunction::Lead { .. }
                 | WindowFunction::FirstValue { bounded: true } => {}
@@ -376,7 +443,7 @@ mod tests {
 
     #[test]
     fn a_rank_restored_from_its_state_goes_on() {
-        let udaf = WindowFunction::Rank.udaf(DataType::Int64, DataType::Int64);
+        let udaf = WindowFunction::Rank.udaf(DataType::Int64, DataType::Int64, false);
         assert_eq!(udaf.name(), "rank");
         let mut acc = FunctionState::new(WindowFunction::Rank, DataType::Int64);
         let times: ArrayRef = Arc::new(Int64Array::from(vec![1, 3, 3]));

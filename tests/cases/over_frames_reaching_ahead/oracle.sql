@@ -1,4 +1,4 @@
--- OVER frames that end after the current row.
+-- OVER frames that end after the current row, and LAG, FIRST_VALUE and LAST_VALUE IGNORE NULLS.
 -- DuckDB's answer to query.sql: tests/oracle/generate.py runs these statements in this folder
 -- over a table rows (seq, device_id, temp, humidity, ts), the valid readings of input.jsonl with
 -- their arrival position seq, and writes the rows of every SELECT to expected.jsonl.
@@ -27,6 +27,17 @@ SELECT device_id, ts_text(t) AS ts, temp,
        sum(humidity) OVER (PARTITION BY device_id ORDER BY t
                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 FOLLOWING) AS running_and_next,
        LAG(temp) OVER (PARTITION BY device_id ORDER BY t) AS prev_temp
+FROM on_time;
+
+SELECT device_id, ts_text(t) AS ts,
+       lag(temp IGNORE NULLS) OVER (PARTITION BY device_id ORDER BY t) AS prev_known_temp,
+       lag(humidity, 2, -1.0 IGNORE NULLS) OVER (PARTITION BY device_id ORDER BY t)
+         AS humidity_2_known_before,
+       last_value(temp IGNORE NULLS) OVER (PARTITION BY device_id ORDER BY t
+                                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+         AS last_known_temp,
+       first_value(humidity IGNORE NULLS) OVER (PARTITION BY device_id ORDER BY t)
+         AS first_known_humidity
 FROM on_time;
 
 CREATE VIEW changes AS

@@ -99,12 +99,14 @@ impl Walk<'_, '_> {
                     ),
                 ));
             }
-            if p.null_treatment
-                == Some(datafusion::sql::sqlparser::ast::NullTreatment::IgnoreNulls.into())
-            {
+            let ignore_nulls = p.null_treatment
+                == Some(datafusion::sql::sqlparser::ast::NullTreatment::IgnoreNulls.into());
+            if ignore_nulls && !["lag", "first_value", "last_value"].contains(&name.as_str()) {
                 return Err(self.error_at(
                     diagnose::find_function(self.query, &name),
-                    format!("{name}(...) IGNORE NULLS is not supported yet"),
+                    format!(
+                        "{name}(...) IGNORE NULLS is not supported; LAG, FIRST_VALUE and LAST_VALUE take it"
+                    ),
                 ));
             }
             let time = match p.order_by.as_slice() {
@@ -220,7 +222,7 @@ impl Walk<'_, '_> {
                 ),
                 None => {
                     let at = diagnose::find_function(self.query, &name);
-                    let (function, (frame, following), arg) = window_function(
+                    let (function, (mut frame, following), arg) = window_function(
                         &name,
                         &p.args,
                         (frame, following),
@@ -228,11 +230,26 @@ impl Walk<'_, '_> {
                         time,
                     )
                     .map_err(|m| self.error_at(at, m))?;
+                    if ignore_nulls {
+                        match (&function, frame, following) {
+                            // The n-th value before that is not NULL may be any way back.
+                            (WindowFunction::Lag { .. }, _, _) => frame = Frame::Rows(None),
+                            (_, Frame::Rows(None) | Frame::Range(None), Following::None) => {}
+                            _ => {
+                                return Err(self.error_at(
+                                    at,
+                                    format!(
+                                        "{name}(...) IGNORE NULLS is supported over a frame from UNBOUNDED PRECEDING to CURRENT ROW"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
                     let arg = self.physical(arg, input)?;
                     let arg_type = arg
                         .data_type(input.as_arrow())
                         .map_err(|err| self.error_at(at, diagnose::message(&err)))?;
-                    let udf = function.udaf(arg_type, field.data_type().clone());
+                    let udf = function.udaf(arg_type, field.data_type().clone(), ignore_nulls);
                     (Arc::new(udf), vec![arg], frame, following)
                 }
             };
