@@ -60,6 +60,34 @@ QUERIES = {
         SELECT device_id, min(t), max(t) + 1500, count(*) AS readings, max(temp)
         FROM numbered GROUP BY device_id, session HAVING count(*) > 3
     """,
+    # Every window of the minute that holds the reading: it ends at each 10 s step after it.
+    "cumulate 10s/1min": """
+        WITH r AS (SELECT device_id, temp, epoch_ms(ts) AS t,
+                          (epoch_ms(ts) // 60000) * 60000 AS s FROM {read})
+        SELECT device_id, s AS window_start, e AS window_end,
+               avg(temp) AS avg_temp, max(temp) AS max_temp, count(*) AS readings
+        FROM r, LATERAL (SELECT unnest(range(r.s + ((r.t - r.s) // 10000 + 1) * 10000,
+                                             r.s + 60000 + 1, 10000)) AS e)
+        GROUP BY ALL
+        HAVING avg(temp) > 75
+    """,
+    "window top-3": """
+        WITH w AS (
+            SELECT time_bucket(INTERVAL 10 SECOND, ts) AS window_start, device_id,
+                   avg(temp) AS avg_temp
+            FROM {read} GROUP BY ALL
+        )
+        SELECT * FROM (
+            SELECT *, row_number() OVER (PARTITION BY window_start ORDER BY avg_temp DESC) AS n
+            FROM w
+        ) WHERE n <= 3
+    """,
+    "window join": """
+        WITH r AS (SELECT device_id, temp, time_bucket(INTERVAL 10 SECOND, ts) AS w FROM {read}),
+        a AS (SELECT device_id, w, avg(temp) AS avg_temp FROM r GROUP BY ALL),
+        h AS (SELECT device_id, w, count(*) AS hot FROM r WHERE temp > 80 GROUP BY ALL)
+        SELECT a.device_id, a.w, a.avg_temp, h.hot FROM a JOIN h USING (device_id, w)
+    """,
 }
 
 

@@ -174,7 +174,57 @@ SELECT * FROM readings MATCH_RECOGNIZE (
 );",
 };
 
-pub const WORKLOADS: [Workload; 6] = [TUMBLE, HOP, MOVING_AVERAGE, SESSIONS, RISING, WARM_THEN_HOT];
+/// Cumulating windows: per device, the running aggregates of each minute, every 10 seconds.
+pub const CUMULATE: Workload = Workload {
+    name: "cumulate 10s/1min",
+    insert: "INSERT INTO alerts
+SELECT device_id, window_start, window_end,
+       avg(temp) AS avg_temp, max(temp) AS max_temp, count(*) AS readings
+FROM CUMULATE(readings, ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)
+GROUP BY device_id, window_start, window_end
+HAVING avg(temp) > 75;",
+};
+
+/// Window Top-N: the three hottest devices of every 10-second window.
+pub const TOP_N: Workload = Workload {
+    name: "window top-3",
+    insert: "INSERT INTO alerts
+SELECT * FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end
+                                 ORDER BY avg_temp DESC) AS rownum
+    FROM (SELECT window_start, window_end, device_id, avg(temp) AS avg_temp
+          FROM TUMBLE(readings, ts, INTERVAL '10' SECOND)
+          GROUP BY device_id, window_start, window_end))
+WHERE rownum <= 3;",
+};
+
+/// A window join of two window aggregates of the readings: each device's 10-second average
+/// beside its count of readings above 80, for the windows that have some.
+pub const WINDOW_JOIN: Workload = Workload {
+    name: "window join",
+    insert: "INSERT INTO alerts
+SELECT a.device_id, a.window_start, a.avg_temp, h.hot
+FROM (SELECT device_id, window_start, window_end, avg(temp) AS avg_temp
+      FROM TUMBLE(readings, ts, INTERVAL '10' SECOND)
+      GROUP BY device_id, window_start, window_end) a
+JOIN (SELECT device_id, window_start, window_end, count(*) AS hot
+      FROM TUMBLE(readings, ts, INTERVAL '10' SECOND) WHERE temp > 80
+      GROUP BY device_id, window_start, window_end) h
+  ON a.device_id = h.device_id AND a.window_start = h.window_start
+ AND a.window_end = h.window_end;",
+};
+
+pub const WORKLOADS: [Workload; 9] = [
+    TUMBLE,
+    HOP,
+    MOVING_AVERAGE,
+    SESSIONS,
+    RISING,
+    WARM_THEN_HOT,
+    CUMULATE,
+    TOP_N,
+    WINDOW_JOIN,
+];
 
 /// A complete query file: the readings source (a JSON-lines file at `input`), the alerts sink
 /// (a JSON-lines file at `output`) and the workload's query.
