@@ -121,6 +121,16 @@ const QUERIES: &[(&str, &str)] = &[
            PATTERN (H{2,} ?C)
            DEFINE H AS H.temp > 68, C AS C.temp < 66)",
     ),
+    (
+        "match_recognize navigation outside the match",
+        "SELECT * FROM readings MATCH_RECOGNIZE (
+           PARTITION BY device_id ORDER BY ts
+           MEASURES PREV(FIRST(U.temp), 2) AS before, NEXT(LAST(U.temp), 3) AS after,
+                    NEXT(FIRST(U.ts, 1)) AS second_next, MATCH_NUMBER() AS n
+           AFTER MATCH SKIP PAST LAST ROW
+           PATTERN (U{2,})
+           DEFINE U AS U.temp > PREV(LAST(U.temp)) OR PREV(U.temp, 2) IS NULL)",
+    ),
 ];
 
 const T0: i64 = 1_767_225_600_000;

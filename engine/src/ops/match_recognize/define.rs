@@ -52,7 +52,7 @@ impl RowConditions<'_> {
             NavKind::MatchNumber | NavKind::Classifier => {
                 Ok(ScalarValue::try_from(&nav.data_type)?)
             }
-            _ => over_rows(nav, &seqs, |s, c| self.value(s, c)),
+            _ => over_rows(nav, &seqs, self.current + 1, |s, c| self.value(s, c)),
         }
     }
 

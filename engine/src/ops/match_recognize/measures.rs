@@ -22,23 +22,29 @@ pub(super) struct Found {
     time: Millis,
 }
 
-/// What `nav` reads of the rows `seqs` (in order): the first or last row's value, their count, or
-/// an aggregate over them. `value_at(seq, column)` reads a stored row.
+/// What `nav` reads of the rows `seqs` (in order): the first or last row's value (or a row some
+/// rows before or after it in the partition), their count, or an aggregate over them. The
+/// partition's rows so far are those before sequence number `available`; `value_at(seq, column)`
+/// reads a stored row.
 pub(super) fn over_rows(
     nav: &Nav,
     seqs: &[u64],
+    available: u64,
     value_at: impl Fn(u64, usize) -> Result<ScalarValue>,
 ) -> Result<ScalarValue> {
     Ok(match &nav.kind {
         NavKind::First(n) | NavKind::Last(n) => {
-            // Beyond the rows read, the value is NULL.
+            // Beyond the rows read, and beyond the partition, the value is NULL.
             let seq = if matches!(nav.kind, NavKind::First(_)) {
                 seqs.get(*n)
             } else {
                 seqs.len().checked_sub(n + 1).and_then(|i| seqs.get(i))
             };
-            match (seq, nav.column) {
-                (Some(&s), Some(c)) => value_at(s, c)?,
+            let target = seq
+                .and_then(|&s| s.checked_add_signed(nav.physical))
+                .filter(|&s| s < available);
+            match (target, nav.column) {
+                (Some(s), Some(c)) => value_at(s, c)?,
                 _ => ScalarValue::try_from(&nav.data_type)?,
             }
         }
@@ -67,9 +73,10 @@ pub(super) fn over_rows(
     })
 }
 
-/// The values a match's measures read.
+/// The values a match's measures read; the partition's rows are those the matcher has seen.
 pub(super) fn measure(spec: &MatchSpec, state: &mut KeyState, m: &Match) -> Result<Found> {
     state.matches += 1;
+    let available = state.matcher.next_row();
     let mut navs = Vec::with_capacity(spec.navs.len());
     for nav in &spec.navs {
         let rows: Vec<u64> = m
@@ -88,7 +95,7 @@ pub(super) fn measure(spec: &MatchSpec, state: &mut KeyState, m: &Match) -> Resu
                 Some((_, v)) => ScalarValue::Utf8(Some(spec.vars[*v].clone())),
                 None => ScalarValue::Utf8(None),
             },
-            _ => over_rows(nav, &rows, value_at)?,
+            _ => over_rows(nav, &rows, available, value_at)?,
         };
         navs.push(v);
     }

@@ -44,6 +44,10 @@ pub struct MatchRecognize {
     prev_columns: Vec<(usize, u32)>,
     /// Variables whose rows some condition reads.
     read: Vec<bool>,
+    /// Rows before a match (or a partial match) that navigation may read (`PREV(FIRST(A.x), 2)`).
+    keep_back: u64,
+    /// Rows after a match that its measures read (`NEXT(LAST(A.x))`): the match waits for them.
+    look_ahead: u64,
     /// Rows and partial matches all partitions hold: counted as they change, so that asking
     /// costs nothing however many partitions there are.
     held: usize,
@@ -71,7 +75,17 @@ impl MatchRecognize {
                 read[v] = true;
             }
         }
+        let keep_back = spec
+            .navs
+            .iter()
+            .chain(&spec.ctx)
+            .map(Nav::reads_back)
+            .max()
+            .unwrap_or(0);
+        let look_ahead = spec.navs.iter().map(Nav::reads_ahead).max().unwrap_or(0);
         Self {
+            keep_back,
+            look_ahead,
             buffer: EventTimeBuffer::new(Arc::clone(&spec.input)),
             spec,
             keys: HashMap::new(),
@@ -195,9 +209,8 @@ impl MatchRecognize {
                 if let Some(e) = conditions.error {
                     return Err(e);
                 }
-                for m in matches.drain(..) {
-                    found.push(measure(&self.spec, state, &m)?);
-                }
+                state.pending.extend(matches.drain(..));
+                measure_ready(&self.spec, state, self.look_ahead, false, found)?;
             }
             for (h, &(c, back)) in self.prev_columns.iter().enumerate() {
                 let history = &mut state.history[h];
@@ -215,7 +228,7 @@ impl MatchRecognize {
                     self.spec.max_partial_matches
                 );
             }
-            release_rows(state, &mut self.held);
+            release_rows(state, &mut self.held, self.keep_back);
         }
         Ok(())
     }
@@ -227,21 +240,43 @@ impl MatchRecognize {
         }
         let mut matches = Vec::new();
         for state in self.keys.values_mut() {
-            if state.matcher.is_idle() {
+            if state.matcher.is_idle() && state.pending.is_empty() {
                 continue;
             }
-            if watermark == END_OF_TIME {
+            let end = watermark == END_OF_TIME;
+            if end {
                 state.matcher.finish(&mut matches);
             } else {
                 state.matcher.advance(watermark, &mut matches);
             }
-            for m in matches.drain(..) {
-                found.push(measure(&self.spec, state, &m)?);
-            }
-            release_rows(state, &mut self.held);
+            state.pending.extend(matches.drain(..));
+            // At the end, rows a match's NEXT reads will never come: they are NULL.
+            measure_ready(&self.spec, state, self.look_ahead, end, found)?;
+            release_rows(state, &mut self.held, self.keep_back);
         }
         Ok(())
     }
+}
+
+/// Measures the partition's pending matches, oldest first, whose `look_ahead` rows after their
+/// last row have come (all of them when `all`).
+fn measure_ready(
+    spec: &MatchSpec,
+    state: &mut KeyState,
+    look_ahead: u64,
+    all: bool,
+    found: &mut Vec<Found>,
+) -> Result<()> {
+    while let Some(m) = state.pending.front() {
+        let end = m.rows.last().map_or(m.start, |r| r.0);
+        if !all && end.saturating_add(look_ahead) >= state.matcher.next_row() {
+            break;
+        }
+        if let Some(m) = state.pending.pop_front() {
+            found.push(measure(spec, state, &m)?);
+        }
+    }
+    Ok(())
 }
 
 impl Operator for MatchRecognize {
@@ -313,7 +348,8 @@ impl Operator for MatchRecognize {
         self.keys.retain(|_, k| {
             // Partial matches of a key gone quiet go with it; a found match still undecided
             // keeps its partition until it is decided.
-            let keep = k.matcher.has_undecided_match() || k.last_time >= before;
+            let keep =
+                k.matcher.has_undecided_match() || !k.pending.is_empty() || k.last_time >= before;
             if !keep {
                 *held -= k.counted;
             }

@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 
 use super::MatchRecognize;
-use super::pattern::{Matcher, MatcherLimits, MatcherState};
+use super::pattern::{Match, Matcher, MatcherLimits, MatcherState};
 use crate::checkpoint::{
     StateReader, StateWriter, expect_rows, expect_schema, expect_types, key_bytes,
     key_bytes_column, scalars_column, unfit,
@@ -32,6 +32,8 @@ pub(super) struct KeyState {
     pub(super) counted: usize,
     /// The event time of the partition's newest row.
     pub(super) last_time: Millis,
+    /// Matches decided whose measures read rows after them (`NEXT`) that have not come yet.
+    pub(super) pending: VecDeque<Match>,
 }
 
 /// The stored row of sequence number `seq`.
@@ -49,15 +51,21 @@ pub(super) fn stored_row(
     Ok((b.as_ref(), *r as usize))
 }
 
-/// Drops the rows no partial match or undecided match can still read, and brings the count of
-/// what the partitions hold (`held`) up to date.
-pub(super) fn release_rows(state: &mut KeyState, held: &mut usize) {
-    let keep_from = state.matcher.oldest_needed();
+/// Drops the rows no partial, undecided or pending match can still read (nor `PREV` up to
+/// `keep_back` rows before them), and brings the count of what the partitions hold (`held`) up to
+/// date.
+pub(super) fn release_rows(state: &mut KeyState, held: &mut usize, keep_back: u64) {
+    let oldest = state.matcher.oldest_needed();
+    let keep_from = state
+        .pending
+        .front()
+        .map_or(oldest, |m| m.start.min(oldest))
+        .saturating_sub(keep_back);
     while state.first < keep_from && !state.rows.is_empty() {
         state.rows.pop_front();
         state.first += 1;
     }
-    let now = state.rows.len() + state.matcher.partial_matches();
+    let now = state.rows.len() + state.matcher.partial_matches() + state.pending.len();
     *held = *held + now - state.counted;
     state.counted = now;
 }
@@ -78,6 +86,9 @@ struct PartitionState {
     rows: usize,
     history: Vec<usize>,
     matcher: MatcherState,
+    /// Matches waiting for the rows their `NEXT` reads: start, then rows and variables.
+    #[serde(default)]
+    pending: Vec<(u64, Vec<(u64, usize)>)>,
 }
 
 impl MatchRecognize {
@@ -100,6 +111,7 @@ impl MatchRecognize {
             warned: false,
             counted: 0,
             last_time: Millis::MIN,
+            pending: VecDeque::new(),
         }
     }
 
@@ -117,6 +129,11 @@ impl MatchRecognize {
                 rows: k.rows.len(),
                 history: k.history.iter().map(VecDeque::len).collect(),
                 matcher: k.matcher.state(),
+                pending: k
+                    .pending
+                    .iter()
+                    .map(|m| (m.start, m.rows.clone()))
+                    .collect(),
             })
             .collect();
         state.json(&meta)?;
@@ -227,6 +244,16 @@ impl MatchRecognize {
             p.matcher
                 .restore(m.matcher)
                 .map_err(|why| unfit(what, why))?;
+            let vars = self.spec.vars.len();
+            for (start, rows) in m.pending {
+                if rows.iter().any(|&(_, v)| v >= vars) {
+                    return Err(unfit(
+                        what,
+                        "a pending match maps a row to an unknown variable",
+                    ));
+                }
+                p.pending.push_back(Match { start, rows });
+            }
             if m.rows > 0 {
                 let batch = rows
                     .as_ref()
@@ -244,7 +271,7 @@ impl MatchRecognize {
                     history_at[h] += 1;
                 }
             }
-            release_rows(&mut p, &mut self.held);
+            release_rows(&mut p, &mut self.held, self.keep_back);
             self.keys.insert(bytes, p);
         }
         Ok(())

@@ -33,6 +33,22 @@ pub struct Nav {
     pub var: Option<usize>,
     pub column: Option<usize>,
     pub data_type: datafusion::arrow::datatypes::DataType,
+    /// Physical navigation from the row `First`/`Last` lands on: `PREV(LAST(A.x), 2)` is -2,
+    /// `NEXT(FIRST(A.x))` is 1; it reaches rows of the partition outside the match (NULL beyond
+    /// the partition).
+    pub physical: i64,
+}
+
+impl Nav {
+    /// Rows before the one it lands on that the nav may read (`PREV`).
+    pub fn reads_back(&self) -> u64 {
+        (-self.physical).max(0) as u64
+    }
+
+    /// Rows after the one it lands on that the nav may read (`NEXT`).
+    pub fn reads_ahead(&self) -> u64 {
+        self.physical.max(0) as u64
+    }
 }
 
 /// Everything the operator needs of a planned `MATCH_RECOGNIZE`.

@@ -64,16 +64,13 @@ impl VisitorMut for DefineRewriter<'_> {
                         Some(FunctionArgExpr::Expr(x)) => var_column(x),
                         _ => None,
                     };
+                    // PREV of another variable's row, or of FIRST / LAST: from the rows matched
+                    // so far.
                     let Some((var, col)) = target else {
-                        return fail("PREV takes a column: PREV(temp) or PREV(temp, 2)".into());
+                        return self.context(e);
                     };
-                    if let Some(v) = var
-                        && var_name(v) != self.var
-                    {
-                        return fail(format!(
-                            "PREV({}.{}) in the condition of {}: navigation to other variables' rows is not supported yet",
-                            v, col, self.var
-                        ));
+                    if var.is_some_and(|v| var_name(v) != self.var) {
+                        return self.context(e);
                     }
                     let n = match args.get(1) {
                         None => 1,

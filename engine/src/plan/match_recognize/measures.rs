@@ -58,6 +58,114 @@ impl MeasureRewriter<'_> {
         )))
     }
 
+    /// `FIRST(A.x [, n])` or `LAST(A.x [, n])`: the row `n` after the first, or before the last,
+    /// of the rows mapped to `A` (or of the match).
+    fn logical(
+        &self,
+        name: &str,
+        args: &[&FunctionArgExpr],
+        at: Location,
+    ) -> Result<Nav, SqlError> {
+        let Some(FunctionArgExpr::Expr(x)) = args.first() else {
+            return Err(err(at, format!("{name} takes a column: {name}(A.ts)")));
+        };
+        let Some((v, c)) = var_column(x) else {
+            return Err(err(
+                at,
+                format!(
+                    "{name} takes a column, and an offset: {name}(A.ts) or {name}(A.ts, 1); \
+                     PREV, NEXT, FIRST and LAST cannot be inside it (write PREV(LAST(A.ts)), not LAST(PREV(A.ts)))"
+                ),
+            ));
+        };
+        let offset = self.offset(name, args, at)?;
+        let var = self.var(v, at)?;
+        let column = self.column(c, at)?;
+        Ok(Nav {
+            kind: if name == "FIRST" {
+                NavKind::First(offset)
+            } else {
+                NavKind::Last(offset)
+            },
+            var,
+            column: Some(column),
+            data_type: self.schema.field(column).data_type().clone(),
+            physical: 0,
+        })
+    }
+
+    /// `PREV(x [, n])` or `NEXT(x [, n])`: `n` rows (1 unless given) before or after the row `x`
+    /// lands on in the partition, where `x` is `A.col` (the last row mapped to `A`), `col` (the
+    /// match's last row), or `FIRST(...)` / `LAST(...)`.
+    fn physical(
+        &self,
+        name: &str,
+        args: &[&FunctionArgExpr],
+        at: Location,
+    ) -> Result<Nav, SqlError> {
+        let target = match args.first() {
+            Some(FunctionArgExpr::Expr(x @ sql::Expr::Function(f)))
+                if matches!(function_name(f).as_str(), "FIRST" | "LAST") =>
+            {
+                self.logical(&function_name(f), &function_args(f), location_of(x))?
+            }
+            Some(FunctionArgExpr::Expr(x)) => match var_column(x) {
+                Some((v, c)) => {
+                    let column = self.column(c, at)?;
+                    Nav {
+                        kind: NavKind::Last(0),
+                        var: self.var(v, at)?,
+                        column: Some(column),
+                        data_type: self.schema.field(column).data_type().clone(),
+                        physical: 0,
+                    }
+                }
+                None => {
+                    return Err(err(
+                        at,
+                        format!(
+                            "{name} takes a column, or FIRST or LAST of one, and an offset: \
+                             {name}(A.temp), {name}(LAST(A.temp, 1), 2)"
+                        ),
+                    ));
+                }
+            },
+            _ => return Err(err(at, format!("{name} takes a column: {name}(A.temp)"))),
+        };
+        let n = match args.get(1) {
+            None => 1,
+            Some(_) => self.offset(name, args, at)?,
+        };
+        let n =
+            i64::try_from(n).map_err(|_| err(at, format!("the offset of {name} is too large")))?;
+        Ok(Nav {
+            physical: if name == "PREV" { -n } else { n },
+            ..target
+        })
+    }
+
+    /// The second argument of a navigation: a whole number of rows, 0 or more (0 if absent).
+    fn offset(
+        &self,
+        name: &str,
+        args: &[&FunctionArgExpr],
+        at: Location,
+    ) -> Result<usize, SqlError> {
+        if args.len() > 2 {
+            return Err(err(at, format!("{name} takes a column and an offset")));
+        }
+        match args.get(1) {
+            None => Ok(0),
+            Some(FunctionArgExpr::Expr(n)) => offset_of(n).ok_or_else(|| {
+                err(
+                    location_of(n),
+                    format!("the offset of {name} is a number of rows, 0 or more: {name}(A.ts, 1)"),
+                )
+            }),
+            Some(_) => Err(err(at, format!("{name} takes a column and an offset"))),
+        }
+    }
+
     pub(super) fn rewrite(&mut self, e: &sql::Expr) -> Result<Option<sql::Expr>, SqlError> {
         let at = location_of(e);
         match e {
@@ -70,60 +178,23 @@ impl MeasureRewriter<'_> {
                         var: None,
                         column: None,
                         data_type: DataType::Int64,
+                        physical: 0,
                     }))),
                     "CLASSIFIER" => Ok(Some(self.push(Nav {
                         kind: NavKind::Classifier,
                         var: None,
                         column: None,
                         data_type: DataType::Utf8,
+                        physical: 0,
                     }))),
-                    "FIRST" | "LAST" => {
-                        let Some(FunctionArgExpr::Expr(x)) = args.first() else {
-                            return Err(err(at, format!("{name} takes a column: {name}(A.ts)")));
-                        };
-                        let Some((v, c)) = var_column(x) else {
-                            return Err(err(
-                                at,
-                                format!(
-                                    "{name} takes a column, and an offset: {name}(A.ts) or {name}(A.ts, 1); \
-                                     navigation inside it (PREV, NEXT, another FIRST or LAST) is not supported"
-                                ),
-                            ));
-                        };
-                        let offset = match args.get(1) {
-                            None => 0,
-                            Some(FunctionArgExpr::Expr(n)) => offset_of(n).ok_or_else(|| {
-                                err(
-                                    location_of(n),
-                                    format!(
-                                        "the offset of {name} is a number of rows, 0 or more: {name}(A.ts, 1)"
-                                    ),
-                                )
-                            })?,
-                            Some(_) => {
-                                return Err(err(at, format!("{name} takes a column and an offset")));
-                            }
-                        };
-                        if args.len() > 2 {
-                            return Err(err(at, format!("{name} takes a column and an offset")));
-                        }
-                        let var = self.var(v, at)?;
-                        let column = self.column(c, at)?;
-                        Ok(Some(self.push(Nav {
-                            kind: if name == "FIRST" {
-                                NavKind::First(offset)
-                            } else {
-                                NavKind::Last(offset)
-                            },
-                            var,
-                            column: Some(column),
-                            data_type: self.schema.field(column).data_type().clone(),
-                        })))
-                    }
-                    "PREV" | "NEXT" => Err(err(
-                        at,
-                        format!("{name} in MEASURES is not supported; use FIRST and LAST"),
-                    )),
+                    "FIRST" | "LAST" => Ok(Some({
+                        let nav = self.logical(&name, &args, at)?;
+                        self.push(nav)
+                    })),
+                    "PREV" | "NEXT" => Ok(Some({
+                        let nav = self.physical(&name, &args, at)?;
+                        self.push(nav)
+                    })),
                     _ if AGGREGATES.contains(&name.as_str()) => {
                         let (var, column) = match args.first() {
                             Some(FunctionArgExpr::Wildcard) => (None, None),
@@ -156,6 +227,7 @@ impl MeasureRewriter<'_> {
                                 var,
                                 column: None,
                                 data_type: DataType::Int64,
+                                physical: 0,
                             })));
                         };
                         use datafusion::execution::FunctionRegistry;
@@ -201,6 +273,7 @@ impl MeasureRewriter<'_> {
                             var,
                             column: Some(c),
                             data_type,
+                            physical: 0,
                         })))
                     }
                     _ => Ok(None),
@@ -214,6 +287,7 @@ impl MeasureRewriter<'_> {
                     var,
                     column: Some(column),
                     data_type: self.schema.field(column).data_type().clone(),
+                    physical: 0,
                 })))
             }
             sql::Expr::Identifier(id) => {
@@ -226,6 +300,7 @@ impl MeasureRewriter<'_> {
                     var: None,
                     column: Some(column),
                     data_type: self.schema.field(column).data_type().clone(),
+                    physical: 0,
                 })))
             }
             _ => Ok(None),
