@@ -122,6 +122,26 @@ const QUERIES: &[(&str, &str)] = &[
            DEFINE H AS H.temp > 68, C AS C.temp < 66)",
     ),
     (
+        "match_recognize all rows per match with unmatched rows",
+        "SELECT * FROM readings MATCH_RECOGNIZE (
+           PARTITION BY device_id ORDER BY ts
+           MEASURES MATCH_NUMBER() AS n, CLASSIFIER() AS var, COUNT(*) AS so_far,
+                    FINAL MAX(R.temp) AS peak, NEXT(LAST(R.temp)) AS after
+           ALL ROWS PER MATCH WITH UNMATCHED ROWS
+           AFTER MATCH SKIP PAST LAST ROW
+           PATTERN (S R{2,})
+           DEFINE S AS S.temp < 68, R AS R.temp > PREV(R.temp))",
+    ),
+    (
+        "match_recognize all rows per match, empty matches",
+        "SELECT * FROM readings MATCH_RECOGNIZE (
+           PARTITION BY device_id ORDER BY ts
+           MEASURES MATCH_NUMBER() AS n, RUNNING AVG(R.temp) AS avg_so_far
+           ALL ROWS PER MATCH SHOW EMPTY MATCHES
+           PATTERN (R*)
+           DEFINE R AS R.temp > PREV(R.temp))",
+    ),
+    (
         "match_recognize navigation outside the match",
         "SELECT * FROM readings MATCH_RECOGNIZE (
            PARTITION BY device_id ORDER BY ts

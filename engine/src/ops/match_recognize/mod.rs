@@ -31,9 +31,9 @@ use crate::error::{EngineError, Result};
 use crate::message::Message;
 use crate::time::{END_OF_TIME, Millis};
 use define::RowConditions;
-use measures::{Found, emit, measure};
+use measures::{Found, emit, measure, unmatched};
 use partition::{KeyState, release_rows};
-pub use spec::{MatchSpec, Nav, NavKind};
+pub use spec::{EmptyMatches, MatchRows, MatchSpec, Nav, NavKind};
 
 pub struct MatchRecognize {
     spec: MatchSpec,
@@ -228,7 +228,12 @@ impl MatchRecognize {
                     self.spec.max_partial_matches
                 );
             }
-            release_rows(state, &mut self.held, self.keep_back);
+            release_rows(
+                state,
+                &mut self.held,
+                self.keep_back,
+                self.spec.with_unmatched_rows(),
+            );
         }
         Ok(())
     }
@@ -239,7 +244,10 @@ impl MatchRecognize {
             return Ok(());
         }
         let mut matches = Vec::new();
-        for state in self.keys.values_mut() {
+        // The rows of each partition that has some, in the order of the partitions' keys, so
+        // that the output does not depend on the order of a hash map.
+        let mut rows: Vec<(&[u8], Vec<Found>)> = Vec::new();
+        for (key, state) in self.keys.iter_mut() {
             if state.matcher.is_idle() && state.pending.is_empty() {
                 continue;
             }
@@ -251,15 +259,27 @@ impl MatchRecognize {
             }
             state.pending.extend(matches.drain(..));
             // At the end, rows a match's NEXT reads will never come: they are NULL.
-            measure_ready(&self.spec, state, self.look_ahead, end, found)?;
-            release_rows(state, &mut self.held, self.keep_back);
+            let mut mine = Vec::new();
+            measure_ready(&self.spec, state, self.look_ahead, end, &mut mine)?;
+            release_rows(
+                state,
+                &mut self.held,
+                self.keep_back,
+                self.spec.with_unmatched_rows(),
+            );
+            if !mine.is_empty() {
+                rows.push((key, mine));
+            }
         }
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        found.extend(rows.into_iter().flat_map(|(_, f)| f));
         Ok(())
     }
 }
 
 /// Measures the partition's pending matches, oldest first, whose `look_ahead` rows after their
-/// last row have come (all of them when `all`).
+/// last row have come (all of them when `all`); with `WITH UNMATCHED ROWS`, outputs the rows no
+/// match can map any more, in their place among the matches' rows.
 fn measure_ready(
     spec: &MatchSpec,
     state: &mut KeyState,
@@ -267,15 +287,45 @@ fn measure_ready(
     all: bool,
     found: &mut Vec<Found>,
 ) -> Result<()> {
+    let with_unmatched = spec.with_unmatched_rows();
     while let Some(m) = state.pending.front() {
         let end = m.rows.last().map_or(m.start, |r| r.0);
         if !all && end.saturating_add(look_ahead) >= state.matcher.next_row() {
             break;
         }
-        if let Some(m) = state.pending.pop_front() {
-            found.push(measure(spec, state, &m)?);
+        let Some(m) = state.pending.pop_front() else {
+            break;
+        };
+        if with_unmatched {
+            unmatched_before(spec, state, m.start, found)?;
         }
+        measure(spec, state, &m, found)?;
+        // The rows of a match, and the row where an empty match was found, are matched.
+        let covered = m.rows.last().map_or(m.start, |r| r.0) + 1;
+        state.covered_until = state.covered_until.max(covered);
     }
+    if with_unmatched {
+        // No match found later can start before the oldest row the matcher still needs.
+        let decided = state
+            .pending
+            .front()
+            .map_or_else(|| state.matcher.oldest_needed(), |m| m.start);
+        unmatched_before(spec, state, decided, found)?;
+    }
+    Ok(())
+}
+
+/// Outputs the rows not yet classified before `upto` that no match covers.
+fn unmatched_before(
+    spec: &MatchSpec,
+    state: &mut KeyState,
+    upto: u64,
+    found: &mut Vec<Found>,
+) -> Result<()> {
+    for seq in state.classified.max(state.covered_until)..upto {
+        found.push(unmatched(spec, state, seq)?);
+    }
+    state.classified = state.classified.max(upto);
     Ok(())
 }
 

@@ -34,6 +34,10 @@ pub(super) struct KeyState {
     pub(super) last_time: Millis,
     /// Matches decided whose measures read rows after them (`NEXT`) that have not come yet.
     pub(super) pending: VecDeque<Match>,
+    /// WITH UNMATCHED ROWS: rows before this are output (in a match or unmatched) ...
+    pub(super) classified: u64,
+    /// ... and rows before this are in a match reported.
+    pub(super) covered_until: u64,
 }
 
 /// The stored row of sequence number `seq`.
@@ -52,10 +56,19 @@ pub(super) fn stored_row(
 }
 
 /// Drops the rows no partial, undecided or pending match can still read (nor `PREV` up to
-/// `keep_back` rows before them), and brings the count of what the partitions hold (`held`) up to
+/// `keep_back` rows before them), nor rows to be output as unmatched, and brings the count of what the partitions hold (`held`) up to
 /// date.
-pub(super) fn release_rows(state: &mut KeyState, held: &mut usize, keep_back: u64) {
-    let oldest = state.matcher.oldest_needed();
+pub(super) fn release_rows(
+    state: &mut KeyState,
+    held: &mut usize,
+    keep_back: u64,
+    with_unmatched: bool,
+) {
+    let mut oldest = state.matcher.oldest_needed();
+    if with_unmatched {
+        // Rows not yet output as unmatched.
+        oldest = oldest.min(state.classified);
+    }
     let keep_from = state
         .pending
         .front()
@@ -89,6 +102,10 @@ struct PartitionState {
     /// Matches waiting for the rows their `NEXT` reads: start, then rows and variables.
     #[serde(default)]
     pending: Vec<(u64, Vec<(u64, usize)>)>,
+    #[serde(default)]
+    classified: u64,
+    #[serde(default)]
+    covered_until: u64,
 }
 
 impl MatchRecognize {
@@ -112,6 +129,8 @@ impl MatchRecognize {
             counted: 0,
             last_time: Millis::MIN,
             pending: VecDeque::new(),
+            classified: 0,
+            covered_until: 0,
         }
     }
 
@@ -134,6 +153,8 @@ impl MatchRecognize {
                     .iter()
                     .map(|m| (m.start, m.rows.clone()))
                     .collect(),
+                classified: k.classified,
+                covered_until: k.covered_until,
             })
             .collect();
         state.json(&meta)?;
@@ -240,6 +261,8 @@ impl MatchRecognize {
             p.first = m.first;
             p.last_time = m.last_time;
             p.matches = m.matches;
+            p.classified = m.classified.max(m.first);
+            p.covered_until = m.covered_until;
             p.warned = m.warned;
             p.matcher
                 .restore(m.matcher)
@@ -271,7 +294,12 @@ impl MatchRecognize {
                     history_at[h] += 1;
                 }
             }
-            release_rows(&mut p, &mut self.held, self.keep_back);
+            release_rows(
+                &mut p,
+                &mut self.held,
+                self.keep_back,
+                self.spec.with_unmatched_rows(),
+            );
             self.keys.insert(bytes, p);
         }
         Ok(())

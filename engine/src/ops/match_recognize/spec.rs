@@ -37,6 +37,9 @@ pub struct Nav {
     /// `NEXT(FIRST(A.x))` is 1; it reaches rows of the partition outside the match (NULL beyond
     /// the partition).
     pub physical: i64,
+    /// `FINAL`: over the whole match, even on its earlier rows in `ALL ROWS PER MATCH` (otherwise
+    /// running: over the match up to the row being output).
+    pub final_: bool,
 }
 
 impl Nav {
@@ -49,6 +52,29 @@ impl Nav {
     pub fn reads_ahead(&self) -> u64 {
         self.physical.max(0) as u64
     }
+}
+
+/// What `ALL ROWS PER MATCH` does with empty matches and with rows no match maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyMatches {
+    /// `SHOW EMPTY MATCHES` (the default): one row per empty match, of the row where it starts.
+    Show,
+    /// `OMIT EMPTY MATCHES`: no row for them.
+    Omit,
+    /// `WITH UNMATCHED ROWS`: empty matches shown, and rows in no match output with NULL measures.
+    WithUnmatched,
+}
+
+/// `ONE ROW PER MATCH` or `ALL ROWS PER MATCH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchRows {
+    OneRow,
+    /// Each row of a match, with the ordering column and the input's remaining columns (`rest`).
+    AllRows {
+        empty: EmptyMatches,
+        order: usize,
+        rest: Vec<usize>,
+    },
 }
 
 /// Everything the operator needs of a planned `MATCH_RECOGNIZE`.
@@ -69,9 +95,24 @@ pub struct MatchSpec {
     pub measure_schema: SchemaRef,
     pub measures: Vec<Arc<dyn PhysicalExpr>>,
     pub skip: SkipTo,
+    pub rows_per_match: MatchRows,
     pub within: Option<Millis>,
-    /// Output schema: partition columns, measures, then the event time.
+    /// Output schema: partition columns, (ordering column,) measures, (remaining columns,) then
+    /// the event time.
     pub schema: SchemaRef,
     /// Partial matches alive at once per partition.
     pub max_partial_matches: usize,
+}
+
+impl MatchSpec {
+    /// `ALL ROWS PER MATCH WITH UNMATCHED ROWS`: rows no match maps are output too.
+    pub fn with_unmatched_rows(&self) -> bool {
+        matches!(
+            self.rows_per_match,
+            MatchRows::AllRows {
+                empty: EmptyMatches::WithUnmatched,
+                ..
+            }
+        )
+    }
 }

@@ -6,7 +6,9 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::sql::sqlparser::ast::{self as sql, FunctionArgExpr, Ident, VisitorMut};
 
 use super::measures::MeasureRewriter;
-use super::{AGGREGATES, err, function_args, function_name, prev_name, var_column, var_name};
+use super::{
+    AGGREGATES, err, function_args, function_name, is_final, prev_name, var_column, var_name,
+};
 use crate::error::SqlError;
 use crate::ops::Nav;
 use crate::plan::Planner;
@@ -55,6 +57,9 @@ impl VisitorMut for DefineRewriter<'_> {
         match e {
             sql::Expr::Function(f) => {
                 let name = function_name(f);
+                if is_final(f) {
+                    return fail("FINAL in DEFINE: a condition sees the match only up to the current row; FINAL belongs in MEASURES".into());
+                }
                 if name == "NEXT" {
                     return fail("NEXT reads a row that has not arrived yet; a stream can only look back: use PREV".into());
                 }

@@ -8,7 +8,7 @@ use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 use datafusion::sql::sqlparser::ast::{self as sql, FunctionArgExpr, Ident, VisitorMut};
 
-use super::{AGGREGATES, err, function_args, function_name, var_column, var_name};
+use super::{AGGREGATES, err, function_args, function_name, is_final, var_column, var_name};
 use crate::error::{Location, SqlError};
 use crate::ops::{Nav, NavKind};
 use crate::plan::names::{location_of, normalize};
@@ -91,6 +91,7 @@ impl MeasureRewriter<'_> {
             column: Some(column),
             data_type: self.schema.field(column).data_type().clone(),
             physical: 0,
+            final_: false,
         })
     }
 
@@ -107,7 +108,17 @@ impl MeasureRewriter<'_> {
             Some(FunctionArgExpr::Expr(x @ sql::Expr::Function(f)))
                 if matches!(function_name(f).as_str(), "FIRST" | "LAST") =>
             {
-                self.logical(&function_name(f), &function_args(f), location_of(x))?
+                let nav = self.logical(&function_name(f), &function_args(f), location_of(x))?;
+                if is_final(f) && self.prefix == "__ctx" {
+                    return Err(err(
+                        location_of(x),
+                        "FINAL in DEFINE: a condition sees the match only up to the current row; FINAL belongs in MEASURES",
+                    ));
+                }
+                Nav {
+                    final_: is_final(f),
+                    ..nav
+                }
             }
             Some(FunctionArgExpr::Expr(x)) => match var_column(x) {
                 Some((v, c)) => {
@@ -118,6 +129,7 @@ impl MeasureRewriter<'_> {
                         column: Some(column),
                         data_type: self.schema.field(column).data_type().clone(),
                         physical: 0,
+                        final_: false,
                     }
                 }
                 None => {
@@ -166,7 +178,35 @@ impl MeasureRewriter<'_> {
         }
     }
 
+    /// `e` as a column the operator fills, if it is a navigation, an aggregate, `MATCH_NUMBER()`
+    /// or `CLASSIFIER()`; `FINAL` before one makes it read the whole match.
     pub(super) fn rewrite(&mut self, e: &sql::Expr) -> Result<Option<sql::Expr>, SqlError> {
+        let final_ = matches!(e, sql::Expr::Function(f) if is_final(f));
+        if !final_ {
+            return self.rewrite_call(e);
+        }
+        let at = location_of(e);
+        if self.prefix == "__ctx" {
+            return Err(err(
+                at,
+                "FINAL in DEFINE: a condition sees the match only up to the current row; FINAL belongs in MEASURES",
+            ));
+        }
+        let before = self.navs.len();
+        let out = self.rewrite_call(e)?;
+        if out.is_none() || self.navs.len() == before {
+            return Err(err(
+                at,
+                "FINAL goes before FIRST, LAST, PREV or NEXT of them, an aggregate, or CLASSIFIER()",
+            ));
+        }
+        for n in &mut self.navs[before..] {
+            n.final_ = true;
+        }
+        Ok(out)
+    }
+
+    fn rewrite_call(&mut self, e: &sql::Expr) -> Result<Option<sql::Expr>, SqlError> {
         let at = location_of(e);
         match e {
             sql::Expr::Function(f) => {
@@ -179,6 +219,7 @@ impl MeasureRewriter<'_> {
                         column: None,
                         data_type: DataType::Int64,
                         physical: 0,
+                        final_: false,
                     }))),
                     "CLASSIFIER" => Ok(Some(self.push(Nav {
                         kind: NavKind::Classifier,
@@ -186,6 +227,7 @@ impl MeasureRewriter<'_> {
                         column: None,
                         data_type: DataType::Utf8,
                         physical: 0,
+                        final_: false,
                     }))),
                     "FIRST" | "LAST" => Ok(Some({
                         let nav = self.logical(&name, &args, at)?;
@@ -228,6 +270,7 @@ impl MeasureRewriter<'_> {
                                 column: None,
                                 data_type: DataType::Int64,
                                 physical: 0,
+                                final_: false,
                             })));
                         };
                         use datafusion::execution::FunctionRegistry;
@@ -274,6 +317,7 @@ impl MeasureRewriter<'_> {
                             column: Some(c),
                             data_type,
                             physical: 0,
+                            final_: false,
                         })))
                     }
                     _ => Ok(None),
@@ -288,6 +332,7 @@ impl MeasureRewriter<'_> {
                     column: Some(column),
                     data_type: self.schema.field(column).data_type().clone(),
                     physical: 0,
+                    final_: false,
                 })))
             }
             sql::Expr::Identifier(id) => {
@@ -301,6 +346,7 @@ impl MeasureRewriter<'_> {
                     column: Some(column),
                     data_type: self.schema.field(column).data_type().clone(),
                     physical: 0,
+                    final_: false,
                 })))
             }
             _ => Ok(None),

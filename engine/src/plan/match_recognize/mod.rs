@@ -10,8 +10,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast::{
-    self as sql, AfterMatchSkip, ExprWithAlias, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, RowsPerMatch, TableFactor, VisitMut,
+    self as sql, AfterMatchSkip, EmptyMatchesMode, ExprWithAlias, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, RowsPerMatch, TableFactor, VisitMut,
 };
 
 mod define;
@@ -27,8 +27,9 @@ use super::Planner;
 use super::names::{location_of, normalize};
 use crate::error::{Location, SqlError};
 use crate::ops::pattern::{Program, SkipTo};
-use crate::ops::{MatchSpec, Nav, with_event_time};
+use crate::ops::{EmptyMatches, MatchRows, MatchSpec, Nav, with_event_time};
 use crate::sql::parser::WITHIN_SYMBOL;
+use crate::sql::row_pattern::FINAL_PREFIX;
 
 /// A planned `MATCH_RECOGNIZE`.
 #[derive(Clone)]
@@ -102,12 +103,6 @@ pub fn plan_match_recognize(
         })
     };
 
-    if let Some(RowsPerMatch::AllRows(_)) = rows_per_match {
-        return Err(err(
-            location,
-            "ALL ROWS PER MATCH is not supported yet; use ONE ROW PER MATCH with MEASURES",
-        ));
-    }
     let mut partition = Vec::new();
     for e in partition_by {
         match e {
@@ -256,7 +251,26 @@ pub fn plan_match_recognize(
         measure_fields.push(Field::new(format!("__m{k}"), n.data_type.clone(), true));
     }
     let measure_schema = Arc::new(Schema::new(measure_fields));
+    // ONE ROW PER MATCH: partition columns, measures. ALL ROWS PER MATCH: partition columns, the
+    // ordering column, measures, then the input's remaining columns, as the standard lays out.
+    let rows_per_match = match rows_per_match {
+        None | Some(RowsPerMatch::OneRow) => MatchRows::OneRow,
+        Some(RowsPerMatch::AllRows(mode)) => MatchRows::AllRows {
+            empty: match mode {
+                None | Some(EmptyMatchesMode::Show) => EmptyMatches::Show,
+                Some(EmptyMatchesMode::Omit) => EmptyMatches::Omit,
+                Some(EmptyMatchesMode::WithUnmatched) => EmptyMatches::WithUnmatched,
+            },
+            order: time_index,
+            rest: (0..schema.fields().len())
+                .filter(|c| *c != time_index && !partition.contains(c))
+                .collect(),
+        },
+    };
     let mut out_fields: Vec<Field> = partition.iter().map(|&c| schema.field(c).clone()).collect();
+    if let MatchRows::AllRows { order, .. } = &rows_per_match {
+        out_fields.push(schema.field(*order).clone());
+    }
     let mut measure_exprs = Vec::with_capacity(measure_sql.len());
     for (expr, alias, at) in measure_sql {
         let p = physical(planner, expr, &measure_schema, at)?;
@@ -271,6 +285,21 @@ pub fn plan_match_recognize(
         }
         out_fields.push(Field::new(alias, data_type, true));
         measure_exprs.push(p);
+    }
+    if let MatchRows::AllRows { rest, .. } = &rows_per_match {
+        for &c in rest {
+            let f = schema.field(c);
+            if out_fields.iter().any(|o| o.name() == f.name()) {
+                return Err(err(
+                    location,
+                    format!(
+                        "the output has two columns named '{}': a measure and an input column (ALL ROWS PER MATCH outputs both); rename the measure",
+                        f.name()
+                    ),
+                ));
+            }
+            out_fields.push(f.clone());
+        }
     }
 
     let var_index = |id: &Ident| -> Result<usize, SqlError> {
@@ -305,6 +334,7 @@ pub fn plan_match_recognize(
             measure_schema,
             measures: measure_exprs,
             skip,
+            rows_per_match,
             within,
             schema: with_event_time(&schema),
             max_partial_matches: MAX_PARTIAL_MATCHES,
@@ -334,8 +364,21 @@ fn physical(
         .map_err(|e| err(at, super::diagnose::message(&e)))
 }
 
+/// A call's name in upper case, without the `FINAL` mark (see [`is_final`]).
 fn function_name(f: &sql::Function) -> String {
-    f.name.to_string().to_uppercase()
+    let name = f.name.to_string().to_uppercase();
+    match name.strip_prefix(&FINAL_PREFIX.to_uppercase()) {
+        Some(rest) => rest.to_string(),
+        None => name,
+    }
+}
+
+/// Whether `FINAL` stands before the call (`FINAL LAST(A.x)`).
+fn is_final(f: &sql::Function) -> bool {
+    f.name
+        .to_string()
+        .to_uppercase()
+        .starts_with(&FINAL_PREFIX.to_uppercase())
 }
 
 fn function_args(f: &sql::Function) -> Vec<&FunctionArgExpr> {
