@@ -41,11 +41,11 @@ impl RowConditions<'_> {
     /// mapped to `var` (it counts as one of `var`'s rows, and as a row of the match).
     fn context(&self, nav: &Nav, var: usize, path: Option<&Arc<Step>>) -> Result<ScalarValue> {
         let mut seqs: Vec<u64> = Step::iter(path)
-            .filter(|s| nav.var.is_none_or(|v| v == s.var))
+            .filter(|s| nav.reads(s.var))
             .map(|s| s.row)
             .collect();
         seqs.reverse();
-        if nav.var.is_none_or(|v| v == var) {
+        if nav.reads(var) {
             seqs.push(self.current);
         }
         match &nav.kind {

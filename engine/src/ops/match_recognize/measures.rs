@@ -109,7 +109,7 @@ fn navs_at(
             _ => {
                 let rows: Vec<u64> = seen
                     .iter()
-                    .filter(|(_, v)| nav.var.is_none_or(|x| x == *v))
+                    .filter(|(_, v)| nav.reads(*v))
                     .map(|(r, _)| *r)
                     .collect();
                 over_rows(nav, &rows, available, value_at)?

@@ -65,13 +65,12 @@ impl MatchRecognize {
         let mut read = vec![false; spec.vars.len()];
         for (v, uses) in spec.define_ctx.iter().enumerate() {
             for &c in uses {
-                match spec.ctx[c].var {
-                    Some(x) => read[x] = true,
-                    None => read.iter_mut().for_each(|r| *r = true),
+                for (x, r) in read.iter_mut().enumerate() {
+                    *r |= spec.ctx[c].reads(x);
                 }
             }
             // A variable's own earlier rows are read when its condition aggregates over them.
-            if !uses.is_empty() && spec.ctx.iter().any(|n| n.var == Some(v)) {
+            if !uses.is_empty() && spec.ctx.iter().any(|n| n.var.is_some() && n.reads(v)) {
                 read[v] = true;
             }
         }

@@ -30,7 +30,9 @@ pub enum NavKind {
 #[derive(Debug, Clone)]
 pub struct Nav {
     pub kind: NavKind,
-    pub var: Option<usize>,
+    /// The variables whose rows it reads: one, or the members of a `SUBSET`; `None`: every row of
+    /// the match.
+    pub var: Option<Vec<usize>>,
     pub column: Option<usize>,
     pub data_type: datafusion::arrow::datatypes::DataType,
     /// Physical navigation from the row `First`/`Last` lands on: `PREV(LAST(A.x), 2)` is -2,
@@ -43,6 +45,10 @@ pub struct Nav {
 }
 
 impl Nav {
+    /// Whether it reads the rows mapped to variable `v`.
+    pub fn reads(&self, v: usize) -> bool {
+        self.var.as_ref().is_none_or(|vars| vars.contains(&v))
+    }
     /// Rows before the one it lands on that the nav may read (`PREV`).
     pub fn reads_back(&self) -> u64 {
         (-self.physical).max(0) as u64

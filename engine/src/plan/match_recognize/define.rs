@@ -20,6 +20,7 @@ pub(super) struct DefineRewriter<'a> {
     pub(super) planner: &'a Planner<'a>,
     pub(super) var: &'a str,
     pub(super) vars: &'a [String],
+    pub(super) subsets: &'a [(String, Vec<usize>)],
     pub(super) schema: &'a Schema,
     pub(super) prev: &'a mut Vec<(usize, u32)>,
     /// What conditions read of the partial match (`A.temp`, `FIRST(B.ts)`, `AVG(B.temp)`).
@@ -32,6 +33,7 @@ impl DefineRewriter<'_> {
         let mut m = MeasureRewriter {
             planner: self.planner,
             vars: self.vars,
+            subsets: self.subsets,
             schema: self.schema,
             partition: &[],
             navs: self.ctx,
@@ -127,7 +129,7 @@ impl VisitorMut for DefineRewriter<'_> {
                 if v == self.var {
                     *e = sql::Expr::Identifier(parts[1].clone());
                     ControlFlow::Continue(())
-                } else if self.vars.contains(&v) {
+                } else if self.vars.contains(&v) || self.subsets.iter().any(|(s, _)| *s == v) {
                     // The last row mapped to another variable so far.
                     self.context(e)
                 } else {

@@ -20,6 +20,8 @@ use crate::plan::{Planner, diagnose};
 pub(super) struct MeasureRewriter<'a> {
     pub(super) planner: &'a Planner<'a>,
     pub(super) vars: &'a [String],
+    /// `SUBSET` names with their member variables.
+    pub(super) subsets: &'a [(String, Vec<usize>)],
     pub(super) schema: &'a Schema,
     pub(super) partition: &'a [usize],
     pub(super) navs: &'a mut Vec<Nav>,
@@ -28,15 +30,19 @@ pub(super) struct MeasureRewriter<'a> {
 }
 
 impl MeasureRewriter<'_> {
-    fn var(&self, id: Option<&Ident>, at: Location) -> Result<Option<usize>, SqlError> {
+    /// The variables a name stands for: a pattern variable, or the members of a `SUBSET`.
+    fn var(&self, id: Option<&Ident>, at: Location) -> Result<Option<Vec<usize>>, SqlError> {
         match id {
             None => Ok(None),
             Some(id) => {
                 let n = var_name(id);
+                if let Some((_, members)) = self.subsets.iter().find(|(s, _)| *s == n) {
+                    return Ok(Some(members.clone()));
+                }
                 self.vars
                     .iter()
                     .position(|v| *v == n)
-                    .map(Some)
+                    .map(|v| Some(vec![v]))
                     .ok_or_else(|| err(at, format!("the PATTERN has no variable {n}")))
             }
         }

@@ -29,7 +29,7 @@ use crate::error::{Location, SqlError};
 use crate::ops::pattern::{Program, SkipTo};
 use crate::ops::{EmptyMatches, MatchRows, MatchSpec, Nav, with_event_time};
 use crate::sql::parser::WITHIN_SYMBOL;
-use crate::sql::row_pattern::FINAL_PREFIX;
+use crate::sql::row_pattern::{FINAL_PREFIX, SUBSET_FUNCTION};
 
 /// A planned `MATCH_RECOGNIZE`.
 #[derive(Clone)]
@@ -153,7 +153,14 @@ pub fn plan_match_recognize(
 
     let mut within = None;
     let mut conditions: Vec<Option<(sql::Expr, Location)>> = vec![None; vars.len()];
+    let mut subsets: Vec<(String, Vec<usize>)> = Vec::new();
     for s in symbols {
+        if let sql::Expr::Function(f) = &s.definition
+            && f.name.to_string() == SUBSET_FUNCTION
+        {
+            subsets.push(subset(&s.symbol, f, &vars, &subsets)?);
+            continue;
+        }
         if normalize(&s.symbol) == WITHIN_SYMBOL {
             let ms = planner.interval_millis(&s.definition)?;
             if ms <= 0 {
@@ -192,6 +199,7 @@ pub fn plan_match_recognize(
             planner,
             var: &vars[v],
             vars: &vars,
+            subsets: &subsets,
             schema: &schema,
             prev: &mut prev,
             ctx: &mut ctx,
@@ -235,6 +243,7 @@ pub fn plan_match_recognize(
         let mut rewriter = MeasureRewriter {
             planner,
             vars: &vars,
+            subsets: &subsets,
             schema: &schema,
             partition: &partition,
             navs: &mut navs,
@@ -304,6 +313,14 @@ pub fn plan_match_recognize(
 
     let var_index = |id: &Ident| -> Result<usize, SqlError> {
         let n = var_name(id);
+        if subsets.iter().any(|(s, _)| *s == n) {
+            return Err(err(
+                Location::from(id),
+                format!(
+                    "AFTER MATCH SKIP TO a SUBSET ({n}) is not supported; name a pattern variable"
+                ),
+            ));
+        }
         vars.iter().position(|v| *v == n).ok_or_else(|| {
             err(
                 Location::from(id),
@@ -341,6 +358,47 @@ pub fn plan_match_recognize(
         },
         schema,
     })
+}
+
+/// `SUBSET name = (A, B)`: the name, which must be new, and its members, which must be variables
+/// of the pattern.
+fn subset(
+    name: &Ident,
+    f: &sql::Function,
+    vars: &[String],
+    earlier: &[(String, Vec<usize>)],
+) -> Result<(String, Vec<usize>), SqlError> {
+    let at = Location::from(name);
+    let n = var_name(name);
+    if vars.contains(&n) || earlier.iter().any(|(s, _)| *s == n) {
+        return Err(err(
+            at,
+            format!("SUBSET {n}: the name is already a pattern variable or a SUBSET"),
+        ));
+    }
+    let mut members = Vec::new();
+    for a in function_args(f) {
+        let FunctionArgExpr::Expr(sql::Expr::Identifier(id)) = a else {
+            return Err(err(
+                at,
+                format!("SUBSET {n} lists pattern variables: {n} = (A, B)"),
+            ));
+        };
+        let m = var_name(id);
+        let v = vars.iter().position(|x| *x == m).ok_or_else(|| {
+            err(
+                Location::from(id),
+                format!(
+                    "SUBSET {n}: the PATTERN has no variable {m} (it has: {})",
+                    vars.join(", ")
+                ),
+            )
+        })?;
+        if !members.contains(&v) {
+            members.push(v);
+        }
+    }
+    Ok((n, members))
 }
 
 fn prev_name(column: &str, n: u32) -> String {

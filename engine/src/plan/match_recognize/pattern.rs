@@ -8,6 +8,7 @@ use datafusion::sql::sqlparser::ast::{
 use super::err;
 use crate::error::{Location, SqlError};
 use crate::ops::pattern::Pattern;
+use crate::sql::row_pattern::EMPTY_PATTERN;
 
 pub(super) fn to_pattern(
     p: &MatchRecognizePattern,
@@ -16,6 +17,11 @@ pub(super) fn to_pattern(
 ) -> Result<Pattern, SqlError> {
     use MatchRecognizePattern as P;
     Ok(match p {
+        P::Symbol(MatchRecognizeSymbol::Named(id))
+            if id.quote_style.is_none() && id.value == EMPTY_PATTERN =>
+        {
+            Pattern::Concat(Vec::new())
+        }
         P::Symbol(MatchRecognizeSymbol::Named(id)) => {
             let name = super::var_name(id);
             let v = match vars.iter().position(|x| *x == name) {
@@ -36,14 +42,15 @@ pub(super) fn to_pattern(
         P::Exclude(_) => {
             return Err(err(
                 at,
-                "PATTERN exclusions {- ... -} belong to ALL ROWS PER MATCH, which is not supported yet",
+                "PATTERN exclusions {- ... -} are not supported; the excluded rows would be output by ALL ROWS PER MATCH",
             ));
         }
-        P::Permute(_) => {
-            return Err(err(
-                at,
-                "PERMUTE is not supported; write the orders as alternatives (A B | B A)",
-            ));
+        P::Permute(symbols) => {
+            let mut parts = Vec::with_capacity(symbols.len());
+            for s in symbols {
+                parts.push(to_pattern(&P::Symbol(s.clone()), vars, at)?);
+            }
+            permute(&parts, at)?
         }
         P::Concat(parts) => Pattern::Concat(
             parts
@@ -69,6 +76,43 @@ pub(super) fn to_pattern(
         }
         P::Repetition(inner, q) => repeat(to_pattern(inner, vars, at)?, q, true),
     })
+}
+
+/// `PERMUTE(A, B, C)`: every order of its parts, as alternatives preferred in lexicographic order
+/// of the parts' places in the list (`A B C | A C B | B A C | ...`), as the standard says.
+fn permute(parts: &[Pattern], at: Location) -> Result<Pattern, SqlError> {
+    // 8 parts are 40,320 orders: far more than a pattern may have steps.
+    const MAX_PARTS: usize = 7;
+    if parts.len() > MAX_PARTS {
+        return Err(err(
+            at,
+            format!("PERMUTE of more than {MAX_PARTS} variables has too many orders to match"),
+        ));
+    }
+    let mut orders = Vec::new();
+    let mut order: Vec<usize> = Vec::with_capacity(parts.len());
+    permutations(parts.len(), &mut order, &mut orders);
+    Ok(Pattern::Alt(
+        orders
+            .into_iter()
+            .map(|o| Pattern::Concat(o.into_iter().map(|i| parts[i].clone()).collect()))
+            .collect(),
+    ))
+}
+
+/// Every order of `0..n` that extends `order`, in lexicographic order.
+fn permutations(n: usize, order: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    if order.len() == n {
+        out.push(order.clone());
+        return;
+    }
+    for i in 0..n {
+        if !order.contains(&i) {
+            order.push(i);
+            permutations(n, order, out);
+            order.pop();
+        }
+    }
 }
 
 fn repeat(inner: Pattern, q: &RepetitionQuantifier, greedy: bool) -> Pattern {
