@@ -133,6 +133,17 @@ const QUERIES: &[(&str, &str)] = &[
            DEFINE S AS S.temp < 68, R AS R.temp > PREV(R.temp))",
     ),
     (
+        "match_recognize all rows per match, exclusions and SUBSET",
+        "SELECT * FROM readings MATCH_RECOGNIZE (
+           PARTITION BY device_id ORDER BY ts
+           MEASURES CLASSIFIER() AS var, COUNT(U.*) AS u_rows, FINAL LAST(U.temp) AS last_u
+           ALL ROWS PER MATCH
+           AFTER MATCH SKIP TO NEXT ROW
+           PATTERN (S {- F -}+ R+)
+           SUBSET U = (F, R)
+           DEFINE F AS F.temp < PREV(F.temp), R AS R.temp > PREV(R.temp))",
+    ),
+    (
         "match_recognize all rows per match, empty matches",
         "SELECT * FROM readings MATCH_RECOGNIZE (
            PARTITION BY device_id ORDER BY ts

@@ -36,8 +36,8 @@ fn at(span_of: &TokenWithSpan, token: Token) -> TokenWithSpan {
     }
 }
 
-/// Inside `PATTERN ( ... )`: `{,}` becomes `*` (both bounds omitted), and `()` becomes
-/// `(__empty)`.
+/// Inside `PATTERN ( ... )`: `{,}` becomes `*` (both bounds omitted), `()` becomes
+/// `(__empty)`, and an exclusion `{- B -}` is put in parentheses.
 fn pattern_shorthands(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let sig = significant(&tokens);
     let mut replace: Vec<(usize, usize, Vec<Token>)> = Vec::new();
@@ -70,6 +70,16 @@ fn pattern_shorthands(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
                     if depth == 0 {
                         break;
                     }
+                }
+                // sqlparser reads `{` after a variable as its quantifier: `A {- B -}` is
+                // given as `A ({- B -})`.
+                Token::LBrace if next == Some(&Token::Minus) => {
+                    replace.push((sig[j], sig[j], vec![Token::LParen, Token::LBrace]));
+                }
+                Token::Minus if next == Some(&Token::RBrace) => {
+                    replace.push((sig[j + 1], sig[j + 1], vec![Token::RBrace, Token::RParen]));
+                    j += 2;
+                    continue;
                 }
                 Token::LBrace
                     if next == Some(&Token::Comma)

@@ -174,6 +174,10 @@ pub(super) fn measure(
         return Ok(());
     }
     for (k, &(seq, _)) in m.rows.iter().enumerate() {
+        // Excluded rows count in the measures of the rows after them, but are not output.
+        if m.excluded.contains(&seq) {
+            continue;
+        }
         let navs = navs_at(spec, state, m, Some(k))?;
         let (time, values) = row_values(spec, state, seq)?;
         out.push(Found {

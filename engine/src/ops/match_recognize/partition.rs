@@ -99,9 +99,9 @@ struct PartitionState {
     rows: usize,
     history: Vec<usize>,
     matcher: MatcherState,
-    /// Matches waiting for the rows their `NEXT` reads: start, then rows and variables.
+    /// Matches waiting for the rows their `NEXT` reads.
     #[serde(default)]
-    pending: Vec<(u64, Vec<(u64, usize)>)>,
+    pending: Vec<Match>,
     #[serde(default)]
     classified: u64,
     #[serde(default)]
@@ -148,11 +148,7 @@ impl MatchRecognize {
                 rows: k.rows.len(),
                 history: k.history.iter().map(VecDeque::len).collect(),
                 matcher: k.matcher.state(),
-                pending: k
-                    .pending
-                    .iter()
-                    .map(|m| (m.start, m.rows.clone()))
-                    .collect(),
+                pending: k.pending.iter().cloned().collect(),
                 classified: k.classified,
                 covered_until: k.covered_until,
             })
@@ -268,14 +264,14 @@ impl MatchRecognize {
                 .restore(m.matcher)
                 .map_err(|why| unfit(what, why))?;
             let vars = self.spec.vars.len();
-            for (start, rows) in m.pending {
-                if rows.iter().any(|&(_, v)| v >= vars) {
+            for pending in m.pending {
+                if pending.rows.iter().any(|&(_, v)| v >= vars) {
                     return Err(unfit(
                         what,
                         "a pending match maps a row to an unknown variable",
                     ));
                 }
-                p.pending.push_back(Match { start, rows });
+                p.pending.push_back(pending);
             }
             if m.rows > 0 {
                 let batch = rows

@@ -150,6 +150,18 @@ pub fn plan_match_recognize(
     let mut vars: Vec<String> = Vec::new();
     let pattern = to_pattern(pattern, &mut vars, location)?;
     let program = Arc::new(Program::compile(&pattern).map_err(|m| err(location, m))?);
+    if program.excluded.contains(&true)
+        && matches!(
+            rows_per_match,
+            Some(RowsPerMatch::AllRows(Some(EmptyMatchesMode::WithUnmatched)))
+        )
+    {
+        // The standard forbids it: an excluded row would be neither output nor unmatched.
+        return Err(err(
+            location,
+            "PATTERN exclusions {- ... -} cannot go with ALL ROWS PER MATCH WITH UNMATCHED ROWS",
+        ));
+    }
 
     let mut within = None;
     let mut conditions: Vec<Option<(sql::Expr, Location)>> = vec![None; vars.len()];

@@ -39,11 +39,8 @@ pub(super) fn to_pattern(
                 "PATTERN anchors ^ and $ have no meaning on a stream, which has no first or last row; remove them",
             ));
         }
-        P::Exclude(_) => {
-            return Err(err(
-                at,
-                "PATTERN exclusions {- ... -} are not supported; the excluded rows would be output by ALL ROWS PER MATCH",
-            ));
+        P::Exclude(symbol) => {
+            Pattern::Exclude(Box::new(to_pattern(&P::Symbol(symbol.clone()), vars, at)?))
         }
         P::Permute(symbols) => {
             let mut parts = Vec::with_capacity(symbols.len());

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::{Conditions, Match, Matcher, MatcherLimits, Pattern, Program, SkipTo, Step};
 use crate::time::Millis;
 
-/// The rows mapped so far, each with its variable.
-type Path = Vec<(u64, usize)>;
+/// The rows mapped so far, each with its variable and whether it is inside an exclusion.
+type Path = Vec<(u64, usize, bool)>;
 /// The rest of a match, from a position: whether it completes.
 type Rest<'r> = dyn FnMut(usize, &mut Path) -> bool + 'r;
 
@@ -22,22 +22,24 @@ struct Rows<'a> {
 }
 
 /// Tries `p` at `pos` in preference order; `k` is the rest of the match and says whether it
-/// completed. `path` is the rows mapped so far.
+/// completed. `path` is the rows mapped so far; `excl`: `p` is inside an exclusion.
 fn try_match(
     p: &Pattern,
     pos: usize,
     path: &mut Path,
     rows: &Rows,
     start: usize,
+    excl: bool,
     k: &mut Rest,
 ) -> bool {
     match p {
+        Pattern::Exclude(inner) => try_match(inner, pos, path, rows, start, true, k),
         Pattern::Var(v) => {
             if pos >= rows.holds.len() || !rows.holds[pos][*v] {
                 return false;
             }
             if let Some(cap) = rows.caps[*v]
-                && path.iter().filter(|(_, x)| x == v).count() >= cap
+                && path.iter().filter(|(_, x, _)| x == v).count() >= cap
             {
                 return false;
             }
@@ -46,23 +48,32 @@ fn try_match(
             {
                 return false;
             }
-            path.push((pos as u64, *v));
+            path.push((pos as u64, *v, excl));
             if k(pos + 1, path) {
                 return true;
             }
             path.pop();
             false
         }
-        Pattern::Concat(parts) => concat(parts, pos, path, rows, start, k),
+        Pattern::Concat(parts) => concat(parts, pos, path, rows, start, excl, k),
         Pattern::Alt(options) => options
             .iter()
-            .any(|o| try_match(o, pos, path, rows, start, k)),
+            .any(|o| try_match(o, pos, path, rows, start, excl, k)),
         Pattern::Repeat {
             inner,
             min,
             max,
             greedy,
-        } => repeat(inner, *min, *max, *greedy, 0, pos, path, rows, start, k),
+        } => repeat(
+            inner,
+            (*min, *max, *greedy),
+            0,
+            pos,
+            path,
+            rows,
+            (start, excl),
+            k,
+        ),
     }
 }
 
@@ -72,29 +83,31 @@ fn concat(
     path: &mut Path,
     rows: &Rows,
     start: usize,
+    excl: bool,
     k: &mut Rest,
 ) -> bool {
     match parts.split_first() {
         None => k(pos, path),
-        Some((first, rest)) => try_match(first, pos, path, rows, start, &mut |p, path| {
-            concat(rest, p, path, rows, start, k)
+        Some((first, rest)) => try_match(first, pos, path, rows, start, excl, &mut |p, path| {
+            concat(rest, p, path, rows, start, excl, k)
         }),
     }
 }
 
+/// `inner` repeated within `(min, max, greedy)`, `count` times so far; `(start, excl)` as for
+/// [`try_match`].
 #[allow(clippy::too_many_arguments)]
 fn repeat(
     inner: &Pattern,
-    min: u32,
-    max: Option<u32>,
-    greedy: bool,
+    bounds: (u32, Option<u32>, bool),
     count: u32,
     pos: usize,
     path: &mut Path,
     rows: &Rows,
-    start: usize,
+    (start, excl): (usize, bool),
     k: &mut Rest,
 ) -> bool {
+    let (min, max, greedy) = bounds;
     let can_more = max.is_none_or(|m| count < m);
     let can_stop = count >= min;
     // Reluctant: stop here first; greedy: one more repetition first.
@@ -102,8 +115,8 @@ fn repeat(
         return true;
     }
     let more = can_more
-        && try_match(inner, pos, path, rows, start, &mut |p, path| {
-            repeat(inner, min, max, greedy, count + 1, p, path, rows, start, k)
+        && try_match(inner, pos, path, rows, start, excl, &mut |p, path| {
+            repeat(inner, bounds, count + 1, p, path, rows, (start, excl), k)
         });
     more || (greedy && can_stop && k(pos, path))
 }
@@ -128,16 +141,25 @@ pub fn reference_matches(
     while start < holds.len() {
         let mut found = None;
         let mut path = Vec::new();
-        try_match(pattern, start, &mut path, &rows, start, &mut |_, path| {
-            found = Some(path.clone());
-            true
-        });
+        try_match(
+            pattern,
+            start,
+            &mut path,
+            &rows,
+            start,
+            false,
+            &mut |_, path| {
+                found = Some(path.clone());
+                true
+            },
+        );
         match found {
             None => start += 1,
-            Some(rows) => {
+            Some(path) => {
                 let m = Match {
                     start: start as u64,
-                    rows,
+                    rows: path.iter().map(|&(r, v, _)| (r, v)).collect(),
+                    excluded: path.iter().filter(|p| p.2).map(|p| p.0).collect(),
                 };
                 let last = m.rows.last().map(|r| r.0 as usize);
                 let next = match skip {
@@ -229,13 +251,20 @@ fn nullable(p: &Pattern) -> bool {
         Pattern::Concat(ps) => ps.iter().all(nullable),
         Pattern::Alt(ps) => ps.iter().any(nullable),
         Pattern::Repeat { inner, min, .. } => *min == 0 || nullable(inner),
+        Pattern::Exclude(inner) => nullable(inner),
     }
 }
 
 fn random_pattern(rng: &mut Lcg, vars: usize, depth: u32) -> Pattern {
     let leaf = depth == 0 || rng.next(3) == 0;
     if leaf {
-        return Pattern::Var(rng.next(vars as u64) as usize);
+        let v = Pattern::Var(rng.next(vars as u64) as usize);
+        // Now and then an excluded row, `{- A -}`: it matches as A does.
+        return if rng.next(6) == 0 {
+            Pattern::Exclude(Box::new(v))
+        } else {
+            v
+        };
     }
     match rng.next(3) {
         0 => Pattern::Concat(
