@@ -4,12 +4,15 @@
 //! are computed from the rows it mapped, and evaluated by DataFusion over all matches at once.
 //!
 //! - this module: the operator; `spec`: what planning hands it ([`MatchSpec`]);
-//! - `define`: DEFINE conditions; `measures`: MEASURES of each match;
+//! - `define`: DEFINE conditions; `measures`: MEASURES of each match (`navigation_reference`:
+//!   their navigation checked against the standard's definitions);
 //! - `partition`: a partition's rows, history and matcher, and their checkpoints;
 //! - [`pattern`]: the pattern compiled to a program and the matcher (a VM of threads) that runs it.
 
 mod define;
 mod measures;
+#[cfg(test)]
+mod navigation_reference;
 mod partition;
 pub mod pattern;
 mod spec;

@@ -47,7 +47,7 @@ pub(super) fn to_pattern(
             for s in symbols {
                 parts.push(to_pattern(&P::Symbol(s.clone()), vars, at)?);
             }
-            permute(&parts, at)?
+            permute(parts, at)?
         }
         P::Concat(parts) => Pattern::Concat(
             parts
@@ -75,10 +75,9 @@ pub(super) fn to_pattern(
     })
 }
 
-/// `PERMUTE(A, B, C)`: every order of its parts, as alternatives preferred in lexicographic order
-/// of the parts' places in the list (`A B C | A C B | B A C | ...`), as the standard says.
-fn permute(parts: &[Pattern], at: Location) -> Result<Pattern, SqlError> {
-    // 8 parts are 40,320 orders: far more than a pattern may have steps.
+/// `PERMUTE(A, B, C)`, refused when it has more orders than a pattern may have steps.
+fn permute(parts: Vec<Pattern>, at: Location) -> Result<Pattern, SqlError> {
+    // 8 parts are 40,320 orders.
     const MAX_PARTS: usize = 7;
     if parts.len() > MAX_PARTS {
         return Err(err(
@@ -86,30 +85,7 @@ fn permute(parts: &[Pattern], at: Location) -> Result<Pattern, SqlError> {
             format!("PERMUTE of more than {MAX_PARTS} variables has too many orders to match"),
         ));
     }
-    let mut orders = Vec::new();
-    let mut order: Vec<usize> = Vec::with_capacity(parts.len());
-    permutations(parts.len(), &mut order, &mut orders);
-    Ok(Pattern::Alt(
-        orders
-            .into_iter()
-            .map(|o| Pattern::Concat(o.into_iter().map(|i| parts[i].clone()).collect()))
-            .collect(),
-    ))
-}
-
-/// Every order of `0..n` that extends `order`, in lexicographic order.
-fn permutations(n: usize, order: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
-    if order.len() == n {
-        out.push(order.clone());
-        return;
-    }
-    for i in 0..n {
-        if !order.contains(&i) {
-            order.push(i);
-            permutations(n, order, out);
-            order.pop();
-        }
-    }
+    Ok(Pattern::Permute(parts))
 }
 
 fn repeat(inner: Pattern, q: &RepetitionQuantifier, greedy: bool) -> Pattern {

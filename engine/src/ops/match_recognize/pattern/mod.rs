@@ -28,6 +28,9 @@ pub enum Pattern {
     },
     /// `{- ... -}`: rows part of the match but not output by `ALL ROWS PER MATCH`.
     Exclude(Box<Pattern>),
+    /// `PERMUTE(A, B, C)`: the parts in every order, orders preferred lexicographically by the
+    /// parts' places in the list (`A B C`, `A C B`, `B A C`, ...), as the standard says.
+    Permute(Vec<Pattern>),
 }
 
 /// One instruction of a compiled pattern.
@@ -73,6 +76,15 @@ fn emit(p: &Pattern, insts: &mut Vec<Inst>, excluded: &mut Vec<bool>) -> Result<
     }
     match p {
         Pattern::Var(v) => insts.push(Inst::Row(*v)),
+        Pattern::Permute(parts) => {
+            let mut orders = Vec::new();
+            permutations(parts.len(), &mut Vec::new(), &mut orders);
+            let alternatives = orders
+                .into_iter()
+                .map(|o| Pattern::Concat(o.into_iter().map(|i| parts[i].clone()).collect()))
+                .collect();
+            emit(&Pattern::Alt(alternatives), insts, excluded)?;
+        }
         Pattern::Exclude(inner) => {
             let from = insts.len();
             emit(inner, insts, excluded)?;
@@ -141,6 +153,21 @@ fn emit(p: &Pattern, insts: &mut Vec<Inst>, excluded: &mut Vec<bool>) -> Result<
         }
     }
     Ok(())
+}
+
+/// Every order of `0..n` that extends `order`, in lexicographic order.
+fn permutations(n: usize, order: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    if order.len() == n {
+        out.push(order.clone());
+        return;
+    }
+    for i in 0..n {
+        if !order.contains(&i) {
+            order.push(i);
+            permutations(n, order, out);
+            order.pop();
+        }
+    }
 }
 
 /// A split that tries `more` first when greedy, `done` first when reluctant.

@@ -1,6 +1,7 @@
 //! A backtracking matcher over a whole partition, written straight from the standard's
-//! definition, and the property test that the streaming matcher finds the same matches for random
-//! patterns, rows, skip modes and `WITHIN` bounds.
+//! definition, and the property test that the streaming matcher finds the same matches (and the
+//! same excluded rows) for random patterns (with `PERMUTE` and exclusions `{- A -}`), rows, skip
+//! modes and `WITHIN` bounds.
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ fn try_match(
 ) -> bool {
     match p {
         Pattern::Exclude(inner) => try_match(inner, pos, path, rows, start, true, k),
+        Pattern::Permute(parts) => permute(parts, pos, path, rows, start, excl, k),
         Pattern::Var(v) => {
             if pos >= rows.holds.len() || !rows.holds[pos][*v] {
                 return false;
@@ -92,6 +94,30 @@ fn concat(
             concat(rest, p, path, rows, start, excl, k)
         }),
     }
+}
+
+/// `PERMUTE`: by the standard, the alternation of every order of its parts, each whole order
+/// tried (with all of its parts' own choices) before the next, orders in lexicographic order.
+fn permute(
+    parts: &[Pattern],
+    pos: usize,
+    path: &mut Path,
+    rows: &Rows,
+    start: usize,
+    excl: bool,
+    k: &mut Rest,
+) -> bool {
+    // Orders as numbers in base n with distinct digits, counted up: lexicographic.
+    let n = parts.len();
+    let total = n.pow(n as u32);
+    (0..total).any(|code| {
+        let digits: Vec<usize> = (0..n).rev().map(|d| code / n.pow(d as u32) % n).collect();
+        let distinct = (0..n).all(|x| digits.contains(&x));
+        distinct && {
+            let order: Vec<Pattern> = digits.iter().map(|&d| parts[d].clone()).collect();
+            concat(&order, pos, path, rows, start, excl, k)
+        }
+    })
 }
 
 /// `inner` repeated within `(min, max, greedy)`, `count` times so far; `(start, excl)` as for
@@ -252,6 +278,7 @@ fn nullable(p: &Pattern) -> bool {
         Pattern::Alt(ps) => ps.iter().any(nullable),
         Pattern::Repeat { inner, min, .. } => *min == 0 || nullable(inner),
         Pattern::Exclude(inner) => nullable(inner),
+        Pattern::Permute(parts) => parts.iter().all(nullable),
     }
 }
 
@@ -265,6 +292,13 @@ fn random_pattern(rng: &mut Lcg, vars: usize, depth: u32) -> Pattern {
         } else {
             v
         };
+    }
+    if rng.next(8) == 0 {
+        return Pattern::Permute(
+            (0..2 + rng.next(2))
+                .map(|_| random_pattern(rng, vars, depth - 1))
+                .collect(),
+        );
     }
     match rng.next(3) {
         0 => Pattern::Concat(
