@@ -36,6 +36,7 @@ use crate::time::{END_OF_TIME, Millis};
 use define::RowConditions;
 use measures::{Found, emit, measure, unmatched};
 use partition::{KeyState, release_rows};
+use pattern::SkipTo;
 pub use spec::{EmptyMatches, MatchRows, MatchSpec, Nav, NavKind};
 
 pub struct MatchRecognize {
@@ -211,6 +212,9 @@ impl MatchRecognize {
                 if let Some(e) = conditions.error {
                     return Err(e);
                 }
+                if matcher.failed.take().is_some() {
+                    return Err(skip_failed(&self.spec));
+                }
                 state.pending.extend(matches.drain(..));
                 measure_ready(&self.spec, state, self.look_ahead, false, found)?;
             }
@@ -259,6 +263,9 @@ impl MatchRecognize {
             } else {
                 state.matcher.advance(watermark, &mut matches);
             }
+            if state.matcher.failed.take().is_some() {
+                return Err(skip_failed(&self.spec));
+            }
             state.pending.extend(matches.drain(..));
             // At the end, rows a match's NEXT reads will never come: they are NULL.
             let mut mine = Vec::new();
@@ -277,6 +284,22 @@ impl MatchRecognize {
         found.extend(rows.into_iter().flat_map(|(_, f)| f));
         Ok(())
     }
+}
+
+/// The error of a match `AFTER MATCH SKIP TO FIRST/LAST var` cannot skip from, as the standard
+/// has it.
+fn skip_failed(spec: &MatchSpec) -> EngineError {
+    let (which, v) = match spec.skip {
+        SkipTo::FirstOf(v) => ("FIRST", v),
+        SkipTo::LastOf(v) => ("LAST", v),
+        _ => return EngineError::Internal("a skip that cannot fail failed".into()),
+    };
+    let var = spec.vars.get(v).map_or("?", String::as_str);
+    EngineError::DataFusion(datafusion::error::DataFusionError::Execution(format!(
+        "MATCH_RECOGNIZE: AFTER MATCH SKIP TO {which} {var}: a match maps no row to {var}, or only \
+         its first row (matching would start there again); the SQL standard makes this an error: \
+         skip to a variable every match maps after its first row"
+    )))
 }
 
 /// Measures the partition's pending matches, oldest first, whose `look_ahead` rows after their

@@ -115,7 +115,7 @@ impl VisitorMut for DefineRewriter<'_> {
                 }
                 if name == "MATCH_NUMBER" {
                     return fail(
-                        "MATCH_NUMBER() in DEFINE is not supported; it is in MEASURES".into(),
+                        "MATCH_NUMBER() in DEFINE is not supported: partial matches from several start rows run side by side, so a condition cannot know how many matches come before its own; use it in MEASURES".into(),
                     );
                 }
                 if matches!(name.as_str(), "FIRST" | "LAST") || AGGREGATES.contains(&name.as_str())

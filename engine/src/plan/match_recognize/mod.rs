@@ -20,7 +20,7 @@ mod pattern;
 
 use define::DefineRewriter;
 use measures::MeasureRewriter;
-use pattern::to_pattern;
+use pattern::{skip_always_moves, to_pattern};
 
 use super::Input;
 use super::Planner;
@@ -346,6 +346,25 @@ pub fn plan_match_recognize(
         Some(AfterMatchSkip::ToFirst(v)) => SkipTo::FirstOf(var_index(v)?),
         Some(AfterMatchSkip::ToLast(v)) => SkipTo::LastOf(var_index(v)?),
     };
+    if let (
+        SkipTo::FirstOf(v) | SkipTo::LastOf(v),
+        Some(AfterMatchSkip::ToFirst(id) | AfterMatchSkip::ToLast(id)),
+    ) = (skip, after_match_skip)
+        && !skip_always_moves(&pattern, v, matches!(skip, SkipTo::LastOf(_)))
+    {
+        let which = if matches!(skip, SkipTo::FirstOf(_)) {
+            "FIRST"
+        } else {
+            "LAST"
+        };
+        let name = &vars[v];
+        return Err(err(
+            Location::from(id),
+            format!(
+                "AFTER MATCH SKIP TO {which} {name}: a match of this pattern may map no row to {name}, or only its first row, and the SQL standard makes skipping there an error; skip to a variable every match maps after its first row"
+            ),
+        ));
+    }
     let schema = Arc::new(Schema::new(out_fields));
     Ok(MatchCall {
         input,

@@ -106,3 +106,69 @@ fn repeat(inner: Pattern, q: &RepetitionQuantifier, greedy: bool) -> Pattern {
         greedy,
     }
 }
+
+/// Whether every non-empty match of `p` maps a row to `v`, after its first row: otherwise
+/// `AFTER MATCH SKIP TO FIRST v` / `LAST v` could find nowhere to go, or go back to the match's
+/// first row, which the standard makes an error at run time.
+pub(super) fn skip_always_moves(p: &Pattern, v: usize, last: bool) -> bool {
+    always_maps(p, v) && (!can_start_with(p, v) || (last && always_maps_twice(p, v)))
+}
+
+/// Every non-empty match of `p` maps a row to `v`.
+fn always_maps(p: &Pattern, v: usize) -> bool {
+    match p {
+        Pattern::Var(x) => *x == v,
+        Pattern::Concat(parts) | Pattern::Permute(parts) => parts.iter().any(|x| always_maps(x, v)),
+        Pattern::Alt(options) => options.iter().all(|x| always_maps(x, v)),
+        Pattern::Repeat { inner, min, .. } => *min > 0 && always_maps(inner, v),
+        Pattern::Exclude(inner) => always_maps(inner, v),
+    }
+}
+
+/// Every match of `p` maps at least two rows to `v` (so its last one is not the first row).
+fn always_maps_twice(p: &Pattern, v: usize) -> bool {
+    fn count(p: &Pattern, v: usize) -> u32 {
+        match p {
+            Pattern::Var(x) => u32::from(*x == v),
+            Pattern::Concat(parts) | Pattern::Permute(parts) => {
+                parts.iter().map(|x| count(x, v)).sum()
+            }
+            Pattern::Alt(options) => options.iter().map(|x| count(x, v)).min().unwrap_or(0),
+            Pattern::Repeat { inner, min, .. } => min.saturating_mul(count(inner, v)),
+            Pattern::Exclude(inner) => count(inner, v),
+        }
+    }
+    count(p, v) >= 2
+}
+
+/// Some match of `p` may map its first row to `v`.
+fn can_start_with(p: &Pattern, v: usize) -> bool {
+    match p {
+        Pattern::Var(x) => *x == v,
+        Pattern::Concat(parts) => {
+            for x in parts {
+                if can_start_with(x, v) {
+                    return true;
+                }
+                if !nullable(x) {
+                    return false;
+                }
+            }
+            false
+        }
+        Pattern::Alt(parts) | Pattern::Permute(parts) => parts.iter().any(|x| can_start_with(x, v)),
+        Pattern::Repeat { inner, max, .. } => *max != Some(0) && can_start_with(inner, v),
+        Pattern::Exclude(inner) => can_start_with(inner, v),
+    }
+}
+
+/// `p` can match no rows.
+fn nullable(p: &Pattern) -> bool {
+    match p {
+        Pattern::Var(_) => false,
+        Pattern::Concat(parts) | Pattern::Permute(parts) => parts.iter().all(nullable),
+        Pattern::Alt(options) => options.iter().any(nullable),
+        Pattern::Repeat { inner, min, .. } => *min == 0 || nullable(inner),
+        Pattern::Exclude(inner) => nullable(inner),
+    }
+}

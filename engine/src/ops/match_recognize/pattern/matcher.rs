@@ -145,6 +145,9 @@ pub struct Matcher {
     next_start: u64,
     /// Partial matches dropped because of `limits.max_threads`.
     pub dropped: u64,
+    /// The start of a match that `AFTER MATCH SKIP TO` could not skip from (its variable maps no
+    /// row of the match, or only its first row): the standard makes it an error.
+    pub failed: Option<u64>,
 }
 
 impl Matcher {
@@ -169,6 +172,7 @@ impl Matcher {
             next_row: 0,
             next_start: 0,
             dropped: 0,
+            failed: None,
         }
     }
 
@@ -495,18 +499,21 @@ impl Matcher {
                 return;
             };
             let last = m.rows.last().map(|r| r.0);
-            let next = match self.skip {
-                SkipTo::PastLastRow => last.map_or(start + 1, |l| l + 1),
-                SkipTo::NextRow => start + 1,
-                SkipTo::FirstOf(v) => m.rows.iter().find(|r| r.1 == v).map_or(start + 1, |r| r.0),
-                SkipTo::LastOf(v) => m
-                    .rows
-                    .iter()
-                    .rev()
-                    .find(|r| r.1 == v)
-                    .map_or(start + 1, |r| r.0),
-            }
-            .max(start + 1);
+            // After an empty match, matching resumes at the next row whatever the skip mode.
+            let to = match (self.skip, last) {
+                (_, None) | (SkipTo::NextRow, _) => Some(start + 1),
+                (SkipTo::PastLastRow, Some(l)) => Some(l + 1),
+                (SkipTo::FirstOf(v), _) => m.rows.iter().find(|r| r.1 == v).map(|r| r.0),
+                (SkipTo::LastOf(v), _) => m.rows.iter().rev().find(|r| r.1 == v).map(|r| r.0),
+            };
+            // Skipping to a variable the match does not map, or to the match's first row (which
+            // would find the same match again), is an exception in the standard.
+            let Some(next) = to.filter(|&n| n > start) else {
+                self.failed = Some(start);
+                self.threads.clear();
+                self.recorded.clear();
+                return;
+            };
             self.next_start = self.next_start.max(next);
             let from = self.next_start;
             self.threads.retain(|t| t.start >= from);

@@ -147,7 +147,8 @@ fn repeat(
     more || (greedy && can_stop && k(pos, path))
 }
 
-/// Every match of `pattern` in the rows, as the standard defines them.
+/// Every match of `pattern` in the rows, as the standard defines them, up to the start of a match
+/// `AFTER MATCH SKIP` cannot skip from (an exception), if any.
 pub fn reference_matches(
     pattern: &Pattern,
     holds: &[Vec<bool>],
@@ -155,7 +156,7 @@ pub fn reference_matches(
     skip: SkipTo,
     within: Option<Millis>,
     caps: &[Option<usize>],
-) -> Vec<Match> {
+) -> (Vec<Match>, Option<u64>) {
     let rows = Rows {
         holds,
         times,
@@ -187,29 +188,28 @@ pub fn reference_matches(
                     rows: path.iter().map(|&(r, v, _)| (r, v)).collect(),
                     excluded: path.iter().filter(|p| p.2).map(|p| p.0).collect(),
                 };
-                let last = m.rows.last().map(|r| r.0 as usize);
-                let next = match skip {
-                    SkipTo::PastLastRow => last.map_or(start + 1, |l| l + 1),
-                    SkipTo::NextRow => start + 1,
-                    SkipTo::FirstOf(v) => m
-                        .rows
-                        .iter()
-                        .find(|r| r.1 == v)
-                        .map_or(start + 1, |r| r.0 as usize),
-                    SkipTo::LastOf(v) => m
-                        .rows
-                        .iter()
-                        .rev()
-                        .find(|r| r.1 == v)
-                        .map_or(start + 1, |r| r.0 as usize),
-                }
-                .max(start + 1);
+                // A non-empty match resumes where the skip mode says; skipping to a variable
+                // it does not map, or to its own first row, is an exception.
+                let next = if m.rows.is_empty() {
+                    Some(start + 1)
+                } else {
+                    let mapped = |v: usize| m.rows.iter().filter(move |r| r.1 == v);
+                    match skip {
+                        SkipTo::PastLastRow => m.rows.last().map(|l| l.0 as usize + 1),
+                        SkipTo::NextRow => Some(start + 1),
+                        SkipTo::FirstOf(v) => mapped(v).next().map(|r| r.0 as usize),
+                        SkipTo::LastOf(v) => mapped(v).next_back().map(|r| r.0 as usize),
+                    }
+                };
+                let Some(next) = next.filter(|&n| n != start) else {
+                    return (out, Some(start as u64));
+                };
                 out.push(m);
                 start = next;
             }
         }
     }
-    out
+    (out, None)
 }
 
 /// Runs the streaming matcher over the same rows.
@@ -239,7 +239,7 @@ pub fn streaming_matches(
     skip: SkipTo,
     within: Option<Millis>,
     caps: &[Option<usize>],
-) -> Vec<Match> {
+) -> (Vec<Match>, Option<u64>) {
     let program = Arc::new(Program::compile(pattern).expect("compiles"));
     let mut m = Matcher::reading(
         program,
@@ -254,9 +254,12 @@ pub fn streaming_matches(
     for (row, t) in holds.iter().zip(times) {
         m.push(*t, &mut Capped { row, caps }, &mut out);
         m.advance(*t, &mut out);
+        if m.failed.is_some() {
+            return (out, m.failed);
+        }
     }
     m.finish(&mut out);
-    out
+    (out, m.failed)
 }
 
 struct Lcg(u64);
