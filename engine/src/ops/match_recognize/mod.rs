@@ -35,7 +35,7 @@ use crate::message::Message;
 use crate::time::{END_OF_TIME, Millis};
 use define::RowConditions;
 use measures::{Found, emit, measure, unmatched};
-use partition::{KeyState, release_rows};
+use partition::{KeyState, output_hold, release_rows};
 use pattern::SkipTo;
 pub use spec::{EmptyMatches, MatchRows, MatchSpec, Nav, NavKind};
 
@@ -52,6 +52,8 @@ pub struct MatchRecognize {
     keep_back: u64,
     /// Rows after a match that its measures read (`NEXT(LAST(A.x))`): the match waits for them.
     look_ahead: u64,
+    /// The watermark last passed on.
+    emitted: Millis,
     /// Rows and partial matches all partitions hold: counted as they change, so that asking
     /// costs nothing however many partitions there are.
     held: usize,
@@ -89,6 +91,7 @@ impl MatchRecognize {
         Self {
             keep_back,
             look_ahead,
+            emitted: Millis::MIN,
             buffer: EventTimeBuffer::new(Arc::clone(&spec.input)),
             spec,
             keys: HashMap::new(),
@@ -445,7 +448,19 @@ impl Operator for MatchRecognize {
         if !found.is_empty() {
             out.push(Message::Batch(emit(&self.spec, found)?));
         }
-        out.push(Message::Watermark(watermark));
+        // Held back to the earliest row still to be output, never going back.
+        let all_rows = matches!(self.spec.rows_per_match, MatchRows::AllRows { .. });
+        let unmatched = self.spec.with_unmatched_rows();
+        let hold = self
+            .keys
+            .values()
+            .filter_map(|k| output_hold(k, all_rows, unmatched))
+            .min();
+        let passed = hold
+            .map_or(watermark, |h| h.min(watermark))
+            .max(self.emitted);
+        self.emitted = passed;
+        out.push(Message::Watermark(passed));
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use crate::checkpoint::{
     key_bytes_column, scalars_column, unfit,
 };
 use crate::error::{EngineError, Result};
+use crate::ops::event_times;
 use crate::time::Millis;
 
 pub(super) struct KeyState {
@@ -81,6 +82,40 @@ pub(super) fn release_rows(
     let now = state.rows.len() + state.matcher.partial_matches() + state.pending.len();
     *held = *held + now - state.counted;
     state.counted = now;
+}
+
+/// The earliest event time of an output row the partition may still give: with `all_rows`, of
+/// the oldest row a partial, undecided or pending match (or, `with_unmatched`, the unmatched rows)
+/// may output; otherwise of the last row of an undecided or pending match (matches still to be
+/// found end at rows to come). The operator's watermark waits for it, so that what it outputs
+/// late is not late for the operators after it.
+pub(super) fn output_hold(
+    state: &KeyState,
+    all_rows: bool,
+    with_unmatched: bool,
+) -> Option<Millis> {
+    let seq = if all_rows {
+        let mut seq = state.matcher.oldest_needed();
+        if let Some(m) = state.pending.front() {
+            seq = seq.min(m.start);
+        }
+        if with_unmatched {
+            seq = seq.min(state.classified);
+        }
+        seq
+    } else {
+        state
+            .matcher
+            .undecided()
+            .chain(&state.pending)
+            .map(|m| m.rows.last().map_or(m.start, |r| r.0))
+            .min()?
+    };
+    if seq >= state.matcher.next_row() {
+        return None;
+    }
+    let (b, r) = row_at(state, seq).ok()?;
+    event_times(b).ok().and_then(|t| t.get(r).copied())
 }
 
 /// The row of sequence number `seq`.

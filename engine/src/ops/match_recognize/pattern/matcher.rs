@@ -332,6 +332,11 @@ impl Matcher {
         self.threads.len() + self.recorded.len()
     }
 
+    /// The matches found that wait for more preferred partial matches to fail.
+    pub fn undecided(&self) -> impl Iterator<Item = &Match> {
+        self.recorded.values()
+    }
+
     /// A match has been found that waits for more preferred partial matches to fail.
     pub fn has_undecided_match(&self) -> bool {
         !self.recorded.is_empty()
