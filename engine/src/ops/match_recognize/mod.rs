@@ -36,7 +36,7 @@ use crate::time::{END_OF_TIME, Millis};
 use define::RowConditions;
 use measures::{Found, emit, measure, unmatched};
 use partition::{KeyState, output_hold, release_rows};
-use pattern::SkipTo;
+use pattern::{Match, SkipTo};
 pub use spec::{EmptyMatches, MatchRows, MatchSpec, Nav, NavKind};
 
 pub struct MatchRecognize {
@@ -370,7 +370,7 @@ impl Operator for MatchRecognize {
 
     fn describe(&self) -> String {
         format!(
-            "match_recognize over [{}], variables {}, {} partial matches at most per partition{}; rows in event-time order once the watermark passes them",
+            "match_recognize over [{}], variables {}, {} partial matches at most per partition{}{}; rows in event-time order once the watermark passes them",
             self.spec
                 .partition
                 .iter()
@@ -382,7 +382,11 @@ impl Operator for MatchRecognize {
             self.spec
                 .within
                 .map(|w| format!(", within {}", crate::time::show_duration(w)))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match self.spec.rows_per_match {
+                MatchRows::OneRow => "",
+                MatchRows::AllRows { .. } => ", all rows per match",
+            }
         )
     }
 
@@ -411,6 +415,10 @@ impl Operator for MatchRecognize {
                     + history
                     + ScalarValue::size_of_vec(&k.key)
                     + k.matcher.bytes()
+                    + k.pending
+                        .iter()
+                        .map(|m| size_of::<Match>() + m.rows.capacity() * size_of::<(u64, usize)>())
+                        .sum::<usize>()
             })
             .sum();
         let rows = super::shared_batches_bytes(
