@@ -19,13 +19,15 @@ CREATE SOURCE perm (
 CREATE SINK out WITH (connector = 'file', path = '${OUT}', mode = 'truncate');
 
 -- The V-shape of Trino's documentation (https://trino.io/docs/current/sql/match-recognize.html)
--- over temps 100 90 80 85 95 110 120 50: A = 100, B = 90 80, C = 85 95 (not above A), D = 110 120.
+-- over temps 100 90 80 85 95 110 120 50: A = 100, B = 90 80, C = 85 95 (not above A), D = 110 120;
+-- CLASSIFIER(U) is the variable of U's last row, D.
 INSERT INTO out
 SELECT 'subset_measures' AS q, * FROM readings MATCH_RECOGNIZE (
     PARTITION BY device_id
     ORDER BY ts
     MEASURES A.temp AS starting, LAST(B.temp) AS bottom, LAST(U.temp) AS top,
-             FIRST(U.temp) AS first_u, COUNT(U.*) AS u_rows
+             FIRST(U.temp) AS first_u, COUNT(U.*) AS u_rows,
+             CLASSIFIER(U) AS u_var, CLASSIFIER(B) AS b_var
     ONE ROW PER MATCH
     AFTER MATCH SKIP PAST LAST ROW
     PATTERN (A B+ C+ D+)
@@ -46,7 +48,7 @@ SELECT 'subset_define' AS q, * FROM readings MATCH_RECOGNIZE (
     PATTERN (P+ Q)
     SUBSET PQ = (P, Q)
     DEFINE P AS temp < 115,
-           Q AS temp < AVG(PQ.temp)
+           Q AS temp < AVG(PQ.temp) AND CLASSIFIER(PQ) = 'Q' AND CLASSIFIER(P) = 'P'
 );
 
 -- temps 120 70 50 65 30 110 20: H L M fails at 70, H M L matches 120 70 50; then M L H matches

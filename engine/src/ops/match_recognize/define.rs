@@ -49,9 +49,14 @@ impl RowConditions<'_> {
             seqs.push(self.current);
         }
         match &nav.kind {
-            NavKind::MatchNumber | NavKind::Classifier => {
-                Ok(ScalarValue::try_from(&nav.data_type)?)
-            }
+            // CLASSIFIER(U) of another variable's rows (the current row's is planned as a
+            // literal): the variable of the last of them so far.
+            NavKind::Classifier => Ok(ScalarValue::Utf8(
+                Step::iter(path)
+                    .find(|s| nav.reads(s.var))
+                    .map(|s| self.spec.vars[s.var].clone()),
+            )),
+            NavKind::MatchNumber => Ok(ScalarValue::try_from(&nav.data_type)?),
             _ => over_rows(nav, &seqs, self.current + 1, |s, c| self.value(s, c)),
         }
     }

@@ -102,7 +102,7 @@ fn navs_at(
         let seen = &m.rows[..upto];
         let v = match &nav.kind {
             NavKind::MatchNumber => ScalarValue::Int64(Some(state.matches)),
-            NavKind::Classifier => match seen.last() {
+            NavKind::Classifier => match seen.iter().rev().find(|(_, v)| nav.reads(*v)) {
                 Some((_, v)) => ScalarValue::Utf8(Some(spec.vars[*v].clone())),
                 None => ScalarValue::Utf8(None),
             },

@@ -83,10 +83,10 @@ impl VisitorMut for DefineRewriter<'_> {
                         None => 1,
                         Some(FunctionArgExpr::Expr(sql::Expr::Value(v))) => {
                             match v.value.to_string().parse::<u32>() {
-                                Ok(n) if n >= 1 => n,
+                                Ok(n) => n,
                                 _ => {
                                     return fail(
-                                        "PREV(col, n): n is a whole number of rows, 1 or more"
+                                        "PREV(col, n): n is a whole number of rows, 0 or more"
                                             .into(),
                                     );
                                 }
@@ -94,10 +94,15 @@ impl VisitorMut for DefineRewriter<'_> {
                         }
                         _ => {
                             return fail(
-                                "PREV(col, n): n is a whole number of rows, 1 or more".into(),
+                                "PREV(col, n): n is a whole number of rows, 0 or more".into(),
                             );
                         }
                     };
+                    if n == 0 {
+                        // PREV(col, 0) is the current row's value.
+                        *e = sql::Expr::Identifier(col.clone());
+                        return ControlFlow::Continue(());
+                    }
                     let column = normalize(col);
                     let Ok(c) = self.schema.index_of(&column) else {
                         return fail(format!("unknown column '{column}' in PREV"));
@@ -109,9 +114,34 @@ impl VisitorMut for DefineRewriter<'_> {
                     return ControlFlow::Continue(());
                 }
                 if name == "CLASSIFIER" {
-                    // In the condition of a variable, the current row is being mapped to it.
-                    *e = sql::Expr::value(sql::Value::SingleQuotedString(self.var.to_string()));
-                    return ControlFlow::Continue(());
+                    let of = match function_args(f).as_slice() {
+                        [] => None,
+                        [FunctionArgExpr::Expr(sql::Expr::Identifier(id))] => Some(var_name(id)),
+                        _ => {
+                            return fail(
+                                "CLASSIFIER takes no argument, or a pattern variable or SUBSET: CLASSIFIER(U)"
+                                    .into(),
+                            );
+                        }
+                    };
+                    let mine = of.as_ref().is_none_or(|v| {
+                        *v == self.var
+                            || self.subsets.iter().any(|(s, members)| {
+                                s == v
+                                    && self
+                                        .vars
+                                        .iter()
+                                        .position(|x| x == self.var)
+                                        .is_some_and(|i| members.contains(&i))
+                            })
+                    });
+                    if mine {
+                        // In the condition of a variable, the current row is being mapped to it.
+                        *e = sql::Expr::value(sql::Value::SingleQuotedString(self.var.to_string()));
+                        return ControlFlow::Continue(());
+                    }
+                    // The variable of the last row so far mapped to another variable or SUBSET.
+                    return self.context(e);
                 }
                 if name == "MATCH_NUMBER" {
                     return fail(

@@ -219,6 +219,13 @@ impl MeasureRewriter<'_> {
                 let name = function_name(f);
                 let args = function_args(f);
                 match name.as_str() {
+                    "MATCH_NUMBER" if !args.is_empty() => {
+                        Err(err(at, "MATCH_NUMBER() takes no argument"))
+                    }
+                    "CLASSIFIER" if args.len() > 1 => Err(err(
+                        at,
+                        "CLASSIFIER takes no argument, or a pattern variable or SUBSET: CLASSIFIER(U)",
+                    )),
                     "MATCH_NUMBER" => Ok(Some(self.push(Nav {
                         kind: NavKind::MatchNumber,
                         var: None,
@@ -227,14 +234,29 @@ impl MeasureRewriter<'_> {
                         physical: 0,
                         final_: false,
                     }))),
-                    "CLASSIFIER" => Ok(Some(self.push(Nav {
-                        kind: NavKind::Classifier,
-                        var: None,
-                        column: None,
-                        data_type: DataType::Utf8,
-                        physical: 0,
-                        final_: false,
-                    }))),
+                    "CLASSIFIER" => Ok(Some({
+                        // CLASSIFIER(U): the variable of the last row mapped to U.
+                        let var = match args.first() {
+                            None => None,
+                            Some(FunctionArgExpr::Expr(sql::Expr::Identifier(id))) => {
+                                self.var(Some(id), at)?
+                            }
+                            Some(_) => {
+                                return Err(err(
+                                    at,
+                                    "CLASSIFIER takes no argument, or a pattern variable or SUBSET: CLASSIFIER(U)",
+                                ));
+                            }
+                        };
+                        self.push(Nav {
+                            kind: NavKind::Classifier,
+                            var,
+                            column: None,
+                            data_type: DataType::Utf8,
+                            physical: 0,
+                            final_: false,
+                        })
+                    })),
                     "FIRST" | "LAST" => Ok(Some({
                         let nav = self.logical(&name, &args, at)?;
                         self.push(nav)
