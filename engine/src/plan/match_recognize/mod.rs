@@ -20,7 +20,7 @@ mod pattern;
 
 use define::DefineRewriter;
 use measures::MeasureRewriter;
-use pattern::{skip_always_moves, to_pattern};
+use pattern::{loops_on_nothing, skip_always_moves, to_pattern};
 
 use super::Input;
 use super::Planner;
@@ -149,6 +149,12 @@ pub fn plan_match_recognize(
     // Variables: in the order the pattern names them.
     let mut vars: Vec<String> = Vec::new();
     let pattern = to_pattern(pattern, &mut vars, location)?;
+    if loops_on_nothing(&pattern) {
+        return Err(err(
+            location,
+            "PATTERN repeats without bound a part that can match no rows ((A?)*, ()+): not supported; give the part at least one row ((A)* rather than (A?)*)",
+        ));
+    }
     let program = Arc::new(Program::compile(&pattern).map_err(|m| err(location, m))?);
     if program.excluded.contains(&true)
         && matches!(

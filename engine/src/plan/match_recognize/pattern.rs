@@ -107,6 +107,22 @@ fn repeat(inner: Pattern, q: &RepetitionQuantifier, greedy: bool) -> Pattern {
     }
 }
 
+/// Whether `p` repeats without bound a part that can match no rows (`(A?)*`, `()+`): the
+/// standard's rule for such loops (an iteration that maps no row ends the repetition) is not the
+/// matcher's, so such patterns are refused rather than answered differently.
+pub(super) fn loops_on_nothing(p: &Pattern) -> bool {
+    match p {
+        Pattern::Var(_) => false,
+        Pattern::Concat(parts) | Pattern::Alt(parts) | Pattern::Permute(parts) => {
+            parts.iter().any(loops_on_nothing)
+        }
+        Pattern::Repeat { inner, max, .. } => {
+            (max.is_none() && nullable(inner)) || loops_on_nothing(inner)
+        }
+        Pattern::Exclude(inner) => loops_on_nothing(inner),
+    }
+}
+
 /// Whether every non-empty match of `p` maps a row to `v`, after its first row: otherwise
 /// `AFTER MATCH SKIP TO FIRST v` / `LAST v` could find nowhere to go, or go back to the match's
 /// first row, which the standard makes an error at run time.
