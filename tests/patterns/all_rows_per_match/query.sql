@@ -6,7 +6,8 @@
 -- too, whether or not their rows are output.
 -- The first query is the "all rows report" of Oracle's Data Warehousing Guide, SQL for Pattern
 -- Matching (https://docs.oracle.com/en/database/oracle/oracle-database/19/dwhsg/sql-pattern-matching-data-warehouses.html),
--- over its Ticker rows of ACME; all expected rows in expected.jsonl are worked out by hand.
+-- over its Ticker rows of ACME, with two running measures added; all expected rows in
+-- expected.jsonl are worked out by hand.
 CREATE SOURCE ticker (
     symbol TEXT,
     ts     TIMESTAMP,
