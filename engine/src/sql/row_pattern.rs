@@ -193,6 +193,7 @@ fn one_subset_into_define(tokens: &[TokenWithSpan]) -> Option<Vec<TokenWithSpan>
         entries.push(at(here, Token::make_word(SUBSET_FUNCTION, None)));
         entries.extend_from_slice(&tokens[open..=sig[close]]);
         entries.push(at(here, Token::Comma));
+        entries.push(at(here, Token::Whitespace(Whitespace::Space)));
         j = close + 1;
         if sig.get(j).is_some_and(|&i| tokens[i].token == Token::Comma) {
             j += 1;
@@ -243,4 +244,64 @@ fn navigation_semantics(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         tokens[i].token = Token::Whitespace(Whitespace::Space);
     }
     tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+
+    use super::rewrite;
+
+    /// The text `sql` becomes, its whitespace collapsed.
+    fn rewritten(sql: &str) -> String {
+        let tokens = Tokenizer::new(&GenericDialect {}, sql)
+            .tokenize_with_location()
+            .expect("tokenizes");
+        let text: String = rewrite(tokens)
+            .iter()
+            .map(|t| t.token.to_string())
+            .collect();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn running_is_dropped_and_final_marks_the_call() {
+        assert_eq!(
+            rewritten("MEASURES RUNNING LAST(A.x) AS r, FINAL COUNT(*) AS f"),
+            "MEASURES LAST(A.x) AS r, __final_COUNT(*) AS f"
+        );
+    }
+
+    #[test]
+    fn pattern_shorthands_are_spelled_out_inside_pattern_only() {
+        assert_eq!(
+            rewritten("PATTERN (A{,} () B {- C -}+) DEFINE B AS x{,}"),
+            "PATTERN (A* (__empty) B ({- C -})+) DEFINE B AS x{,}"
+        );
+    }
+
+    #[test]
+    fn skip_to_a_variable_skips_to_its_last_row() {
+        assert_eq!(
+            rewritten("AFTER MATCH SKIP TO B PATTERN (A B)"),
+            "AFTER MATCH SKIP TO LAST B PATTERN (A B)"
+        );
+        assert_eq!(
+            rewritten("AFTER MATCH SKIP TO NEXT ROW"),
+            "AFTER MATCH SKIP TO NEXT ROW"
+        );
+    }
+
+    #[test]
+    fn every_subset_clause_moves_into_its_define_list() {
+        assert_eq!(
+            rewritten(
+                "PATTERN (A B) SUBSET U = (A, B), \"v\" = (B) DEFINE B AS x; \
+                 PATTERN (C) SUBSET W = (C) WITHIN INTERVAL '1' MINUTE DEFINE C AS y"
+            ),
+            "PATTERN (A B) DEFINE U AS __subset(A, B), \"v\" AS __subset(B), B AS x; \
+             PATTERN (C) WITHIN INTERVAL '1' MINUTE DEFINE W AS __subset(C), C AS y"
+        );
+    }
 }
