@@ -59,7 +59,7 @@ fn expected(device: &str, temps: &[i64]) -> Vec<Row> {
             continue;
         }
         number += 1;
-        for i in start..end {
+        for (i, &temp) in temps.iter().enumerate().take(end).skip(start) {
             let var = if i == start { "A" } else { "B" };
             let running = (i - start + 1) as i64;
             let total = (end - start) as i64;
@@ -71,7 +71,7 @@ fn expected(device: &str, temps: &[i64]) -> Vec<Row> {
                 Some(running),
                 Some(total),
                 prev(i),
-                temps[i],
+                temp,
             ));
         }
         start = end;
