@@ -34,9 +34,8 @@ pub use accumulators::AggregateCall;
 pub use filter::Filter;
 pub use interval_join::{IntervalJoin, JoinInput};
 pub use lookup_join::{LookupJoin, TableRead, TableSnapshot};
-pub use match_recognize::{
-    EmptyMatches, MatchRecognize, MatchRows, MatchSpec, Nav, NavKind, pattern,
-};
+pub use match_recognize::{EmptyMatches, MatchRows};
+pub use match_recognize::{MatchRecognize, MatchSpec, Nav, NavKind, pattern};
 pub use over_window::{Frame, OverCall, OverWindow};
 pub use project::Project;
 pub use scan::{ScanColumn, ScanTime, SourceScan, WindowColumns};
