@@ -18,7 +18,8 @@
 //!    - [`metrics`]: the counters of sources, queries, sinks and checkpoints.
 //!    - [`checkpoint`]: operator state and source positions on disk, to resume from.
 //!    - [`sql`]: parsing a query file (`CREATE SOURCE`, `CREATE SINK`, `CREATE TABLE`,
-//!      `CREATE VIEW`, `INSERT INTO`, `SELECT`).
+//!      `CREATE VIEW`, `INSERT INTO`, `SELECT`; `sql::row_pattern`: the MATCH_RECOGNIZE syntax
+//!      sqlparser lacks, rewritten into syntax it reads).
 //! 2. [`ops`]: the operators (scan, filter, project, window aggregate over TUMBLE/HOP panes,
 //!    sessions, OVER windows, lookup and interval joins, union, `ops::match_recognize` with its
 //!    pattern matcher) and the [`ops::Pipeline`] that runs them, one branch per input meeting in

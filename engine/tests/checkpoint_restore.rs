@@ -149,6 +149,47 @@ const QUERIES: &[(&str, &str)] = &[
            PATTERN (H{2,} ?C)
            DEFINE H AS H.temp > 68, C AS C.temp < 66)",
     ),
+    (
+        "match_recognize all rows per match with unmatched rows",
+        "SELECT * FROM readings MATCH_RECOGNIZE (
+           PARTITION BY device_id ORDER BY ts
+           MEASURES MATCH_NUMBER() AS n, CLASSIFIER() AS var, COUNT(*) AS so_far,
+                    FINAL MAX(R.temp) AS peak, NEXT(LAST(R.temp)) AS after
+           ALL ROWS PER MATCH WITH UNMATCHED ROWS
+           AFTER MATCH SKIP PAST LAST ROW
+           PATTERN (S R{2,})
+           DEFINE S AS S.temp < 68, R AS R.temp > PREV(R.temp))",
+    ),
+    (
+        "match_recognize all rows per match, exclusions and SUBSET",
+        "SELECT * FROM readings MATCH_RECOGNIZE (
+           PARTITION BY device_id ORDER BY ts
+           MEASURES CLASSIFIER() AS var, COUNT(U.*) AS u_rows, FINAL LAST(U.temp) AS last_u
+           ALL ROWS PER MATCH
+           AFTER MATCH SKIP TO NEXT ROW
+           PATTERN (S {- F -}+ R+)
+           SUBSET U = (F, R)
+           DEFINE F AS F.temp < PREV(F.temp), R AS R.temp > PREV(R.temp))",
+    ),
+    (
+        "match_recognize all rows per match, empty matches",
+        "SELECT * FROM readings MATCH_RECOGNIZE (
+           PARTITION BY device_id ORDER BY ts
+           MEASURES MATCH_NUMBER() AS n, RUNNING AVG(R.temp) AS avg_so_far
+           ALL ROWS PER MATCH SHOW EMPTY MATCHES
+           PATTERN (R*)
+           DEFINE R AS R.temp > PREV(R.temp))",
+    ),
+    (
+        "match_recognize navigation outside the match",
+        "SELECT * FROM readings MATCH_RECOGNIZE (
+           PARTITION BY device_id ORDER BY ts
+           MEASURES PREV(FIRST(U.temp), 2) AS before, NEXT(LAST(U.temp), 3) AS after,
+                    NEXT(FIRST(U.ts, 1)) AS second_next, MATCH_NUMBER() AS n
+           AFTER MATCH SKIP PAST LAST ROW
+           PATTERN (U{2,})
+           DEFINE U AS U.temp > PREV(LAST(U.temp)) OR PREV(U.temp, 2) IS NULL)",
+    ),
 ];
 
 const T0: i64 = 1_767_225_600_000;

@@ -35,6 +35,7 @@ pub use accumulators::AggregateCall;
 pub use filter::Filter;
 pub use interval_join::{IntervalJoin, JoinInput};
 pub use lookup_join::{LookupJoin, TableRead, TableSnapshot};
+pub use match_recognize::{EmptyMatches, MatchRows};
 pub use match_recognize::{MatchRecognize, MatchSpec, Nav, NavKind, pattern};
 pub use over_window::{Following, Frame, OverCall, OverWindow};
 pub use project::Project;

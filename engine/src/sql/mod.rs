@@ -3,5 +3,6 @@
 
 pub mod ast;
 pub mod parser;
+pub mod row_pattern;
 
 pub use parser::parse;

@@ -41,18 +41,23 @@ impl RowConditions<'_> {
     /// mapped to `var` (it counts as one of `var`'s rows, and as a row of the match).
     fn context(&self, nav: &Nav, var: usize, path: Option<&Arc<Step>>) -> Result<ScalarValue> {
         let mut seqs: Vec<u64> = Step::iter(path)
-            .filter(|s| nav.var.is_none_or(|v| v == s.var))
+            .filter(|s| nav.reads(s.var))
             .map(|s| s.row)
             .collect();
         seqs.reverse();
-        if nav.var.is_none_or(|v| v == var) {
+        if nav.reads(var) {
             seqs.push(self.current);
         }
         match &nav.kind {
-            NavKind::MatchNumber | NavKind::Classifier => {
-                Ok(ScalarValue::try_from(&nav.data_type)?)
-            }
-            _ => over_rows(nav, &seqs, |s, c| self.value(s, c)),
+            // CLASSIFIER(U) of another variable's rows (the current row's is planned as a
+            // literal): the variable of the last of them so far.
+            NavKind::Classifier => Ok(ScalarValue::Utf8(
+                Step::iter(path)
+                    .find(|s| nav.reads(s.var))
+                    .map(|s| self.spec.vars[s.var].clone()),
+            )),
+            NavKind::MatchNumber => Ok(ScalarValue::try_from(&nav.data_type)?),
+            _ => over_rows(nav, &seqs, self.current + 1, |s, c| self.value(s, c)),
         }
     }
 

@@ -4,12 +4,15 @@
 //! are computed from the rows it mapped, and evaluated by DataFusion over all matches at once.
 //!
 //! - this module: the operator; `spec`: what planning hands it ([`MatchSpec`]);
-//! - `define`: DEFINE conditions; `measures`: MEASURES of each match;
+//! - `define`: DEFINE conditions; `measures`: MEASURES of each match (`navigation_reference`:
+//!   their navigation checked against the standard's definitions);
 //! - `partition`: a partition's rows, history and matcher, and their checkpoints;
 //! - [`pattern`]: the pattern compiled to a program and the matcher (a VM of threads) that runs it.
 
 mod define;
 mod measures;
+#[cfg(test)]
+mod navigation_reference;
 mod partition;
 pub mod pattern;
 mod spec;
@@ -31,9 +34,10 @@ use crate::error::{EngineError, Result};
 use crate::message::Message;
 use crate::time::{END_OF_TIME, Millis};
 use define::RowConditions;
-use measures::{Found, emit, measure};
-use partition::{KeyState, release_rows};
-pub use spec::{MatchSpec, Nav, NavKind};
+use measures::{Found, emit, measure, unmatched};
+use partition::{KeyState, output_hold, release_rows};
+use pattern::{Match, SkipTo};
+pub use spec::{EmptyMatches, MatchRows, MatchSpec, Nav, NavKind};
 
 pub struct MatchRecognize {
     spec: MatchSpec,
@@ -44,6 +48,12 @@ pub struct MatchRecognize {
     prev_columns: Vec<(usize, u32)>,
     /// Variables whose rows some condition reads.
     read: Vec<bool>,
+    /// Rows before a match (or a partial match) that navigation may read (`PREV(FIRST(A.x), 2)`).
+    keep_back: u64,
+    /// Rows after a match that its measures read (`NEXT(LAST(A.x))`): the match waits for them.
+    look_ahead: u64,
+    /// The watermark last passed on.
+    emitted: Millis,
     /// Rows and partial matches all partitions hold: counted as they change, so that asking
     /// costs nothing however many partitions there are.
     held: usize,
@@ -61,17 +71,27 @@ impl MatchRecognize {
         let mut read = vec![false; spec.vars.len()];
         for (v, uses) in spec.define_ctx.iter().enumerate() {
             for &c in uses {
-                match spec.ctx[c].var {
-                    Some(x) => read[x] = true,
-                    None => read.iter_mut().for_each(|r| *r = true),
+                for (x, r) in read.iter_mut().enumerate() {
+                    *r |= spec.ctx[c].reads(x);
                 }
             }
             // A variable's own earlier rows are read when its condition aggregates over them.
-            if !uses.is_empty() && spec.ctx.iter().any(|n| n.var == Some(v)) {
+            if !uses.is_empty() && spec.ctx.iter().any(|n| n.var.is_some() && n.reads(v)) {
                 read[v] = true;
             }
         }
+        let keep_back = spec
+            .navs
+            .iter()
+            .chain(&spec.ctx)
+            .map(Nav::reads_back)
+            .max()
+            .unwrap_or(0);
+        let look_ahead = spec.navs.iter().map(Nav::reads_ahead).max().unwrap_or(0);
         Self {
+            keep_back,
+            look_ahead,
+            emitted: Millis::MIN,
             buffer: EventTimeBuffer::new(Arc::clone(&spec.input)),
             spec,
             keys: HashMap::new(),
@@ -195,9 +215,11 @@ impl MatchRecognize {
                 if let Some(e) = conditions.error {
                     return Err(e);
                 }
-                for m in matches.drain(..) {
-                    found.push(measure(&self.spec, state, &m)?);
+                if matcher.failed.take().is_some() {
+                    return Err(skip_failed(&self.spec));
                 }
+                state.pending.extend(matches.drain(..));
+                measure_ready(&self.spec, state, self.look_ahead, false, found)?;
             }
             for (h, &(c, back)) in self.prev_columns.iter().enumerate() {
                 let history = &mut state.history[h];
@@ -215,7 +237,12 @@ impl MatchRecognize {
                     self.spec.max_partial_matches
                 );
             }
-            release_rows(state, &mut self.held);
+            release_rows(
+                state,
+                &mut self.held,
+                self.keep_back,
+                self.spec.with_unmatched_rows(),
+            );
         }
         Ok(())
     }
@@ -226,22 +253,108 @@ impl MatchRecognize {
             return Ok(());
         }
         let mut matches = Vec::new();
-        for state in self.keys.values_mut() {
-            if state.matcher.is_idle() {
+        // The rows of each partition that has some, in the order of the partitions' keys, so
+        // that the output does not depend on the order of a hash map.
+        let mut rows: Vec<(&[u8], Vec<Found>)> = Vec::new();
+        for (key, state) in self.keys.iter_mut() {
+            if state.matcher.is_idle() && state.pending.is_empty() {
                 continue;
             }
-            if watermark == END_OF_TIME {
+            let end = watermark == END_OF_TIME;
+            if end {
                 state.matcher.finish(&mut matches);
             } else {
                 state.matcher.advance(watermark, &mut matches);
             }
-            for m in matches.drain(..) {
-                found.push(measure(&self.spec, state, &m)?);
+            if state.matcher.failed.take().is_some() {
+                return Err(skip_failed(&self.spec));
             }
-            release_rows(state, &mut self.held);
+            state.pending.extend(matches.drain(..));
+            // At the end, rows a match's NEXT reads will never come: they are NULL.
+            let mut mine = Vec::new();
+            measure_ready(&self.spec, state, self.look_ahead, end, &mut mine)?;
+            release_rows(
+                state,
+                &mut self.held,
+                self.keep_back,
+                self.spec.with_unmatched_rows(),
+            );
+            if !mine.is_empty() {
+                rows.push((key, mine));
+            }
         }
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        found.extend(rows.into_iter().flat_map(|(_, f)| f));
         Ok(())
     }
+}
+
+/// The error of a match `AFTER MATCH SKIP TO FIRST/LAST var` cannot skip from, as the standard
+/// has it.
+fn skip_failed(spec: &MatchSpec) -> EngineError {
+    let (which, v) = match spec.skip {
+        SkipTo::FirstOf(v) => ("FIRST", v),
+        SkipTo::LastOf(v) => ("LAST", v),
+        _ => return EngineError::Internal("a skip that cannot fail failed".into()),
+    };
+    let var = spec.vars.get(v).map_or("?", String::as_str);
+    EngineError::DataFusion(datafusion::error::DataFusionError::Execution(format!(
+        "MATCH_RECOGNIZE: AFTER MATCH SKIP TO {which} {var}: a match maps no row to {var}, or only \
+         its first row (matching would start there again); the SQL standard makes this an error: \
+         skip to a variable every match maps after its first row"
+    )))
+}
+
+/// Measures the partition's pending matches, oldest first, whose `look_ahead` rows after their
+/// last row have come (all of them when `all`); with `WITH UNMATCHED ROWS`, outputs the rows no
+/// match can map any more, in their place among the matches' rows.
+fn measure_ready(
+    spec: &MatchSpec,
+    state: &mut KeyState,
+    look_ahead: u64,
+    all: bool,
+    found: &mut Vec<Found>,
+) -> Result<()> {
+    let with_unmatched = spec.with_unmatched_rows();
+    while let Some(m) = state.pending.front() {
+        let end = m.rows.last().map_or(m.start, |r| r.0);
+        if !all && end.saturating_add(look_ahead) >= state.matcher.next_row() {
+            break;
+        }
+        let Some(m) = state.pending.pop_front() else {
+            break;
+        };
+        if with_unmatched {
+            unmatched_before(spec, state, m.start, found)?;
+        }
+        measure(spec, state, &m, found)?;
+        // The rows of a match, and the row where an empty match was found, are matched.
+        let covered = m.rows.last().map_or(m.start, |r| r.0) + 1;
+        state.covered_until = state.covered_until.max(covered);
+    }
+    if with_unmatched {
+        // No match found later can start before the oldest row the matcher still needs.
+        let decided = state
+            .pending
+            .front()
+            .map_or_else(|| state.matcher.oldest_needed(), |m| m.start);
+        unmatched_before(spec, state, decided, found)?;
+    }
+    Ok(())
+}
+
+/// Outputs the rows not yet classified before `upto` that no match covers.
+fn unmatched_before(
+    spec: &MatchSpec,
+    state: &mut KeyState,
+    upto: u64,
+    found: &mut Vec<Found>,
+) -> Result<()> {
+    for seq in state.classified.max(state.covered_until)..upto {
+        found.push(unmatched(spec, state, seq)?);
+    }
+    state.classified = state.classified.max(upto);
+    Ok(())
 }
 
 impl Operator for MatchRecognize {
@@ -257,7 +370,7 @@ impl Operator for MatchRecognize {
 
     fn describe(&self) -> String {
         format!(
-            "match_recognize over [{}], variables {}, {} partial matches at most per partition{}; rows in event-time order once the watermark passes them",
+            "match_recognize over [{}], variables {}, {} partial matches at most per partition{}{}; rows in event-time order once the watermark passes them",
             self.spec
                 .partition
                 .iter()
@@ -269,7 +382,11 @@ impl Operator for MatchRecognize {
             self.spec
                 .within
                 .map(|w| format!(", within {}", crate::time::show_duration(w)))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match self.spec.rows_per_match {
+                MatchRows::OneRow => "",
+                MatchRows::AllRows { .. } => ", all rows per match",
+            }
         )
     }
 
@@ -298,6 +415,10 @@ impl Operator for MatchRecognize {
                     + history
                     + ScalarValue::size_of_vec(&k.key)
                     + k.matcher.bytes()
+                    + k.pending
+                        .iter()
+                        .map(|m| size_of::<Match>() + m.rows.capacity() * size_of::<(u64, usize)>())
+                        .sum::<usize>()
             })
             .sum();
         let rows = super::shared_batches_bytes(
@@ -313,7 +434,8 @@ impl Operator for MatchRecognize {
         self.keys.retain(|_, k| {
             // Partial matches of a key gone quiet go with it; a found match still undecided
             // keeps its partition until it is decided.
-            let keep = k.matcher.has_undecided_match() || k.last_time >= before;
+            let keep =
+                k.matcher.has_undecided_match() || !k.pending.is_empty() || k.last_time >= before;
             if !keep {
                 *held -= k.counted;
             }
@@ -334,7 +456,19 @@ impl Operator for MatchRecognize {
         if !found.is_empty() {
             out.push(Message::Batch(emit(&self.spec, found)?));
         }
-        out.push(Message::Watermark(watermark));
+        // Held back to the earliest row still to be output, never going back.
+        let all_rows = matches!(self.spec.rows_per_match, MatchRows::AllRows { .. });
+        let unmatched = self.spec.with_unmatched_rows();
+        let hold = self
+            .keys
+            .values()
+            .filter_map(|k| output_hold(k, all_rows, unmatched))
+            .min();
+        let passed = hold
+            .map_or(watermark, |h| h.min(watermark))
+            .max(self.emitted);
+        self.emitted = passed;
+        out.push(Message::Watermark(passed));
         Ok(())
     }
 }

@@ -10,12 +10,13 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 
 use super::MatchRecognize;
-use super::pattern::{Matcher, MatcherLimits, MatcherState};
+use super::pattern::{Match, Matcher, MatcherLimits, MatcherState};
 use crate::checkpoint::{
     StateReader, StateWriter, expect_rows, expect_schema, expect_types, key_bytes,
     key_bytes_column, scalars_column, unfit,
 };
 use crate::error::{EngineError, Result};
+use crate::ops::event_times;
 use crate::time::Millis;
 
 pub(super) struct KeyState {
@@ -32,6 +33,12 @@ pub(super) struct KeyState {
     pub(super) counted: usize,
     /// The event time of the partition's newest row.
     pub(super) last_time: Millis,
+    /// Matches decided whose measures read rows after them (`NEXT`) that have not come yet.
+    pub(super) pending: VecDeque<Match>,
+    /// WITH UNMATCHED ROWS: rows before this are output (in a match or unmatched) ...
+    pub(super) classified: u64,
+    /// ... and rows before this are in a match reported.
+    pub(super) covered_until: u64,
 }
 
 /// The stored row of sequence number `seq`.
@@ -49,17 +56,66 @@ pub(super) fn stored_row(
     Ok((b.as_ref(), *r as usize))
 }
 
-/// Drops the rows no partial match or undecided match can still read, and brings the count of
-/// what the partitions hold (`held`) up to date.
-pub(super) fn release_rows(state: &mut KeyState, held: &mut usize) {
-    let keep_from = state.matcher.oldest_needed();
+/// Drops the rows no partial, undecided or pending match can still read (nor `PREV` up to
+/// `keep_back` rows before them), nor rows to be output as unmatched, and brings the count of what the partitions hold (`held`) up to
+/// date.
+pub(super) fn release_rows(
+    state: &mut KeyState,
+    held: &mut usize,
+    keep_back: u64,
+    with_unmatched: bool,
+) {
+    let mut oldest = state.matcher.oldest_needed();
+    if with_unmatched {
+        // Rows not yet output as unmatched.
+        oldest = oldest.min(state.classified);
+    }
+    let keep_from = state
+        .pending
+        .front()
+        .map_or(oldest, |m| m.start.min(oldest))
+        .saturating_sub(keep_back);
     while state.first < keep_from && !state.rows.is_empty() {
         state.rows.pop_front();
         state.first += 1;
     }
-    let now = state.rows.len() + state.matcher.partial_matches();
+    let now = state.rows.len() + state.matcher.partial_matches() + state.pending.len();
     *held = *held + now - state.counted;
     state.counted = now;
+}
+
+/// The earliest event time of an output row the partition may still give: with `all_rows`, of
+/// the oldest row a partial, undecided or pending match (or, `with_unmatched`, the unmatched rows)
+/// may output; otherwise of the last row of an undecided or pending match (matches still to be
+/// found end at rows to come). The operator's watermark waits for it, so that what it outputs
+/// late is not late for the operators after it.
+pub(super) fn output_hold(
+    state: &KeyState,
+    all_rows: bool,
+    with_unmatched: bool,
+) -> Option<Millis> {
+    let seq = if all_rows {
+        let mut seq = state.matcher.oldest_needed();
+        if let Some(m) = state.pending.front() {
+            seq = seq.min(m.start);
+        }
+        if with_unmatched {
+            seq = seq.min(state.classified);
+        }
+        seq
+    } else {
+        state
+            .matcher
+            .undecided()
+            .chain(&state.pending)
+            .map(|m| m.rows.last().map_or(m.start, |r| r.0))
+            .min()?
+    };
+    if seq >= state.matcher.next_row() {
+        return None;
+    }
+    let (b, r) = row_at(state, seq).ok()?;
+    event_times(b).ok().and_then(|t| t.get(r).copied())
 }
 
 /// The row of sequence number `seq`.
@@ -78,6 +134,13 @@ struct PartitionState {
     rows: usize,
     history: Vec<usize>,
     matcher: MatcherState,
+    /// Matches waiting for the rows their `NEXT` reads.
+    #[serde(default)]
+    pending: Vec<Match>,
+    #[serde(default)]
+    classified: u64,
+    #[serde(default)]
+    covered_until: u64,
 }
 
 impl MatchRecognize {
@@ -100,6 +163,9 @@ impl MatchRecognize {
             warned: false,
             counted: 0,
             last_time: Millis::MIN,
+            pending: VecDeque::new(),
+            classified: 0,
+            covered_until: 0,
         }
     }
 
@@ -117,6 +183,9 @@ impl MatchRecognize {
                 rows: k.rows.len(),
                 history: k.history.iter().map(VecDeque::len).collect(),
                 matcher: k.matcher.state(),
+                pending: k.pending.iter().cloned().collect(),
+                classified: k.classified,
+                covered_until: k.covered_until,
             })
             .collect();
         state.json(&meta)?;
@@ -223,10 +292,22 @@ impl MatchRecognize {
             p.first = m.first;
             p.last_time = m.last_time;
             p.matches = m.matches;
+            p.classified = m.classified.max(m.first);
+            p.covered_until = m.covered_until;
             p.warned = m.warned;
             p.matcher
                 .restore(m.matcher)
                 .map_err(|why| unfit(what, why))?;
+            let vars = self.spec.vars.len();
+            for pending in m.pending {
+                if pending.rows.iter().any(|&(_, v)| v >= vars) {
+                    return Err(unfit(
+                        what,
+                        "a pending match maps a row to an unknown variable",
+                    ));
+                }
+                p.pending.push_back(pending);
+            }
             if m.rows > 0 {
                 let batch = rows
                     .as_ref()
@@ -244,7 +325,12 @@ impl MatchRecognize {
                     history_at[h] += 1;
                 }
             }
-            release_rows(&mut p, &mut self.held);
+            release_rows(
+                &mut p,
+                &mut self.held,
+                self.keep_back,
+                self.spec.with_unmatched_rows(),
+            );
             self.keys.insert(bytes, p);
         }
         Ok(())

@@ -30,9 +30,57 @@ pub enum NavKind {
 #[derive(Debug, Clone)]
 pub struct Nav {
     pub kind: NavKind,
-    pub var: Option<usize>,
+    /// The variables whose rows it reads: one, or the members of a `SUBSET`; `None`: every row of
+    /// the match.
+    pub var: Option<Vec<usize>>,
     pub column: Option<usize>,
     pub data_type: datafusion::arrow::datatypes::DataType,
+    /// Physical navigation from the row `First`/`Last` lands on: `PREV(LAST(A.x), 2)` is -2,
+    /// `NEXT(FIRST(A.x))` is 1; it reaches rows of the partition outside the match (NULL beyond
+    /// the partition).
+    pub physical: i64,
+    /// `FINAL`: over the whole match, even on its earlier rows in `ALL ROWS PER MATCH` (otherwise
+    /// running: over the match up to the row being output).
+    pub final_: bool,
+}
+
+impl Nav {
+    /// Whether it reads the rows mapped to variable `v`.
+    pub fn reads(&self, v: usize) -> bool {
+        self.var.as_ref().is_none_or(|vars| vars.contains(&v))
+    }
+    /// Rows before the one it lands on that the nav may read (`PREV`).
+    pub fn reads_back(&self) -> u64 {
+        (-self.physical).max(0) as u64
+    }
+
+    /// Rows after the one it lands on that the nav may read (`NEXT`).
+    pub fn reads_ahead(&self) -> u64 {
+        self.physical.max(0) as u64
+    }
+}
+
+/// What `ALL ROWS PER MATCH` does with empty matches and with rows no match maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyMatches {
+    /// `SHOW EMPTY MATCHES` (the default): one row per empty match, of the row where it starts.
+    Show,
+    /// `OMIT EMPTY MATCHES`: no row for them.
+    Omit,
+    /// `WITH UNMATCHED ROWS`: empty matches shown, and rows in no match output with NULL measures.
+    WithUnmatched,
+}
+
+/// `ONE ROW PER MATCH` or `ALL ROWS PER MATCH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchRows {
+    OneRow,
+    /// Each row of a match, with the ordering column and the input's remaining columns (`rest`).
+    AllRows {
+        empty: EmptyMatches,
+        order: usize,
+        rest: Vec<usize>,
+    },
 }
 
 /// Everything the operator needs of a planned `MATCH_RECOGNIZE`.
@@ -53,9 +101,24 @@ pub struct MatchSpec {
     pub measure_schema: SchemaRef,
     pub measures: Vec<Arc<dyn PhysicalExpr>>,
     pub skip: SkipTo,
+    pub rows_per_match: MatchRows,
     pub within: Option<Millis>,
-    /// Output schema: partition columns, measures, then the event time.
+    /// Output schema: partition columns, (ordering column,) measures, (remaining columns,) then
+    /// the event time.
     pub schema: SchemaRef,
     /// Partial matches alive at once per partition.
     pub max_partial_matches: usize,
+}
+
+impl MatchSpec {
+    /// `ALL ROWS PER MATCH WITH UNMATCHED ROWS`: rows no match maps are output too.
+    pub fn with_unmatched_rows(&self) -> bool {
+        matches!(
+            self.rows_per_match,
+            MatchRows::AllRows {
+                empty: EmptyMatches::WithUnmatched,
+                ..
+            }
+        )
+    }
 }

@@ -6,7 +6,9 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::sql::sqlparser::ast::{self as sql, FunctionArgExpr, Ident, VisitorMut};
 
 use super::measures::MeasureRewriter;
-use super::{AGGREGATES, err, function_args, function_name, prev_name, var_column, var_name};
+use super::{
+    AGGREGATES, err, function_args, function_name, is_final, prev_name, var_column, var_name,
+};
 use crate::error::SqlError;
 use crate::ops::Nav;
 use crate::plan::Planner;
@@ -18,6 +20,7 @@ pub(super) struct DefineRewriter<'a> {
     pub(super) planner: &'a Planner<'a>,
     pub(super) var: &'a str,
     pub(super) vars: &'a [String],
+    pub(super) subsets: &'a [(String, Vec<usize>)],
     pub(super) schema: &'a Schema,
     pub(super) prev: &'a mut Vec<(usize, u32)>,
     /// What conditions read of the partial match (`A.temp`, `FIRST(B.ts)`, `AVG(B.temp)`).
@@ -30,6 +33,7 @@ impl DefineRewriter<'_> {
         let mut m = MeasureRewriter {
             planner: self.planner,
             vars: self.vars,
+            subsets: self.subsets,
             schema: self.schema,
             partition: &[],
             navs: self.ctx,
@@ -55,6 +59,9 @@ impl VisitorMut for DefineRewriter<'_> {
         match e {
             sql::Expr::Function(f) => {
                 let name = function_name(f);
+                if is_final(f) {
+                    return fail("FINAL in DEFINE: a condition sees the match only up to the current row; FINAL belongs in MEASURES".into());
+                }
                 if name == "NEXT" {
                     return fail("NEXT reads a row that has not arrived yet; a stream can only look back: use PREV".into());
                 }
@@ -64,25 +71,22 @@ impl VisitorMut for DefineRewriter<'_> {
                         Some(FunctionArgExpr::Expr(x)) => var_column(x),
                         _ => None,
                     };
+                    // PREV of another variable's row, or of FIRST / LAST: from the rows matched
+                    // so far.
                     let Some((var, col)) = target else {
-                        return fail("PREV takes a column: PREV(temp) or PREV(temp, 2)".into());
+                        return self.context(e);
                     };
-                    if let Some(v) = var
-                        && var_name(v) != self.var
-                    {
-                        return fail(format!(
-                            "PREV({}.{}) in the condition of {}: navigation to other variables' rows is not supported yet",
-                            v, col, self.var
-                        ));
+                    if var.is_some_and(|v| var_name(v) != self.var) {
+                        return self.context(e);
                     }
                     let n = match args.get(1) {
                         None => 1,
                         Some(FunctionArgExpr::Expr(sql::Expr::Value(v))) => {
                             match v.value.to_string().parse::<u32>() {
-                                Ok(n) if n >= 1 => n,
+                                Ok(n) => n,
                                 _ => {
                                     return fail(
-                                        "PREV(col, n): n is a whole number of rows, 1 or more"
+                                        "PREV(col, n): n is a whole number of rows, 0 or more"
                                             .into(),
                                     );
                                 }
@@ -90,10 +94,15 @@ impl VisitorMut for DefineRewriter<'_> {
                         }
                         _ => {
                             return fail(
-                                "PREV(col, n): n is a whole number of rows, 1 or more".into(),
+                                "PREV(col, n): n is a whole number of rows, 0 or more".into(),
                             );
                         }
                     };
+                    if n == 0 {
+                        // PREV(col, 0) is the current row's value.
+                        *e = sql::Expr::Identifier(col.clone());
+                        return ControlFlow::Continue(());
+                    }
                     let column = normalize(col);
                     let Ok(c) = self.schema.index_of(&column) else {
                         return fail(format!("unknown column '{column}' in PREV"));
@@ -105,13 +114,38 @@ impl VisitorMut for DefineRewriter<'_> {
                     return ControlFlow::Continue(());
                 }
                 if name == "CLASSIFIER" {
-                    // In the condition of a variable, the current row is being mapped to it.
-                    *e = sql::Expr::value(sql::Value::SingleQuotedString(self.var.to_string()));
-                    return ControlFlow::Continue(());
+                    let of = match function_args(f).as_slice() {
+                        [] => None,
+                        [FunctionArgExpr::Expr(sql::Expr::Identifier(id))] => Some(var_name(id)),
+                        _ => {
+                            return fail(
+                                "CLASSIFIER takes no argument, or a pattern variable or SUBSET: CLASSIFIER(U)"
+                                    .into(),
+                            );
+                        }
+                    };
+                    let mine = of.as_ref().is_none_or(|v| {
+                        *v == self.var
+                            || self.subsets.iter().any(|(s, members)| {
+                                s == v
+                                    && self
+                                        .vars
+                                        .iter()
+                                        .position(|x| x == self.var)
+                                        .is_some_and(|i| members.contains(&i))
+                            })
+                    });
+                    if mine {
+                        // In the condition of a variable, the current row is being mapped to it.
+                        *e = sql::Expr::value(sql::Value::SingleQuotedString(self.var.to_string()));
+                        return ControlFlow::Continue(());
+                    }
+                    // The variable of the last row so far mapped to another variable or SUBSET.
+                    return self.context(e);
                 }
                 if name == "MATCH_NUMBER" {
                     return fail(
-                        "MATCH_NUMBER() in DEFINE is not supported; it is in MEASURES".into(),
+                        "MATCH_NUMBER() in DEFINE is not supported: partial matches from several start rows run side by side, so a condition cannot know how many matches come before its own; use it in MEASURES".into(),
                     );
                 }
                 if matches!(name.as_str(), "FIRST" | "LAST") || AGGREGATES.contains(&name.as_str())
@@ -125,7 +159,7 @@ impl VisitorMut for DefineRewriter<'_> {
                 if v == self.var {
                     *e = sql::Expr::Identifier(parts[1].clone());
                     ControlFlow::Continue(())
-                } else if self.vars.contains(&v) {
+                } else if self.vars.contains(&v) || self.subsets.iter().any(|(s, _)| *s == v) {
                     // The last row mapped to another variable so far.
                     self.context(e)
                 } else {

@@ -8,7 +8,7 @@ use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 use datafusion::sql::sqlparser::ast::{self as sql, FunctionArgExpr, Ident, VisitorMut};
 
-use super::{AGGREGATES, err, function_args, function_name, var_column, var_name};
+use super::{AGGREGATES, err, function_args, function_name, is_final, var_column, var_name};
 use crate::error::{Location, SqlError};
 use crate::ops::{Nav, NavKind};
 use crate::plan::names::{location_of, normalize};
@@ -20,6 +20,8 @@ use crate::plan::{Planner, diagnose};
 pub(super) struct MeasureRewriter<'a> {
     pub(super) planner: &'a Planner<'a>,
     pub(super) vars: &'a [String],
+    /// `SUBSET` names with their member variables.
+    pub(super) subsets: &'a [(String, Vec<usize>)],
     pub(super) schema: &'a Schema,
     pub(super) partition: &'a [usize],
     pub(super) navs: &'a mut Vec<Nav>,
@@ -28,15 +30,19 @@ pub(super) struct MeasureRewriter<'a> {
 }
 
 impl MeasureRewriter<'_> {
-    fn var(&self, id: Option<&Ident>, at: Location) -> Result<Option<usize>, SqlError> {
+    /// The variables a name stands for: a pattern variable, or the members of a `SUBSET`.
+    fn var(&self, id: Option<&Ident>, at: Location) -> Result<Option<Vec<usize>>, SqlError> {
         match id {
             None => Ok(None),
             Some(id) => {
                 let n = var_name(id);
+                if let Some((_, members)) = self.subsets.iter().find(|(s, _)| *s == n) {
+                    return Ok(Some(members.clone()));
+                }
                 self.vars
                     .iter()
                     .position(|v| *v == n)
-                    .map(Some)
+                    .map(|v| Some(vec![v]))
                     .ok_or_else(|| err(at, format!("the PATTERN has no variable {n}")))
             }
         }
@@ -58,72 +64,207 @@ impl MeasureRewriter<'_> {
         )))
     }
 
+    /// `FIRST(A.x [, n])` or `LAST(A.x [, n])`: the row `n` after the first, or before the last,
+    /// of the rows mapped to `A` (or of the match).
+    fn logical(
+        &self,
+        name: &str,
+        args: &[&FunctionArgExpr],
+        at: Location,
+    ) -> Result<Nav, SqlError> {
+        let Some(FunctionArgExpr::Expr(x)) = args.first() else {
+            return Err(err(at, format!("{name} takes a column: {name}(A.ts)")));
+        };
+        let Some((v, c)) = var_column(x) else {
+            return Err(err(
+                at,
+                format!(
+                    "{name} takes a column, and an offset: {name}(A.ts) or {name}(A.ts, 1); \
+                     PREV, NEXT, FIRST and LAST cannot be inside it (write PREV(LAST(A.ts)), not LAST(PREV(A.ts)))"
+                ),
+            ));
+        };
+        let offset = self.offset(name, args, at)?;
+        let var = self.var(v, at)?;
+        let column = self.column(c, at)?;
+        Ok(Nav {
+            kind: if name == "FIRST" {
+                NavKind::First(offset)
+            } else {
+                NavKind::Last(offset)
+            },
+            var,
+            column: Some(column),
+            data_type: self.schema.field(column).data_type().clone(),
+            physical: 0,
+            final_: false,
+        })
+    }
+
+    /// `PREV(x [, n])` or `NEXT(x [, n])`: `n` rows (1 unless given) before or after the row `x`
+    /// lands on in the partition, where `x` is `A.col` (the last row mapped to `A`), `col` (the
+    /// match's last row), or `FIRST(...)` / `LAST(...)`.
+    fn physical(
+        &self,
+        name: &str,
+        args: &[&FunctionArgExpr],
+        at: Location,
+    ) -> Result<Nav, SqlError> {
+        let target = match args.first() {
+            Some(FunctionArgExpr::Expr(x @ sql::Expr::Function(f)))
+                if matches!(function_name(f).as_str(), "FIRST" | "LAST") =>
+            {
+                let nav = self.logical(&function_name(f), &function_args(f), location_of(x))?;
+                if is_final(f) && self.prefix == "__ctx" {
+                    return Err(err(
+                        location_of(x),
+                        "FINAL in DEFINE: a condition sees the match only up to the current row; FINAL belongs in MEASURES",
+                    ));
+                }
+                Nav {
+                    final_: is_final(f),
+                    ..nav
+                }
+            }
+            Some(FunctionArgExpr::Expr(x)) => match var_column(x) {
+                Some((v, c)) => {
+                    let column = self.column(c, at)?;
+                    Nav {
+                        kind: NavKind::Last(0),
+                        var: self.var(v, at)?,
+                        column: Some(column),
+                        data_type: self.schema.field(column).data_type().clone(),
+                        physical: 0,
+                        final_: false,
+                    }
+                }
+                None => {
+                    return Err(err(
+                        at,
+                        format!(
+                            "{name} takes a column, or FIRST or LAST of one, and an offset: \
+                             {name}(A.temp), {name}(LAST(A.temp, 1), 2)"
+                        ),
+                    ));
+                }
+            },
+            _ => return Err(err(at, format!("{name} takes a column: {name}(A.temp)"))),
+        };
+        let n = match args.get(1) {
+            None => 1,
+            Some(_) => self.offset(name, args, at)?,
+        };
+        let n =
+            i64::try_from(n).map_err(|_| err(at, format!("the offset of {name} is too large")))?;
+        Ok(Nav {
+            physical: if name == "PREV" { -n } else { n },
+            ..target
+        })
+    }
+
+    /// The second argument of a navigation: a whole number of rows, 0 or more (0 if absent).
+    fn offset(
+        &self,
+        name: &str,
+        args: &[&FunctionArgExpr],
+        at: Location,
+    ) -> Result<usize, SqlError> {
+        if args.len() > 2 {
+            return Err(err(at, format!("{name} takes a column and an offset")));
+        }
+        match args.get(1) {
+            None => Ok(0),
+            Some(FunctionArgExpr::Expr(n)) => offset_of(n).ok_or_else(|| {
+                err(
+                    location_of(n),
+                    format!("the offset of {name} is a number of rows, 0 or more: {name}(A.ts, 1)"),
+                )
+            }),
+            Some(_) => Err(err(at, format!("{name} takes a column and an offset"))),
+        }
+    }
+
+    /// `e` as a column the operator fills, if it is a navigation, an aggregate, `MATCH_NUMBER()`
+    /// or `CLASSIFIER()`; `FINAL` before one makes it read the whole match.
     pub(super) fn rewrite(&mut self, e: &sql::Expr) -> Result<Option<sql::Expr>, SqlError> {
+        let final_ = matches!(e, sql::Expr::Function(f) if is_final(f));
+        if !final_ {
+            return self.rewrite_call(e);
+        }
+        let at = location_of(e);
+        if self.prefix == "__ctx" {
+            return Err(err(
+                at,
+                "FINAL in DEFINE: a condition sees the match only up to the current row; FINAL belongs in MEASURES",
+            ));
+        }
+        let before = self.navs.len();
+        let out = self.rewrite_call(e)?;
+        if out.is_none() || self.navs.len() == before {
+            return Err(err(
+                at,
+                "FINAL goes before FIRST, LAST, PREV or NEXT of them, an aggregate, or CLASSIFIER()",
+            ));
+        }
+        for n in &mut self.navs[before..] {
+            n.final_ = true;
+        }
+        Ok(out)
+    }
+
+    fn rewrite_call(&mut self, e: &sql::Expr) -> Result<Option<sql::Expr>, SqlError> {
         let at = location_of(e);
         match e {
             sql::Expr::Function(f) => {
                 let name = function_name(f);
                 let args = function_args(f);
                 match name.as_str() {
+                    "MATCH_NUMBER" if !args.is_empty() => {
+                        Err(err(at, "MATCH_NUMBER() takes no argument"))
+                    }
+                    "CLASSIFIER" if args.len() > 1 => Err(err(
+                        at,
+                        "CLASSIFIER takes no argument, or a pattern variable or SUBSET: CLASSIFIER(U)",
+                    )),
                     "MATCH_NUMBER" => Ok(Some(self.push(Nav {
                         kind: NavKind::MatchNumber,
                         var: None,
                         column: None,
                         data_type: DataType::Int64,
+                        physical: 0,
+                        final_: false,
                     }))),
-                    "CLASSIFIER" => Ok(Some(self.push(Nav {
-                        kind: NavKind::Classifier,
-                        var: None,
-                        column: None,
-                        data_type: DataType::Utf8,
-                    }))),
-                    "FIRST" | "LAST" => {
-                        let Some(FunctionArgExpr::Expr(x)) = args.first() else {
-                            return Err(err(at, format!("{name} takes a column: {name}(A.ts)")));
-                        };
-                        let Some((v, c)) = var_column(x) else {
-                            return Err(err(
-                                at,
-                                format!(
-                                    "{name} takes a column, and an offset: {name}(A.ts) or {name}(A.ts, 1); \
-                                     navigation inside it (PREV, NEXT, another FIRST or LAST) is not supported"
-                                ),
-                            ));
-                        };
-                        let offset = match args.get(1) {
-                            None => 0,
-                            Some(FunctionArgExpr::Expr(n)) => offset_of(n).ok_or_else(|| {
-                                err(
-                                    location_of(n),
-                                    format!(
-                                        "the offset of {name} is a number of rows, 0 or more: {name}(A.ts, 1)"
-                                    ),
-                                )
-                            })?,
+                    "CLASSIFIER" => Ok(Some({
+                        // CLASSIFIER(U): the variable of the last row mapped to U.
+                        let var = match args.first() {
+                            None => None,
+                            Some(FunctionArgExpr::Expr(sql::Expr::Identifier(id))) => {
+                                self.var(Some(id), at)?
+                            }
                             Some(_) => {
-                                return Err(err(at, format!("{name} takes a column and an offset")));
+                                return Err(err(
+                                    at,
+                                    "CLASSIFIER takes no argument, or a pattern variable or SUBSET: CLASSIFIER(U)",
+                                ));
                             }
                         };
-                        if args.len() > 2 {
-                            return Err(err(at, format!("{name} takes a column and an offset")));
-                        }
-                        let var = self.var(v, at)?;
-                        let column = self.column(c, at)?;
-                        Ok(Some(self.push(Nav {
-                            kind: if name == "FIRST" {
-                                NavKind::First(offset)
-                            } else {
-                                NavKind::Last(offset)
-                            },
+                        self.push(Nav {
+                            kind: NavKind::Classifier,
                             var,
-                            column: Some(column),
-                            data_type: self.schema.field(column).data_type().clone(),
-                        })))
-                    }
-                    "PREV" | "NEXT" => Err(err(
-                        at,
-                        format!("{name} in MEASURES is not supported; use FIRST and LAST"),
-                    )),
+                            column: None,
+                            data_type: DataType::Utf8,
+                            physical: 0,
+                            final_: false,
+                        })
+                    })),
+                    "FIRST" | "LAST" => Ok(Some({
+                        let nav = self.logical(&name, &args, at)?;
+                        self.push(nav)
+                    })),
+                    "PREV" | "NEXT" => Ok(Some({
+                        let nav = self.physical(&name, &args, at)?;
+                        self.push(nav)
+                    })),
                     _ if AGGREGATES.contains(&name.as_str()) => {
                         let (var, column) = match args.first() {
                             Some(FunctionArgExpr::Wildcard) => (None, None),
@@ -156,6 +297,8 @@ impl MeasureRewriter<'_> {
                                 var,
                                 column: None,
                                 data_type: DataType::Int64,
+                                physical: 0,
+                                final_: false,
                             })));
                         };
                         use datafusion::execution::FunctionRegistry;
@@ -201,6 +344,8 @@ impl MeasureRewriter<'_> {
                             var,
                             column: Some(c),
                             data_type,
+                            physical: 0,
+                            final_: false,
                         })))
                     }
                     _ => Ok(None),
@@ -214,6 +359,8 @@ impl MeasureRewriter<'_> {
                     var,
                     column: Some(column),
                     data_type: self.schema.field(column).data_type().clone(),
+                    physical: 0,
+                    final_: false,
                 })))
             }
             sql::Expr::Identifier(id) => {
@@ -226,6 +373,8 @@ impl MeasureRewriter<'_> {
                     var: None,
                     column: Some(column),
                     data_type: self.schema.field(column).data_type().clone(),
+                    physical: 0,
+                    final_: false,
                 })))
             }
             _ => Ok(None),

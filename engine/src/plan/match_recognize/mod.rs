@@ -10,8 +10,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::ast::{
-    self as sql, AfterMatchSkip, ExprWithAlias, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, RowsPerMatch, TableFactor, VisitMut,
+    self as sql, AfterMatchSkip, EmptyMatchesMode, ExprWithAlias, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, RowsPerMatch, TableFactor, VisitMut,
 };
 
 mod define;
@@ -20,15 +20,16 @@ mod pattern;
 
 use define::DefineRewriter;
 use measures::MeasureRewriter;
-use pattern::to_pattern;
+use pattern::{loops_on_nothing, skip_always_moves, to_pattern};
 
 use super::Input;
 use super::Planner;
 use super::names::{location_of, normalize};
 use crate::error::{Location, SqlError};
 use crate::ops::pattern::{Program, SkipTo};
-use crate::ops::{MatchSpec, Nav, with_event_time};
+use crate::ops::{EmptyMatches, MatchRows, MatchSpec, Nav, with_event_time};
 use crate::sql::parser::WITHIN_SYMBOL;
+use crate::sql::row_pattern::{FINAL_PREFIX, SUBSET_FUNCTION};
 
 /// A planned `MATCH_RECOGNIZE`.
 #[derive(Clone)]
@@ -102,12 +103,6 @@ pub fn plan_match_recognize(
         })
     };
 
-    if let Some(RowsPerMatch::AllRows(_)) = rows_per_match {
-        return Err(err(
-            location,
-            "ALL ROWS PER MATCH is not supported yet; use ONE ROW PER MATCH with MEASURES",
-        ));
-    }
     let mut partition = Vec::new();
     for e in partition_by {
         match e {
@@ -154,11 +149,36 @@ pub fn plan_match_recognize(
     // Variables: in the order the pattern names them.
     let mut vars: Vec<String> = Vec::new();
     let pattern = to_pattern(pattern, &mut vars, location)?;
+    if loops_on_nothing(&pattern) {
+        return Err(err(
+            location,
+            "PATTERN repeats without bound a part that can match no rows ((A?)*, ()+): not supported; give the part at least one row ((A)* rather than (A?)*)",
+        ));
+    }
     let program = Arc::new(Program::compile(&pattern).map_err(|m| err(location, m))?);
+    if program.excluded.contains(&true)
+        && matches!(
+            rows_per_match,
+            Some(RowsPerMatch::AllRows(Some(EmptyMatchesMode::WithUnmatched)))
+        )
+    {
+        // The standard forbids it: an excluded row would be neither output nor unmatched.
+        return Err(err(
+            location,
+            "PATTERN exclusions {- ... -} cannot go with ALL ROWS PER MATCH WITH UNMATCHED ROWS",
+        ));
+    }
 
     let mut within = None;
     let mut conditions: Vec<Option<(sql::Expr, Location)>> = vec![None; vars.len()];
+    let mut subsets: Vec<(String, Vec<usize>)> = Vec::new();
     for s in symbols {
+        if let sql::Expr::Function(f) = &s.definition
+            && f.name.to_string() == SUBSET_FUNCTION
+        {
+            subsets.push(subset(&s.symbol, f, &vars, &subsets)?);
+            continue;
+        }
         if normalize(&s.symbol) == WITHIN_SYMBOL {
             let ms = planner.interval_millis(&s.definition)?;
             if ms <= 0 {
@@ -197,6 +217,7 @@ pub fn plan_match_recognize(
             planner,
             var: &vars[v],
             vars: &vars,
+            subsets: &subsets,
             schema: &schema,
             prev: &mut prev,
             ctx: &mut ctx,
@@ -240,6 +261,7 @@ pub fn plan_match_recognize(
         let mut rewriter = MeasureRewriter {
             planner,
             vars: &vars,
+            subsets: &subsets,
             schema: &schema,
             partition: &partition,
             navs: &mut navs,
@@ -256,7 +278,26 @@ pub fn plan_match_recognize(
         measure_fields.push(Field::new(format!("__m{k}"), n.data_type.clone(), true));
     }
     let measure_schema = Arc::new(Schema::new(measure_fields));
+    // ONE ROW PER MATCH: partition columns, measures. ALL ROWS PER MATCH: partition columns, the
+    // ordering column, measures, then the input's remaining columns, as the standard lays out.
+    let rows_per_match = match rows_per_match {
+        None | Some(RowsPerMatch::OneRow) => MatchRows::OneRow,
+        Some(RowsPerMatch::AllRows(mode)) => MatchRows::AllRows {
+            empty: match mode {
+                None | Some(EmptyMatchesMode::Show) => EmptyMatches::Show,
+                Some(EmptyMatchesMode::Omit) => EmptyMatches::Omit,
+                Some(EmptyMatchesMode::WithUnmatched) => EmptyMatches::WithUnmatched,
+            },
+            order: time_index,
+            rest: (0..schema.fields().len())
+                .filter(|c| *c != time_index && !partition.contains(c))
+                .collect(),
+        },
+    };
     let mut out_fields: Vec<Field> = partition.iter().map(|&c| schema.field(c).clone()).collect();
+    if let MatchRows::AllRows { order, .. } = &rows_per_match {
+        out_fields.push(schema.field(*order).clone());
+    }
     let mut measure_exprs = Vec::with_capacity(measure_sql.len());
     for (expr, alias, at) in measure_sql {
         let p = physical(planner, expr, &measure_schema, at)?;
@@ -272,9 +313,32 @@ pub fn plan_match_recognize(
         out_fields.push(Field::new(alias, data_type, true));
         measure_exprs.push(p);
     }
+    if let MatchRows::AllRows { rest, .. } = &rows_per_match {
+        for &c in rest {
+            let f = schema.field(c);
+            if out_fields.iter().any(|o| o.name() == f.name()) {
+                return Err(err(
+                    location,
+                    format!(
+                        "the output has two columns named '{}': a measure and an input column (ALL ROWS PER MATCH outputs both); rename the measure",
+                        f.name()
+                    ),
+                ));
+            }
+            out_fields.push(f.clone());
+        }
+    }
 
     let var_index = |id: &Ident| -> Result<usize, SqlError> {
         let n = var_name(id);
+        if subsets.iter().any(|(s, _)| *s == n) {
+            return Err(err(
+                Location::from(id),
+                format!(
+                    "AFTER MATCH SKIP TO a SUBSET ({n}) is not supported; name a pattern variable"
+                ),
+            ));
+        }
         vars.iter().position(|v| *v == n).ok_or_else(|| {
             err(
                 Location::from(id),
@@ -288,6 +352,25 @@ pub fn plan_match_recognize(
         Some(AfterMatchSkip::ToFirst(v)) => SkipTo::FirstOf(var_index(v)?),
         Some(AfterMatchSkip::ToLast(v)) => SkipTo::LastOf(var_index(v)?),
     };
+    if let (
+        SkipTo::FirstOf(v) | SkipTo::LastOf(v),
+        Some(AfterMatchSkip::ToFirst(id) | AfterMatchSkip::ToLast(id)),
+    ) = (skip, after_match_skip)
+        && !skip_always_moves(&pattern, v, matches!(skip, SkipTo::LastOf(_)))
+    {
+        let which = if matches!(skip, SkipTo::FirstOf(_)) {
+            "FIRST"
+        } else {
+            "LAST"
+        };
+        let name = &vars[v];
+        return Err(err(
+            Location::from(id),
+            format!(
+                "AFTER MATCH SKIP TO {which} {name}: a match of this pattern may map no row to {name}, or only its first row, and the SQL standard makes skipping there an error; skip to a variable every match maps after its first row"
+            ),
+        ));
+    }
     let schema = Arc::new(Schema::new(out_fields));
     Ok(MatchCall {
         input,
@@ -305,12 +388,54 @@ pub fn plan_match_recognize(
             measure_schema,
             measures: measure_exprs,
             skip,
+            rows_per_match,
             within,
             schema: with_event_time(&schema),
             max_partial_matches: MAX_PARTIAL_MATCHES,
         },
         schema,
     })
+}
+
+/// `SUBSET name = (A, B)`: the name, which must be new, and its members, which must be variables
+/// of the pattern.
+fn subset(
+    name: &Ident,
+    f: &sql::Function,
+    vars: &[String],
+    earlier: &[(String, Vec<usize>)],
+) -> Result<(String, Vec<usize>), SqlError> {
+    let at = Location::from(name);
+    let n = var_name(name);
+    if vars.contains(&n) || earlier.iter().any(|(s, _)| *s == n) {
+        return Err(err(
+            at,
+            format!("SUBSET {n}: the name is already a pattern variable or a SUBSET"),
+        ));
+    }
+    let mut members = Vec::new();
+    for a in function_args(f) {
+        let FunctionArgExpr::Expr(sql::Expr::Identifier(id)) = a else {
+            return Err(err(
+                at,
+                format!("SUBSET {n} lists pattern variables: {n} = (A, B)"),
+            ));
+        };
+        let m = var_name(id);
+        let v = vars.iter().position(|x| *x == m).ok_or_else(|| {
+            err(
+                Location::from(id),
+                format!(
+                    "SUBSET {n}: the PATTERN has no variable {m} (it has: {})",
+                    vars.join(", ")
+                ),
+            )
+        })?;
+        if !members.contains(&v) {
+            members.push(v);
+        }
+    }
+    Ok((n, members))
 }
 
 fn prev_name(column: &str, n: u32) -> String {
@@ -334,8 +459,21 @@ fn physical(
         .map_err(|e| err(at, super::diagnose::message(&e)))
 }
 
+/// A call's name in upper case, without the `FINAL` mark (see [`is_final`]).
 fn function_name(f: &sql::Function) -> String {
-    f.name.to_string().to_uppercase()
+    let name = f.name.to_string().to_uppercase();
+    match name.strip_prefix(&FINAL_PREFIX.to_uppercase()) {
+        Some(rest) => rest.to_string(),
+        None => name,
+    }
+}
+
+/// Whether `FINAL` stands before the call (`FINAL LAST(A.x)`).
+fn is_final(f: &sql::Function) -> bool {
+    f.name
+        .to_string()
+        .to_uppercase()
+        .starts_with(&FINAL_PREFIX.to_uppercase())
 }
 
 fn function_args(f: &sql::Function) -> Vec<&FunctionArgExpr> {

@@ -43,16 +43,42 @@ pub struct MatcherLimits {
 
 /// A match: the row (by its sequence number in the partition) where it starts, and the rows it
 /// maps, each with its variable. An empty match maps no row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Match {
     pub start: u64,
     pub rows: Vec<(u64, usize)>,
+    /// The rows taken inside an exclusion `{- ... -}`, in order.
+    #[serde(default)]
+    pub excluded: Vec<u64>,
+}
+
+impl Match {
+    /// A match from the last step of its path.
+    fn from_path(start: u64, path: Option<&Arc<Step>>) -> Self {
+        let mut rows = Vec::new();
+        let mut excluded = Vec::new();
+        for s in Step::iter(path) {
+            rows.push((s.row, s.var));
+            if s.excluded {
+                excluded.push(s.row);
+            }
+        }
+        rows.reverse();
+        excluded.reverse();
+        Self {
+            start,
+            rows,
+            excluded,
+        }
+    }
 }
 
 /// One row of a partial match, with its variable; `prev` is the row mapped before it.
 pub struct Step {
     pub row: u64,
     pub var: usize,
+    /// Taken inside an exclusion `{- ... -}`.
+    pub excluded: bool,
     pub prev: Option<Arc<Step>>,
 }
 
@@ -75,6 +101,9 @@ pub struct MatcherState {
     next_row: u64,
     next_start: u64,
     dropped: u64,
+    /// Per thread, then per recorded match: the rows taken inside an exclusion.
+    #[serde(default)]
+    excluded: (Vec<Vec<u64>>, Vec<Vec<u64>>),
 }
 
 /// Whether the row being matched satisfies the conditions of variables.
@@ -116,6 +145,9 @@ pub struct Matcher {
     next_start: u64,
     /// Partial matches dropped because of `limits.max_threads`.
     pub dropped: u64,
+    /// The start of a match that `AFTER MATCH SKIP TO` could not skip from (its variable maps no
+    /// row of the match, or only its first row): the standard makes it an error.
+    pub failed: Option<u64>,
 }
 
 impl Matcher {
@@ -140,6 +172,7 @@ impl Matcher {
             next_row: 0,
             next_start: 0,
             dropped: 0,
+            failed: None,
         }
     }
 
@@ -166,6 +199,20 @@ impl Matcher {
             next_row: self.next_row,
             next_start: self.next_start,
             dropped: self.dropped,
+            excluded: (
+                self.threads
+                    .iter()
+                    .map(|t| {
+                        let mut rows: Vec<u64> = Step::iter(t.path.as_ref())
+                            .filter(|s| s.excluded)
+                            .map(|s| s.row)
+                            .collect();
+                        rows.reverse();
+                        rows
+                    })
+                    .collect(),
+                self.recorded.values().map(|m| m.excluded.clone()).collect(),
+            ),
         }
     }
 
@@ -219,23 +266,44 @@ impl Matcher {
                 "a found match maps a row to variable {v} of {vars}"
             ));
         }
+        let (mut thread_excluded, mut recorded_excluded) = state.excluded;
+        thread_excluded.resize(state.threads.len(), Vec::new());
+        recorded_excluded.resize(state.recorded.len(), Vec::new());
         self.threads = state
             .threads
             .into_iter()
-            .map(|(pc, start, start_time, signature, path)| Thread {
-                pc,
-                start,
-                start_time,
-                signature,
-                path: path.into_iter().fold(None, |prev, (row, var)| {
-                    Some(Arc::new(Step { row, var, prev }))
-                }),
-            })
+            .zip(thread_excluded)
+            .map(
+                |((pc, start, start_time, signature, path), excluded)| Thread {
+                    pc,
+                    start,
+                    start_time,
+                    signature,
+                    path: path.into_iter().fold(None, |prev, (row, var)| {
+                        Some(Arc::new(Step {
+                            row,
+                            var,
+                            excluded: excluded.contains(&row),
+                            prev,
+                        }))
+                    }),
+                },
+            )
             .collect();
         self.recorded = state
             .recorded
             .into_iter()
-            .map(|(start, rows)| (start, Match { start, rows }))
+            .zip(recorded_excluded)
+            .map(|((start, rows), excluded)| {
+                (
+                    start,
+                    Match {
+                        start,
+                        rows,
+                        excluded,
+                    },
+                )
+            })
             .collect();
         self.next_row = state.next_row;
         self.next_start = state.next_start;
@@ -262,6 +330,11 @@ impl Matcher {
     /// Partial matches alive.
     pub fn partial_matches(&self) -> usize {
         self.threads.len() + self.recorded.len()
+    }
+
+    /// The matches found that wait for more preferred partial matches to fail.
+    pub fn undecided(&self) -> impl Iterator<Item = &Match> {
+        self.recorded.values()
     }
 
     /// A match has been found that waits for more preferred partial matches to fail.
@@ -339,6 +412,7 @@ impl Matcher {
                 path: Some(Arc::new(Step {
                     row,
                     var,
+                    excluded: self.program.excluded.get(t.pc).copied().unwrap_or(false),
                     prev: t.path,
                 })),
                 signature,
@@ -377,20 +451,8 @@ impl Matcher {
                     stack.push(Thread { pc: first, ..t });
                 }
                 Inst::Accept => {
-                    let mut rows = Vec::new();
-                    let mut step = t.path.as_deref();
-                    while let Some(s) = step {
-                        rows.push((s.row, s.var));
-                        step = s.prev.as_deref();
-                    }
-                    rows.reverse();
-                    self.recorded.insert(
-                        t.start,
-                        Match {
-                            start: t.start,
-                            rows,
-                        },
-                    );
+                    self.recorded
+                        .insert(t.start, Match::from_path(t.start, t.path.as_ref()));
                     cut.insert(t.start);
                     // Threads of this start already queued are more preferred: they stay; the
                     // ones still on the stack are less preferred.
@@ -442,18 +504,21 @@ impl Matcher {
                 return;
             };
             let last = m.rows.last().map(|r| r.0);
-            let next = match self.skip {
-                SkipTo::PastLastRow => last.map_or(start + 1, |l| l + 1),
-                SkipTo::NextRow => start + 1,
-                SkipTo::FirstOf(v) => m.rows.iter().find(|r| r.1 == v).map_or(start + 1, |r| r.0),
-                SkipTo::LastOf(v) => m
-                    .rows
-                    .iter()
-                    .rev()
-                    .find(|r| r.1 == v)
-                    .map_or(start + 1, |r| r.0),
-            }
-            .max(start + 1);
+            // After an empty match, matching resumes at the next row whatever the skip mode.
+            let to = match (self.skip, last) {
+                (_, None) | (SkipTo::NextRow, _) => Some(start + 1),
+                (SkipTo::PastLastRow, Some(l)) => Some(l + 1),
+                (SkipTo::FirstOf(v), _) => m.rows.iter().find(|r| r.1 == v).map(|r| r.0),
+                (SkipTo::LastOf(v), _) => m.rows.iter().rev().find(|r| r.1 == v).map(|r| r.0),
+            };
+            // Skipping to a variable the match does not map, or to the match's first row (which
+            // would find the same match again), is an exception in the standard.
+            let Some(next) = to.filter(|&n| n > start) else {
+                self.failed = Some(start);
+                self.threads.clear();
+                self.recorded.clear();
+                return;
+            };
             self.next_start = self.next_start.max(next);
             let from = self.next_start;
             self.threads.retain(|t| t.start >= from);

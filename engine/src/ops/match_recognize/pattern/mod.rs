@@ -26,6 +26,11 @@ pub enum Pattern {
         /// Greedy (`*`, `+`, `{n,m}`) prefers more repetitions; reluctant (`*?`) fewer.
         greedy: bool,
     },
+    /// `{- ... -}`: rows part of the match but not output by `ALL ROWS PER MATCH`.
+    Exclude(Box<Pattern>),
+    /// `PERMUTE(A, B, C)`: the parts in every order, orders preferred lexicographically by the
+    /// parts' places in the list (`A B C`, `A C B`, `B A C`, ...), as the standard says.
+    Permute(Vec<Pattern>),
 }
 
 /// One instruction of a compiled pattern.
@@ -44,6 +49,8 @@ pub enum Inst {
 #[derive(Debug, Clone)]
 pub struct Program {
     pub insts: Vec<Inst>,
+    /// Per instruction: a row it takes is excluded from the output (`{- ... -}`).
+    pub excluded: Vec<bool>,
 }
 
 /// More instructions than this and the pattern is refused (`{1,100000}` expands into copies).
@@ -52,13 +59,16 @@ const MAX_INSTRUCTIONS: usize = 10_000;
 impl Program {
     pub fn compile(pattern: &Pattern) -> Result<Self, String> {
         let mut insts = Vec::new();
-        emit(pattern, &mut insts)?;
+        let mut excluded = Vec::new();
+        emit(pattern, &mut insts, &mut excluded)?;
         insts.push(Inst::Accept);
-        Ok(Self { insts })
+        excluded.resize(insts.len(), false);
+        Ok(Self { insts, excluded })
     }
 }
 
-fn emit(p: &Pattern, insts: &mut Vec<Inst>) -> Result<(), String> {
+/// Appends the instructions of `p`; `excluded` lists the instructions inside an exclusion.
+fn emit(p: &Pattern, insts: &mut Vec<Inst>, excluded: &mut Vec<bool>) -> Result<(), String> {
     if insts.len() > MAX_INSTRUCTIONS {
         return Err(format!(
             "the pattern is too large once its quantifiers are expanded (more than {MAX_INSTRUCTIONS} steps); use smaller bounds"
@@ -66,9 +76,24 @@ fn emit(p: &Pattern, insts: &mut Vec<Inst>) -> Result<(), String> {
     }
     match p {
         Pattern::Var(v) => insts.push(Inst::Row(*v)),
+        Pattern::Permute(parts) => {
+            let mut orders = Vec::new();
+            permutations(parts.len(), &mut Vec::new(), &mut orders);
+            let alternatives = orders
+                .into_iter()
+                .map(|o| Pattern::Concat(o.into_iter().map(|i| parts[i].clone()).collect()))
+                .collect();
+            emit(&Pattern::Alt(alternatives), insts, excluded)?;
+        }
+        Pattern::Exclude(inner) => {
+            let from = insts.len();
+            emit(inner, insts, excluded)?;
+            excluded.resize(insts.len(), false);
+            excluded[from..].iter_mut().for_each(|e| *e = true);
+        }
         Pattern::Concat(parts) => {
             for part in parts {
-                emit(part, insts)?;
+                emit(part, insts, excluded)?;
             }
         }
         Pattern::Alt(options) => {
@@ -78,13 +103,13 @@ fn emit(p: &Pattern, insts: &mut Vec<Inst>) -> Result<(), String> {
                 if i + 1 < options.len() {
                     let split = insts.len();
                     insts.push(Inst::Split(split + 1, 0));
-                    emit(option, insts)?;
+                    emit(option, insts, excluded)?;
                     jumps.push(insts.len());
                     insts.push(Inst::Jump(0));
                     let next = insts.len();
                     insts[split] = Inst::Split(split + 1, next);
                 } else {
-                    emit(option, insts)?;
+                    emit(option, insts, excluded)?;
                 }
             }
             let end = insts.len();
@@ -99,14 +124,14 @@ fn emit(p: &Pattern, insts: &mut Vec<Inst>) -> Result<(), String> {
             greedy,
         } => {
             for _ in 0..*min {
-                emit(inner, insts)?;
+                emit(inner, insts, excluded)?;
             }
             match max {
                 None => {
                     // loop: split body, end; body; jump loop
                     let split = insts.len();
                     insts.push(Inst::Split(0, 0));
-                    emit(inner, insts)?;
+                    emit(inner, insts, excluded)?;
                     insts.push(Inst::Jump(split));
                     let end = insts.len();
                     insts[split] = prefer(*greedy, split + 1, end);
@@ -117,7 +142,7 @@ fn emit(p: &Pattern, insts: &mut Vec<Inst>) -> Result<(), String> {
                     for _ in *min..*max {
                         splits.push(insts.len());
                         insts.push(Inst::Split(0, 0));
-                        emit(inner, insts)?;
+                        emit(inner, insts, excluded)?;
                     }
                     let end = insts.len();
                     for s in splits {
@@ -128,6 +153,21 @@ fn emit(p: &Pattern, insts: &mut Vec<Inst>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Every order of `0..n` that extends `order`, in lexicographic order.
+fn permutations(n: usize, order: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    if order.len() == n {
+        out.push(order.clone());
+        return;
+    }
+    for i in 0..n {
+        if !order.contains(&i) {
+            order.push(i);
+            permutations(n, order, out);
+            order.pop();
+        }
+    }
 }
 
 /// A split that tries `more` first when greedy, `done` first when reluctant.

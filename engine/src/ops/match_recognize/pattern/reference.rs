@@ -1,14 +1,15 @@
 //! A backtracking matcher over a whole partition, written straight from the standard's
-//! definition, and the property test that the streaming matcher finds the same matches for random
-//! patterns, rows, skip modes and `WITHIN` bounds.
+//! definition, and the property test that the streaming matcher finds the same matches (and the
+//! same excluded rows) for random patterns (with `PERMUTE` and exclusions `{- A -}`), rows, skip
+//! modes and `WITHIN` bounds.
 
 use std::sync::Arc;
 
 use super::{Conditions, Match, Matcher, MatcherLimits, Pattern, Program, SkipTo, Step};
 use crate::time::Millis;
 
-/// The rows mapped so far, each with its variable.
-type Path = Vec<(u64, usize)>;
+/// The rows mapped so far, each with its variable and whether it is inside an exclusion.
+type Path = Vec<(u64, usize, bool)>;
 /// The rest of a match, from a position: whether it completes.
 type Rest<'r> = dyn FnMut(usize, &mut Path) -> bool + 'r;
 
@@ -22,22 +23,25 @@ struct Rows<'a> {
 }
 
 /// Tries `p` at `pos` in preference order; `k` is the rest of the match and says whether it
-/// completed. `path` is the rows mapped so far.
+/// completed. `path` is the rows mapped so far; `excl`: `p` is inside an exclusion.
 fn try_match(
     p: &Pattern,
     pos: usize,
     path: &mut Path,
     rows: &Rows,
     start: usize,
+    excl: bool,
     k: &mut Rest,
 ) -> bool {
     match p {
+        Pattern::Exclude(inner) => try_match(inner, pos, path, rows, start, true, k),
+        Pattern::Permute(parts) => permute(parts, pos, path, rows, start, excl, k),
         Pattern::Var(v) => {
             if pos >= rows.holds.len() || !rows.holds[pos][*v] {
                 return false;
             }
             if let Some(cap) = rows.caps[*v]
-                && path.iter().filter(|(_, x)| x == v).count() >= cap
+                && path.iter().filter(|(_, x, _)| x == v).count() >= cap
             {
                 return false;
             }
@@ -46,23 +50,32 @@ fn try_match(
             {
                 return false;
             }
-            path.push((pos as u64, *v));
+            path.push((pos as u64, *v, excl));
             if k(pos + 1, path) {
                 return true;
             }
             path.pop();
             false
         }
-        Pattern::Concat(parts) => concat(parts, pos, path, rows, start, k),
+        Pattern::Concat(parts) => concat(parts, pos, path, rows, start, excl, k),
         Pattern::Alt(options) => options
             .iter()
-            .any(|o| try_match(o, pos, path, rows, start, k)),
+            .any(|o| try_match(o, pos, path, rows, start, excl, k)),
         Pattern::Repeat {
             inner,
             min,
             max,
             greedy,
-        } => repeat(inner, *min, *max, *greedy, 0, pos, path, rows, start, k),
+        } => repeat(
+            inner,
+            (*min, *max, *greedy),
+            0,
+            pos,
+            path,
+            rows,
+            (start, excl),
+            k,
+        ),
     }
 }
 
@@ -72,29 +85,55 @@ fn concat(
     path: &mut Path,
     rows: &Rows,
     start: usize,
+    excl: bool,
     k: &mut Rest,
 ) -> bool {
     match parts.split_first() {
         None => k(pos, path),
-        Some((first, rest)) => try_match(first, pos, path, rows, start, &mut |p, path| {
-            concat(rest, p, path, rows, start, k)
+        Some((first, rest)) => try_match(first, pos, path, rows, start, excl, &mut |p, path| {
+            concat(rest, p, path, rows, start, excl, k)
         }),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn repeat(
-    inner: &Pattern,
-    min: u32,
-    max: Option<u32>,
-    greedy: bool,
-    count: u32,
+/// `PERMUTE`: by the standard, the alternation of every order of its parts, each whole order
+/// tried (with all of its parts' own choices) before the next, orders in lexicographic order.
+fn permute(
+    parts: &[Pattern],
     pos: usize,
     path: &mut Path,
     rows: &Rows,
     start: usize,
+    excl: bool,
     k: &mut Rest,
 ) -> bool {
+    // Orders as numbers in base n with distinct digits, counted up: lexicographic.
+    let n = parts.len();
+    let total = n.pow(n as u32);
+    (0..total).any(|code| {
+        let digits: Vec<usize> = (0..n).rev().map(|d| code / n.pow(d as u32) % n).collect();
+        let distinct = (0..n).all(|x| digits.contains(&x));
+        distinct && {
+            let order: Vec<Pattern> = digits.iter().map(|&d| parts[d].clone()).collect();
+            concat(&order, pos, path, rows, start, excl, k)
+        }
+    })
+}
+
+/// `inner` repeated within `(min, max, greedy)`, `count` times so far; `(start, excl)` as for
+/// [`try_match`].
+#[allow(clippy::too_many_arguments)]
+fn repeat(
+    inner: &Pattern,
+    bounds: (u32, Option<u32>, bool),
+    count: u32,
+    pos: usize,
+    path: &mut Path,
+    rows: &Rows,
+    (start, excl): (usize, bool),
+    k: &mut Rest,
+) -> bool {
+    let (min, max, greedy) = bounds;
     let can_more = max.is_none_or(|m| count < m);
     let can_stop = count >= min;
     // Reluctant: stop here first; greedy: one more repetition first.
@@ -102,13 +141,14 @@ fn repeat(
         return true;
     }
     let more = can_more
-        && try_match(inner, pos, path, rows, start, &mut |p, path| {
-            repeat(inner, min, max, greedy, count + 1, p, path, rows, start, k)
+        && try_match(inner, pos, path, rows, start, excl, &mut |p, path| {
+            repeat(inner, bounds, count + 1, p, path, rows, (start, excl), k)
         });
     more || (greedy && can_stop && k(pos, path))
 }
 
-/// Every match of `pattern` in the rows, as the standard defines them.
+/// Every match of `pattern` in the rows, as the standard defines them, up to the start of a match
+/// `AFTER MATCH SKIP` cannot skip from (an exception), if any.
 pub fn reference_matches(
     pattern: &Pattern,
     holds: &[Vec<bool>],
@@ -116,7 +156,7 @@ pub fn reference_matches(
     skip: SkipTo,
     within: Option<Millis>,
     caps: &[Option<usize>],
-) -> Vec<Match> {
+) -> (Vec<Match>, Option<u64>) {
     let rows = Rows {
         holds,
         times,
@@ -128,40 +168,48 @@ pub fn reference_matches(
     while start < holds.len() {
         let mut found = None;
         let mut path = Vec::new();
-        try_match(pattern, start, &mut path, &rows, start, &mut |_, path| {
-            found = Some(path.clone());
-            true
-        });
+        try_match(
+            pattern,
+            start,
+            &mut path,
+            &rows,
+            start,
+            false,
+            &mut |_, path| {
+                found = Some(path.clone());
+                true
+            },
+        );
         match found {
             None => start += 1,
-            Some(rows) => {
+            Some(path) => {
                 let m = Match {
                     start: start as u64,
-                    rows,
+                    rows: path.iter().map(|&(r, v, _)| (r, v)).collect(),
+                    excluded: path.iter().filter(|p| p.2).map(|p| p.0).collect(),
                 };
-                let last = m.rows.last().map(|r| r.0 as usize);
-                let next = match skip {
-                    SkipTo::PastLastRow => last.map_or(start + 1, |l| l + 1),
-                    SkipTo::NextRow => start + 1,
-                    SkipTo::FirstOf(v) => m
-                        .rows
-                        .iter()
-                        .find(|r| r.1 == v)
-                        .map_or(start + 1, |r| r.0 as usize),
-                    SkipTo::LastOf(v) => m
-                        .rows
-                        .iter()
-                        .rev()
-                        .find(|r| r.1 == v)
-                        .map_or(start + 1, |r| r.0 as usize),
-                }
-                .max(start + 1);
+                // A non-empty match resumes where the skip mode says; skipping to a variable
+                // it does not map, or to its own first row, is an exception.
+                let next = if m.rows.is_empty() {
+                    Some(start + 1)
+                } else {
+                    let mapped = |v: usize| m.rows.iter().filter(move |r| r.1 == v);
+                    match skip {
+                        SkipTo::PastLastRow => m.rows.last().map(|l| l.0 as usize + 1),
+                        SkipTo::NextRow => Some(start + 1),
+                        SkipTo::FirstOf(v) => mapped(v).next().map(|r| r.0 as usize),
+                        SkipTo::LastOf(v) => mapped(v).next_back().map(|r| r.0 as usize),
+                    }
+                };
+                let Some(next) = next.filter(|&n| n != start) else {
+                    return (out, Some(start as u64));
+                };
                 out.push(m);
                 start = next;
             }
         }
     }
-    out
+    (out, None)
 }
 
 /// Runs the streaming matcher over the same rows.
@@ -191,7 +239,7 @@ pub fn streaming_matches(
     skip: SkipTo,
     within: Option<Millis>,
     caps: &[Option<usize>],
-) -> Vec<Match> {
+) -> (Vec<Match>, Option<u64>) {
     let program = Arc::new(Program::compile(pattern).expect("compiles"));
     let mut m = Matcher::reading(
         program,
@@ -206,9 +254,12 @@ pub fn streaming_matches(
     for (row, t) in holds.iter().zip(times) {
         m.push(*t, &mut Capped { row, caps }, &mut out);
         m.advance(*t, &mut out);
+        if m.failed.is_some() {
+            return (out, m.failed);
+        }
     }
     m.finish(&mut out);
-    out
+    (out, m.failed)
 }
 
 struct Lcg(u64);
@@ -229,13 +280,28 @@ fn nullable(p: &Pattern) -> bool {
         Pattern::Concat(ps) => ps.iter().all(nullable),
         Pattern::Alt(ps) => ps.iter().any(nullable),
         Pattern::Repeat { inner, min, .. } => *min == 0 || nullable(inner),
+        Pattern::Exclude(inner) => nullable(inner),
+        Pattern::Permute(parts) => parts.iter().all(nullable),
     }
 }
 
 fn random_pattern(rng: &mut Lcg, vars: usize, depth: u32) -> Pattern {
     let leaf = depth == 0 || rng.next(3) == 0;
     if leaf {
-        return Pattern::Var(rng.next(vars as u64) as usize);
+        let v = Pattern::Var(rng.next(vars as u64) as usize);
+        // Now and then an excluded row, `{- A -}`: it matches as A does.
+        return if rng.next(6) == 0 {
+            Pattern::Exclude(Box::new(v))
+        } else {
+            v
+        };
+    }
+    if rng.next(8) == 0 {
+        return Pattern::Permute(
+            (0..2 + rng.next(2))
+                .map(|_| random_pattern(rng, vars, depth - 1))
+                .collect(),
+        );
     }
     match rng.next(3) {
         0 => Pattern::Concat(
