@@ -29,6 +29,25 @@ const QUERIES: &[&str] = &[
        MEASURES CLASSIFIER() AS c, COUNT(*) AS n, NEXT(LAST(B.temp)) AS after
        ALL ROWS PER MATCH WITH UNMATCHED ROWS
        AFTER MATCH SKIP PAST LAST ROW PATTERN (A B+) DEFINE B AS B.temp > PREV(B.temp))",
+    "SELECT device_id, ts, LEAD(temp, 2) OVER (PARTITION BY device_id ORDER BY ts) AS lead2,
+       avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+         RANGE BETWEEN INTERVAL '1' SECOND PRECEDING AND INTERVAL '1' SECOND FOLLOWING) AS around
+     FROM readings",
+    "SELECT a.device_id, a.ts, b.ts AS later FROM readings a FULL JOIN readings b
+     ON a.device_id = b.device_id AND b.ts BETWEEN a.ts + INTERVAL '1' MILLISECOND AND a.ts + INTERVAL '1' SECOND
+     AND b.temp > a.temp + 5",
+    "SELECT a.device_id, a.window_start, a.n, b.ts
+     FROM (SELECT device_id, window_start, window_end, count(*) AS n
+           FROM TUMBLE(readings, ts, INTERVAL '5' SECOND) GROUP BY device_id, window_start, window_end) a
+     FULL JOIN (SELECT * FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '5' SECOND)) WHERE temp > 75) b
+     ON a.device_id = b.device_id AND a.window_start = b.window_start AND a.window_end = b.window_end AND a.n > 3",
+    "SELECT device_id, ts, temp, window_start, window_end FROM TABLE(
+       SESSION(TABLE readings PARTITION BY device_id, DESCRIPTOR(ts), INTERVAL '2' SECOND))",
+    "SELECT * FROM (SELECT device_id, ts, temp, window_start,
+         ROW_NUMBER() OVER (PARTITION BY window_start, window_end, device_id ORDER BY ts) AS n
+       FROM TABLE(HOP(TABLE readings, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '6' SECOND))) WHERE n = 1",
+    "SELECT window_start, device_id, count(*) AS n FROM TUMBLE(readings, ts, INTERVAL '5' SECOND)
+     GROUP BY window_start, window_end, CUBE (device_id)",
 ];
 
 const T0: i64 = 1_767_225_600_000;

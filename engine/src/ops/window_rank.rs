@@ -81,12 +81,33 @@ impl WindowRank {
                 nulls_first: o.nulls_first,
             }),
         }));
-        // Rows equal in every key keep the order they came in.
-        columns.push(SortColumn {
+        // Rows equal in every key are taken in the order of their values, so that which of two
+        // tied rows ranks first does not depend on their arrival (columns that cannot be compared
+        // are left out, and then the order they came in decides).
+        let arrival = SortColumn {
             values: Arc::new(UInt32Array::from_iter_values(0..n as u32)),
             options: None,
-        });
-        let indices = lexsort_to_indices(&columns, None)?;
+        };
+        let with_ties: Vec<SortColumn> = columns
+            .iter()
+            .cloned()
+            .chain(
+                batch.columns()[..batch.num_columns() - 1]
+                    .iter()
+                    .map(|c| SortColumn {
+                        values: Arc::clone(c),
+                        options: None,
+                    }),
+            )
+            .chain(std::iter::once(arrival.clone()))
+            .collect();
+        let indices = match lexsort_to_indices(&with_ties, None) {
+            Ok(indices) => indices,
+            Err(_) => {
+                columns.push(arrival);
+                lexsort_to_indices(&columns, None)?
+            }
+        };
         let sorted_keys = rows_of(&keys, &indices)?;
         let sorted_orders = rows_of(&orders, &indices)?;
         let mut ranks = Vec::with_capacity(n);
