@@ -45,10 +45,11 @@ QUERIES = {
         )
         SELECT device_id, ts, avg10 FROM smoothed WHERE avg10 > 82.0005
     """,
+    # Readings exactly 1.5 s apart are one session, as in Flink and Eddy.
     "session 1.5s": """
         WITH r AS (SELECT device_id, temp, epoch_ms(ts) AS t FROM {read}),
         gaps AS (
-            SELECT *, CASE WHEN t - lag(t) OVER (PARTITION BY device_id ORDER BY t) < 1500
+            SELECT *, CASE WHEN t - lag(t) OVER (PARTITION BY device_id ORDER BY t) <= 1500
                            THEN 0 ELSE 1 END AS starts
             FROM r
         ),

@@ -214,7 +214,24 @@ JOIN (SELECT device_id, window_start, window_end, count(*) AS hot
  AND a.window_end = h.window_end;",
 };
 
-pub const WORKLOADS: [Workload; 9] = [
+/// The rising pattern with every row of each match (ALL ROWS PER MATCH), its step and the count so
+/// far.
+pub const RISING_ALL_ROWS: Workload = Workload {
+    name: "pattern all rows",
+    insert: "INSERT INTO alerts
+SELECT * FROM readings MATCH_RECOGNIZE (
+    PARTITION BY device_id
+    ORDER BY ts
+    MEASURES MATCH_NUMBER() AS rise, CLASSIFIER() AS step, RUNNING COUNT(*) AS so_far,
+             FINAL LAST(C.temp) AS peak
+    ALL ROWS PER MATCH
+    AFTER MATCH SKIP PAST LAST ROW
+    PATTERN (A B C)
+    DEFINE B AS temp > PREV(temp), C AS temp > PREV(temp) AND temp > 80
+);",
+};
+
+pub const WORKLOADS: [Workload; 10] = [
     TUMBLE,
     HOP,
     MOVING_AVERAGE,
@@ -224,6 +241,7 @@ pub const WORKLOADS: [Workload; 9] = [
     CUMULATE,
     TOP_N,
     WINDOW_JOIN,
+    RISING_ALL_ROWS,
 ];
 
 /// A complete query file: the readings source (a JSON-lines file at `input`), the alerts sink
