@@ -46,6 +46,8 @@ const QUERIES: &[&str] = &[
     "SELECT * FROM (SELECT device_id, ts, temp, window_start,
          ROW_NUMBER() OVER (PARTITION BY window_start, window_end, device_id ORDER BY ts) AS n
        FROM TABLE(HOP(TABLE readings, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '6' SECOND))) WHERE n = 1",
+    "SELECT device_id, ts, avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+       ROWS BETWEEN 3 PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW) AS avg_before FROM readings",
     "SELECT window_start, device_id, count(*) AS n FROM TUMBLE(readings, ts, INTERVAL '5' SECOND)
      GROUP BY window_start, window_end, CUBE (device_id)",
 ];

@@ -66,6 +66,14 @@ const QUERIES: &[(&str, &str)] = &[
          FROM readings",
     ),
     (
+        "over frames ending before the current row",
+        "SELECT device_id, ts,
+           avg(temp) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN 4 PRECEDING AND 2 PRECEDING) AS a,
+           max(temp) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN 3 PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW) AS m,
+           sum(temp) OVER (PARTITION BY device_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS s
+         FROM readings",
+    ),
+    (
         "cumulate",
         "SELECT device_id, window_start, window_end, count(*) AS n, max(temp) AS m
          FROM CUMULATE(readings, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) GROUP BY device_id, window_start, window_end",

@@ -271,7 +271,7 @@ FULL JOIN (SELECT * FROM readings WHERE humidity > 68) b
     },
     {
         "name": "over_frames_reaching_ahead",
-        "about": "OVER frames that end after the current row: LEAD, centred ROWS and RANGE frames, and a view of the change to the next reading windowed by minute; LAG, FIRST_VALUE and LAST_VALUE IGNORE NULLS",
+        "about": "OVER frames that end after the current row: LEAD, centred ROWS and RANGE frames, and a view of the change to the next reading windowed by minute; LAG, FIRST_VALUE and LAST_VALUE IGNORE NULLS; frames ending before the current row and EXCLUDE CURRENT ROW",
         "seed": 15,
         "eddy": """INSERT INTO out
 SELECT device_id, ts, temp,
@@ -299,6 +299,18 @@ SELECT device_id, ts,
          AS last_known_temp,
        FIRST_VALUE(humidity) IGNORE NULLS OVER (PARTITION BY device_id ORDER BY ts)
          AS first_known_humidity
+FROM readings;
+
+INSERT INTO out
+SELECT device_id, ts, temp,
+       avg(temp) OVER (PARTITION BY device_id ORDER BY ts
+                       ROWS BETWEEN 10 PRECEDING AND 1 PRECEDING) AS avg_of_previous_10,
+       max(temp) OVER (PARTITION BY device_id ORDER BY ts
+                       ROWS BETWEEN 3 PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW) AS max_of_previous_3,
+       count(temp) OVER (PARTITION BY device_id ORDER BY ts
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND 2 PRECEDING) AS known_until_2_before,
+       LAST_VALUE(temp) OVER (PARTITION BY device_id ORDER BY ts
+                              ROWS BETWEEN 5 PRECEDING AND 1 PRECEDING) AS previous_temp
 FROM readings;
 
 CREATE VIEW changes AS

@@ -4,5 +4,6 @@
 pub mod ast;
 pub mod parser;
 pub mod row_pattern;
+pub mod window_frame;
 
 pub use parser::parse;

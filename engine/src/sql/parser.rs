@@ -27,6 +27,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
     let tokens = unwrap_flink_window_calls(tokens);
     let tokens = partition_by_as_call(tokens);
     let tokens = super::row_pattern::rewrite(tokens);
+    let tokens = super::window_frame::rewrite(tokens)?;
     let tokens = move_within_into_define(tokens);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();

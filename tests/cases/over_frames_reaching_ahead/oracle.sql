@@ -1,4 +1,5 @@
--- OVER frames that end after the current row, and LAG, FIRST_VALUE and LAST_VALUE IGNORE NULLS.
+-- OVER frames that end after the current row or before it, and LAG, FIRST_VALUE and LAST_VALUE
+-- IGNORE NULLS.
 -- DuckDB's answer to query.sql: tests/oracle/generate.py runs these statements in this folder
 -- over a table rows (seq, device_id, temp, humidity, ts), the valid readings of input.jsonl with
 -- their arrival position seq, and writes the rows of every SELECT to expected.jsonl.
@@ -38,6 +39,17 @@ SELECT device_id, ts_text(t) AS ts,
          AS last_known_temp,
        first_value(humidity IGNORE NULLS) OVER (PARTITION BY device_id ORDER BY t)
          AS first_known_humidity
+FROM on_time;
+
+SELECT device_id, ts_text(t) AS ts, temp,
+       avg(temp) OVER (PARTITION BY device_id ORDER BY t
+                       ROWS BETWEEN 10 PRECEDING AND 1 PRECEDING) AS avg_of_previous_10,
+       max(temp) OVER (PARTITION BY device_id ORDER BY t
+                       ROWS BETWEEN 3 PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW) AS max_of_previous_3,
+       count(temp) OVER (PARTITION BY device_id ORDER BY t
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND 2 PRECEDING) AS known_until_2_before,
+       last_value(temp) OVER (PARTITION BY device_id ORDER BY t
+                              ROWS BETWEEN 5 PRECEDING AND 1 PRECEDING) AS previous_temp
 FROM on_time;
 
 CREATE VIEW changes AS

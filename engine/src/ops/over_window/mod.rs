@@ -84,6 +84,9 @@ pub struct OverCall {
     /// PRECEDING` ending at the frame's last row); a RANGE frame as written.
     pub frame: Frame,
     pub following: Following,
+    /// A ROWS frame that ends `n PRECEDING` (`EXCLUDE CURRENT ROW` is `1`): a row enters the
+    /// frame, as written in `frame`, `n` rows later; 0 for frames ending at the current row.
+    pub ends_before: u64,
 }
 
 impl OverCall {
@@ -111,6 +114,9 @@ struct CallState {
     rows: VecDeque<(Millis, Vec<ScalarValue>)>,
     /// How many of the key's waiting rows (the last ones) this call has no result for yet.
     unresolved: usize,
+    /// The newest rows (time and argument values), not yet in a frame that ends before the
+    /// current row.
+    delayed: VecDeque<(Millis, Vec<ScalarValue>)>,
 }
 
 struct KeyState {
@@ -181,6 +187,7 @@ impl OverWindow {
                     acc: c.new_accumulator()?,
                     rows: VecDeque::new(),
                     unresolved: 0,
+                    delayed: VecDeque::new(),
                 })
             })
             .collect::<Result<_>>()?;
@@ -232,6 +239,17 @@ impl OverWindow {
             };
             state.last = times[end - 1];
             for (c, call) in self.calls.iter().enumerate() {
+                if call.ends_before > 0 {
+                    slide_behind(
+                        call,
+                        &mut state.calls[c],
+                        &args[c],
+                        &times,
+                        start..end,
+                        &mut results[c],
+                    )?;
+                    continue;
+                }
                 slide(
                     call.frame,
                     &mut state.calls[c],
@@ -331,6 +349,108 @@ fn slide(
     Ok(())
 }
 
+/// [`slide`] for a ROWS frame ending `n PRECEDING`: each row waits `n` rows before it enters the
+/// frame, and a row's result is the frame's once the row `n` before it has entered (an empty
+/// frame's before that).
+fn slide_behind(
+    call: &OverCall,
+    state: &mut CallState,
+    args: &[ArrayRef],
+    times: &[Millis],
+    range: std::ops::Range<usize>,
+    results: &mut Vec<ScalarValue>,
+) -> Result<()> {
+    for (i, &t) in times.iter().enumerate().take(range.end).skip(range.start) {
+        let values = args
+            .iter()
+            .map(|a| Ok(ScalarValue::try_from_array(a, i)?))
+            .collect::<Result<Vec<_>>>()?;
+        state.delayed.push_back((t, values));
+        if state.delayed.len() as u64 > call.ends_before
+            && let Some((t, values)) = state.delayed.pop_front()
+        {
+            let arrays = values
+                .iter()
+                .map(|v| Ok(v.to_array()?))
+                .collect::<Result<Vec<_>>>()?;
+            state.acc.update_batch(&arrays)?;
+            if let Frame::Rows(Some(n)) = call.frame {
+                state.rows.push_back((t, values));
+                while state.rows.len() as u64 > n + 1 {
+                    retract_front(state)?;
+                }
+            }
+        }
+        results.push(state.acc.evaluate()?);
+    }
+    Ok(())
+}
+
+/// The rows waiting to enter the frames of one call ending before the current row, key by key
+/// (`delayed`, in the order of the keys), as a count and one batch: key index, time, arguments.
+fn snapshot_delayed<'a>(
+    state: &mut StateWriter,
+    delayed: impl Iterator<Item = &'a VecDeque<(Millis, Vec<ScalarValue>)>>,
+) -> Result<()> {
+    let mut columns: Vec<(String, Vec<ScalarValue>)> = Vec::new();
+    let (mut key_index, mut times) = (Vec::new(), Vec::new());
+    for (i, rows) in delayed.enumerate() {
+        for (t, args) in rows {
+            key_index.push(i as u32);
+            times.push(*t);
+            for (j, v) in args.iter().enumerate() {
+                push_value(&mut columns, j, "arg", v.clone());
+            }
+        }
+    }
+    state.json(&key_index.len())?;
+    if key_index.is_empty() {
+        return Ok(());
+    }
+    let mut batch: Vec<(String, ArrayRef)> = vec![
+        ("key".into(), Arc::new(UInt32Array::from(key_index))),
+        ("time".into(), Arc::new(Int64Array::from(times))),
+    ];
+    for (name, values) in columns {
+        if let Some(a) = scalars_column(values)? {
+            batch.push((name, a));
+        }
+    }
+    state.batch(RecordBatch::try_from_iter(batch)?);
+    Ok(())
+}
+
+/// Takes back what [`snapshot_delayed`] wrote into each key's `delayed` rows.
+fn restore_delayed<'a>(
+    state: &mut StateReader,
+    types: &[DataType],
+    delayed: impl Iterator<Item = &'a mut VecDeque<(Millis, Vec<ScalarValue>)>>,
+) -> Result<()> {
+    let rows: usize = state.json()?;
+    if rows == 0 {
+        return Ok(());
+    }
+    let what = "the rows waiting to enter an OVER frame";
+    let part = state.batch()?;
+    let key_index = primitive_column::<UInt32Type>(&part, 0, what)?;
+    let times = primitive_column::<Int64Type>(&part, 1, what)?;
+    expect_rows(&part, rows, what)?;
+    let values = &part.columns()[2..];
+    expect_types(values, types.iter(), what)?;
+    let mut delayed: Vec<&mut VecDeque<(Millis, Vec<ScalarValue>)>> = delayed.collect();
+    for r in 0..rows {
+        let args = values
+            .iter()
+            .map(|a| Ok(ScalarValue::try_from_array(a, r)?))
+            .collect::<Result<Vec<_>>>()?;
+        delayed
+            .get_mut(key_index.value(r) as usize)
+            .ok_or_else(|| unfit(what, "a row of no key"))?
+            .push_back((times.value(r), args));
+    }
+    Ok(())
+}
+
 /// Appends `v` to the `j`th column named `prefix j`.
 fn push_value(
     columns: &mut Vec<(String, Vec<ScalarValue>)>,
@@ -405,19 +525,21 @@ impl Operator for OverWindow {
                 }
             }
             state.json(&key_index.len())?;
-            if key_index.is_empty() {
-                continue;
-            }
-            let mut batch: Vec<(String, ArrayRef)> = vec![
-                ("key".into(), Arc::new(UInt32Array::from(key_index))),
-                ("time".into(), Arc::new(Int64Array::from(times))),
-            ];
-            for (name, values) in columns {
-                if let Some(a) = scalars_column(values)? {
-                    batch.push((name, a));
+            if !key_index.is_empty() {
+                let mut batch: Vec<(String, ArrayRef)> = vec![
+                    ("key".into(), Arc::new(UInt32Array::from(key_index))),
+                    ("time".into(), Arc::new(Int64Array::from(times))),
+                ];
+                for (name, values) in columns {
+                    if let Some(a) = scalars_column(values)? {
+                        batch.push((name, a));
+                    }
                 }
+                state.batch(RecordBatch::try_from_iter(batch)?);
             }
-            state.batch(RecordBatch::try_from_iter(batch)?);
+            if call.ends_before > 0 {
+                snapshot_delayed(state, self.keys.values().map(|k| &k.calls[c].delayed))?;
+            }
         }
         if self.lookahead {
             self.snapshot_pending(state)?;
@@ -446,56 +568,68 @@ impl Operator for OverWindow {
         }
         for (c, call) in self.calls.iter().enumerate() {
             let rows: usize = state.json()?;
-            if rows == 0 {
-                continue;
+            if rows > 0 {
+                let part = state.batch()?;
+                let what = "the frames of an OVER window";
+                let key_index = primitive_column::<UInt32Type>(&part, 0, what)?;
+                let times = primitive_column::<Int64Type>(&part, 1, what)?;
+                expect_rows(&part, rows, what)?;
+                let values = &part.columns()[2..];
+                // A bounded frame keeps its rows' arguments, an unbounded one its accumulator's state.
+                let types: Vec<DataType> = if call.frame.bounded() {
+                    call.expr
+                        .expressions()
+                        .iter()
+                        .map(|e| e.data_type(self.buffer.schema()))
+                        .collect::<datafusion::error::Result<_>>()?
+                } else {
+                    call.expr
+                        .state_fields()?
+                        .iter()
+                        .map(|f| f.data_type().clone())
+                        .collect()
+                };
+                expect_types(values, types.iter(), what)?;
+                // Rows of one key are together: each run updates (or merges into) its accumulator.
+                let mut s = 0;
+                while s < part.num_rows() {
+                    let k = key_index.value(s);
+                    let mut e = s + 1;
+                    while e < part.num_rows() && key_index.value(e) == k {
+                        e += 1;
+                    }
+                    let cs = restored
+                        .get_mut(k as usize)
+                        .map(|r| &mut r.calls[c])
+                        .ok_or_else(|| unfit(what, "a frame of no key"))?;
+                    let slice: Vec<ArrayRef> = values.iter().map(|a| a.slice(s, e - s)).collect();
+                    if call.frame.bounded() {
+                        cs.acc.update_batch(&slice)?;
+                        for r in s..e {
+                            let args = values
+                                .iter()
+                                .map(|a| Ok(ScalarValue::try_from_array(a, r)?))
+                                .collect::<Result<Vec<_>>>()?;
+                            cs.rows.push_back((times.value(r), args));
+                        }
+                    } else {
+                        cs.acc.merge_batch(&slice)?;
+                    }
+                    s = e;
+                }
             }
-            let part = state.batch()?;
-            let what = "the frames of an OVER window";
-            let key_index = primitive_column::<UInt32Type>(&part, 0, what)?;
-            let times = primitive_column::<Int64Type>(&part, 1, what)?;
-            expect_rows(&part, rows, what)?;
-            let values = &part.columns()[2..];
-            // A bounded frame keeps its rows' arguments, an unbounded one its accumulator's state.
-            let types: Vec<DataType> = if call.frame.bounded() {
-                call.expr
+            if call.ends_before > 0 {
+                let types = call
+                    .expr
                     .expressions()
                     .iter()
                     .map(|e| e.data_type(self.buffer.schema()))
-                    .collect::<datafusion::error::Result<_>>()?
-            } else {
-                call.expr
-                    .state_fields()?
-                    .iter()
-                    .map(|f| f.data_type().clone())
-                    .collect()
-            };
-            expect_types(values, types.iter(), what)?;
-            // Rows of one key are together: each run updates (or merges into) its accumulator.
-            let mut s = 0;
-            while s < part.num_rows() {
-                let k = key_index.value(s);
-                let mut e = s + 1;
-                while e < part.num_rows() && key_index.value(e) == k {
-                    e += 1;
-                }
-                let cs = restored
-                    .get_mut(k as usize)
-                    .map(|r| &mut r.calls[c])
-                    .ok_or_else(|| unfit(what, "a frame of no key"))?;
-                let slice: Vec<ArrayRef> = values.iter().map(|a| a.slice(s, e - s)).collect();
-                if call.frame.bounded() {
-                    cs.acc.update_batch(&slice)?;
-                    for r in s..e {
-                        let args = values
-                            .iter()
-                            .map(|a| Ok(ScalarValue::try_from_array(a, r)?))
-                            .collect::<Result<Vec<_>>>()?;
-                        cs.rows.push_back((times.value(r), args));
-                    }
-                } else {
-                    cs.acc.merge_batch(&slice)?;
-                }
-                s = e;
+                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                restore_delayed(
+                    state,
+                    &types,
+                    restored.iter_mut().map(|k| &mut k.calls[c].delayed),
+                )?;
             }
         }
         if self.lookahead {
@@ -545,6 +679,9 @@ impl Operator for OverWindow {
                 let args: Vec<String> =
                     c.expr.expressions().iter().map(|a| a.to_string()).collect();
                 let following = match c.following {
+                    Following::None if c.ends_before > 0 => {
+                        format!(" to {} PRECEDING", c.ends_before)
+                    }
                     Following::None => String::new(),
                     Following::Rows(n) => format!(" to {n} FOLLOWING (written with them)"),
                     Following::Range(ms) => {

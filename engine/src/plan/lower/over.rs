@@ -132,19 +132,20 @@ impl Walk<'_, '_> {
                 }
             };
             let frame = &p.window_frame;
-            let following = match &frame.end_bound {
-                WindowFrameBound::CurrentRow => None,
+            let (following, ends_before) = match &frame.end_bound {
+                WindowFrameBound::CurrentRow => (None, None),
                 WindowFrameBound::Following(v) if v.is_null() => {
                     return Err(over_error(
                         "an OVER frame cannot end at UNBOUNDED FOLLOWING: a stream has no last row; end it at CURRENT ROW or n FOLLOWING",
                     ));
                 }
-                WindowFrameBound::Following(v) => Some(v.clone()),
-                WindowFrameBound::Preceding(_) => {
+                WindowFrameBound::Following(v) => (Some(v.clone()), None),
+                WindowFrameBound::Preceding(v) if v.is_null() => {
                     return Err(over_error(
-                        "an OVER frame must end at CURRENT ROW or after it (n FOLLOWING)",
+                        "an OVER frame cannot end at UNBOUNDED PRECEDING",
                     ));
                 }
+                WindowFrameBound::Preceding(v) => (None, Some(v.clone())),
             };
             let preceding = match &frame.start_bound {
                 WindowFrameBound::Preceding(v) if v.is_null() => None,
@@ -175,7 +176,28 @@ impl Walk<'_, '_> {
                 }),
             }
             };
+            let mut ends_before_rows = 0;
             let (frame, following) = match frame.units {
+                WindowFrameUnits::Rows if ends_before.is_some() => {
+                    let end = ends_before
+                        .map(|v| rows(v, "PRECEDING"))
+                        .transpose()?
+                        .unwrap_or(0);
+                    let before = preceding.map(|v| rows(v, "PRECEDING")).transpose()?;
+                    if before.is_some_and(|b| b < end) {
+                        return Err(over_error(
+                            "this OVER frame starts after it ends: its start must be at least as many rows back as its end",
+                        ));
+                    }
+                    ends_before_rows = end;
+                    // The frame holds the rows up to `end` before the current one.
+                    (Frame::Rows(before.map(|b| b - end)), Following::None)
+                }
+                WindowFrameUnits::Range if ends_before.is_some() => {
+                    return Err(over_error(
+                        "a RANGE frame ending before the current row is not supported; use ROWS BETWEEN n PRECEDING AND m PRECEDING",
+                    ));
+                }
                 WindowFrameUnits::Rows => {
                     let after = following.map(|v| rows(v, "FOLLOWING")).transpose()?;
                     let before = preceding.map(|v| rows(v, "PRECEDING")).transpose()?;
@@ -210,7 +232,7 @@ impl Walk<'_, '_> {
             if partition.is_none() {
                 partition = Some(keys);
             }
-            let (udf, args, frame, following) = match udf {
+            let (udf, args, frame, following, ends_before) = match udf {
                 Some(udf) => (
                     Arc::clone(udf),
                     p.args
@@ -219,6 +241,7 @@ impl Walk<'_, '_> {
                         .collect::<Result<Vec<_>, _>>()?,
                     frame,
                     following,
+                    ends_before_rows,
                 ),
                 None => {
                     let at = diagnose::find_function(self.query, &name);
@@ -250,7 +273,17 @@ impl Walk<'_, '_> {
                         .data_type(input.as_arrow())
                         .map_err(|err| self.error_at(at, diagnose::message(&err)))?;
                     let udf = function.udaf(arg_type, field.data_type().clone(), ignore_nulls);
-                    (Arc::new(udf), vec![arg], frame, following)
+                    // FIRST_VALUE and LAST_VALUE read the frame written; the other window
+                    // functions have frames of their own.
+                    let ends_before = if matches!(
+                        function,
+                        WindowFunction::FirstValue { .. } | WindowFunction::LastValue
+                    ) {
+                        ends_before_rows
+                    } else {
+                        0
+                    };
+                    (Arc::new(udf), vec![arg], frame, following, ends_before)
                 }
             };
             let expr = AggregateExprBuilder::new(Arc::clone(&udf), args)
@@ -262,12 +295,20 @@ impl Walk<'_, '_> {
                 expr: Arc::new(expr),
                 frame,
                 following,
+                ends_before,
             };
             call.new_accumulator().map_err(|err| {
                 let at = diagnose::find_function(self.query, udf.name());
                 self.error_at(at, format!("{}: {}", field.name(), diagnose::message(&err)))
             })?;
             calls.push(call);
+        }
+        if calls.iter().any(|c| c.ends_before > 0)
+            && calls.iter().any(|c| c.following != Following::None)
+        {
+            return Err(over_error(
+                "OVER frames that end before the current row and frames that reach after it in one SELECT are not supported; compute them in two views",
+            ));
         }
         Ok(OverWindow::new(
             partition.unwrap_or_default(),
