@@ -14,7 +14,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray, new_null_array,
 };
-use datafusion::arrow::compute::{filter_record_batch, interleave, interleave_record_batch};
+use datafusion::arrow::compute::{filter_record_batch, interleave};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
@@ -154,23 +154,9 @@ impl IntervalJoin {
         if !self.outer[input] {
             return Ok(());
         }
-        let rows: Vec<&Stored> = released.iter().collect();
-        if rows.is_empty() {
-            return Ok(());
+        if let Some(rows) = super::gather_rows(released.iter().map(|(_, b, row, _)| (b, *row)))? {
+            out.push(Message::Batch(self.padded(input, &rows)?));
         }
-        let mut batches: Vec<&RecordBatch> = Vec::new();
-        let mut index_of: HashMap<*const RecordBatch, usize> = HashMap::new();
-        let mut at = Vec::with_capacity(rows.len());
-        for (_, b, row, _) in &rows {
-            let i = *index_of.entry(Arc::as_ptr(b)).or_insert_with(|| {
-                batches.push(b.as_ref());
-                batches.len() - 1
-            });
-            at.push((i, *row as usize));
-        }
-        out.push(Message::Batch(
-            self.padded(input, &interleave_record_batch(&batches, &at)?)?,
-        ));
         Ok(())
     }
 
@@ -455,19 +441,11 @@ impl MultiInputOperator for IntervalJoin {
             if side.stored == 0 {
                 continue;
             }
-            let mut batches: Vec<&RecordBatch> = Vec::new();
-            let mut index_of: HashMap<*const RecordBatch, usize> = HashMap::new();
-            let mut rows = Vec::with_capacity(side.stored);
-            let mut matched = Vec::with_capacity(side.stored);
-            for stored in side.rows.values().flatten() {
-                matched.push(stored.3);
-                let b = *index_of.entry(Arc::as_ptr(&stored.1)).or_insert_with(|| {
-                    batches.push(stored.1.as_ref());
-                    batches.len() - 1
-                });
-                rows.push((b, stored.2 as usize));
+            let stored = side.rows.values().flatten();
+            let matched: Vec<bool> = stored.clone().map(|s| s.3).collect();
+            if let Some(rows) = super::gather_rows(stored.map(|(_, b, row, _)| (b, *row)))? {
+                state.batch(rows);
             }
-            state.batch(interleave_record_batch(&batches, &rows)?);
             // Which rows matched: only an outer side's rows need it (and an inner join's
             // checkpoints keep the layout they had).
             if self.outer.contains(&true) {

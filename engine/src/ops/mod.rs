@@ -363,6 +363,30 @@ pub(crate) fn row_converter<'a>(
 }
 
 /// Bytes of the distinct batches among `batches` (rows held by reference keep their whole batch).
+/// The rows `(batch, index)` of shared batches, in order, as one batch (a batch's rows are gathered
+/// once whatever how many rows come from it). `None` without rows.
+fn gather_rows<'a>(
+    rows: impl IntoIterator<Item = (&'a Arc<RecordBatch>, u32)>,
+) -> Result<Option<RecordBatch>> {
+    let mut batches: Vec<&RecordBatch> = Vec::new();
+    let mut index_of: std::collections::HashMap<*const RecordBatch, usize> =
+        std::collections::HashMap::new();
+    let mut at = Vec::new();
+    for (batch, row) in rows {
+        let b = *index_of.entry(Arc::as_ptr(batch)).or_insert_with(|| {
+            batches.push(batch.as_ref());
+            batches.len() - 1
+        });
+        at.push((b, row as usize));
+    }
+    if at.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(datafusion::arrow::compute::interleave_record_batch(
+        &batches, &at,
+    )?))
+}
+
 fn shared_batches_bytes<'a>(batches: impl Iterator<Item = &'a Arc<RecordBatch>>) -> usize {
     let mut seen = std::collections::HashSet::new();
     batches

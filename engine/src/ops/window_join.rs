@@ -17,12 +17,13 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
     new_null_array,
 };
-use datafusion::arrow::compute::{concat_batches, prep_null_mask_filter, take};
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::compute::{concat_batches, prep_null_mask_filter, take, take_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, Rows};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::MultiInputOperator;
+use super::window_rows::split_by_window_end;
 use crate::checkpoint::{StateReader, StateWriter, expect_schema};
 use crate::error::{EngineError, Result};
 use crate::message::Message;
@@ -131,27 +132,8 @@ impl WindowJoin {
 
     /// Holds the rows of `batch` by the end of their window.
     fn add(&mut self, input: usize, batch: RecordBatch) -> Result<()> {
-        let ends = batch
-            .column(self.sides[input].input.end)
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or_else(|| EngineError::Internal("window_end is not a timestamp".into()))?;
-        if ends.null_count() > 0 {
-            return Err(EngineError::Internal(
-                "a row without its window in a window join".into(),
-            ));
-        }
-        let values = ends.values().to_vec();
-        if values.iter().all(|&e| e == values[0]) {
-            self.hold(input, values[0], batch);
-            return Ok(());
-        }
-        let mut by_end: BTreeMap<Millis, Vec<u32>> = BTreeMap::new();
-        for (i, &e) in values.iter().enumerate() {
-            by_end.entry(e).or_default().push(i as u32);
-        }
-        for (end, rows) in by_end {
-            let part = take_rows(&batch, &UInt32Array::from(rows))?;
-            self.hold(input, end, part);
+        for (end, rows) in split_by_window_end(batch, self.sides[input].input.end)? {
+            self.hold(input, end, rows);
         }
         Ok(())
     }
@@ -316,7 +298,7 @@ impl WindowJoin {
                         continue;
                     }
                     let n = unmatched.len();
-                    let own = take_rows(rows, &UInt32Array::from(unmatched))?;
+                    let own = take_record_batch(rows, &UInt32Array::from(unmatched))?;
                     let visible = own.columns()[..own.num_columns() - 1].to_vec();
                     let padding = self.padding(1 - input, &own, end)?;
                     let mut columns = if input == 0 {
@@ -397,20 +379,11 @@ impl WindowJoin {
             .filter(|&i| matched[i as usize] == semi)
             .collect();
         let n = keep.len();
-        let own = take_rows(rows, &UInt32Array::from(keep))?;
+        let own = take_record_batch(rows, &UInt32Array::from(keep))?;
         let mut columns = own.columns()[..own.num_columns() - 1].to_vec();
         columns.push(Arc::new(TimestampMillisecondArray::from_value(end - 1, n)));
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
-}
-
-fn take_rows(batch: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| take(c, indices, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 impl MultiInputOperator for WindowJoin {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray, UInt32Array,
 };
-use datafusion::arrow::compute::{concat_batches, take};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 
 use super::Operator;
@@ -58,6 +58,37 @@ impl WindowRows {
     }
 }
 
+/// The rows of `batch` by the end of their window (column `end`), in the order of the ends: the
+/// batch itself when all its rows are of one window.
+pub(super) fn split_by_window_end(
+    batch: RecordBatch,
+    end: usize,
+) -> Result<Vec<(Millis, RecordBatch)>> {
+    if batch.num_rows() == 0 {
+        return Ok(Vec::new());
+    }
+    let ends = batch
+        .column(end)
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(|| EngineError::Internal("window_end is not a timestamp".into()))?;
+    if ends.null_count() > 0 {
+        return Err(EngineError::Internal("a row without its window".into()));
+    }
+    let values = ends.values();
+    let first = values[0];
+    if values.iter().all(|&e| e == first) {
+        return Ok(vec![(first, batch)]);
+    }
+    let mut by_end: BTreeMap<Millis, Vec<u32>> = BTreeMap::new();
+    for (i, &e) in values.iter().enumerate() {
+        by_end.entry(e).or_default().push(i as u32);
+    }
+    by_end
+        .into_iter()
+        .map(|(end, rows)| Ok((end, take_record_batch(&batch, &UInt32Array::from(rows))?)))
+        .collect()
+}
+
 impl Operator for WindowRows {
     fn describe(&self) -> String {
         "window rows (each window's rows held until the watermark passes its end)".to_string()
@@ -76,36 +107,8 @@ impl Operator for WindowRows {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let ends = batch
-            .column(self.end)
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or_else(|| EngineError::Internal("window_end is not a timestamp".into()))?;
-        if ends.null_count() > 0 {
-            return Err(EngineError::Internal(
-                "a window table row without its window".into(),
-            ));
-        }
-        let values = ends.values();
-        let first = values[0];
-        if values.iter().all(|&e| e == first) {
-            self.hold(first, batch);
-            return Ok(());
-        }
-        let mut by_end: BTreeMap<Millis, Vec<u32>> = BTreeMap::new();
-        for (i, &e) in values.iter().enumerate() {
-            by_end.entry(e).or_default().push(i as u32);
-        }
-        for (end, rows) in by_end {
-            let indices = UInt32Array::from(rows);
-            let columns = batch
-                .columns()
-                .iter()
-                .map(|c| take(c, &indices, None))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            self.hold(end, RecordBatch::try_new(batch.schema(), columns)?);
+        for (end, rows) in split_by_window_end(batch, self.end)? {
+            self.hold(end, rows);
         }
         Ok(())
     }

@@ -9,15 +9,16 @@
 //! so rows that leave late are not late downstream: a key that falls silent holds back windows
 //! after a ROWS frame with FOLLOWING until its next rows (a RANGE frame waits a bounded time).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::common::ScalarValue;
 
-use super::{CallState, Following, Frame, KeyState, OverCall, OverWindow, retract_front};
+use super::{
+    CallState, Following, Frame, KeyState, OverCall, OverWindow, retract_front, trim_frame,
+};
 use crate::checkpoint::{StateReader, StateWriter, expect_rows, expect_schema, unfit};
 use crate::error::{EngineError, Result};
 use crate::message::Message;
@@ -285,20 +286,8 @@ impl OverWindow {
 
 /// The input rows of `rows`, in order, as one batch.
 fn interleave_rows<'a>(rows: impl IntoIterator<Item = &'a Pending>) -> Result<RecordBatch> {
-    let mut batches: Vec<&RecordBatch> = Vec::new();
-    let mut index_of: HashMap<*const RecordBatch, usize> = HashMap::new();
-    let mut at = Vec::new();
-    for p in rows {
-        let b = *index_of.entry(Arc::as_ptr(&p.batch)).or_insert_with(|| {
-            batches.push(p.batch.as_ref());
-            batches.len() - 1
-        });
-        at.push((b, p.row as usize));
-    }
-    if batches.is_empty() {
-        return Err(EngineError::Internal("no rows to gather".into()));
-    }
-    Ok(interleave_record_batch(&batches, &at)?)
+    crate::ops::gather_rows(rows.into_iter().map(|p| (&p.batch, p.row)))?
+        .ok_or_else(|| EngineError::Internal("no rows to gather".into()))
 }
 
 /// Runs one key's new rows `range` (in time order, the last of `pending`) through one call:
@@ -346,20 +335,7 @@ fn slide_ahead(
         let tail = range.end - j;
         match call.following {
             Following::None => {
-                match call.frame {
-                    Frame::Rows(Some(n)) => {
-                        while state.rows.len() as u64 > n + 1 {
-                            retract_front(state)?;
-                        }
-                    }
-                    Frame::Range(Some(ms)) => {
-                        let from = times[i].saturating_sub(ms);
-                        while state.rows.front().is_some_and(|(t, _)| *t < from) {
-                            retract_front(state)?;
-                        }
-                    }
-                    _ => {}
-                }
+                trim_frame(call.frame, state, times[i])?;
                 let value = state.acc.evaluate()?;
                 while state.unresolved > 0 {
                     resolve_next(state, pending, c, tail, value.clone())?;
@@ -367,11 +343,7 @@ fn slide_ahead(
             }
             Following::Rows(f) => {
                 // The frame holds the newest rows, up to the end of the oldest unresolved row's.
-                if let Frame::Rows(Some(n)) = call.frame {
-                    while state.rows.len() as u64 > n + 1 {
-                        retract_front(state)?;
-                    }
-                }
+                trim_frame(call.frame, state, times[i])?;
                 if state.unresolved as u64 > f {
                     let value = state.acc.evaluate()?;
                     resolve_next(state, pending, c, tail, value)?;
@@ -423,12 +395,7 @@ fn resolve_range(
         if !ready(time) {
             break;
         }
-        if let Frame::Range(Some(ms)) = call.frame {
-            let from = time.saturating_sub(ms);
-            while state.rows.front().is_some_and(|(t, _)| *t < from) {
-                retract_front(state)?;
-            }
-        }
+        trim_frame(call.frame, state, time)?;
         let value = state.acc.evaluate()?;
         resolve_next(state, pending, c, tail, value)?;
     }

@@ -326,20 +326,7 @@ fn slide(
                 state.rows.push_back((t, values_at(r)?));
             }
         }
-        match frame {
-            Frame::Rows(Some(n)) => {
-                while state.rows.len() as u64 > n + 1 {
-                    retract_front(state)?;
-                }
-            }
-            Frame::Range(Some(ms)) => {
-                let from = times[i].saturating_sub(ms);
-                while state.rows.front().is_some_and(|(t, _)| *t < from) {
-                    retract_front(state)?;
-                }
-            }
-            _ => {}
-        }
+        trim_frame(frame, state, times[i])?;
         let value = state.acc.evaluate()?;
         for _ in i..j {
             results.push(value.clone());
@@ -374,11 +361,9 @@ fn slide_behind(
                 .map(|v| Ok(v.to_array()?))
                 .collect::<Result<Vec<_>>>()?;
             state.acc.update_batch(&arrays)?;
-            if let Frame::Rows(Some(n)) = call.frame {
+            if call.frame.bounded() {
                 state.rows.push_back((t, values));
-                while state.rows.len() as u64 > n + 1 {
-                    retract_front(state)?;
-                }
+                trim_frame(call.frame, state, t)?;
             }
         }
         results.push(state.acc.evaluate()?);
@@ -403,6 +388,17 @@ fn snapshot_delayed<'a>(
             }
         }
     }
+    write_key_rows(state, key_index, times, columns)
+}
+
+/// Rows of keys' state as a checkpoint part: their count, then (when there are any) one batch of
+/// the key index, the time and the value columns.
+fn write_key_rows(
+    state: &mut StateWriter,
+    key_index: Vec<u32>,
+    times: Vec<Millis>,
+    columns: Vec<(String, Vec<ScalarValue>)>,
+) -> Result<()> {
     state.json(&key_index.len())?;
     if key_index.is_empty() {
         return Ok(());
@@ -462,6 +458,26 @@ fn push_value(
         columns.push((format!("{prefix} {j}"), Vec::new()));
     }
     columns[j].1.push(v);
+}
+
+/// Retracts the rows that have left a bounded frame ending at a row of time `time`: beyond its
+/// `n + 1` rows, or older than `time` minus its RANGE.
+fn trim_frame(frame: Frame, state: &mut CallState, time: Millis) -> Result<()> {
+    match frame {
+        Frame::Rows(Some(n)) => {
+            while state.rows.len() as u64 > n + 1 {
+                retract_front(state)?;
+            }
+        }
+        Frame::Range(Some(ms)) => {
+            let from = time.saturating_sub(ms);
+            while state.rows.front().is_some_and(|(t, _)| *t < from) {
+                retract_front(state)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn retract_front(state: &mut CallState) -> Result<()> {
@@ -524,19 +540,7 @@ impl Operator for OverWindow {
                     push_value(&mut columns, j, "state", v);
                 }
             }
-            state.json(&key_index.len())?;
-            if !key_index.is_empty() {
-                let mut batch: Vec<(String, ArrayRef)> = vec![
-                    ("key".into(), Arc::new(UInt32Array::from(key_index))),
-                    ("time".into(), Arc::new(Int64Array::from(times))),
-                ];
-                for (name, values) in columns {
-                    if let Some(a) = scalars_column(values)? {
-                        batch.push((name, a));
-                    }
-                }
-                state.batch(RecordBatch::try_from_iter(batch)?);
-            }
+            write_key_rows(state, key_index, times, columns)?;
             if call.ends_before > 0 {
                 snapshot_delayed(state, self.keys.values().map(|k| &k.calls[c].delayed))?;
             }
